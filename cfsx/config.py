@@ -1,0 +1,294 @@
+"""Simulation configuration: frozen dataclasses, loaded from YAML with overrides.
+
+Layering: dataclass defaults < YAML file < ``--set section.key=value`` < dedicated CLI flags.
+The resolved configuration is written, as YAML text, into every output file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+BUILTIN_CONFIGS = Path(__file__).parent / "configs"
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    cfs: int = 4  # CFS-n: D = n*n - 1 correlation components
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.cfs) and 2 <= self.cfs <= 8, f"encoding.cfs must be an integer in 2..8, got {self.cfs!r}")
+
+
+@dataclass(frozen=True)
+class LatticeConfig:
+    size: int = 50  # N: the lattice is N x N, periodic
+    concentration: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.size) and 2 <= self.size <= 4096, f"lattice.size must be an integer in 2..4096, got {self.size!r}")
+        _require(
+            _is_number(self.concentration) and 0.0 < self.concentration < 1.0,
+            f"lattice.concentration must be in (0, 1), got {self.concentration!r}",
+        )
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Targets are drawn uniformly in the box [low, high] of correlation space (per component)."""
+
+    distribution: str = "uniform"
+    low: float | list[float] = -0.5
+    high: float | list[float] = 0.5
+
+    def __post_init__(self) -> None:
+        _require(self.distribution == "uniform", f"targets.distribution must be 'uniform', got {self.distribution!r}")
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            values = value if isinstance(value, list) else [value]
+            _require(
+                len(values) > 0 and all(_is_number(v) and -1.0 <= v <= 1.0 for v in values),
+                f"targets.{name} must be a number or a list of numbers in [-1, 1], got {value!r}",
+            )
+
+    def bounds(self, n_components: int) -> tuple[list[float], list[float]]:
+        """Per-component (low, high), checked against the encoding size."""
+        result = []
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            values = value if isinstance(value, list) else [value] * n_components
+            _require(
+                len(values) == n_components,
+                f"targets.{name} has {len(values)} values but the encoding has {n_components} components",
+            )
+            result.append([float(v) for v in values])
+        low, high = result
+        _require(all(lo <= hi for lo, hi in zip(low, high)), "targets.low must not exceed targets.high")
+        return low, high
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """Welberry's feedback: J += gain * (alpha - target) after each cycle of sweeps."""
+
+    gain: float = 0.8
+    sweeps_per_cycle: int = 4
+    tolerance: float = 0.02
+    max_cycles: int = 40
+    coupling_bound: float = 2.0
+
+    def __post_init__(self) -> None:
+        _require(_is_number(self.gain) and 0 < self.gain <= 10, f"feedback.gain must be in (0, 10], got {self.gain!r}")
+        _require(
+            _is_int(self.sweeps_per_cycle) and 1 <= self.sweeps_per_cycle <= 100_000,
+            f"feedback.sweeps_per_cycle must be an integer in 1..100000, got {self.sweeps_per_cycle!r}",
+        )
+        _require(
+            _is_number(self.tolerance) and 0 <= self.tolerance <= 2,
+            f"feedback.tolerance must be in [0, 2], got {self.tolerance!r}",
+        )
+        _require(
+            _is_int(self.max_cycles) and 1 <= self.max_cycles <= 100_000,
+            f"feedback.max_cycles must be an integer in 1..100000, got {self.max_cycles!r}",
+        )
+        _require(
+            _is_number(self.coupling_bound) and 0 < self.coupling_bound <= 50,
+            f"feedback.coupling_bound must be in (0, 50], got {self.coupling_bound!r}",
+        )
+
+
+@dataclass(frozen=True)
+class DiffractionConfig:
+    image_size: int = 64  # M: the image is M x M
+    h_max: float = 1.0  # the grid spans h, k in [-h_max, h_max)
+    n_lots: int | str = 8  # number of random lots, or "all" for the exact average over every origin
+    lot_size: int = 25  # L: lots are L x L sites
+
+    def __post_init__(self) -> None:
+        _require(
+            _is_int(self.image_size) and 2 <= self.image_size <= 2048,
+            f"diffraction.image_size must be an integer in 2..2048, got {self.image_size!r}",
+        )
+        _require(_is_number(self.h_max) and self.h_max > 0, f"diffraction.h_max must be > 0, got {self.h_max!r}")
+        _require(
+            self.n_lots == "all" or (_is_int(self.n_lots) and 1 <= self.n_lots <= 100_000),
+            f"diffraction.n_lots must be an integer >= 1 or 'all', got {self.n_lots!r}",
+        )
+        _require(_is_int(self.lot_size) and self.lot_size >= 1, f"diffraction.lot_size must be an integer >= 1, got {self.lot_size!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    samples: int = 5000
+    seed: int = 0  # master seed: sample i gets its own seed derived from (seed, i)
+    batch_size: int = 16  # samples per task and per checkpoint file
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.samples) and self.samples >= 1, f"run.samples must be an integer >= 1, got {self.samples!r}")
+        _require(_is_int(self.seed) and 0 <= self.seed < 2**63, f"run.seed must be an integer in [0, 2**63), got {self.seed!r}")
+        _require(
+            _is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
+            f"run.batch_size must be an integer in 1..4096, got {self.batch_size!r}",
+        )
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    store_lattices: bool = True
+    compression: int = 4  # gzip level, 0 for none
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.store_lattices, bool), f"output.store_lattices must be true or false, got {self.store_lattices!r}")
+        _require(
+            _is_int(self.compression) and 0 <= self.compression <= 9,
+            f"output.compression must be an integer in 0..9, got {self.compression!r}",
+        )
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    lattice: LatticeConfig = field(default_factory=LatticeConfig)
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    diffraction: DiffractionConfig = field(default_factory=DiffractionConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        n = self.lattice.size
+        _require(
+            self.diffraction.lot_size <= n,
+            f"diffraction.lot_size ({self.diffraction.lot_size}) is larger than the lattice ({n} x {n})",
+        )
+        _require(
+            self.encoding.cfs <= n // 2 + 1,
+            f"encoding.cfs ({self.encoding.cfs}) needs vectors up to {self.encoding.cfs - 1}, "
+            f"which do not fit a {n} x {n} periodic lattice",
+        )
+        self.targets.bounds(self.encoding.cfs**2 - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(SimulationConfig)}
+_SECTION_CLASSES = {
+    "encoding": EncodingConfig,
+    "lattice": LatticeConfig,
+    "targets": TargetConfig,
+    "feedback": FeedbackConfig,
+    "diffraction": DiffractionConfig,
+    "run": RunConfig,
+    "output": OutputConfig,
+}
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a built-in config (``demo``, ``cfs4``, ...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    builtin = BUILTIN_CONFIGS / f"{Path(str(name_or_path)).stem}.yaml"
+    if not path.suffix and builtin.is_file():
+        return builtin
+    available = ", ".join(sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml")))
+    raise ConfigError(f"config not found: {name_or_path} (built-in configs: {available})")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'section.key=value' -> (['section', 'key'], parsed YAML value)."""
+    if "=" not in text:
+        raise ConfigError(f"override must look like section.key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override key must be section.key, got {key!r}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+    return parts, value
+
+
+def config_from_dict(data: dict[str, Any]) -> SimulationConfig:
+    """Build and validate a config from nested dicts; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError("a config must be a mapping of sections")
+    sections = {}
+    for section, values in data.items():
+        if section not in _SECTION_CLASSES:
+            raise ConfigError(f"unknown config section {section!r} (known: {', '.join(_SECTION_CLASSES)})")
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {section!r} must be a mapping")
+        cls = _SECTION_CLASSES[section]
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown key {section}.{sorted(unknown)[0]} (known: {', '.join(sorted(known))})")
+        sections[section] = cls(**values)
+    return SimulationConfig(**sections)
+
+
+def load_config(
+    source: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    **flags: Any,
+) -> SimulationConfig:
+    """Load a YAML config (path or built-in name), apply ``--set`` overrides, then flags.
+
+    ``flags`` are dotted keys with values, for example ``{"run.samples": 100}``; None is ignored.
+    """
+    data: dict[str, Any] = {}
+    if source is not None:
+        path = resolve_config_path(source)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of sections")
+        data = {k: dict(v) if isinstance(v, dict) else v for k, v in (loaded or {}).items()}
+    updates = [parse_override(text) for text in overrides]
+    updates += [(key.split("."), value) for key, value in flags.items() if value is not None]
+    for (section, key), value in updates:
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"config section {section!r} must be a mapping")
+        target[key] = value
+    try:
+        return config_from_dict(data)
+    except TypeError as exc:  # a value of a type the dataclass cannot take
+        raise ConfigError(f"invalid config: {exc}") from None
+
+
+def config_from_yaml_text(text: str) -> SimulationConfig:
+    """The config stored inside a dataset."""
+    return config_from_dict(yaml.safe_load(text))
