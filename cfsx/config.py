@@ -91,10 +91,10 @@ class TargetConfig:
 class FeedbackConfig:
     """Welberry's feedback: J += gain * (alpha - target) after each cycle of sweeps."""
 
-    gain: float = 0.8
+    gain: float = 0.25
     sweeps_per_cycle: int = 4
     tolerance: float = 0.02
-    max_cycles: int = 40
+    max_cycles: int = 60
     coupling_bound: float = 2.0
 
     def __post_init__(self) -> None:

@@ -1,0 +1,242 @@
+"""The cfsx dataset file (.h5), format version 1 (DESIGN.md section 2).
+
+Writing always goes to a temporary name in the target directory and is renamed when
+complete, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .errors import DataError
+
+FORMAT = "cfsx-dataset"
+FORMAT_VERSION = 1
+
+# name in the file -> (dtype, per-sample shape key); the shape keys are filled in at creation.
+SAMPLE_ARRAYS = {
+    "seeds": np.uint64,
+    "images": np.float32,
+    "encodings/achieved": np.float32,
+    "encodings/target": np.float32,
+    "interactions": np.float32,
+    "cycles": np.int32,
+    "lattices": np.uint8,
+}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"output {path} is a directory")
+    if not path.parent.exists():
+        raise DataError(f"output directory {path.parent} does not exist")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_dataset(
+    path: str | Path,
+    *,
+    attrs: dict[str, Any],
+    n_samples: int,
+    shapes: dict[str, tuple[int, ...]],
+    batches: Iterable[dict[str, np.ndarray]],
+    compression: int = 4,
+) -> None:
+    """Write ``n_samples`` samples given as consecutive batches of arrays keyed as SAMPLE_ARRAYS.
+
+    ``shapes`` gives the per-sample shape of every array to store; arrays not in it are skipped.
+    """
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
+        file.attrs["format"] = FORMAT
+        file.attrs["format_version"] = FORMAT_VERSION
+        file.attrs["cfsx_version"] = __version__
+        file.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for key, value in attrs.items():
+            file.attrs[key] = value
+        datasets = {}
+        for name, shape in shapes.items():
+            options: dict[str, Any] = {"chunks": (1, *shape) if shape else (min(n_samples, 4096),)}
+            if compression:
+                options.update(compression="gzip", compression_opts=compression, shuffle=True)
+            datasets[name] = file.create_dataset(name, shape=(n_samples, *shape), dtype=SAMPLE_ARRAYS[name], **options)
+        written = 0
+        for batch in batches:
+            count = len(batch["seeds"])
+            if written + count > n_samples:
+                raise DataError("more samples than announced were given to write_dataset")
+            for name, dataset in datasets.items():
+                dataset[written : written + count] = batch[name]
+            written += count
+        if written != n_samples:
+            raise DataError(f"only {written} of {n_samples} samples were given to write_dataset")
+
+
+@contextlib.contextmanager
+def open_dataset(path: str | Path) -> Iterator[h5py.File]:
+    """Open a cfsx dataset for reading, with one clear error for anything that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    try:
+        file = h5py.File(path, "r")
+    except OSError:
+        raise DataError(f"{path} is not a readable HDF5 file (corrupt or of another format)") from None
+    with file:
+        if file.attrs.get("format") != FORMAT:
+            raise DataError(f"{path} is not a cfsx dataset (no format = {FORMAT!r} attribute)")
+        version = int(file.attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise DataError(f"{path} has dataset format version {version}; this cfsx reads version {FORMAT_VERSION}")
+        if "images" not in file:
+            raise DataError(f"{path} has no /images")
+        yield file
+
+
+@dataclass(frozen=True)
+class ReachSummary:
+    """How far the achieved alpha landed from the targets."""
+
+    tolerance: float
+    reached_fraction: float  # samples with every component within tolerance
+    mean_max_deviation: float
+    median_max_deviation: float
+    p95_max_deviation: float
+    worst_max_deviation: float
+    mean_cycles: float
+    max_cycles: int
+
+
+def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, tolerance: float) -> ReachSummary:
+    deviation = np.abs(np.asarray(achieved, np.float64) - np.asarray(target, np.float64)).max(axis=1)
+    # The float32 labels are compared with a rounding margin.
+    reached = deviation <= tolerance + 1e-6
+    return ReachSummary(
+        tolerance=float(tolerance),
+        reached_fraction=float(reached.mean()),
+        mean_max_deviation=float(deviation.mean()),
+        median_max_deviation=float(np.median(deviation)),
+        p95_max_deviation=float(np.percentile(deviation, 95)),
+        worst_max_deviation=float(deviation.max()),
+        mean_cycles=float(np.mean(cycles)),
+        max_cycles=int(np.max(cycles)),
+    )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    path: str
+    samples: int
+    cfs: int
+    vectors: np.ndarray
+    config_yaml: str
+    created: str
+    cfsx_version: str
+    image_shape: tuple[int, ...]
+    has_lattices: bool
+    label_mean: np.ndarray
+    label_std: np.ndarray
+    label_min: np.ndarray
+    label_max: np.ndarray
+    reach: ReachSummary | None
+    shard: tuple[int, int] | None
+
+
+def describe(path: str | Path) -> DatasetInfo:
+    """Everything ``cfsx info`` shows, read from the file."""
+    from .config import config_from_yaml_text
+
+    with open_dataset(path) as file:
+        samples = int(file["images"].shape[0])
+        labels = file["encodings/achieved"][()] if "encodings/achieved" in file else np.zeros((samples, 0))
+        reach = None
+        config_yaml = str(file.attrs.get("config", ""))
+        if samples and "encodings/target" in file and "cycles" in file and config_yaml:
+            tolerance = config_from_yaml_text(config_yaml).feedback.tolerance
+            reach = reach_summary(labels, file["encodings/target"][()], file["cycles"][()], tolerance)
+        shard = None
+        if "shard_index" in file.attrs:
+            shard = (int(file.attrs["shard_index"]), int(file.attrs["shard_count"]))
+        empty = np.zeros(labels.shape[1])
+        return DatasetInfo(
+            path=str(path),
+            samples=samples,
+            cfs=int(file.attrs.get("cfs", 0)),
+            vectors=np.asarray(file.attrs.get("vectors", np.zeros((0, 2), int))),
+            config_yaml=config_yaml,
+            created=str(file.attrs.get("created", "")),
+            cfsx_version=str(file.attrs.get("cfsx_version", "")),
+            image_shape=tuple(file["images"].shape[1:]),
+            has_lattices="lattices" in file,
+            label_mean=labels.mean(axis=0) if samples else empty,
+            label_std=labels.std(axis=0) if samples else empty,
+            label_min=labels.min(axis=0) if samples else empty,
+            label_max=labels.max(axis=0) if samples else empty,
+            reach=reach,
+            shard=shard,
+        )
+
+
+def merge_shards(paths: list[str | Path], output: str | Path, compression: int = 4) -> int:
+    """Join the shard files of one run, in shard order, into the file a single run writes."""
+    if not paths:
+        raise DataError("no shard files given")
+    shards = []
+    for path in paths:
+        with open_dataset(path) as file:
+            if "shard_index" not in file.attrs:
+                raise DataError(f"{path} is not a shard (it has no shard_index attribute)")
+            attrs = dict(file.attrs)
+            shards.append((int(attrs["shard_index"]), Path(path), attrs))
+    shards.sort(key=lambda item: item[0])
+    first = shards[0][2]
+    count = int(first["shard_count"])
+    for index, path, attrs in shards:
+        if attrs["config"] != first["config"]:
+            raise DataError(f"{path} was made with a different config than {shards[0][1]}")
+        if int(attrs["shard_count"]) != count:
+            raise DataError(f"{path} is shard {index} of {attrs['shard_count']}, others are of {count}")
+    indices = [index for index, _, _ in shards]
+    if indices != list(range(count)):
+        missing = sorted(set(range(count)) - set(indices))
+        duplicated = sorted({i for i in indices if indices.count(i) > 1})
+        detail = f"missing shards {missing}" if missing else f"duplicated shards {duplicated}"
+        raise DataError(f"cannot merge: {detail} (of {count})")
+    total = int(first["samples_total"])
+    if sum(int(a["sample_stop"]) - int(a["sample_start"]) for _, _, a in shards) != total:
+        raise DataError("the shards do not add up to the run's sample count")
+
+    with open_dataset(shards[0][1]) as file:
+        shapes = {name: tuple(file[name].shape[1:]) for name in SAMPLE_ARRAYS if name in file}
+
+    def batches() -> Iterator[dict[str, np.ndarray]]:
+        for _, path, _ in shards:
+            with open_dataset(path) as file:
+                size = file["images"].shape[0]
+                for start in range(0, size, 256):
+                    yield {name: file[name][start : start + 256] for name in shapes}
+
+    keep = {k: v for k, v in first.items() if k not in SHARD_ATTRS and k not in BASE_ATTRS}
+    write_dataset(output, attrs=keep, n_samples=total, shapes=shapes, batches=batches(), compression=compression)
+    return total
+
+
+SHARD_ATTRS = ("shard_index", "shard_count", "sample_start", "sample_stop")
+BASE_ATTRS = ("format", "format_version", "cfsx_version", "created")

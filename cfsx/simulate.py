@@ -1,0 +1,276 @@
+"""Make training data: random target encodings -> engine -> image/encoding pairs in a dataset.
+
+Sample ``i`` of a run depends only on the config and its own seed, derived from
+(run.seed, i); workers, shards and resumed runs therefore all give the same samples.
+Finished batches are kept as checkpoint files in ``OUTPUT.parts/`` until the dataset is
+assembled, so an interrupted run (Ctrl-C, kill -9) resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from . import dataset, engine
+from .config import SimulationConfig
+from .encoding import cfs_vectors
+from .errors import ConfigError, DataError
+
+ProgressCallback = Callable[[int, int], None]  # (samples done, samples in this run)
+
+
+def sample_seed(master_seed: int, index: int) -> int:
+    """The 64-bit seed of sample ``index``: independent streams via NumPy's SeedSequence."""
+    words = np.random.SeedSequence(master_seed, spawn_key=(index,)).generate_state(2, np.uint32)
+    return int(words[0]) | (int(words[1]) << 32)
+
+
+def simulate_sample(config: SimulationConfig, seed: int) -> dict[str, np.ndarray]:
+    """One sample: draw a target, reach it by feedback, and diffract the lattice."""
+    vectors = cfs_vectors(config.encoding.cfs)
+    low, high = (np.array(bound) for bound in config.targets.bounds(len(vectors)))
+    state = engine.seed_state(seed)
+    uniform, state = engine.random_uniform(len(vectors), state)
+    target = low + (high - low) * uniform
+    lattice, state = engine.random_lattice(config.lattice.size, config.lattice.concentration, state)
+    fb = config.feedback
+    result = engine.feedback(
+        lattice,
+        vectors,
+        target,
+        state,
+        gain=fb.gain,
+        sweeps_per_cycle=fb.sweeps_per_cycle,
+        tolerance=fb.tolerance,
+        max_cycles=fb.max_cycles,
+        coupling_bound=fb.coupling_bound,
+    )
+    diffraction = config.diffraction
+    if diffraction.n_lots == "all":
+        image = engine.all_lots_intensity(result.lattice, diffraction.lot_size, diffraction.image_size, diffraction.h_max)
+    else:
+        origins, _ = engine.random_origins(config.lattice.size, diffraction.n_lots, result.state)
+        image = engine.lot_intensity(
+            result.lattice, diffraction.lot_size, origins, diffraction.image_size, diffraction.h_max
+        )
+    return {
+        "seeds": np.uint64(seed),
+        "images": image.astype(np.float32),
+        "encodings/achieved": result.achieved.astype(np.float32),
+        "encodings/target": target.astype(np.float32),
+        "interactions": result.couplings.astype(np.float32),
+        "cycles": np.int32(result.cycles),
+        "lattices": result.lattice,
+    }
+
+
+def simulate_batch(config: SimulationConfig, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Samples start..stop-1 of a run, stacked."""
+    samples = [simulate_sample(config, sample_seed(config.run.seed, i)) for i in range(start, stop)]
+    return {name: np.stack([s[name] for s in samples]) for name in dataset.SAMPLE_ARRAYS}
+
+
+def _ignore_interrupts() -> None:
+    # Workers leave Ctrl-C to the main process, which stops the pool cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """'i/N' with 0 <= i < N."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ConfigError(f"--shard must look like i/N (for example 0/4), got {text!r}") from None
+        if count < 1 or not 0 <= index < count:
+            raise ConfigError(f"--shard {text}: need 0 <= i < N")
+        return cls(index, count)
+
+    def sample_range(self, total: int) -> tuple[int, int]:
+        return self.index * total // self.count, (self.index + 1) * total // self.count
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    output: Path
+    samples: int
+    resumed_samples: int
+    seconds: float
+    reach: dataset.ReachSummary
+
+
+def _checkpoint_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".parts")
+
+
+def _batch_file(parts: Path, start: int) -> Path:
+    return parts / f"batch-{start:010d}.npz"
+
+
+def _prepare_checkpoints(parts: Path, manifest: dict, resume: bool) -> None:
+    manifest_file = parts / "manifest.json"
+    if parts.exists() and resume:
+        try:
+            existing = json.loads(manifest_file.read_text())
+        except (OSError, ValueError):
+            raise DataError(f"cannot resume: {manifest_file} is missing or corrupt") from None
+        if existing != manifest:
+            raise DataError(f"cannot resume: {parts} belongs to a run with another config, seed or shard")
+        return
+    if parts.exists():
+        shutil.rmtree(parts)
+    parts.mkdir()
+    manifest_file.write_text(json.dumps(manifest, indent=1))
+
+
+def _save_batch(parts: Path, start: int, arrays: dict[str, np.ndarray]) -> None:
+    path = _batch_file(parts, start)
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(temporary, **{name.replace("/", "__"): value for name, value in arrays.items()})
+    os.replace(temporary, path)
+
+
+def _load_batch(parts: Path, start: int) -> dict[str, np.ndarray]:
+    with np.load(_batch_file(parts, start)) as data:
+        return {name.replace("__", "/"): data[name] for name in data.files}
+
+
+def _completed_batches(parts: Path, batches: list[tuple[int, int]]) -> set[int]:
+    done = set()
+    for start, stop in batches:
+        path = _batch_file(parts, start)
+        if not path.exists():
+            continue
+        try:
+            with np.load(path) as data:
+                if len(data["seeds"]) == stop - start:
+                    done.add(start)
+        except (OSError, ValueError, KeyError):
+            path.unlink()  # a checkpoint cut short by a kill: redo that batch
+    return done
+
+
+def simulate(
+    config: SimulationConfig,
+    output: str | Path,
+    *,
+    workers: int | None = None,
+    resume: bool = False,
+    shard: Shard | None = None,
+    progress: ProgressCallback | None = None,
+) -> SimulationReport:
+    """Run the simulation described by ``config`` and write the dataset to ``output``."""
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise DataError(f"output directory {output.parent} does not exist")
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    total = config.run.samples
+    first, last = shard.sample_range(total) if shard else (0, total)
+    if last <= first:
+        raise ConfigError(f"shard {shard.index}/{shard.count} of {total} samples is empty")
+    size = config.run.batch_size
+    batches = [(start, min(start + size, last)) for start in range(first, last, size)]
+    config_yaml = config.to_yaml()
+    parts = _checkpoint_dir(output)
+    manifest = {"config": config_yaml, "sample_start": first, "sample_stop": last}
+    _prepare_checkpoints(parts, manifest, resume)
+    done = _completed_batches(parts, batches)
+    resumed = sum(stop - start for start, stop in batches if start in done)
+    todo = [batch for batch in batches if batch[0] not in done]
+    n_samples = last - first
+    if progress:
+        progress(resumed, n_samples)
+
+    began = time.perf_counter()
+    finished = resumed
+    if workers == 1 or len(todo) <= 1:
+        for start, stop in todo:
+            _save_batch(parts, start, simulate_batch(config, start, stop))
+            finished += stop - start
+            if progress:
+                progress(finished, n_samples)
+    else:
+        context = get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
+            pending = {}
+            queue = list(todo)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < 2 * workers:  # bounded memory in flight
+                        start, stop = queue.pop(0)
+                        pending[pool.submit(simulate_batch, config, start, stop)] = (start, stop)
+                    completed, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in completed:
+                        start, stop = pending.pop(future)
+                        _save_batch(parts, start, future.result())
+                        finished += stop - start
+                        if progress:
+                            progress(finished, n_samples)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+    seconds = time.perf_counter() - began
+
+    vectors = cfs_vectors(config.encoding.cfs)
+    attrs = {
+        "config": config_yaml,
+        "cfs": config.encoding.cfs,
+        "vectors": vectors,
+        "seed": config.run.seed,
+        "samples_total": total,
+    }
+    if shard:
+        attrs.update(shard_index=shard.index, shard_count=shard.count, sample_start=first, sample_stop=last)
+    n, m, d = config.lattice.size, config.diffraction.image_size, len(vectors)
+    shapes = {
+        "seeds": (),
+        "images": (m, m),
+        "encodings/achieved": (d,),
+        "encodings/target": (d,),
+        "interactions": (d,),
+        "cycles": (),
+    }
+    if config.output.store_lattices:
+        shapes["lattices"] = (n, n)
+    labels, targets, cycles = [], [], []
+
+    def read_batches():
+        for start, _ in batches:
+            arrays = _load_batch(parts, start)
+            labels.append(arrays["encodings/achieved"])
+            targets.append(arrays["encodings/target"])
+            cycles.append(arrays["cycles"])
+            yield arrays
+
+    dataset.write_dataset(
+        output,
+        attrs=attrs,
+        n_samples=n_samples,
+        shapes=shapes,
+        batches=read_batches(),
+        compression=config.output.compression,
+    )
+    shutil.rmtree(parts)
+    reach = dataset.reach_summary(
+        np.concatenate(labels), np.concatenate(targets), np.concatenate(cycles), config.feedback.tolerance
+    )
+    return SimulationReport(output, n_samples, resumed, seconds, reach)
