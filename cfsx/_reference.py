@@ -76,7 +76,7 @@ def random_lattice(size: int, concentration: float, rng: Xoshiro128) -> np.ndarr
 def _site_field(spins: np.ndarray, x: int, y: int, vectors: np.ndarray, couplings: np.ndarray) -> float:
     n = spins.shape[0]
     total = 0.0
-    for (dx, dy), coupling in zip(vectors, couplings):
+    for (dx, dy), coupling in zip(vectors, couplings, strict=True):
         total += coupling * (spins[(x + dx) % n, (y + dy) % n] + spins[(x - dx) % n, (y - dy) % n])
     return total
 
@@ -96,13 +96,13 @@ def metropolis_sweeps(
         j = rng.below(len(empty))
         r, q = occupied[i], empty[j]
         xr, yr, xq, yq = r % n, r // n, q % n, q // n
-        energy_before = spins[xr, yr] * _site_field(spins, xr, yr, vectors, couplings) + spins[
-            xq, yq
-        ] * _site_field(spins, xq, yq, vectors, couplings)
+        energy_before = spins[xr, yr] * _site_field(spins, xr, yr, vectors, couplings) + spins[xq, yq] * _site_field(
+            spins, xq, yq, vectors, couplings
+        )
         spins[xr, yr], spins[xq, yq] = -1, 1
-        energy_after = spins[xr, yr] * _site_field(spins, xr, yr, vectors, couplings) + spins[
-            xq, yq
-        ] * _site_field(spins, xq, yq, vectors, couplings)
+        energy_after = spins[xr, yr] * _site_field(spins, xr, yr, vectors, couplings) + spins[xq, yq] * _site_field(
+            spins, xq, yq, vectors, couplings
+        )
         # The sum over the two sites counts an r-q bond twice on both sides: it cancels.
         delta_energy = energy_after - energy_before
         if delta_energy > 0.0 and rng.uniform() >= math.exp(-delta_energy):
@@ -117,16 +117,28 @@ def measure_alpha(lattice: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """alpha(v) from the definition, with np.roll for the periodic shift."""
     s = np.asarray(lattice, dtype=np.float64)
     c = s.mean()
-    return np.array(
-        [((s * np.roll(s, (-dx, -dy), axis=(0, 1))).mean() - c * c) / (c * (1 - c)) for dx, dy in vectors]
-    )
+    return np.array([((s * np.roll(s, (-dx, -dy), axis=(0, 1))).mean() - c * c) / (c * (1 - c)) for dx, dy in vectors])
 
 
 def feedback(
-    lattice, vectors, target, rng, *, gain, sweeps_per_cycle, tolerance, max_cycles, coupling_bound, couplings=None
+    lattice,
+    vectors,
+    target,
+    rng,
+    *,
+    gain,
+    sweeps_per_cycle,
+    tolerance,
+    max_cycles,
+    coupling_bound,
+    couplings=None,
 ):
     """Welberry's feedback loop, step for step as the engine runs it."""
-    couplings = np.clip(np.zeros(len(vectors)) if couplings is None else np.array(couplings, float), -coupling_bound, coupling_bound)
+    couplings = np.clip(
+        np.zeros(len(vectors)) if couplings is None else np.array(couplings, float),
+        -coupling_bound,
+        coupling_bound,
+    )
     target = np.asarray(target, dtype=np.float64)
     for cycle in range(1, max_cycles + 1):
         lattice, _ = metropolis_sweeps(lattice, vectors, couplings, sweeps_per_cycle, rng)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -38,7 +37,7 @@ def _reported_errors() -> Iterator[None]:
     except CfsxError as error:
         if state["debug"]:
             raise
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
@@ -46,7 +45,11 @@ def _reported_errors() -> Iterator[None]:
     except OSError as error:
         if state["debug"]:
             raise
-        console.print(f"[red]error:[/red] {error.strerror or error}: {error.filename or ''}", highlight=False)
+        console.print(
+            f"[red]error:[/red] {error.strerror or error}: {error.filename or ''}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(5) from None
 
 
@@ -69,22 +72,24 @@ def _progress_bar():
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
-        disable=not sys.stderr.isatty() and False,
     )
 
 
 @app.command()
 def simulate(
-    config: Annotated[str, typer.Argument(help="YAML config file, or a built-in name: demo, cfs2, cfs3, cfs4, cfs4-hires.")],
+    config: Annotated[
+        str, typer.Argument(help="YAML config file, or a built-in name: demo, cfs2, cfs3, cfs4, cfs4-hires.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (.h5).")],
-    samples: Annotated[Optional[int], typer.Option(help="Number of samples (run.samples).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Master seed (run.seed).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes [default: all cores].")] = None,
+    samples: Annotated[int | None, typer.Option(help="Number of samples (run.samples).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Master seed (run.seed).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].")] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoints.")] = False,
-    shard: Annotated[Optional[str], typer.Option(help="Write shard i of N (i/N, 0-based) of the run.")] = None,
+    shard: Annotated[str | None, typer.Option(help="Write shard i of N (i/N, 0-based) of the run.")] = None,
 ) -> None:
     """Simulate image/encoding pairs with the Monte Carlo engine and write a dataset."""
     with _reported_errors():
@@ -93,6 +98,7 @@ def simulate(
 
         resolved = load_config(config, set_ or (), **{"run.samples": samples, "run.seed": seed})
         shard_spec = simulation.Shard.parse(shard) if shard else None
+        simulation.check_run_options(output, workers)
         with _progress_bar() as bar:
             task = bar.add_task("simulate", total=None, rate="")
             start_time: list[float] = []
@@ -106,7 +112,9 @@ def simulate(
                 rate = (done - start_time[1]) / elapsed if elapsed > 0 else 0.0
                 bar.update(task, completed=done, total=total, rate=f"{rate:.1f} samples/s")
 
-            report = simulation.simulate(resolved, output, workers=workers, resume=resume, shard=shard_spec, progress=progress)
+            report = simulation.simulate(
+                resolved, output, workers=workers, resume=resume, shard=shard_spec, progress=progress
+            )
         reach = report.reach
         console.print(
             f"wrote {report.samples} samples to {report.output} in {report.seconds:.1f} s"
@@ -143,14 +151,22 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
 
         details = describe(path)
         out = Console()
-        out.print(f"[bold]{details.path}[/bold]: cfsx dataset, {details.samples} samples, CFS{details.cfs} "
-                  f"(D = {len(details.vectors)}), images {' x '.join(map(str, details.image_shape))}")
-        out.print(f"created {details.created} by cfsx {details.cfsx_version}"
-                  + (f"; shard {details.shard[0]} of {details.shard[1]}" if details.shard else "")
-                  + ("; lattices stored" if details.has_lattices else ""))
+        out.print(
+            f"[bold]{details.path}[/bold]: cfsx dataset, {details.samples} samples, CFS{details.cfs} "
+            f"(D = {len(details.vectors)}), images {' x '.join(map(str, details.image_shape))}"
+        )
+        out.print(
+            f"created {details.created} by cfsx {details.cfsx_version}"
+            + (f"; shard {details.shard[0]} of {details.shard[1]}" if details.shard else "")
+            + ("; lattices stored" if details.has_lattices else "")
+        )
         if details.config_yaml:
             settings = yaml.safe_load(details.config_yaml)
-            lattice, diffraction, feedback = settings["lattice"], settings["diffraction"], settings["feedback"]
+            lattice, diffraction, feedback = (
+                settings["lattice"],
+                settings["diffraction"],
+                settings["feedback"],
+            )
             out.print(
                 f"lattice {lattice['size']} x {lattice['size']}, c = {lattice['concentration']}; "
                 f"lots: {diffraction['n_lots']} of {diffraction['lot_size']} x {diffraction['lot_size']}; "
@@ -162,8 +178,18 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
         for column in ("component", "mean", "std", "min", "max"):
             table.add_column(column, justify="right")
         for i, label in enumerate(vector_labels(details.vectors)):
-            table.add_row(label, *(f"{values[i]:+.3f}" for values in
-                                   (details.label_mean, details.label_std, details.label_min, details.label_max)))
+            table.add_row(
+                label,
+                *(
+                    f"{values[i]:+.3f}"
+                    for values in (
+                        details.label_mean,
+                        details.label_std,
+                        details.label_min,
+                        details.label_max,
+                    )
+                ),
+            )
         out.print(table)
         if details.reach:
             reach = details.reach

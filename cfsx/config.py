@@ -37,7 +37,10 @@ class EncodingConfig:
     cfs: int = 4  # CFS-n: D = n*n - 1 correlation components
 
     def __post_init__(self) -> None:
-        _require(_is_int(self.cfs) and 2 <= self.cfs <= 8, f"encoding.cfs must be an integer in 2..8, got {self.cfs!r}")
+        _require(
+            _is_int(self.cfs) and 2 <= self.cfs <= 8,
+            f"encoding.cfs must be an integer in 2..8, got {self.cfs!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,10 @@ class LatticeConfig:
     concentration: float = 0.5
 
     def __post_init__(self) -> None:
-        _require(_is_int(self.size) and 2 <= self.size <= 4096, f"lattice.size must be an integer in 2..4096, got {self.size!r}")
+        _require(
+            _is_int(self.size) and 2 <= self.size <= 4096,
+            f"lattice.size must be an integer in 2..4096, got {self.size!r}",
+        )
         _require(
             _is_number(self.concentration) and 0.0 < self.concentration < 1.0,
             f"lattice.concentration must be in (0, 1), got {self.concentration!r}",
@@ -62,7 +68,10 @@ class TargetConfig:
     high: float | list[float] = 0.5
 
     def __post_init__(self) -> None:
-        _require(self.distribution == "uniform", f"targets.distribution must be 'uniform', got {self.distribution!r}")
+        _require(
+            self.distribution == "uniform",
+            f"targets.distribution must be 'uniform', got {self.distribution!r}",
+        )
         for name in ("low", "high"):
             value = getattr(self, name)
             values = value if isinstance(value, list) else [value]
@@ -83,7 +92,7 @@ class TargetConfig:
             )
             result.append([float(v) for v in values])
         low, high = result
-        _require(all(lo <= hi for lo, hi in zip(low, high)), "targets.low must not exceed targets.high")
+        _require(all(lo <= hi for lo, hi in zip(low, high, strict=True)), "targets.low must not exceed targets.high")
         return low, high
 
 
@@ -98,7 +107,10 @@ class FeedbackConfig:
     coupling_bound: float = 2.0
 
     def __post_init__(self) -> None:
-        _require(_is_number(self.gain) and 0 < self.gain <= 10, f"feedback.gain must be in (0, 10], got {self.gain!r}")
+        _require(
+            _is_number(self.gain) and 0 < self.gain <= 10,
+            f"feedback.gain must be in (0, 10], got {self.gain!r}",
+        )
         _require(
             _is_int(self.sweeps_per_cycle) and 1 <= self.sweeps_per_cycle <= 100_000,
             f"feedback.sweeps_per_cycle must be an integer in 1..100000, got {self.sweeps_per_cycle!r}",
@@ -134,7 +146,10 @@ class DiffractionConfig:
             self.n_lots == "all" or (_is_int(self.n_lots) and 1 <= self.n_lots <= 100_000),
             f"diffraction.n_lots must be an integer >= 1 or 'all', got {self.n_lots!r}",
         )
-        _require(_is_int(self.lot_size) and self.lot_size >= 1, f"diffraction.lot_size must be an integer >= 1, got {self.lot_size!r}")
+        _require(
+            _is_int(self.lot_size) and self.lot_size >= 1,
+            f"diffraction.lot_size must be an integer >= 1, got {self.lot_size!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -144,8 +159,14 @@ class RunConfig:
     batch_size: int = 16  # samples per task and per checkpoint file
 
     def __post_init__(self) -> None:
-        _require(_is_int(self.samples) and self.samples >= 1, f"run.samples must be an integer >= 1, got {self.samples!r}")
-        _require(_is_int(self.seed) and 0 <= self.seed < 2**63, f"run.seed must be an integer in [0, 2**63), got {self.seed!r}")
+        _require(
+            _is_int(self.samples) and self.samples >= 1,
+            f"run.samples must be an integer >= 1, got {self.samples!r}",
+        )
+        _require(
+            _is_int(self.seed) and 0 <= self.seed < 2**63,
+            f"run.seed must be an integer in [0, 2**63), got {self.seed!r}",
+        )
         _require(
             _is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
             f"run.batch_size must be an integer in 1..4096, got {self.batch_size!r}",
@@ -158,7 +179,10 @@ class OutputConfig:
     compression: int = 4  # gzip level, 0 for none
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.store_lattices, bool), f"output.store_lattices must be true or false, got {self.store_lattices!r}")
+        _require(
+            isinstance(self.store_lattices, bool),
+            f"output.store_lattices must be true or false, got {self.store_lattices!r}",
+        )
         _require(
             _is_int(self.compression) and 0 <= self.compression <= 9,
             f"output.compression must be an integer in 0..9, got {self.compression!r}",
@@ -195,7 +219,6 @@ class SimulationConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(SimulationConfig)}
 _SECTION_CLASSES = {
     "encoding": EncodingConfig,
     "lattice": LatticeConfig,

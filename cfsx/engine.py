@@ -258,7 +258,10 @@ def _reduced_grid(image_size: int, h_max: float) -> _ReducedGrid:
     # I(h, k) = I(-h, -k): a column whose k was dropped reads row -h of its partner.
     full_rows = np.where(use_partner[None, :], negated_index[h_index][:, None], h_index[:, None])
     return _ReducedGrid(
-        h_values, np.ascontiguousarray(h_values[keep]), full_rows, np.broadcast_to(columns[None, :], rows.shape)
+        h_values,
+        np.ascontiguousarray(h_values[keep]),
+        full_rows,
+        np.broadcast_to(columns[None, :], rows.shape),
     )
 
 
@@ -290,7 +293,12 @@ def lot_intensity(
     grid = _reduced_grid(_positive_int(image_size, "image_size"), float(h_max))
     concentration = float(lattice_f.mean())
     intensity, status = _engine.lot_intensity(
-        lattice_f, concentration, lot_size, np.asfortranarray(origins.T, dtype=np.int32), grid.h_values, grid.k_values
+        lattice_f,
+        concentration,
+        lot_size,
+        np.asfortranarray(origins.T, dtype=np.int32),
+        grid.h_values,
+        grid.k_values,
     )
     _check_status(status, "lot_intensity")
     return grid.expand(np.asarray(intensity))
@@ -346,7 +354,11 @@ def all_lots_intensity(lattice: np.ndarray, lot_size: int, image_size: int = 64,
 
 
 def warren_cowley_intensity(
-    alpha: np.ndarray, concentration: float, image_size: int = 64, h_max: float = 1.0, lot_size: int | None = None
+    alpha: np.ndarray,
+    concentration: float,
+    image_size: int = 64,
+    h_max: float = 1.0,
+    lot_size: int | None = None,
 ) -> np.ndarray:
     """Expected intensity c (1-c) sum_v alpha(v) cos 2 pi (h vx + k vy).
 

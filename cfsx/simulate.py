@@ -57,7 +57,9 @@ def simulate_sample(config: SimulationConfig, seed: int) -> dict[str, np.ndarray
     )
     diffraction = config.diffraction
     if diffraction.n_lots == "all":
-        image = engine.all_lots_intensity(result.lattice, diffraction.lot_size, diffraction.image_size, diffraction.h_max)
+        image = engine.all_lots_intensity(
+            result.lattice, diffraction.lot_size, diffraction.image_size, diffraction.h_max
+        )
     else:
         origins, _ = engine.random_origins(config.lattice.size, diffraction.n_lots, result.state)
         image = engine.lot_intensity(
@@ -165,6 +167,19 @@ def _completed_batches(parts: Path, batches: list[tuple[int, int]]) -> set[int]:
     return done
 
 
+def check_run_options(output: Path, workers: int | None) -> int:
+    """Refuse an unusable output path or worker count; return the worker count to use."""
+    if not Path(output).parent.is_dir():
+        raise DataError(f"output directory {Path(output).parent} does not exist")
+    if Path(output).is_dir():
+        raise DataError(f"output {output} is a directory")
+    if workers is None:
+        return os.cpu_count() or 1
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    return workers
+
+
 def simulate(
     config: SimulationConfig,
     output: str | Path,
@@ -176,12 +191,7 @@ def simulate(
 ) -> SimulationReport:
     """Run the simulation described by ``config`` and write the dataset to ``output``."""
     output = Path(output)
-    if not output.parent.is_dir():
-        raise DataError(f"output directory {output.parent} does not exist")
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    workers = check_run_options(output, workers)
     total = config.run.samples
     first, last = shard.sample_range(total) if shard else (0, total)
     if last <= first:

@@ -1,0 +1,44 @@
+# cfsx: `make demo` runs the pipeline on the demo config, `make test` runs the tests.
+# Both set themselves up: a virtual environment in .venv, gfortran via apt-get if missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCES := pyproject.toml meson.build $(wildcard fortran/*.f90 cfsx/*.py configs/*.yaml)
+DEMO := demo-output
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install demo test bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): $(SOURCES)
+	@bash tools/ensure-gfortran.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet meson-python meson ninja "numpy>=2.0"
+	$(BIN)/python -m pip install --quiet --no-build-isolation ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(DEMO)
+	$(BIN)/cfsx simulate demo -o $(DEMO)/demo.h5
+	$(BIN)/cfsx info $(DEMO)/demo.h5
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check cfsx tests benchmarks
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_engine.py --output docs/performance.md
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check cfsx tests benchmarks
+	$(BIN)/python -m ruff format --check cfsx tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/python -m ruff format cfsx tests benchmarks
+	$(BIN)/python -m ruff check --fix cfsx tests benchmarks
+
+clean:
+	rm -rf $(VENV) build $(DEMO) bench-output

@@ -1,0 +1,157 @@
+"""simulate, merge, info: the dataset format, determinism, resume, shards and bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cfsx import dataset, engine
+from cfsx.cli import app
+from cfsx.encoding import cfs_vectors
+from cfsx.simulate import Shard, sample_seed, simulate, simulate_sample
+
+DATASETS = list(dataset.SAMPLE_ARRAYS)
+
+
+def read_all(path):
+    with h5py.File(path, "r") as file:
+        return {name: file[name][()] for name in DATASETS}, dict(file.attrs)
+
+
+def assert_same_data(a, b):
+    data_a, _ = read_all(a)
+    data_b, _ = read_all(b)
+    for name in DATASETS:
+        assert np.array_equal(data_a[name], data_b[name]), name
+
+
+def test_dataset_follows_format_1(tiny_config, tmp_path):
+    out = tmp_path / "data.h5"
+    report = simulate(tiny_config, out, workers=1)
+    data, attrs = read_all(out)
+    assert attrs["format"] == "cfsx-dataset" and attrs["format_version"] == 1
+    assert attrs["cfs"] == 2 and np.array_equal(attrs["vectors"], cfs_vectors(2))
+    assert "lattice:" in attrs["config"] and attrs["created"] and attrs["cfsx_version"]
+    assert data["images"].shape == (24, 16, 16) and data["images"].dtype == np.float32
+    assert data["encodings/achieved"].shape == (24, 3) and data["lattices"].shape == (24, 16, 16)
+    assert data["seeds"].dtype == np.uint64 and len(set(data["seeds"].tolist())) == 24
+    with h5py.File(out) as file:
+        assert file["images"].chunks == (1, 16, 16) and file["images"].compression == "gzip"
+    # the labels are the measured alpha of the stored lattices
+    for lattice, achieved in zip(data["lattices"], data["encodings/achieved"], strict=True):
+        np.testing.assert_allclose(engine.measure_alpha(lattice, cfs_vectors(2)), achieved, atol=1e-6)
+    assert report.samples == 24 and 0 <= report.reach.reached_fraction <= 1
+    assert not (tmp_path / "data.h5.parts").exists()
+
+
+def test_a_sample_is_reproduced_from_its_seed(tiny_config, tmp_path):
+    out = tmp_path / "data.h5"
+    simulate(tiny_config, out, workers=1)
+    data, _ = read_all(out)
+    again = simulate_sample(tiny_config, int(data["seeds"][5]))
+    assert int(data["seeds"][5]) == sample_seed(tiny_config.run.seed, 5)
+    assert np.array_equal(again["images"], data["images"][5])
+    assert np.array_equal(again["lattices"], data["lattices"][5])
+
+
+def test_same_data_for_any_number_of_workers(tiny_config, tmp_path):
+    simulate(tiny_config, tmp_path / "one.h5", workers=1)
+    simulate(tiny_config, tmp_path / "two.h5", workers=2)
+    assert_same_data(tmp_path / "one.h5", tmp_path / "two.h5")
+
+
+def test_merged_shards_equal_a_single_run(tiny_config, tmp_path):
+    simulate(tiny_config, tmp_path / "single.h5", workers=1)
+    shards = [tmp_path / f"shard{i}.h5" for i in range(3)]
+    for i, path in enumerate(shards):
+        simulate(tiny_config, path, workers=1, shard=Shard(i, 3))
+    result = CliRunner().invoke(app, ["merge", *map(str, reversed(shards)), "-o", str(tmp_path / "merged.h5")])
+    assert result.exit_code == 0, result.output
+    assert_same_data(tmp_path / "single.h5", tmp_path / "merged.h5")
+    result = CliRunner().invoke(app, ["merge", str(shards[0]), str(shards[2]), "-o", str(tmp_path / "bad.h5")])
+    assert result.exit_code != 0 and "missing shards [1]" in result.output
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_resume_after_kill_gives_the_uninterrupted_data(tmp_path):
+    args = ["demo", "--set", "run.samples=120", "--set", "run.batch_size=4", "--set", "lattice.size=24",
+            "--set", "diffraction.lot_size=12", "--workers", "1"]  # fmt: skip
+    out = tmp_path / "data.h5"
+    command = [sys.executable, "-m", "cfsx", "simulate", *args, "-o", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    parts = tmp_path / "data.h5.parts"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(parts.glob("batch-*.npz"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    kept = len(list(parts.glob("batch-*.npz")))
+    assert 3 <= kept < 30
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "from checkpoints" in resumed.stderr
+    subprocess.run(command[:-2] + ["-o", str(tmp_path / "clean.h5")], check=True, capture_output=True, cwd=tmp_path)
+    assert_same_data(out, tmp_path / "clean.h5")
+
+
+def test_info_describes_a_dataset(tiny_config, tmp_path):
+    simulate(tiny_config, tmp_path / "data.h5", workers=1)
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "data.h5")])
+    assert result.exit_code == 0
+    assert "24 samples" in result.output and "CFS2" in result.output and "alpha(1,1)" in result.output
+    assert "targets reached within 0.02" in result.output
+
+
+def _write_garbage(path):
+    path.write_bytes(os.urandom(2048))
+    return path
+
+
+def _write_foreign_h5(path):
+    with h5py.File(path, "w") as file:
+        file["x"] = np.zeros(3)
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["simulate", "no-such-config.yaml"], "config not found"),
+        (["simulate", "demo", "--set", "feedback.gain=-1"], "feedback.gain"),
+        (["simulate", "demo", "--set", "feedback.speed=3"], "unknown key feedback.speed"),
+        (["simulate", "demo", "--set", "diffraction.lot_size=99"], "larger than the lattice"),
+        (["simulate", "demo", "--set", "targets.low=[0.1, 0.2]"], "components"),
+        (["simulate", "demo", "--set", "lattice.concentration=nan"], "lattice.concentration"),
+        (["simulate", "demo", "--samples", "0"], "run.samples"),
+        (["simulate", "demo", "--shard", "3/3"], "--shard"),
+        (["simulate", "demo", "--workers", "0"], "--workers"),
+        (["info", "{tmp}/missing.h5"], "no such file"),
+        (["info", "GARBAGE"], "not a readable HDF5"),
+        (["info", "FOREIGN"], "not a cfsx dataset"),
+        (["merge", "FOREIGN", "-o", "{tmp}/merged.h5"], "not a cfsx dataset"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(args, message, tmp_path):
+    replacements = {"GARBAGE": str(_write_garbage(tmp_path / "garbage.h5")),
+                    "FOREIGN": str(_write_foreign_h5(tmp_path / "foreign.h5"))}  # fmt: skip
+    args = [replacements.get(a, a.format(tmp=tmp_path)) for a in args]
+    if args[0] == "simulate":
+        args += ["-o", str(tmp_path / "out.h5")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code not in (0, None)
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "out.h5").exists() and not (tmp_path / "merged.h5").exists()
+
+
+def test_missing_output_directory_is_refused(tmp_path):
+    result = CliRunner().invoke(app, ["simulate", "demo", "-o", str(tmp_path / "nowhere" / "x.h5")])
+    assert result.exit_code != 0 and "does not exist" in result.output
