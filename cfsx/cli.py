@@ -172,7 +172,8 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
                 f"lots: {diffraction['n_lots']} of {diffraction['lot_size']} x {diffraction['lot_size']}; "
                 f"h_max = {diffraction['h_max']}; seed {settings['run']['seed']}; "
                 f"feedback gain {feedback['gain']}, {feedback['sweeps_per_cycle']} sweeps/cycle, "
-                f"tolerance {feedback['tolerance']}, <= {feedback['max_cycles']} cycles, |J| <= {feedback['coupling_bound']}"
+                f"tolerance {feedback['tolerance']}, <= {feedback['max_cycles']} cycles, "
+                f"|J| <= {feedback['coupling_bound']}"
             )
         table = Table(title="labels (achieved alpha)")
         for column in ("component", "mean", "std", "min", "max"):
@@ -197,5 +198,6 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
                 f"targets reached within {reach.tolerance:g}: {100 * reach.reached_fraction:.1f} % of samples; "
                 f"max |achieved - target| per sample: mean {reach.mean_max_deviation:.3f}, median "
                 f"{reach.median_max_deviation:.3f}, 95th percentile {reach.p95_max_deviation:.3f}, worst "
-                f"{reach.worst_max_deviation:.3f}; feedback cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}"
+                f"{reach.worst_max_deviation:.3f}; "
+                f"feedback cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}"
             )
