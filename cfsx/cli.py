@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -104,8 +105,6 @@ def simulate(
             start_time: list[float] = []
 
             def progress(done: int, total: int) -> None:
-                import time
-
                 if not start_time:
                     start_time.extend([time.perf_counter(), done])
                 elapsed = time.perf_counter() - start_time[0]
@@ -144,8 +143,6 @@ def merge(
 def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) -> None:
     """Describe a dataset: size, settings, label statistics, how well the targets were reached."""
     with _reported_errors():
-        import yaml
-
         from .dataset import describe
         from .encoding import vector_labels
 
@@ -160,20 +157,15 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
             + (f"; shard {details.shard[0]} of {details.shard[1]}" if details.shard else "")
             + ("; lattices stored" if details.has_lattices else "")
         )
-        if details.config_yaml:
-            settings = yaml.safe_load(details.config_yaml)
-            lattice, diffraction, feedback = (
-                settings["lattice"],
-                settings["diffraction"],
-                settings["feedback"],
-            )
+        if details.config:
+            lattice, diffraction, feedback = details.config.lattice, details.config.diffraction, details.config.feedback
             out.print(
-                f"lattice {lattice['size']} x {lattice['size']}, c = {lattice['concentration']}; "
-                f"lots: {diffraction['n_lots']} of {diffraction['lot_size']} x {diffraction['lot_size']}; "
-                f"h_max = {diffraction['h_max']}; seed {settings['run']['seed']}; "
-                f"feedback gain {feedback['gain']}, {feedback['sweeps_per_cycle']} sweeps/cycle, "
-                f"tolerance {feedback['tolerance']}, <= {feedback['max_cycles']} cycles, "
-                f"|J| <= {feedback['coupling_bound']}"
+                f"lattice {lattice.size} x {lattice.size}, c = {lattice.concentration}; "
+                f"lots: {diffraction.n_lots} of {diffraction.lot_size} x {diffraction.lot_size}; "
+                f"h_max = {diffraction.h_max}; seed {details.config.run.seed}; "
+                f"feedback gain {feedback.gain}, {feedback.sweeps_per_cycle} sweeps/cycle, "
+                f"tolerance {feedback.tolerance}, <= {feedback.max_cycles} cycles, "
+                f"|J| <= {feedback.coupling_bound}"
             )
         table = Table(title="labels (achieved alpha)")
         for column in ("component", "mean", "std", "min", "max"):

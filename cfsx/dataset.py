@@ -12,13 +12,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
 from . import __version__
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .config import SimulationConfig
 
 FORMAT = "cfsx-dataset"
 FORMAT_VERSION = 1
@@ -146,7 +149,7 @@ class DatasetInfo:
     samples: int
     cfs: int
     vectors: np.ndarray
-    config_yaml: str
+    config: SimulationConfig | None
     created: str
     cfsx_version: str
     image_shape: tuple[int, ...]
@@ -168,9 +171,9 @@ def describe(path: str | Path) -> DatasetInfo:
         labels = file["encodings/achieved"][()] if "encodings/achieved" in file else np.zeros((samples, 0))
         reach = None
         config_yaml = str(file.attrs.get("config", ""))
-        if samples and "encodings/target" in file and "cycles" in file and config_yaml:
-            tolerance = config_from_yaml_text(config_yaml).feedback.tolerance
-            reach = reach_summary(labels, file["encodings/target"][()], file["cycles"][()], tolerance)
+        config = config_from_yaml_text(config_yaml) if config_yaml else None
+        if samples and "encodings/target" in file and "cycles" in file and config:
+            reach = reach_summary(labels, file["encodings/target"][()], file["cycles"][()], config.feedback.tolerance)
         shard = None
         if "shard_index" in file.attrs:
             shard = (int(file.attrs["shard_index"]), int(file.attrs["shard_count"]))
@@ -180,7 +183,7 @@ def describe(path: str | Path) -> DatasetInfo:
             samples=samples,
             cfs=int(file.attrs.get("cfs", 0)),
             vectors=np.asarray(file.attrs.get("vectors", np.zeros((0, 2), int))),
-            config_yaml=config_yaml,
+            config=config,
             created=str(file.attrs.get("created", "")),
             cfsx_version=str(file.attrs.get("cfsx_version", "")),
             image_shape=tuple(file["images"].shape[1:]),
