@@ -225,16 +225,17 @@ class _ReducedGrid:
 
     exp(2 pi i h x) depends on h only modulo 1 for integer x, and a real lattice gives
     I(h, k) = I(-h, -k). So the kernels compute rows for the distinct values of h mod 1
-    and columns for only one of each pair k, -k; ``rows``/``columns`` map back.
+    and columns for only one of each pair k, -k; ``pixel_index`` maps back.
     """
 
     h_values: np.ndarray
     k_values: np.ndarray
-    rows: np.ndarray  # (M, M) row in the reduced image of each pixel
-    columns: np.ndarray
+    pixel_index: np.ndarray  # (M, M): where each pixel is in the reduced image, flattened in Fortran order
+    period: int  # P > 0 when h_values are exactly j / P, j = 0..P-1, P a power of two (FFT kernel)
 
     def expand(self, reduced: np.ndarray) -> np.ndarray:
-        return reduced[self.rows, self.columns]
+        """The (M, M) image from the (n_h, n_k) reduced one (as the kernels return it)."""
+        return np.asarray(reduced).ravel(order="F").take(self.pixel_index)
 
 
 @lru_cache(maxsize=32)
@@ -244,12 +245,12 @@ def _reduced_grid(image_size: int, h_max: float) -> _ReducedGrid:
     h_values, h_index = np.unique(fractional, return_inverse=True)
     negated = np.round(np.mod(-h_values, 1.0), decimals) % 1.0
     negated_index = np.searchsorted(h_values, negated)
-    closed = np.all(negated_index < len(h_values)) and np.allclose(
-        h_values[np.minimum(negated_index, len(h_values) - 1)], negated
-    )
-    rows = np.broadcast_to(h_index[:, None], (image_size, image_size))
+    count = len(h_values)
+    periodic = count & (count - 1) == 0 and np.allclose(h_values, np.arange(count) / count, rtol=0, atol=1e-12)
+    period = count if periodic else 0
+    closed = np.all(negated_index < count) and np.allclose(h_values[np.minimum(negated_index, count - 1)], negated)
     if not closed:  # a grid without the -k partner of every k: compute every column
-        return _ReducedGrid(h_values, h_values, rows, np.broadcast_to(h_index[None, :], rows.shape))
+        return _ReducedGrid(h_values, h_values, h_index[:, None] + count * h_index[None, :], period)
     keep = h_values <= negated  # one of each pair (k, -k): the one in [0, 1/2]
     column_of = np.cumsum(keep) - 1
     k_kept = h_index  # index in h_values of every pixel column's k
@@ -260,8 +261,8 @@ def _reduced_grid(image_size: int, h_max: float) -> _ReducedGrid:
     return _ReducedGrid(
         h_values,
         np.ascontiguousarray(h_values[keep]),
-        full_rows,
-        np.broadcast_to(columns[None, :], rows.shape),
+        full_rows + count * columns[None, :],
+        period,
     )
 
 
@@ -292,14 +293,15 @@ def lot_intensity(
         raise EngineError(f"lot origins must lie in [0, {size})")
     grid = _reduced_grid(_positive_int(image_size, "image_size"), float(h_max))
     concentration = float(lattice_f.mean())
-    intensity, status = _engine.lot_intensity(
-        lattice_f,
-        concentration,
-        lot_size,
-        np.asfortranarray(origins.T, dtype=np.int32),
-        grid.h_values,
-        grid.k_values,
-    )
+    origins_f = np.asfortranarray(origins.T, dtype=np.int32)
+    if grid.period:
+        intensity, status = _engine.lot_intensity_periodic(
+            lattice_f, concentration, lot_size, origins_f, grid.period, grid.k_values
+        )
+    else:
+        intensity, status = _engine.lot_intensity(
+            lattice_f, concentration, lot_size, origins_f, grid.h_values, grid.k_values
+        )
     _check_status(status, "lot_intensity")
     return grid.expand(np.asarray(intensity))
 

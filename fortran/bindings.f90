@@ -149,6 +149,28 @@ subroutine lot_intensity(n, lattice, concentration, lot_size, n_lots, origins, n
                intensity, status)
 end subroutine lot_intensity
 
+subroutine lot_intensity_periodic(n, lattice, concentration, lot_size, n_lots, origins, period, n_k, k_values, &
+                                  intensity, status)
+   use cfsx_diffraction, only: kernel => lot_intensity_periodic
+   implicit none
+   !f2py intent(hide), depend(lattice) :: n = shape(lattice, 0)
+   integer(4), intent(in) :: n
+   integer(1), intent(in) :: lattice(n, n)
+   real(8), intent(in) :: concentration
+   integer(4), intent(in) :: lot_size
+   !f2py intent(hide), depend(origins) :: n_lots = shape(origins, 1)
+   integer(4), intent(in) :: n_lots
+   integer(4), intent(in) :: origins(2, n_lots)
+   integer(4), intent(in) :: period
+   !f2py intent(hide), depend(k_values) :: n_k = len(k_values)
+   integer(4), intent(in) :: n_k
+   real(8), intent(in) :: k_values(n_k)
+   !f2py intent(out), depend(period,n_k) :: intensity
+   real(8), intent(out) :: intensity(period, n_k)
+   integer(4), intent(out) :: status
+   call kernel(n, lattice, concentration, lot_size, n_lots, origins, period, n_k, k_values, intensity, status)
+end subroutine lot_intensity_periodic
+
 subroutine cosine_transform(n_d, displacements, weights, n_h, h_values, n_k, k_values, intensity, status)
    use cfsx_diffraction, only: kernel => cosine_transform
    implicit none

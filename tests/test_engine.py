@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from cfsx import _engine, engine
 from cfsx import _reference as reference
-from cfsx import engine
 from cfsx.encoding import cfs_vectors
 from cfsx.errors import EngineError
 
@@ -139,6 +139,34 @@ def test_lot_intensity_equals_reference(image_size, h_max):
         reference.lot_intensity(lattice, 7, origins, image_size, h_max),
         rtol=1e-9,
         atol=1e-10,
+    )
+
+
+@pytest.mark.parametrize(
+    "image_size, h_max, period", [(64, 1.0, 32), (16, 0.5, 16), (64, 2.0, 16), (30, 1.3, 0), (48, 1.0, 0)]
+)
+def test_fft_kernel_is_used_exactly_on_power_of_two_periodic_grids(image_size, h_max, period):
+    assert engine._reduced_grid(image_size, h_max).period == period
+
+
+@pytest.mark.parametrize("size, lot_size, image_size", [(20, 7, 64), (20, 19, 16), (12, 12, 8), (9, 5, 2)])
+def test_fft_kernel_equals_matrix_product_kernel(size, lot_size, image_size):
+    # Lots wider than the period P = image_size / 2 are folded modulo P before the FFT.
+    lattice, state = engine.random_lattice(size, 0.4, engine.seed_state(size + lot_size))
+    origins, _ = engine.random_origins(size, 6, state)
+    grid = engine._reduced_grid(image_size, 1.0)
+    assert grid.period == image_size // 2
+    arguments = (np.asfortranarray(lattice), lattice.mean(), lot_size, np.asfortranarray(origins.T, dtype=np.int32))
+    periodic, status = _engine.lot_intensity_periodic(*arguments, grid.period, grid.k_values)
+    assert status == 0
+    products, status = _engine.lot_intensity(*arguments, grid.h_values, grid.k_values)
+    assert status == 0
+    np.testing.assert_allclose(periodic, products, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(
+        engine.lot_intensity(lattice, lot_size, origins, image_size, 1.0),
+        reference.lot_intensity(lattice, lot_size, origins, image_size, 1.0),
+        rtol=1e-9,
+        atol=1e-11,
     )
 
 
