@@ -8,8 +8,6 @@ the reference's matrix products use one core, as each simulate worker does.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -17,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import machine_line, markdown_table, replace_block
 
 from cfsx import _reference as reference
 from cfsx import engine
@@ -116,16 +115,15 @@ def main():
     bench_monte_carlo(rows)
     bench_diffraction(rows)
     bench_simulate(rows, args.samples)
-    header = "| what | cfsx (Fortran) | NumPy reference | ratio |\n| --- | --- | --- | --- |\n"
-    table = header + "\n".join(f"| {' | '.join(row)} |" for row in rows)
+    table = markdown_table(("what", "cfsx (Fortran)", "NumPy reference", "ratio"), rows)
     print(table)
     if args.output:
-        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-        args.output.write_text(
-            "# Engine performance\n\n"
-            f"Measured by `make bench` (`OPENBLAS_NUM_THREADS=1 python benchmarks/bench_engine.py`) in one run on "
-            f"{time.strftime('%Y-%m-%d')}, {machine}. The NumPy reference (cfsx/_reference.py) runs the same "
-            "algorithm in plain NumPy/Python; its Monte Carlo is timed on one sweep.\n\n" + table + "\n"
+        replace_block(
+            args.output,
+            "bench:engine",
+            machine_line("make bench") + " The NumPy reference (cfsx/_reference.py) runs the same algorithm in "
+            "plain NumPy/Python (its Monte Carlo is timed on one sweep; its diffraction is the complex "
+            "matrix-product transform on the full grid).\n\n" + table,
         )
 
 

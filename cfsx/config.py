@@ -1,4 +1,4 @@
-"""Simulation configuration: frozen dataclasses, loaded from YAML with overrides.
+"""Configuration of simulation and training: frozen dataclasses, loaded from YAML with overrides.
 
 Layering: dataclass defaults < YAML file < ``--set section.key=value`` < dedicated CLI flags.
 The resolved configuration is written, as YAML text, into every output file.
@@ -219,15 +219,86 @@ class SimulationConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-_SECTION_CLASSES = {
-    "encoding": EncodingConfig,
-    "lattice": LatticeConfig,
-    "targets": TargetConfig,
-    "feedback": FeedbackConfig,
-    "diffraction": DiffractionConfig,
-    "run": RunConfig,
-    "output": OutputConfig,
-}
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str = "small"  # small: plain conv/pool stack; large: residual, He-normal, batch norm
+
+    def __post_init__(self) -> None:
+        _require(
+            self.architecture in ("small", "large"),
+            f"model.architecture must be small or large, got {self.architecture!r}",
+        )
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 0.001  # Adam; the other Adam settings are Keras defaults
+    validation_split: float = 0.2  # picks the best epoch (and drives early stopping)
+    test_split: float = 0.1  # the hold-out: never seen in training or in choosing the epoch
+    seed: int = 0  # split, shuffling and weight initialisation
+    patience: int = 0  # early stopping after this many epochs without a better val_loss; 0 = off
+    memory_limit_mb: int = 2048  # datasets whose images fit are read once; larger ones are streamed
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.epochs) and self.epochs >= 1, f"fit.epochs must be an integer >= 1, got {self.epochs!r}")
+        _require(
+            _is_int(self.batch_size) and 1 <= self.batch_size <= 65536,
+            f"fit.batch_size must be an integer in 1..65536, got {self.batch_size!r}",
+        )
+        _require(
+            _is_number(self.learning_rate) and self.learning_rate > 0,
+            f"fit.learning_rate must be a number > 0, got {self.learning_rate!r}",
+        )
+        for name in ("validation_split", "test_split"):
+            value = getattr(self, name)
+            _require(_is_number(value) and 0 < value < 1, f"fit.{name} must be a number in (0, 1), got {value!r}")
+        _require(
+            self.validation_split + self.test_split < 0.9,
+            "fit.validation_split + fit.test_split must leave at least 10 % of the data for training",
+        )
+        _require(_is_int(self.seed) and 0 <= self.seed < 2**32, f"fit.seed must be in [0, 2**32), got {self.seed!r}")
+        _require(_is_int(self.patience) and self.patience >= 0, f"fit.patience must be >= 0, got {self.patience!r}")
+        _require(
+            _is_int(self.memory_limit_mb) and self.memory_limit_mb >= 0,
+            f"fit.memory_limit_mb must be an integer >= 0, got {self.memory_limit_mb!r}",
+        )
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    resimulated: int = 100  # hold-out samples re-simulated for the intrinsic error and the decoded-image test
+    seed: int = 1  # master seed of the re-simulations (new seeds, never those of the dataset)
+    inversion_range: int = 0  # largest |v| component of the Warren-Cowley inversion; 0 = as far as the grid allows
+
+    def __post_init__(self) -> None:
+        _require(
+            _is_int(self.resimulated) and self.resimulated >= 0,
+            f"evaluation.resimulated must be an integer >= 0, got {self.resimulated!r}",
+        )
+        _require(
+            _is_int(self.seed) and 0 <= self.seed < 2**63,
+            f"evaluation.seed must be an integer in [0, 2**63), got {self.seed!r}",
+        )
+        _require(
+            _is_int(self.inversion_range) and self.inversion_range >= 0,
+            f"evaluation.inversion_range must be an integer >= 0, got {self.inversion_range!r}",
+        )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _section_classes(root: type) -> dict[str, type]:
+    return {f.name: f.default_factory for f in dataclasses.fields(root)}
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
@@ -257,35 +328,38 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def config_from_dict(data: dict[str, Any]) -> SimulationConfig:
-    """Build and validate a config from nested dicts; unknown keys are errors."""
+def config_from_dict(data: dict[str, Any], root: type = SimulationConfig) -> Any:
+    """Build and validate a config (``root``: SimulationConfig or TrainingConfig); unknown keys are errors."""
     if not isinstance(data, dict):
         raise ConfigError("a config must be a mapping of sections")
+    section_classes = _section_classes(root)
     sections = {}
     for section, values in data.items():
-        if section not in _SECTION_CLASSES:
-            raise ConfigError(f"unknown config section {section!r} (known: {', '.join(_SECTION_CLASSES)})")
+        if section not in section_classes:
+            raise ConfigError(f"unknown config section {section!r} (known: {', '.join(section_classes)})")
         if values is None:
             values = {}
         if not isinstance(values, dict):
             raise ConfigError(f"config section {section!r} must be a mapping")
-        cls = _SECTION_CLASSES[section]
+        cls = section_classes[section]
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ConfigError(f"unknown key {section}.{sorted(unknown)[0]} (known: {', '.join(sorted(known))})")
         sections[section] = cls(**values)
-    return SimulationConfig(**sections)
+    return root(**sections)
 
 
 def load_config(
     source: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    root: type = SimulationConfig,
     **flags: Any,
-) -> SimulationConfig:
+) -> Any:
     """Load a YAML config (path or built-in name), apply ``--set`` overrides, then flags.
 
     ``flags`` are dotted keys with values, for example ``{"run.samples": 100}``; None is ignored.
+    ``root`` is the config class: SimulationConfig (simulate) or TrainingConfig (train, evaluate).
     """
     data: dict[str, Any] = {}
     if source is not None:
@@ -307,7 +381,7 @@ def load_config(
             raise ConfigError(f"config section {section!r} must be a mapping")
         target[key] = value
     try:
-        return config_from_dict(data)
+        return config_from_dict(data, root)
     except TypeError as exc:  # a value of a type the dataclass cannot take
         raise ConfigError(f"invalid config: {exc}") from None
 

@@ -1,0 +1,35 @@
+"""Write a measured table into its marked block of docs/performance.md, keeping the prose around it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def machine_line(command: str) -> str:
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return f"Measured by `{command}` in one run on {time.strftime('%Y-%m-%d')}, {machine}."
+
+
+def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = [f"| {' | '.join(header)} |", f"| {' | '.join('---' for _ in header)} |"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join(lines)
+
+
+def replace_block(path: Path, name: str, text: str) -> None:
+    """Put ``text`` between <!-- NAME:start --> and <!-- NAME:end -->, appending the block if it is new."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{text.rstrip()}\n{end}"
+    document = path.read_text() if path.exists() else ""
+    if start in document and end in document:
+        before, rest = document.split(start, 1)
+        after = rest.split(end, 1)[1]
+        document = before + block + after
+    else:
+        document = document.rstrip() + ("\n\n" if document else "") + block + "\n"
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(document)
+    temporary.replace(path)

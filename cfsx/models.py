@@ -1,0 +1,141 @@
+"""The CNNs that map an image to its CFS encoding, and the one-file model format.
+
+Both architectures take an (M, M) intensity image and return the D correlations. The
+preprocessing lives inside the model (layer ``RelativeLogIntensity``): the image is divided
+by its own mean, so any positive scale factor cancels, and then log-compressed. A saved
+model is one ``.keras`` file; its cfsx metadata (encoding, image grid, simulation config,
+training run, hold-out indices and metrics) is an extra JSON entry in the same zip archive,
+which Keras ignores, so loading stays in Keras' safe mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for our users
+
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+from .dataset import atomic_path  # noqa: E402
+from .errors import DataError  # noqa: E402
+
+ARCHITECTURES = ("small", "large")
+METADATA_ENTRY = "cfsx_metadata.json"
+MODEL_FORMAT = "cfsx-model"
+MODEL_FORMAT_VERSION = 1
+
+
+@keras.saving.register_keras_serializable(package="cfsx")
+class RelativeLogIntensity(keras.layers.Layer):
+    """log(max(I / mean(I), 0) + floor): invariant to the image's scale, dynamic range compressed."""
+
+    def __init__(self, floor: float = 1e-3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.floor = float(floor)
+
+    def call(self, images):
+        mean = ops.mean(images, axis=(1, 2), keepdims=True)
+        relative = images / ops.maximum(mean, 1e-30)
+        return ops.log(ops.maximum(relative, 0.0) + self.floor)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "floor": self.floor}
+
+
+def _small_body(features, n_outputs: int):
+    """Plain convolution/pooling stack with Keras default initialisation and a dense head."""
+    for filters in (16, 32, 64, 64):
+        features = layers.Conv2D(filters, 3, padding="same", activation="relu")(features)
+        features = layers.MaxPooling2D(2)(features)
+    features = layers.Flatten()(features)
+    features = layers.Dense(128, activation="relu")(features)
+    return layers.Dense(n_outputs, name="encoding")(features)
+
+
+def _residual_block(features, filters: int, stride: int):
+    """conv-BN-ReLU-conv-BN plus a (projected when the shape changes) skip connection."""
+    shortcut = features
+    if stride != 1 or features.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, kernel_initializer="he_normal")(features)
+        shortcut = layers.BatchNormalization()(shortcut)
+    features = layers.Conv2D(
+        filters, 3, strides=stride, padding="same", use_bias=False, kernel_initializer="he_normal"
+    )(features)
+    features = layers.BatchNormalization()(features)
+    features = layers.Activation("relu")(features)
+    features = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(features)
+    features = layers.BatchNormalization()(features)
+    return layers.Activation("relu")(layers.Add()([features, shortcut]))
+
+
+def _large_body(features, n_outputs: int):
+    """Residual network: He-normal initialisation, batch normalisation, skip connections."""
+    features = layers.Conv2D(32, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(features)
+    features = layers.BatchNormalization()(features)
+    features = layers.Activation("relu")(features)
+    for filters, stride in ((32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1)):
+        features = _residual_block(features, filters, stride)
+    features = layers.GlobalAveragePooling2D()(features)
+    features = layers.Dense(128, activation="relu", kernel_initializer="he_normal")(features)
+    return layers.Dense(n_outputs, name="encoding")(features)
+
+
+def build_model(architecture: str, image_size: int, n_outputs: int) -> keras.Model:
+    """An uncompiled model: (batch, M, M) intensities -> (batch, D) correlations."""
+    if architecture not in ARCHITECTURES:
+        raise DataError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    images = keras.Input(shape=(image_size, image_size), name="image")
+    features = RelativeLogIntensity(name="relative_log_intensity")(images)
+    features = layers.Reshape((image_size, image_size, 1))(features)
+    body = _small_body if architecture == "small" else _large_body
+    return keras.Model(images, body(features, n_outputs), name=f"cfsx_{architecture}")
+
+
+def save_model(model: keras.Model, metadata: dict[str, Any], path: str | Path) -> Path:
+    """Write the model and its metadata as one .keras file, atomically."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise DataError(f"a model file must end in .keras: {path}")
+    document = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, **metadata}
+    with atomic_path(path) as temporary:
+        keras_temporary = temporary.with_name(temporary.name + ".keras")  # Keras insists on the suffix
+        try:
+            model.save(keras_temporary)
+            with zipfile.ZipFile(keras_temporary, "a") as archive:
+                archive.writestr(METADATA_ENTRY, json.dumps(document, indent=1))
+            keras_temporary.replace(temporary)
+        finally:
+            keras_temporary.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The cfsx metadata of a saved model, without loading TensorFlow weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"model file not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            document = json.loads(archive.read(METADATA_ENTRY))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
+        raise DataError(f"{path} is not a cfsx model file ({error})") from None
+    if document.get("format") != MODEL_FORMAT:
+        raise DataError(f"{path} is not a cfsx model file")
+    if document.get("format_version") != MODEL_FORMAT_VERSION:
+        raise DataError(f"{path}: model format version {document.get('format_version')} is not supported")
+    return document
+
+
+def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
+    """The model (loaded in Keras' safe mode) and its metadata."""
+    metadata = read_metadata(path)
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise DataError(f"cannot load the model in {path}: {error}") from None
+    return model, metadata
