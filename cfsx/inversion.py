@@ -34,9 +34,7 @@ def half_window(max_range: int) -> np.ndarray:
 class WarrenCowleyInversion:
     """Least-squares estimate of alpha at ``vectors`` from (S, M, M) images; build once, apply to many."""
 
-    def __init__(
-        self, vectors: np.ndarray, image_size: int, h_max: float, lot_size: int, max_range: int = 0
-    ) -> None:
+    def __init__(self, vectors: np.ndarray, image_size: int, h_max: float, lot_size: int, max_range: int = 0) -> None:
         self.vectors = np.asarray(vectors, dtype=np.int64)
         limit = largest_range(image_size, h_max, lot_size)
         self.max_range = limit if max_range == 0 else int(max_range)

@@ -1,10 +1,12 @@
 """simulate, merge, info: the dataset format, determinism, resume, shards and bad input."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -155,3 +157,11 @@ def test_bad_input_gives_one_clear_line(args, message, tmp_path):
 def test_missing_output_directory_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["simulate", "demo", "-o", str(tmp_path / "nowhere" / "x.h5")])
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_every_module_is_installed():
+    """meson.build lists the package's Python files one by one; a forgotten one would be missing after install."""
+    root = Path(__file__).resolve().parents[1]
+    listed = set(re.findall(r"'(cfsx/[\w/]+\.py)'", (root / "meson.build").read_text()))
+    present = {str(path.relative_to(root)) for path in (root / "cfsx").glob("*.py")}
+    assert present == listed
