@@ -193,3 +193,74 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
                 f"{reach.worst_max_deviation:.3f}; "
                 f"feedback cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}"
             )
+
+
+def _training_config(config: str, set_: list[str] | None, **flags):
+    from .config import TrainingConfig, load_config
+
+    return load_config(config, set_ or (), root=TrainingConfig, **flags)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Training dataset (.h5) written by cfsx simulate.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (.keras).")],
+    config: Annotated[str, typer.Option(help="Training config: a YAML file or a built-in name.")] = "train",
+    arch: Annotated[str | None, typer.Option("--arch", help="small or large (model.architecture).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (fit.epochs).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (fit.batch_size).")] = None,
+    val_split: Annotated[float | None, typer.Option(help="Validation fraction (fit.validation_split).")] = None,
+    test_split: Annotated[float | None, typer.Option(help="Hold-out fraction (fit.test_split).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of split, shuffling and initialisation (fit.seed).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate (fit.learning_rate).")] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Stop after this many epochs without a better val_loss; 0 = off.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
+    ] = None,
+) -> None:
+    """Train a CNN that maps images to encodings; keeps the weights of the best validation epoch."""
+    with _reported_errors():
+        from .training import train as run_training
+
+        resolved = _training_config(
+            config,
+            set_,
+            **{
+                "model.architecture": arch,
+                "fit.epochs": epochs,
+                "fit.batch_size": batch_size,
+                "fit.validation_split": val_split,
+                "fit.test_split": test_split,
+                "fit.seed": seed,
+                "fit.learning_rate": learning_rate,
+                "fit.patience": patience,
+            },
+        )
+        with _progress_bar() as bar:
+            task = bar.add_task("train", total=resolved.fit.epochs, rate="")
+
+            def on_epoch(report) -> None:
+                logs = report.logs
+                bar.update(
+                    task,
+                    completed=report.epoch,
+                    rate=f"loss {logs['loss']:.2e} val_loss {logs['val_loss']:.2e} "
+                    f"val_r2 {logs.get('val_r2', float('nan')):.3f} {report.images_per_second:.0f} images/s",
+                )
+                if report.best:
+                    bar.console.print(
+                        f"epoch {report.epoch}: val_loss {logs['val_loss']:.3e} (best so far)", highlight=False
+                    )
+
+            result = run_training(data, output, resolved, on_epoch=on_epoch)
+        test = result.metadata["metrics"]["test"]
+        training = result.metadata["training"]
+        console.print(
+            f"wrote {result.model_path} (best epoch {training['best_epoch']} of {training['epochs_run']}, "
+            f"{training['seconds']:.0f} s); hold-out of {test['samples']}: R2 {test['r2']:.4f}, "
+            f"MSE {test['mse']:.2e}, MAE {test['mae']:.2e}"
+        )
+        console.print(f"history: {result.history_path}, loss curves: {result.curve_path}")

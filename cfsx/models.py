@@ -11,18 +11,13 @@ which Keras ignores, so loading stays in Keras' safe mode.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for our users
-
-import keras  # noqa: E402
-from keras import layers, ops  # noqa: E402
-
-from .dataset import atomic_path  # noqa: E402
-from .errors import DataError  # noqa: E402
+from ._tensorflow import keras, layers, ops
+from .dataset import atomic_path
+from .errors import DataError
 
 ARCHITECTURES = ("small", "large")
 METADATA_ENTRY = "cfsx_metadata.json"

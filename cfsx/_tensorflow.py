@@ -1,0 +1,37 @@
+"""TensorFlow and Keras, imported once and quietly.
+
+TensorFlow's C++ start-up messages (oneDNN, CPU features) go straight to file descriptor 2 and
+mean nothing to our users; they are silenced while TensorFlow loads. Import keras, tf, layers and ops
+from here, never directly, so this happens before anything else touches TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+with _quiet_stderr():
+    import keras
+    import tensorflow as tf
+    from keras import layers, ops
+
+    tf.constant(0.0) + 1.0  # the first operation prints the rest of the start-up messages
+
+__all__ = ["keras", "layers", "ops", "tf"]

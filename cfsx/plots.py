@@ -1,0 +1,138 @@
+"""Figures: loss curves, parity and residual plots, histograms, image comparisons.
+
+Every function writes one PNG atomically and returns its path. Matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .dataset import atomic_path  # noqa: E402
+
+
+def _save(figure, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _grid(count: int, size: float = 2.6):
+    columns = min(count, 5)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    for axis in axes.ravel()[count:]:
+        axis.set_visible(False)
+    return figure, axes.ravel()
+
+
+def loss_curves(history: Sequence[dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """Training and validation loss (log scale) and R2 per epoch."""
+    figure, (loss_axis, r2_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = [row["epoch"] for row in history]
+    for key, label in (("loss", "training"), ("val_loss", "validation")):
+        if history and key in history[0]:
+            loss_axis.plot(epochs, [row[key] for row in history], label=label)
+    loss_axis.set(xlabel="epoch", ylabel="MSE loss", yscale="log", title=title)
+    loss_axis.legend()
+    for key, label in (("r2", "training"), ("val_r2", "validation")):
+        if history and key in history[0]:
+            r2_axis.plot(epochs, [row[key] for row in history], label=label)
+    r2_axis.set(xlabel="epoch", ylabel="R2", ylim=(max(-0.2, r2_axis.get_ylim()[0]), 1.0))
+    r2_axis.legend()
+    return _save(figure, path)
+
+
+def parity(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str], path: str | Path) -> Path:
+    """Predicted against true value, one panel per component, with the identity line."""
+    figure, axes = _grid(len(labels))
+    for i, (axis, label) in enumerate(zip(axes, labels, strict=False)):
+        low = min(truth[:, i].min(), predicted[:, i].min())
+        high = max(truth[:, i].max(), predicted[:, i].max())
+        axis.plot([low, high], [low, high], color="0.5", lw=0.8)
+        axis.scatter(truth[:, i], predicted[:, i], s=3, alpha=0.4, lw=0)
+        axis.set(title=label, xlabel="true", ylabel="predicted")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def residuals(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str], path: str | Path) -> Path:
+    """Residual (predicted - true) against true value per component, with the mean residual in bins."""
+    figure, axes = _grid(len(labels))
+    for i, (axis, label) in enumerate(zip(axes, labels, strict=False)):
+        residual = predicted[:, i] - truth[:, i]
+        axis.axhline(0, color="0.5", lw=0.8)
+        axis.scatter(truth[:, i], residual, s=3, alpha=0.4, lw=0)
+        edges = np.linspace(truth[:, i].min(), truth[:, i].max(), 11)
+        which = np.clip(np.digitize(truth[:, i], edges) - 1, 0, 9)
+        means = [residual[which == b].mean() if np.any(which == b) else np.nan for b in range(10)]
+        axis.plot((edges[:-1] + edges[1:]) / 2, means, color="C3", lw=1.5, label="binned mean")
+        axis.set(title=label, xlabel="true", ylabel="residual")
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def component_histograms(values: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """One histogram per encoding component."""
+    figure, axes = _grid(len(labels), size=2.2)
+    for i, (axis, label) in enumerate(zip(axes, labels, strict=False)):
+        axis.hist(values[:, i], bins=40, color="C0")
+        axis.set(title=label)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def intensity_histograms(samples: dict[str, np.ndarray], path: str | Path, title: str = "pixel intensities") -> Path:
+    """Histograms of pixel intensities and of log10 intensities for one or more image sets."""
+    figure, (linear, logarithmic) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, images in samples.items():
+        values = np.asarray(images, dtype=np.float64).ravel()
+        linear.hist(values, bins=80, histtype="step", density=True, label=name)
+        positive = values[values > 0]
+        if positive.size:
+            logarithmic.hist(np.log10(positive), bins=80, histtype="step", density=True, label=name)
+    linear.set(xlabel="intensity", ylabel="density", yscale="log", title=title)
+    logarithmic.set(xlabel="log10 intensity", ylabel="density")
+    linear.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def score_histograms(scores: dict[str, np.ndarray], path: str | Path, xlabel: str = "image R2") -> Path:
+    """Overlaid histograms of per-image scores (for example the intrinsic floor and the decoded images)."""
+    figure, axis = plt.subplots(figsize=(6, 3.4))
+    finite = [np.asarray(v)[np.isfinite(v)] for v in scores.values()]
+    low = min((v.min() for v in finite if v.size), default=0.0)
+    bins = np.linspace(max(low, -1.0), 1.0, 41)
+    for (name, _), values in zip(scores.items(), finite, strict=True):
+        axis.hist(np.clip(values, bins[0], 1.0), bins=bins, histtype="step", lw=1.5, label=f"{name} (n={values.size})")
+    axis.set(xlabel=xlabel, ylabel="images")
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def image_rows(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path: str | Path) -> Path:
+    """A table of images (log10 intensity): one row per example, one column per kind of image."""
+    n_rows, n_columns = len(rows), len(titles)
+    figure, axes = plt.subplots(n_rows, n_columns, figsize=(2.4 * n_columns, 2.4 * n_rows), squeeze=False)
+    for r, images in enumerate(rows):
+        for c, image in enumerate(images):
+            axis = axes[r, c]
+            shown = np.log10(np.maximum(np.asarray(image, dtype=np.float64), 1e-6))
+            axis.imshow(shown, origin="lower", cmap="viridis")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if r == 0:
+                axis.set_title(titles[c], fontsize=9)
+    figure.tight_layout()
+    return _save(figure, path)

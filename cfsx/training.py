@@ -1,0 +1,320 @@
+"""``cfsx train``: fit a CNN to the image -> encoding pairs of a dataset.
+
+The split into training, validation and hold-out samples is a seeded permutation, recorded in
+the model, so ``cfsx evaluate`` scores exactly the samples that training never saw. Batches are
+read from the .h5 file as they are needed (in memory when the images fit the configured limit),
+through tf.data, so the dataset's size is bounded by the disk, not by memory. The weights of
+the epoch with the lowest validation loss are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, models, plots
+from ._tensorflow import keras, tf
+from .config import TrainingConfig, config_from_yaml_text
+from .dataset import atomic_path, open_dataset
+from .encoding import cfs_vectors, vector_labels
+from .errors import DataError
+from .metrics import regression_metrics
+
+MIN_SAMPLES_PER_PART = 1  # every part of the split (train, validation, hold-out) needs at least this many
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What a model needs to know about a dataset: shapes, encoding, provenance."""
+
+    path: Path
+    samples: int
+    image_size: int
+    cfs: int
+    n_components: int
+    h_max: float
+    lot_size: int
+    config_text: str
+    fingerprint: str
+
+
+def data_fingerprint(file) -> str:
+    """A short hash of a dataset's seeds and config: the same data gives the same fingerprint."""
+    digest = hashlib.sha256(str(file.attrs.get("config", "")).encode())
+    if "seeds" in file:
+        digest.update(np.ascontiguousarray(file["seeds"][:]).tobytes())
+    digest.update(repr(file["images"].shape).encode())
+    return digest.hexdigest()[:16]
+
+
+def summarise_data(path: str | Path) -> DataSummary:
+    """Check that a dataset can be used to train or evaluate, and describe it."""
+    path = Path(path)
+    with open_dataset(path) as file:
+        images = file["images"]
+        if images.ndim != 3 or images.shape[1] != images.shape[2]:
+            raise DataError(f"{path}: /images must be (samples, M, M), got {images.shape}")
+        if "encodings/achieved" not in file:
+            raise DataError(f"{path} has no /encodings/achieved (the training labels)")
+        labels = file["encodings/achieved"]
+        if labels.shape[0] != images.shape[0]:
+            raise DataError(f"{path}: {images.shape[0]} images but {labels.shape[0]} encodings")
+        config = config_from_yaml_text(str(file.attrs["config"]))
+        cfs = int(file.attrs["cfs"])
+        if labels.ndim != 2 or labels.shape[1] != cfs * cfs - 1:
+            raise DataError(f"{path}: encodings of shape {labels.shape} do not match CFS{cfs}")
+        if config.diffraction.image_size != images.shape[1]:
+            raise DataError(
+                f"{path}: images are {images.shape[1]} wide but its config says {config.diffraction.image_size}"
+            )
+        return DataSummary(
+            path=path,
+            samples=int(images.shape[0]),
+            image_size=int(images.shape[1]),
+            cfs=cfs,
+            n_components=int(labels.shape[1]),
+            h_max=float(config.diffraction.h_max),
+            lot_size=int(config.diffraction.lot_size),
+            config_text=str(file.attrs["config"]),
+            fingerprint=data_fingerprint(file),
+        )
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def split_indices(samples: int, validation_split: float, test_split: float, seed: int) -> Split:
+    """A seeded random split into sorted index arrays (train, validation, hold-out)."""
+    n_test = int(round(samples * test_split))
+    n_validation = int(round(samples * validation_split))
+    n_train = samples - n_test - n_validation
+    if min(n_test, n_validation, n_train) < MIN_SAMPLES_PER_PART:
+        raise DataError(
+            f"{samples} samples are too few for a validation split of {validation_split} and a hold-out "
+            f"of {test_split}: every part needs at least {MIN_SAMPLES_PER_PART} sample"
+        )
+    order = np.random.default_rng(seed).permutation(samples)
+    return Split(
+        train=np.sort(order[n_test + n_validation :]),
+        validation=np.sort(order[n_test : n_test + n_validation]),
+        test=np.sort(order[:n_test]),
+    )
+
+
+class SampleReader:
+    """Images and labels by index, from memory when they fit the limit, else from the open file."""
+
+    def __init__(self, file, memory_limit_mb: int) -> None:
+        self._images = file["images"]
+        self._labels = file["encodings/achieved"]
+        if self._images.size * 4 <= memory_limit_mb * 2**20:
+            self._images = self._images[:]
+            self._labels = self._labels[:]
+
+    def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Samples at sorted ``indices`` as float32 arrays."""
+        images = np.asarray(self._images[indices], dtype=np.float32)
+        labels = np.asarray(self._labels[indices], dtype=np.float32)
+        if not (np.all(np.isfinite(images)) and np.all(np.isfinite(labels))):
+            raise DataError("the dataset contains NaN or infinite values")
+        return images, labels
+
+
+def _batches(reader: SampleReader, indices: np.ndarray, batch_size: int, shuffle_seed: int | None):
+    """A re-iterable source of batches; shuffled anew (and reproducibly) on every pass when seeded."""
+    passes = iter(range(2**62))
+
+    def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order = indices
+        if shuffle_seed is not None:
+            order = np.random.default_rng([shuffle_seed, next(passes)]).permutation(indices)
+        for start in range(0, len(order), batch_size):
+            yield reader.read(np.sort(order[start : start + batch_size]))
+
+    return generate
+
+
+def _tf_dataset(generate: Callable, n_batches: int, image_size: int, n_components: int):
+    signature = (
+        tf.TensorSpec((None, image_size, image_size), tf.float32),
+        tf.TensorSpec((None, n_components), tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Model outputs for (S, M, M) images, in batches."""
+    images = np.asarray(images, dtype=np.float32)
+    outputs = [model.predict_on_batch(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate([np.asarray(o) for o in outputs]) if outputs else np.zeros((0, model.output_shape[-1]))
+
+
+def predict_indices(model, reader: SampleReader, indices: np.ndarray, batch_size: int = 256):
+    """(labels, predictions) for the samples at ``indices``."""
+    truths, predictions = [], []
+    for start in range(0, len(indices), batch_size):
+        images, labels = reader.read(indices[start : start + batch_size])
+        truths.append(labels)
+        predictions.append(np.asarray(model.predict_on_batch(images)))
+    return np.concatenate(truths), np.concatenate(predictions)
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    epochs: int
+    logs: dict[str, float]
+    images_per_second: float
+    best: bool
+
+
+class _Monitor:
+    """Keras callback: keeps the best weights, stops early, reports each epoch."""
+
+    def __init__(self, n_train: int, patience: int, on_epoch: Callable[[EpochReport], None] | None, epochs: int):
+        monitor = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                monitor.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                monitor.epoch_end(self.model, epoch, logs or {})
+
+        self.callback = Callback()
+        self.n_train, self.patience, self.on_epoch, self.epochs = n_train, patience, on_epoch, epochs
+        self.best_loss = np.inf
+        self.best_epoch = -1
+        self.best_weights = None
+        self.started = time.perf_counter()
+        self.history: list[dict[str, float]] = []
+
+    def epoch_end(self, model, epoch: int, logs: dict[str, Any]) -> None:
+        seconds = time.perf_counter() - self.started
+        row = {"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}, "seconds": seconds}
+        self.history.append(row)
+        best = bool(logs["val_loss"] < self.best_loss)
+        if best:
+            self.best_loss, self.best_epoch = float(logs["val_loss"]), epoch + 1
+            self.best_weights = model.get_weights()
+        if self.on_epoch:
+            self.on_epoch(EpochReport(epoch + 1, self.epochs, row, self.n_train / max(seconds, 1e-9), best))
+        if self.patience and epoch + 1 - self.best_epoch >= self.patience:
+            model.stop_training = True
+
+
+def history_csv(history: list[dict[str, float]]) -> str:
+    buffer = io.StringIO()
+    if history:
+        writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model_path: Path
+    history_path: Path
+    curve_path: Path
+    metadata: dict[str, Any]
+
+
+def side_paths(model_path: Path) -> tuple[Path, Path]:
+    """Where the history CSV and the loss-curve PNG of a model go."""
+    stem = model_path.with_suffix("")
+    return stem.with_name(stem.name + "-history.csv"), stem.with_name(stem.name + "-loss.png")
+
+
+def train(
+    data_path: str | Path,
+    output: str | Path,
+    config: TrainingConfig,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> TrainingResult:
+    """Train the configured architecture on a dataset and save the model with its metadata."""
+    output = Path(output)
+    if output.suffix != ".keras":
+        raise DataError(f"the model file must end in .keras: {output}")
+    if not output.parent.exists():
+        raise DataError(f"output directory {output.parent} does not exist")
+    summary = summarise_data(data_path)
+    fit = config.fit
+    split = split_indices(summary.samples, fit.validation_split, fit.test_split, fit.seed)
+
+    keras.utils.set_random_seed(fit.seed)
+    tf.config.experimental.enable_op_determinism()
+    model = models.build_model(config.model.architecture, summary.image_size, summary.n_components)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=fit.learning_rate),
+        loss="mse",
+        metrics=["mae", keras.metrics.R2Score(name="r2")],
+    )
+    monitor = _Monitor(len(split.train), fit.patience, on_epoch, fit.epochs)
+    started = time.perf_counter()
+    with open_dataset(summary.path) as file:
+        reader = SampleReader(file, fit.memory_limit_mb)
+        shapes = (summary.image_size, summary.n_components)
+        train_data = _tf_dataset(
+            _batches(reader, split.train, fit.batch_size, fit.seed), -(-len(split.train) // fit.batch_size), *shapes
+        )
+        validation_data = _tf_dataset(
+            _batches(reader, split.validation, 256, None), -(-len(split.validation) // 256), *shapes
+        )
+        model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=fit.epochs,
+            verbose=0,
+            shuffle=False,
+            callbacks=[monitor.callback],
+        )
+        model.set_weights(monitor.best_weights)
+        labels = vector_labels(cfs_vectors(summary.cfs))
+        scores = {
+            name: regression_metrics(*predict_indices(model, reader, indices), labels)
+            for name, indices in (("validation", split.validation), ("test", split.test))
+        }
+    seconds = time.perf_counter() - started
+    metadata = {
+        "cfsx_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cfs": summary.cfs,
+        "vectors": cfs_vectors(summary.cfs).tolist(),
+        "labels": labels,
+        "image_size": summary.image_size,
+        "h_max": summary.h_max,
+        "lot_size": summary.lot_size,
+        "simulation_config": summary.config_text,
+        "training": {
+            "config": config.to_dict(),
+            "data": str(summary.path),
+            "data_fingerprint": summary.fingerprint,
+            "samples": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
+            "epochs_run": len(monitor.history),
+            "best_epoch": monitor.best_epoch,
+            "seconds": seconds,
+            "history": monitor.history,
+        },
+        "split": {"validation": split.validation.tolist(), "test": split.test.tolist()},
+        "metrics": scores,
+    }
+    history_path, curve_path = side_paths(output)
+    models.save_model(model, metadata, output)
+    with atomic_path(history_path) as temporary:
+        temporary.write_text(history_csv(monitor.history))
+    plots.loss_curves(monitor.history, curve_path, title=f"{config.model.architecture} on CFS{summary.cfs}")
+    return TrainingResult(output, history_path, curve_path, metadata)
