@@ -264,3 +264,54 @@ def train(
             f"MSE {test['mse']:.2e}, MAE {test['mae']:.2e}"
         )
         console.print(f"history: {result.history_path}, loss curves: {result.curve_path}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Trained model (.keras) written by cfsx train.")],
+    data: Annotated[Path, typer.Argument(help="Dataset (.h5): the training file (its hold-out is used) or another.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory to write.")],
+    config: Annotated[str, typer.Option(help="Training/evaluation config: a YAML file or a built-in name.")] = "train",
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option(help="Another model (for example of a smaller CFS) for the decoded-image test (repeatable)."),
+    ] = None,
+    resimulated: Annotated[
+        int | None, typer.Option(help="Encodings re-simulated for the image tests (evaluation.resimulated).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes for the re-simulations [default: all cores].")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
+    ] = None,
+) -> None:
+    """Score a model: encoding metrics, classical inversion, intrinsic error and decoded images."""
+    with _reported_errors():
+        import os
+
+        from .evaluation import evaluate as run_evaluation
+
+        resolved = _training_config(config, set_, **{"evaluation.resimulated": resimulated})
+        if workers is not None and workers < 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        result = run_evaluation(
+            model,
+            data,
+            output,
+            resolved,
+            compare=list(compare or ()),
+            workers=workers or os.cpu_count() or 1,
+            progress=lambda message: console.print(message, highlight=False),
+        )
+        metrics = result.metrics
+        cnn, classical = metrics["cnn"], metrics["classical"]
+        console.print(
+            f"{metrics['samples']}, {cnn['samples']} samples: CNN R2 {cnn['r2']:.4f} MSE {cnn['mse']:.2e}; "
+            f"Warren-Cowley inversion R2 {classical['r2']:.4f} MSE {classical['mse']:.2e}"
+        )
+        for name, scores in metrics.get("images", {}).items():
+            if name != "count":
+                console.print(f"image R2 (median) of {name}: {scores['image_r2']['median']:.3f}", highlight=False)
+        console.print(f"report: {result.report_dir / 'report.md'}")

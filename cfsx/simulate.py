@@ -14,7 +14,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -35,13 +35,24 @@ def sample_seed(master_seed: int, index: int) -> int:
     return int(words[0]) | (int(words[1]) << 32)
 
 
-def simulate_sample(config: SimulationConfig, seed: int) -> dict[str, np.ndarray]:
-    """One sample: draw a target, reach it by feedback, and diffract the lattice."""
+def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """One sample: draw a target (or take the given one), reach it by feedback, and diffract the lattice.
+
+    With a given ``target`` this decodes an encoding into a structure and its image; the random
+    stream is the same as for a drawn target, so the seed alone fixes the result.
+    """
     vectors = cfs_vectors(config.encoding.cfs)
     low, high = (np.array(bound) for bound in config.targets.bounds(len(vectors)))
     state = engine.seed_state(seed)
     uniform, state = engine.random_uniform(len(vectors), state)
-    target = low + (high - low) * uniform
+    if target is None:
+        target = low + (high - low) * uniform
+    else:
+        target = np.asarray(target, dtype=np.float64)
+        if target.shape != (len(vectors),):
+            raise DataError(
+                f"an encoding for CFS{config.encoding.cfs} has {len(vectors)} components, got {target.shape}"
+            )
     lattice, state = engine.random_lattice(config.lattice.size, config.lattice.concentration, state)
     fb = config.feedback
     result = engine.feedback(
@@ -80,6 +91,49 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> dict[str,
     """Samples start..stop-1 of a run, stacked."""
     samples = [simulate_sample(config, sample_seed(config.run.seed, i)) for i in range(start, stop)]
     return {name: np.stack([s[name] for s in samples]) for name in dataset.SAMPLE_ARRAYS}
+
+
+def _decode_chunk(config: SimulationConfig, targets: np.ndarray, seeds: list[int]) -> list[dict[str, np.ndarray]]:
+    return [simulate_sample(config, seed, target) for target, seed in zip(targets, seeds, strict=True)]
+
+
+def decode(
+    config: SimulationConfig,
+    encodings: np.ndarray,
+    master_seed: int,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Simulate a structure and its image for each encoding (K, D), sample i with sample_seed(master_seed, i).
+
+    Encodings are clipped to [-1, 1], the range of alpha. Results are stacked as in a dataset.
+    """
+    encodings = np.clip(np.asarray(encodings, dtype=np.float64), -1.0, 1.0)
+    if encodings.ndim != 2 or not np.all(np.isfinite(encodings)):
+        raise DataError(f"encodings to decode must be a finite (K, D) array, got shape {encodings.shape}")
+    seeds = [sample_seed(master_seed, i) for i in range(len(encodings))]
+    chunks = [(start, min(start + 8, len(encodings))) for start in range(0, len(encodings), 8)]
+    results: dict[int, list[dict[str, np.ndarray]]] = {}
+    if workers <= 1 or len(chunks) <= 1:
+        for start, stop in chunks:
+            results[start] = _decode_chunk(config, encodings[start:stop], seeds[start:stop])
+            if progress:
+                progress(stop, len(encodings))
+    else:
+        context = get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
+            futures = {
+                pool.submit(_decode_chunk, config, encodings[start:stop], seeds[start:stop]): start
+                for start, stop in chunks
+            }
+            done = 0
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                done += len(results[futures[future]])
+                if progress:
+                    progress(done, len(encodings))
+    samples = [sample for start, _ in chunks for sample in results[start]]
+    return {name: np.stack([sample[name] for sample in samples]) for name in dataset.SAMPLE_ARRAYS}
 
 
 def _ignore_interrupts() -> None:

@@ -1,0 +1,283 @@
+"""``cfsx evaluate``: how good is a model, and how good could it be?
+
+On the model's recorded hold-out (or on the whole of another file) it reports:
+- R2, MSE and MAE of the predicted encodings, overall and per component, with parity and
+  residual plots, beside the classical Warren-Cowley inversion scored on the same samples;
+- the data: histograms of every encoding component and of pixel intensities;
+- the intrinsic error of the stochastic simulation: images re-simulated from the true
+  encodings with new seeds, compared with the originals (the floor for any interpretation);
+- the decoded-image test: each predicted encoding simulated again by the engine and compared
+  with its input image; also for the classical estimate and for models of other CFS sizes.
+Everything is written to a report directory (metrics.json, report.md, PNGs), atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, plots
+from .config import EncodingConfig, SimulationConfig, TrainingConfig, config_from_yaml_text
+from .dataset import open_dataset
+from .encoding import cfs_vectors, vector_labels
+from .errors import DataError
+from .inversion import WarrenCowleyInversion
+from .metrics import image_mse, image_r2, regression_metrics, summary
+from .models import load_model
+from .simulate import decode
+from .training import SampleReader, predict, predict_indices, summarise_data
+
+HISTOGRAM_IMAGES = 2000  # pixel histograms use at most this many images
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    report_dir: Path
+    metrics: dict[str, Any]
+
+
+def _check_grid(metadata: dict[str, Any], image_size: int, h_max: float, what: str) -> None:
+    if metadata["image_size"] != image_size or not np.isclose(metadata["h_max"], h_max):
+        raise DataError(
+            f"{what} was trained on {metadata['image_size']}-point images with h_max {metadata['h_max']}, "
+            f"the data has {image_size}-point images with h_max {h_max}"
+        )
+
+
+def _image_scores(reference: np.ndarray, images: np.ndarray) -> dict[str, Any]:
+    return {"image_r2": summary(image_r2(reference, images)), "image_mse": summary(image_mse(reference, images))}
+
+
+def _prepare_report_dir(report_dir: Path) -> Path:
+    """A fresh temporary directory beside the report; an existing report is replaced only when complete."""
+    if report_dir.exists() and not report_dir.is_dir():
+        raise DataError(f"report output {report_dir} exists and is not a directory")
+    if report_dir.is_dir() and any(report_dir.iterdir()) and not (report_dir / "metrics.json").exists():
+        raise DataError(f"report output {report_dir} is a non-empty directory that is not a cfsx report")
+    if not report_dir.parent.exists():
+        raise DataError(f"output directory {report_dir.parent} does not exist")
+    temporary = report_dir.with_name(f".{report_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    return temporary
+
+
+def _publish(temporary: Path, report_dir: Path) -> None:
+    if report_dir.exists():
+        shutil.rmtree(report_dir)
+    temporary.rename(report_dir)
+
+
+def evaluate(
+    model_path: str | Path,
+    data_path: str | Path,
+    report_dir: str | Path,
+    config: TrainingConfig,
+    compare: list[str | Path] = (),
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Score a model on a dataset and write the report; see the module docstring for what is in it."""
+    say = progress or (lambda message: None)
+    report_dir = Path(report_dir)
+    evaluation = config.evaluation
+    model, metadata = load_model(model_path)
+    data = summarise_data(data_path)
+    _check_grid(metadata, data.image_size, data.h_max, str(model_path))
+    if metadata["cfs"] != data.cfs:
+        raise DataError(
+            f"{model_path} predicts CFS{metadata['cfs']} encodings but {data_path} holds CFS{data.cfs}; score it "
+            f"on CFS{metadata['cfs']} data, or pass it with --compare for the decoded-image test"
+        )
+    others = []
+    for path in compare:
+        other_model, other_metadata = load_model(path)
+        _check_grid(other_metadata, data.image_size, data.h_max, str(path))
+        others.append((Path(path), other_model, other_metadata))
+    simulation = config_from_yaml_text(data.config_text)
+    labels = vector_labels(cfs_vectors(data.cfs))
+    same_data = metadata["training"]["data_fingerprint"] == data.fingerprint
+    indices = np.asarray(metadata["split"]["test"]) if same_data else np.arange(data.samples)
+    if same_data and (len(indices) == 0 or indices.max() >= data.samples):
+        raise DataError(f"the hold-out recorded in {model_path} does not fit {data_path}")
+    started = time.perf_counter()
+    temporary = _prepare_report_dir(report_dir)
+    try:
+        metrics = _evaluate_into(
+            temporary, model, metadata, data, simulation, labels, indices, same_data, others, evaluation, workers, say
+        )
+        metrics["seconds"] = time.perf_counter() - started
+        (temporary / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        (temporary / "report.md").write_text(_report_markdown(metrics, Path(model_path), Path(data_path)))
+        _publish(temporary, report_dir)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return EvaluationResult(report_dir, metrics)
+
+
+def _evaluate_into(
+    folder: Path,
+    model,
+    metadata: dict[str, Any],
+    data,
+    simulation: SimulationConfig,
+    labels: list[str],
+    indices: np.ndarray,
+    same_data: bool,
+    others: list,
+    evaluation,
+    workers: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    inversion = WarrenCowleyInversion(
+        cfs_vectors(data.cfs), data.image_size, data.h_max, data.lot_size, evaluation.inversion_range
+    )
+    with open_dataset(data.path) as file:
+        reader = SampleReader(file, memory_limit_mb=1024)
+        say(f"predicting {len(indices)} samples")
+        truth, predicted = predict_indices(model, reader, indices)
+        classical = np.concatenate(
+            [inversion(reader.read(indices[i : i + 256])[0]) for i in range(0, len(indices), 256)]
+        )
+        all_labels = np.asarray(file["encodings/achieved"][:], dtype=np.float64)
+        histogram_rng = np.random.default_rng(0)
+        sample = np.sort(histogram_rng.choice(data.samples, min(data.samples, HISTOGRAM_IMAGES), replace=False))
+        histogram_images = reader.read(sample)[0]
+        n_resimulated = min(evaluation.resimulated, len(indices))
+        chosen = indices[:n_resimulated]
+        originals, _ = reader.read(chosen)
+    metrics: dict[str, Any] = {
+        "cfsx_version": __version__,
+        "model": {"cfs": metadata["cfs"], "architecture": metadata["training"]["config"]["model"]["architecture"]},
+        "samples": "recorded hold-out" if same_data else "whole file",
+        "cnn": regression_metrics(truth, predicted, labels),
+        "classical": regression_metrics(truth, np.nan_to_num(classical), labels),
+        "classical_range": inversion.max_range,
+        "training": {key: metadata["training"][key] for key in ("epochs_run", "best_epoch", "seconds", "samples")},
+    }
+    plots.parity(truth, predicted, labels, folder / "parity.png")
+    plots.residuals(truth, predicted, labels, folder / "residuals.png")
+    plots.parity(truth, np.nan_to_num(classical), labels, folder / "parity-classical.png")
+    plots.loss_curves(metadata["training"]["history"], folder / "training.png", title="training history")
+    plots.component_histograms(all_labels, labels, folder / "encodings.png", title="labels (achieved alpha)")
+    plots.intensity_histograms({"images": histogram_images}, folder / "intensities.png")
+
+    if n_resimulated:
+        say(f"re-simulating {n_resimulated} encodings (intrinsic error and decoded images)")
+        images: dict[str, np.ndarray] = {
+            "re-simulated truth": decode(simulation, truth[:n_resimulated], evaluation.seed, workers)["images"],
+            "decoded CNN": decode(simulation, predicted[:n_resimulated], evaluation.seed, workers)["images"],
+            "decoded classical": decode(simulation, np.nan_to_num(classical[:n_resimulated]), evaluation.seed, workers)[
+                "images"
+            ],
+        }
+        for path, other_model, other_metadata in others:
+            other_cfs = other_metadata["cfs"]
+            other_simulation = dataclasses.replace(simulation, encoding=EncodingConfig(cfs=other_cfs))
+            other_predicted = predict(other_model, originals)
+            name = f"decoded CFS{other_cfs} model ({path.name})"
+            images[name] = decode(other_simulation, other_predicted, evaluation.seed, workers)["images"]
+        metrics["images"] = {
+            "count": n_resimulated,
+            **{name: _image_scores(originals, v) for name, v in images.items()},
+        }
+        plots.score_histograms({name: image_r2(originals, v) for name, v in images.items()}, folder / "image-r2.png")
+        examples = min(4, n_resimulated)
+        plots.image_rows(
+            [[originals[i], *(v[i] for v in images.values())] for i in range(examples)],
+            ["input", *images],
+            folder / "images.png",
+        )
+    return metrics
+
+
+def _table_row(name: str, scores: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {scores['r2']:.4f} | {scores['mse']:.3e} | {scores['mae']:.3e} | {scores['mean_residual']:+.1e} |"
+    )
+
+
+def _report_markdown(metrics: dict[str, Any], model_path: Path, data_path: Path) -> str:
+    cnn, classical = metrics["cnn"], metrics["classical"]
+    lines = [
+        f"# Evaluation of {model_path.name} on {data_path.name}",
+        "",
+        f"Model: {metrics['model']['architecture']} CNN, CFS{metrics['model']['cfs']}; scored on the "
+        f"{metrics['samples']} ({cnn['samples']} samples). Written by cfsx {metrics['cfsx_version']} in "
+        f"{metrics['seconds']:.0f} s.",
+        "",
+        "## Encodings",
+        "",
+        "| method | R2 | MSE | MAE | mean residual |",
+        "| --- | --- | --- | --- | --- |",
+        _table_row("CNN", cnn),
+        _table_row(f"Warren-Cowley least squares (vectors up to {metrics['classical_range']})", classical),
+        "",
+        "| component | CNN R2 | CNN MSE | CNN mean residual | classical R2 | classical MSE |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, scores in cnn["per_component"].items():
+        other = classical["per_component"][label]
+        lines.append(
+            f"| {label} | {scores['r2']:.4f} | {scores['mse']:.2e} | {scores['mean_residual']:+.1e} | "
+            f"{other['r2']:.4f} | {other['mse']:.2e} |"
+        )
+    lines += [
+        "",
+        "![parity](parity.png)",
+        "",
+        "Residuals (predicted - true) with their binned mean (red): a biased model bends away from zero.",
+        "",
+        "![residuals](residuals.png)",
+        "",
+        "The classical estimate on the same samples:",
+        "",
+        "![parity of the classical estimate](parity-classical.png)",
+        "",
+    ]
+    if "images" in metrics:
+        images = metrics["images"]
+        lines += [
+            "## Images decoded again by the engine",
+            "",
+            f"{images['count']} hold-out images. Each row's encoding is simulated again (new seeds) and the image "
+            "compared with the input image. 're-simulated truth' uses the true encoding: the intrinsic noise of "
+            "the stochastic simulation, the floor for any interpretation.",
+            "",
+            "| encoding | image R2 median | image R2 mean | p10 | p90 | image MSE median |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, scores in images.items():
+            if name == "count":
+                continue
+            r2, mse = scores["image_r2"], scores["image_mse"]
+            lines.append(
+                f"| {name} | {r2['median']:.3f} | {r2['mean']:.3f} | {r2['p10']:.3f} | {r2['p90']:.3f} | "
+                f"{mse['median']:.3e} |"
+            )
+        lines += ["", "![image R2](image-r2.png)", "", "![examples (log10 intensity)](images.png)", ""]
+    lines += [
+        "## Training",
+        "",
+        f"{metrics['training']['epochs_run']} epochs, best {metrics['training']['best_epoch']}, "
+        f"{metrics['training']['seconds']:.0f} s; samples {metrics['training']['samples']}.",
+        "",
+        "![training](training.png)",
+        "",
+        "## Data",
+        "",
+        "![encodings](encodings.png)",
+        "",
+        "![intensities](intensities.png)",
+        "",
+    ]
+    return "\n".join(lines)
