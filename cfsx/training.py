@@ -119,16 +119,23 @@ class SampleReader:
     def __init__(self, file, memory_limit_mb: int) -> None:
         self._images = file["images"]
         self._labels = file["encodings/achieved"]
+        self.failure: DataError | None = None  # an error raised inside TensorFlow's input pipeline
         if self._images.size * 4 <= memory_limit_mb * 2**20:
             self._images = self._images[:]
             self._labels = self._labels[:]
+            self._check(self._images, self._labels, np.arange(len(self._images)))
+
+    def _check(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
+        bad = ~(np.isfinite(images).all(axis=(1, 2)) & np.isfinite(labels).all(axis=1))
+        if bad.any():
+            self.failure = DataError(f"sample {int(indices[bad.argmax()])} of the dataset contains NaN or inf values")
+            raise self.failure
 
     def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Samples at sorted ``indices`` as float32 arrays."""
         images = np.asarray(self._images[indices], dtype=np.float32)
         labels = np.asarray(self._labels[indices], dtype=np.float32)
-        if not (np.all(np.isfinite(images)) and np.all(np.isfinite(labels))):
-            raise DataError("the dataset contains NaN or infinite values")
+        self._check(images, labels, np.asarray(indices))
         return images, labels
 
 
@@ -274,14 +281,17 @@ def train(
         validation_data = _tf_dataset(
             _batches(reader, split.validation, 256, None), -(-len(split.validation) // 256), *shapes
         )
-        model.fit(
-            train_data,
-            validation_data=validation_data,
-            epochs=fit.epochs,
-            verbose=0,
-            shuffle=False,
-            callbacks=[monitor.callback],
-        )
+        try:
+            model.fit(
+                train_data,
+                validation_data=validation_data,
+                epochs=fit.epochs,
+                verbose=0,
+                shuffle=False,
+                callbacks=[monitor.callback],
+            )
+        except tf.errors.OpError as error:  # an exception in the input pipeline arrives wrapped
+            raise reader.failure or DataError(f"training failed: {error.message.splitlines()[0]}") from None
         model.set_weights(monitor.best_weights)
         labels = vector_labels(cfs_vectors(summary.cfs))
         scores = {

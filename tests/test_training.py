@@ -1,0 +1,220 @@
+"""cfsx train and evaluate: learning, the one-file model, the hold-out, metrics and bad input."""
+
+import json
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cfsx import engine, metrics, models
+from cfsx.cli import app
+from cfsx.config import TrainingConfig, load_config
+from cfsx.encoding import cfs_vectors
+from cfsx.errors import DataError
+from cfsx.evaluation import evaluate
+from cfsx.inversion import WarrenCowleyInversion
+from cfsx.simulate import simulate
+from cfsx.training import split_indices, train
+
+
+def small_run(cfs: int, samples: int):
+    return load_config(
+        "demo",
+        [
+            f"encoding.cfs={cfs}",
+            "lattice.size=20",
+            "diffraction.lot_size=10",
+            "diffraction.image_size=32",
+            "feedback.max_cycles=30",
+            f"run.samples={samples}",
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("training")
+    simulate(small_run(2, 240), folder / "cfs2.h5", workers=1)
+    simulate(small_run(3, 20), folder / "cfs3.h5", workers=1)
+    return folder
+
+
+def training_config(**fit) -> TrainingConfig:
+    flags = {f"fit.{key}": value for key, value in fit.items()}
+    return load_config("train-demo", ["evaluation.resimulated=6"], root=TrainingConfig, **flags)
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir):
+    return train(data_dir / "cfs2.h5", data_dir / "model.keras", training_config(epochs=12))
+
+
+def test_training_lowers_the_loss_and_predicts_the_hold_out(trained):
+    history = trained.metadata["training"]["history"]
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert min(row["val_loss"] for row in history) < 0.5 * history[0]["val_loss"]
+    assert trained.metadata["metrics"]["test"]["r2"] > 0.5
+    assert trained.history_path.read_text().startswith("epoch,")
+    assert trained.curve_path.stat().st_size > 1000
+
+
+def test_best_validation_epoch_is_kept(trained):
+    history = trained.metadata["training"]["history"]
+    best = int(np.argmin([row["val_loss"] for row in history]))
+    assert trained.metadata["training"]["best_epoch"] == best + 1
+    validation_mse = trained.metadata["metrics"]["validation"]["mse"]
+    assert validation_mse == pytest.approx(history[best]["val_loss"], rel=1e-3)
+
+
+def test_saved_model_keeps_metadata_and_outputs(trained, data_dir):
+    model, metadata = models.load_model(trained.model_path)
+    assert metadata["cfs"] == 2 and metadata["image_size"] == 32
+    assert metadata["vectors"] == cfs_vectors(2).tolist()
+    assert metadata["split"] == trained.metadata["split"]
+    assert "encoding:" in metadata["simulation_config"]
+    with h5py.File(data_dir / "cfs2.h5") as file:
+        images = file["images"][:8]
+    again, _ = models.load_model(trained.model_path)
+    np.testing.assert_array_equal(model.predict_on_batch(images), again.predict_on_batch(images))
+    with zipfile.ZipFile(trained.model_path) as archive:
+        assert not any(name.endswith((".pkl", ".pickle")) for name in archive.namelist())
+
+
+@pytest.mark.parametrize("architecture", ["small", "large"])
+def test_output_does_not_change_with_the_image_scale(architecture):
+    model = models.build_model(architecture, 32, 3)
+    images = np.random.default_rng(0).gamma(2.0, 0.1, size=(4, 32, 32)).astype(np.float32)
+    reference = np.asarray(model.predict_on_batch(images))
+    for factor in (1e-4, 0.37, 3.0, 1e5):
+        scaled = np.asarray(model.predict_on_batch(images * np.float32(factor)))
+        np.testing.assert_allclose(scaled, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_training_is_reproducible(data_dir, tmp_path):
+    config = training_config(epochs=2)
+    first = train(data_dir / "cfs2.h5", tmp_path / "a.keras", config)
+    second = train(data_dir / "cfs2.h5", tmp_path / "b.keras", config)
+    assert first.metadata["metrics"] == second.metadata["metrics"]
+
+
+def test_streamed_data_train_the_same_model_as_data_in_memory(data_dir, tmp_path):
+    in_memory = train(data_dir / "cfs2.h5", tmp_path / "a.keras", training_config(epochs=2))
+    streamed = train(data_dir / "cfs2.h5", tmp_path / "b.keras", training_config(epochs=2, memory_limit_mb=0))
+    assert in_memory.metadata["metrics"] == streamed.metadata["metrics"]
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    split = split_indices(103, 0.2, 0.1, seed=5)
+    again = split_indices(103, 0.2, 0.1, seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(vars(split).values(), vars(again).values(), strict=True))
+    joined = np.concatenate([split.train, split.validation, split.test])
+    assert sorted(joined) == list(range(103))
+    assert (len(split.validation), len(split.test)) == (21, 10)
+    assert not np.array_equal(split_indices(103, 0.2, 0.1, seed=6).test, split.test)
+    with pytest.raises(DataError, match="too few"):
+        split_indices(4, 0.2, 0.1, seed=0)
+
+
+def test_evaluate_scores_exactly_the_recorded_hold_out(trained, data_dir, tmp_path):
+    result = evaluate(trained.model_path, data_dir / "cfs2.h5", tmp_path / "report", training_config())
+    cnn = result.metrics["cnn"]
+    recorded = trained.metadata["metrics"]["test"]
+    assert result.metrics["samples"] == "recorded hold-out"
+    assert cnn["samples"] == len(trained.metadata["split"]["test"])
+    assert cnn["r2"] == pytest.approx(recorded["r2"], abs=1e-6)
+    assert cnn["mse"] == pytest.approx(recorded["mse"], rel=1e-5)
+    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert written["cnn"]["r2"] == pytest.approx(cnn["r2"])
+    report = (tmp_path / "report" / "report.md").read_text()
+    for figure in ("parity.png", "residuals.png", "image-r2.png", "images.png", "encodings.png", "intensities.png"):
+        assert f"({figure})" in report
+        assert (tmp_path / "report" / figure).stat().st_size > 1000
+    images = result.metrics["images"]
+    assert images["count"] == 6
+    # Re-simulating the true encoding cannot reproduce the image exactly (stochastic engine) but resembles it.
+    assert 0.0 < images["re-simulated truth"]["image_r2"]["median"] < 1.0
+
+
+def test_evaluate_with_a_model_of_another_cfs(trained, data_dir, tmp_path):
+    other = train(data_dir / "cfs3.h5", tmp_path / "cfs3.keras", training_config(epochs=1, validation_split=0.25))
+    result = evaluate(
+        trained.model_path, data_dir / "cfs2.h5", tmp_path / "report", training_config(), compare=[other.model_path]
+    )
+    assert any("CFS3 model" in name for name in result.metrics["images"])
+    with pytest.raises(DataError, match="CFS3 encodings"):
+        evaluate(other.model_path, data_dir / "cfs2.h5", tmp_path / "report2", training_config())
+    assert not (tmp_path / "report2").exists()
+
+
+def test_metrics_equal_hand_computed_values():
+    truth = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    predicted = np.array([[1.0, 0.5], [2.5, 0.0], [2.5, 0.0]])
+    # column 0: residual 0 + 0.25 + 0.25 = 0.5, total 2 -> R2 0.75; column 1 constant truth, wrong -> 0
+    np.testing.assert_allclose(metrics.r2_per_component(truth, predicted), [0.75, 0.0])
+    scores = metrics.regression_metrics(truth, predicted, ["a", "b"])
+    assert scores["r2"] == pytest.approx(0.375)
+    assert scores["mse"] == pytest.approx(0.75 / 6)
+    assert scores["mae"] == pytest.approx(1.5 / 6)
+    assert scores["per_component"]["a"]["mean_residual"] == pytest.approx(0.0)
+    reference = np.array([[0.0, 2.0], [4.0, 2.0]])  # mean 2, total sum of squares 8
+    assert metrics.image_r2(reference, reference + 1.0) == pytest.approx(1 - 4 / 8)
+    assert metrics.image_mse(reference, reference + 1.0) == pytest.approx(1.0)
+
+
+def test_warren_cowley_inversion_is_exact_on_the_all_lots_image():
+    # n_lots: all is exactly the Fejer-weighted Warren-Cowley sum of the lattice's periodic alpha; on a
+    # 32-site lattice with a 64-point grid (period 32) nothing aliases, so the inversion recovers alpha.
+    lattice, state = engine.random_lattice(32, 0.5, engine.seed_state(3))
+    vectors = cfs_vectors(3)
+    couplings = np.array([0.4, 0.0, -0.3, 0.2, 0.0, 0.0, 0.0, 0.1])
+    lattice, _, _ = engine.metropolis_sweeps(lattice, vectors, couplings, 50, state)
+    image = engine.all_lots_intensity(lattice, 16, 64, 1.0)
+    inversion = WarrenCowleyInversion(vectors, 64, 1.0, 16)
+    estimate = inversion(image * 123.0)  # any scale
+    np.testing.assert_allclose(estimate, engine.measure_alpha(lattice, vectors), atol=1e-9)
+
+
+def test_inversion_range_is_checked():
+    with pytest.raises(DataError, match="larger than this grid allows"):
+        WarrenCowleyInversion(cfs_vectors(2), 16, 1.0, 8, max_range=8)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "{d}/missing.h5", "-o", "{t}/m.keras"], "no such file"),
+        (["train", "{d}/cfs2.h5", "-o", "{t}/m.h5"], "must end in .keras"),
+        (["train", "{d}/cfs2.h5", "-o", "{t}/m.keras", "--val-split", "1.5"], "validation_split"),
+        (["train", "{d}/cfs2.h5", "-o", "{t}/m.keras", "--arch", "huge"], "architecture"),
+        (["train", "{d}/cfs3.h5", "-o", "{t}/m.keras", "--val-split", "0.02", "--test-split", "0.02"], "too few"),
+        (["train", "{t}/garbage.h5", "-o", "{t}/m.keras"], "not a readable HDF5"),
+        (["evaluate", "{t}/garbage.h5", "{d}/cfs2.h5", "-o", "{t}/r"], "not a cfsx model"),
+        (["evaluate", "{d}/model.keras", "{d}/cfs3.h5", "-o", "{t}/r"], "CFS2 encodings"),
+        (["evaluate", "{d}/model.keras", "{t}/wide.h5", "-o", "{t}/r"], "32-point images"),
+        (["train", "{t}/nan.h5", "-o", "{t}/m.keras", "--epochs", "1"], "NaN"),
+        (["train", "{t}/nan.h5", "-o", "{t}/m.keras", "--epochs", "1", "--set", "fit.memory_limit_mb=0"], "NaN"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(args, message, trained, data_dir, tmp_path):
+    (tmp_path / "garbage.h5").write_bytes(b"not hdf5 at all")
+    with h5py.File(data_dir / "cfs2.h5") as source, h5py.File(tmp_path / "wide.h5", "w") as wide:
+        wide.attrs.update(source.attrs)
+        config = source.attrs["config"].replace("image_size: 32", "image_size: 16")
+        wide.attrs["config"] = config
+        wide["images"] = source["images"][:20, ::2, ::2]
+        wide["encodings/achieved"] = source["encodings/achieved"][:20]
+    with h5py.File(data_dir / "cfs2.h5") as source, h5py.File(tmp_path / "nan.h5", "w") as broken:
+        broken.attrs.update(source.attrs)
+        images = source["images"][:]
+        images[3, 0, 0] = np.nan
+        broken["images"] = images
+        broken["encodings/achieved"] = source["encodings/achieved"][:]
+    args = [a.format(d=data_dir, t=tmp_path) for a in args]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert message in result.output
+    assert not (tmp_path / "m.keras").exists() and not (tmp_path / "r").exists()
+    assert not list(tmp_path.glob(".*tmp*"))
