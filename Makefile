@@ -8,7 +8,7 @@ SOURCES := pyproject.toml meson.build $(wildcard fortran/*.f90 cfsx/*.py configs
 DEMO := demo-output
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test bench lint format clean
+.PHONY: install demo test bench reproduce lint format clean
 
 install: $(STAMP)
 
@@ -24,6 +24,8 @@ demo: $(STAMP)
 	@mkdir -p $(DEMO)
 	$(BIN)/cfsx simulate demo -o $(DEMO)/demo.h5
 	$(BIN)/cfsx info $(DEMO)/demo.h5
+	$(BIN)/cfsx train $(DEMO)/demo.h5 -o $(DEMO)/demo.keras --config train-demo
+	$(BIN)/cfsx evaluate $(DEMO)/demo.keras $(DEMO)/demo.h5 -o $(DEMO)/report --config train-demo
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check cfsx tests benchmarks
@@ -31,6 +33,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_engine.py --output docs/performance.md
+	$(BIN)/python benchmarks/bench_training.py --output docs/performance.md
+
+# The seed study: datasets, models, evaluations, docs/results.md (hours; not part of CI).
+reproduce: $(STAMP)
+	$(BIN)/python benchmarks/reproduce.py --work study-output --docs docs
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check cfsx tests benchmarks

@@ -239,7 +239,9 @@ class FitConfig:
     test_split: float = 0.1  # the hold-out: never seen in training or in choosing the epoch
     seed: int = 0  # split, shuffling and weight initialisation
     patience: int = 0  # early stopping after this many epochs without a better val_loss; 0 = off
+    reduce_lr_patience: int = 5  # halve the learning rate after this many epochs without progress; 0 = off
     memory_limit_mb: int = 2048  # datasets whose images fit are read once; larger ones are streamed
+    augment: bool = True  # transpose half the training images at random, with alpha(dx, dy) <-> alpha(dy, dx)
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs >= 1, f"fit.epochs must be an integer >= 1, got {self.epochs!r}")
@@ -260,6 +262,11 @@ class FitConfig:
         )
         _require(_is_int(self.seed) and 0 <= self.seed < 2**32, f"fit.seed must be in [0, 2**32), got {self.seed!r}")
         _require(_is_int(self.patience) and self.patience >= 0, f"fit.patience must be >= 0, got {self.patience!r}")
+        _require(
+            _is_int(self.reduce_lr_patience) and self.reduce_lr_patience >= 0,
+            f"fit.reduce_lr_patience must be >= 0, got {self.reduce_lr_patience!r}",
+        )
+        _require(isinstance(self.augment, bool), f"fit.augment must be true or false, got {self.augment!r}")
         _require(
             _is_int(self.memory_limit_mb) and self.memory_limit_mb >= 0,
             f"fit.memory_limit_mb must be an integer >= 0, got {self.memory_limit_mb!r}",

@@ -15,3 +15,16 @@ def cfs_vectors(cfs: int) -> np.ndarray:
 def vector_labels(vectors: np.ndarray) -> list[str]:
     """Human-readable component names, for example 'alpha(0,1)'."""
     return [f"alpha({int(dx)},{int(dy)})" for dx, dy in vectors]
+
+
+def transpose_permutation(vectors: np.ndarray) -> np.ndarray:
+    """Index of (dy, dx) for each (dx, dy): the labels of the transposed lattice (and image).
+
+    Swapping the lattice's axes turns alpha(dx, dy) into alpha(dy, dx) and transposes the image,
+    so a transposed training image with permuted labels is another exact training sample.
+    """
+    position = {(int(dx), int(dy)): i for i, (dx, dy) in enumerate(vectors)}
+    try:
+        return np.array([position[(int(dy), int(dx))] for dx, dy in vectors])
+    except KeyError:
+        raise ConfigError("the encoding's vectors are not closed under swapping dx and dy") from None

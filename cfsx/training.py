@@ -24,7 +24,7 @@ from . import __version__, models, plots
 from ._tensorflow import keras, tf
 from .config import TrainingConfig, config_from_yaml_text
 from .dataset import atomic_path, open_dataset
-from .encoding import cfs_vectors, vector_labels
+from .encoding import cfs_vectors, transpose_permutation, vector_labels
 from .errors import DataError
 from .metrics import regression_metrics
 
@@ -139,16 +139,33 @@ class SampleReader:
         return images, labels
 
 
-def _batches(reader: SampleReader, indices: np.ndarray, batch_size: int, shuffle_seed: int | None):
-    """A re-iterable source of batches; shuffled anew (and reproducibly) on every pass when seeded."""
+def _batches(
+    reader: SampleReader,
+    indices: np.ndarray,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    transpose: np.ndarray | None = None,
+):
+    """A re-iterable source of batches; shuffled anew (and reproducibly) on every pass when seeded.
+
+    With ``transpose`` (a label permutation, see encoding.transpose_permutation) each sample is
+    transposed with probability 1/2, its labels permuted to match.
+    """
     passes = iter(range(2**62))
 
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order = indices
+        rng = None
         if shuffle_seed is not None:
-            order = np.random.default_rng([shuffle_seed, next(passes)]).permutation(indices)
+            rng = np.random.default_rng([shuffle_seed, next(passes)])
+            order = rng.permutation(indices)
         for start in range(0, len(order), batch_size):
-            yield reader.read(np.sort(order[start : start + batch_size]))
+            images, labels = reader.read(np.sort(order[start : start + batch_size]))
+            if transpose is not None and rng is not None:
+                flip = rng.random(len(images)) < 0.5
+                images[flip] = images[flip].transpose(0, 2, 1)
+                labels[flip] = labels[flip][:, transpose]
+            yield images, labels
 
     return generate
 
@@ -270,16 +287,26 @@ def train(
         loss="mse",
         metrics=["mae", keras.metrics.R2Score(name="r2")],
     )
+    transpose = transpose_permutation(cfs_vectors(summary.cfs)) if fit.augment else None
     monitor = _Monitor(len(split.train), fit.patience, on_epoch, fit.epochs)
+    callbacks = [monitor.callback]
+    if fit.reduce_lr_patience:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                factor=0.5, patience=fit.reduce_lr_patience, min_lr=fit.learning_rate / 64
+            )
+        )
     started = time.perf_counter()
     with open_dataset(summary.path) as file:
         reader = SampleReader(file, fit.memory_limit_mb)
         shapes = (summary.image_size, summary.n_components)
         train_data = _tf_dataset(
-            _batches(reader, split.train, fit.batch_size, fit.seed), -(-len(split.train) // fit.batch_size), *shapes
+            _batches(reader, split.train, fit.batch_size, fit.seed, transpose),
+            -(-len(split.train) // fit.batch_size),
+            *shapes,
         )
         validation_data = _tf_dataset(
-            _batches(reader, split.validation, 256, None), -(-len(split.validation) // 256), *shapes
+            _batches(reader, split.validation, 256), -(-len(split.validation) // 256), *shapes
         )
         try:
             model.fit(
@@ -288,7 +315,7 @@ def train(
                 epochs=fit.epochs,
                 verbose=0,
                 shuffle=False,
-                callbacks=[monitor.callback],
+                callbacks=callbacks,
             )
         except tf.errors.OpError as error:  # an exception in the input pipeline arrives wrapped
             raise reader.failure or DataError(f"training failed: {error.message.splitlines()[0]}") from None

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cfsx import engine, metrics, models
 from cfsx.cli import app
 from cfsx.config import TrainingConfig, load_config
-from cfsx.encoding import cfs_vectors
+from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.errors import DataError
 from cfsx.evaluation import evaluate
 from cfsx.inversion import WarrenCowleyInversion
@@ -174,6 +174,22 @@ def test_warren_cowley_inversion_is_exact_on_the_all_lots_image():
     inversion = WarrenCowleyInversion(vectors, 64, 1.0, 16)
     estimate = inversion(image * 123.0)  # any scale
     np.testing.assert_allclose(estimate, engine.measure_alpha(lattice, vectors), atol=1e-9)
+
+
+@pytest.mark.parametrize("cfs", [2, 3, 4])
+def test_transposed_lattice_has_transposed_image_and_permuted_alpha(cfs):
+    # The augmentation's oracle: a transposed training image with permuted labels is an exact sample.
+    lattice, state = engine.random_lattice(16, 0.5, engine.seed_state(cfs))
+    vectors = cfs_vectors(cfs)
+    couplings = np.linspace(-0.4, 0.3, len(vectors))
+    lattice, state, _ = engine.metropolis_sweeps(lattice, vectors, couplings, 20, state)
+    permutation = transpose_permutation(vectors)
+    np.testing.assert_allclose(
+        engine.measure_alpha(lattice.T, vectors), engine.measure_alpha(lattice, vectors)[permutation], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        engine.all_lots_intensity(lattice.T, 8, 32, 1.0), engine.all_lots_intensity(lattice, 8, 32, 1.0).T, atol=1e-12
+    )
 
 
 def test_inversion_range_is_checked():
