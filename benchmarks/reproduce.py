@@ -48,7 +48,7 @@ def run(command: list[str], log: Path) -> float:
     with log.open("a") as stream:
         stream.write("$ " + " ".join(command) + "\n")
         stream.flush()
-        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=log.parent)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {' '.join(command)}; see {log}")
@@ -61,9 +61,9 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where results.md and figures go")
     parser.add_argument("--epochs", type=int, default=100)
     args = parser.parse_args()
-    work = args.work
+    work = args.work.resolve()
     work.mkdir(exist_ok=True)
-    cfsx = str(Path(sys.executable).with_name("cfsx"))
+    cfsx = [sys.executable, "-m", "cfsx"]  # the cfsx of this interpreter (run from the work directory)
     log = work / "reproduce.log"
     times_path = work / "times.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
@@ -76,17 +76,17 @@ def main() -> None:
 
     for name, (config, samples, overrides) in DATASETS.items():
         data = str(work / f"{name}.h5")
-        step(f"simulate {name}", work / f"{name}.h5", [cfsx, "simulate", config, "-o", data, "--samples", str(samples),
+        step(f"simulate {name}", work / f"{name}.h5", [*cfsx, "simulate", config, "-o", data, "--samples", str(samples),
                                                        *overrides])  # fmt: skip
     for model, data, architecture, *_ in RUNS:
-        step(f"train {model}", work / f"{model}.keras", [cfsx, "train", str(work / f"{data}.h5"),
+        step(f"train {model}", work / f"{model}.keras", [*cfsx, "train", str(work / f"{data}.h5"),
              "-o", str(work / f"{model}.keras"), "--arch", architecture, "--epochs", str(args.epochs)])  # fmt: skip
     for model, data, *_ in RUNS:
         compare = []
         if model == "cfs4-small":  # the decoded-image test of the seed: D = 3, 8, 15 models on CFS4 images
             compare = ["--compare", str(work / "cfs2-small.keras"), "--compare", str(work / "cfs3-small.keras")]
         report = work / f"{model}-report"
-        step(f"evaluate {model}", report / "metrics.json", [cfsx, "evaluate", str(work / f"{model}.keras"),
+        step(f"evaluate {model}", report / "metrics.json", [*cfsx, "evaluate", str(work / f"{model}.keras"),
              str(work / f"{data}.h5"), "-o", str(report), *compare])  # fmt: skip
     times["this invocation of make reproduce (wall)"] = time.perf_counter() - began
     times["all steps (sum)"] = sum(value for key, value in times.items() if key.split()[0] in STEPS)

@@ -258,12 +258,18 @@ def train(
             result = run_training(data, output, resolved, on_epoch=on_epoch)
         test = result.metadata["metrics"]["test"]
         training = result.metadata["training"]
+        if training["interrupted"]:
+            console.print(
+                f"[yellow]interrupted after epoch {training['epochs_run']}[/yellow]: best weights so far kept"
+            )
         console.print(
             f"wrote {result.model_path} (best epoch {training['best_epoch']} of {training['epochs_run']}, "
             f"{training['seconds']:.0f} s); hold-out of {test['samples']}: R2 {test['r2']:.4f}, "
             f"MSE {test['mse']:.2e}, MAE {test['mae']:.2e}"
         )
         console.print(f"history: {result.history_path}, loss curves: {result.curve_path}")
+        if training["interrupted"]:
+            raise typer.Exit(130)
 
 
 @app.command()

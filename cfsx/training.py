@@ -297,6 +297,7 @@ def train(
             )
         )
     started = time.perf_counter()
+    interrupted = False
     with open_dataset(summary.path) as file:
         reader = SampleReader(file, fit.memory_limit_mb)
         shapes = (summary.image_size, summary.n_components)
@@ -319,6 +320,12 @@ def train(
             )
         except tf.errors.OpError as error:  # an exception in the input pipeline arrives wrapped
             raise reader.failure or DataError(f"training failed: {error.message.splitlines()[0]}") from None
+        except KeyboardInterrupt:
+            # Ctrl-C: keep what was learned. With at least one finished epoch the best weights so far
+            # are saved (the metadata says "interrupted"); before that there is nothing to keep.
+            if monitor.best_weights is None:
+                raise
+            interrupted = True
         model.set_weights(monitor.best_weights)
         labels = vector_labels(cfs_vectors(summary.cfs))
         scores = {
@@ -342,6 +349,7 @@ def train(
             "data_fingerprint": summary.fingerprint,
             "samples": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
             "epochs_run": len(monitor.history),
+            "interrupted": interrupted,
             "best_epoch": monitor.best_epoch,
             "seconds": seconds,
             "history": monitor.history,

@@ -105,6 +105,17 @@ def test_streamed_data_train_the_same_model_as_data_in_memory(data_dir, tmp_path
     assert in_memory.metadata["metrics"] == streamed.metadata["metrics"]
 
 
+def test_interrupted_training_keeps_the_best_weights_so_far(data_dir, tmp_path):
+    def interrupt_after_second_epoch(report):
+        if report.epoch == 2:
+            raise KeyboardInterrupt
+
+    config = training_config(epochs=10)
+    result = train(data_dir / "cfs2.h5", tmp_path / "m.keras", config, on_epoch=interrupt_after_second_epoch)
+    _, metadata = models.load_model(result.model_path)
+    assert metadata["training"]["interrupted"] and metadata["training"]["epochs_run"] == 2
+
+
 def test_split_is_deterministic_disjoint_and_complete():
     split = split_indices(103, 0.2, 0.1, seed=5)
     again = split_indices(103, 0.2, 0.1, seed=5)
