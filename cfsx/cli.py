@@ -91,15 +91,29 @@ def simulate(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoints.")] = False,
     shard: Annotated[str | None, typer.Option(help="Write shard i of N (i/N, 0-based) of the run.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Run on a Dask cluster: the scheduler's address (tcp://host:8786).")
+    ] = None,
+    scheduler_file: Annotated[
+        Path | None, typer.Option(help="Run on a Dask cluster: its scheduler file (dask-scheduler --scheduler-file).")
+    ] = None,
+    scheduler_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 30.0,
 ) -> None:
     """Simulate image/encoding pairs with the Monte Carlo engine and write a dataset."""
     with _reported_errors():
         from . import simulate as simulation
+        from .cluster import Scheduler
         from .config import load_config
+        from .errors import ConfigError
 
         resolved = load_config(config, set_ or (), **{"run.samples": samples, "run.seed": seed})
         shard_spec = simulation.Shard.parse(shard) if shard else None
         simulation.check_run_options(output, workers)
+        cluster = None
+        if scheduler is not None or scheduler_file is not None:
+            if workers is not None:
+                raise ConfigError("--workers is for the local process pool; a Dask cluster has its own workers")
+            cluster = Scheduler(address=scheduler, scheduler_file=scheduler_file, timeout=scheduler_timeout)
         with _progress_bar() as bar:
             task = bar.add_task("simulate", total=None, rate="")
             start_time: list[float] = []
@@ -112,7 +126,7 @@ def simulate(
                 bar.update(task, completed=done, total=total, rate=f"{rate:.1f} samples/s")
 
             report = simulation.simulate(
-                resolved, output, workers=workers, resume=resume, shard=shard_spec, progress=progress
+                resolved, output, workers=workers, resume=resume, shard=shard_spec, progress=progress, scheduler=cluster
             )
         reach = report.reach
         console.print(

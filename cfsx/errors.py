@@ -23,3 +23,9 @@ class EngineError(CfsxError):
     """The physics engine was given inputs it cannot work with."""
 
     exit_code = 4
+
+
+class ClusterError(CfsxError):
+    """A compute cluster (Dask scheduler, TensorFlow workers) cannot be reached or used."""
+
+    exit_code = 6

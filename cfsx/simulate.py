@@ -8,6 +8,7 @@ assembled, so an interrupted run (Ctrl-C, kill -9) resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -22,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from . import dataset, engine
+from .cluster import BatchDone, Scheduler, run_batches
 from .config import SimulationConfig
 from .encoding import cfs_vectors
-from .errors import ConfigError, DataError
+from .errors import ClusterError, ConfigError, DataError
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, samples in this run)
 
@@ -91,6 +93,31 @@ def simulate_batch(config: SimulationConfig, start: int, stop: int) -> dict[str,
     """Samples start..stop-1 of a run, stacked."""
     samples = [simulate_sample(config, sample_seed(config.run.seed, i)) for i in range(start, stop)]
     return {name: np.stack([s[name] for s in samples]) for name in dataset.SAMPLE_ARRAYS}
+
+
+def _run_local(config: SimulationConfig, todo: list[tuple[int, int]], workers: int, on_done: BatchDone) -> None:
+    """Run batches in this process (one worker) or in a pool of spawned processes."""
+    if workers == 1 or len(todo) <= 1:
+        for start, stop in todo:
+            on_done(start, stop, simulate_batch(config, start, stop))
+        return
+    context = get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
+        pending = {}
+        queue = list(todo)
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:  # bounded memory in flight
+                    start, stop = queue.pop(0)
+                    pending[pool.submit(simulate_batch, config, start, stop)] = (start, stop)
+                completed, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in completed:
+                    start, stop = pending.pop(future)
+                    on_done(start, stop, future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
 
 
 def _decode_chunk(config: SimulationConfig, targets: np.ndarray, seeds: list[int]) -> list[dict[str, np.ndarray]]:
@@ -242,8 +269,12 @@ def simulate(
     resume: bool = False,
     shard: Shard | None = None,
     progress: ProgressCallback | None = None,
+    scheduler: Scheduler | None = None,
 ) -> SimulationReport:
-    """Run the simulation described by ``config`` and write the dataset to ``output``."""
+    """Run the simulation described by ``config`` and write the dataset to ``output``.
+
+    Batches run in a local process pool of ``workers``, or on a Dask cluster with ``scheduler``.
+    """
     output = Path(output)
     workers = check_run_options(output, workers)
     total = config.run.samples
@@ -265,33 +296,23 @@ def simulate(
 
     began = time.perf_counter()
     finished = resumed
-    if workers == 1 or len(todo) <= 1:
-        for start, stop in todo:
-            _save_batch(parts, start, simulate_batch(config, start, stop))
-            finished += stop - start
-            if progress:
-                progress(finished, n_samples)
-    else:
-        context = get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
-            pending = {}
-            queue = list(todo)
-            try:
-                while queue or pending:
-                    while queue and len(pending) < 2 * workers:  # bounded memory in flight
-                        start, stop = queue.pop(0)
-                        pending[pool.submit(simulate_batch, config, start, stop)] = (start, stop)
-                    completed, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in completed:
-                        start, stop = pending.pop(future)
-                        _save_batch(parts, start, future.result())
-                        finished += stop - start
-                        if progress:
-                            progress(finished, n_samples)
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+
+    def on_done(start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
+        nonlocal finished
+        _save_batch(parts, start, arrays)
+        finished += stop - start
+        if progress:
+            progress(finished, n_samples)
+
+    try:
+        if scheduler is not None:
+            run_batches(scheduler, functools.partial(simulate_batch, config), todo, on_done)
+        else:
+            _run_local(config, todo, workers, on_done)
+    except ClusterError:
+        if not resume and finished == resumed:  # nothing done: leave no checkpoint directory behind
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - began
 
     vectors = cfs_vectors(config.encoding.cfs)
