@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/cfsx evaluate $(DEMO)/demo.keras $(DEMO)/demo.h5 -o $(DEMO)/report --config train-demo
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check cfsx tests benchmarks
+	$(BIN)/python -m ruff check cfsx tests benchmarks examples
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
@@ -40,12 +40,12 @@ reproduce: $(STAMP)
 	$(BIN)/python benchmarks/reproduce.py --work study-output --docs docs
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check cfsx tests benchmarks
-	$(BIN)/python -m ruff format --check cfsx tests benchmarks
+	$(BIN)/python -m ruff check cfsx tests benchmarks examples
+	$(BIN)/python -m ruff format --check cfsx tests benchmarks examples
 
 format: $(STAMP)
-	$(BIN)/python -m ruff format cfsx tests benchmarks
-	$(BIN)/python -m ruff check --fix cfsx tests benchmarks
+	$(BIN)/python -m ruff format cfsx tests benchmarks examples
+	$(BIN)/python -m ruff check --fix cfsx tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) build $(DEMO) bench-output

@@ -32,6 +32,9 @@ with _quiet_stderr():
     import tensorflow as tf
     from keras import layers, ops
 
-    tf.constant(0.0) + 1.0  # the first operation prints the rest of the start-up messages
+    # The first operation prints the rest of the start-up messages. Not in a multi-worker run:
+    # its collective operations must be configured before TensorFlow's runtime starts.
+    if "TF_CONFIG" not in os.environ:
+        tf.constant(0.0) + 1.0
 
 __all__ = ["keras", "layers", "ops", "tf"]

@@ -230,6 +230,9 @@ def train(
     patience: Annotated[
         int | None, typer.Option(help="Stop after this many epochs without a better val_loss; 0 = off.")
     ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="tf.distribute strategy: none, mirrored or multiworker (fit.strategy).")
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
@@ -251,6 +254,7 @@ def train(
                 "fit.seed": seed,
                 "fit.learning_rate": learning_rate,
                 "fit.patience": patience,
+                "fit.strategy": strategy,
             },
         )
         with _progress_bar() as bar:

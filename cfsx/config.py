@@ -241,6 +241,7 @@ class FitConfig:
     patience: int = 0  # early stopping after this many epochs without a better val_loss; 0 = off
     reduce_lr_patience: int = 5  # halve the learning rate after this many epochs without progress; 0 = off
     memory_limit_mb: int = 2048  # datasets whose images fit are read once; larger ones are streamed
+    strategy: str = "none"  # tf.distribute: none, mirrored (devices of one machine), multiworker (TF_CONFIG)
     augment: bool = True  # transpose half the training images at random, with alpha(dx, dy) <-> alpha(dy, dx)
 
     def __post_init__(self) -> None:
@@ -265,6 +266,10 @@ class FitConfig:
         _require(
             _is_int(self.reduce_lr_patience) and self.reduce_lr_patience >= 0,
             f"fit.reduce_lr_patience must be >= 0, got {self.reduce_lr_patience!r}",
+        )
+        _require(
+            self.strategy in ("none", "mirrored", "multiworker"),
+            f"fit.strategy must be none, mirrored or multiworker, got {self.strategy!r}",
         )
         _require(isinstance(self.augment, bool), f"fit.augment must be true or false, got {self.augment!r}")
         _require(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ._tensorflow import keras, tf
 from .config import TrainingConfig, config_from_yaml_text
 from .dataset import atomic_path, open_dataset
 from .encoding import cfs_vectors, transpose_permutation, vector_labels
-from .errors import DataError
+from .errors import ClusterError, DataError
 from .metrics import regression_metrics
 
 MIN_SAMPLES_PER_PART = 1  # every part of the split (train, validation, hold-out) needs at least this many
@@ -170,12 +171,47 @@ def _batches(
     return generate
 
 
+def distribution_strategy(name: str):
+    """The tf.distribute strategy: none (the default device), mirrored (the devices of this machine)
+    or multiworker (the workers described by the TF_CONFIG environment variable)."""
+    try:
+        if name == "mirrored":
+            return tf.distribute.MirroredStrategy()
+        if name == "multiworker":
+            spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec().as_dict()
+            if sum(len(tasks) for kind, tasks in spec.items() if kind in ("chief", "worker")) > 1:
+                # Keras 3's fit() fails on the PerReplica inputs of several workers
+                # (keras-team/keras#20585, tensorflow/tensorflow#72388): refuse clearly instead.
+                raise ClusterError(
+                    "Keras 3 cannot yet train with MultiWorkerMirroredStrategy across several workers "
+                    "(keras-team/keras#20585); use --strategy mirrored on one node with several devices"
+                )
+            return tf.distribute.MultiWorkerMirroredStrategy()
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        raise ClusterError(f"cannot set up the {name} strategy: {error}") from None
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
 def _tf_dataset(generate: Callable, n_batches: int, image_size: int, n_components: int):
     signature = (
         tf.TensorSpec((None, image_size, image_size), tf.float32),
         tf.TensorSpec((None, n_components), tf.float32),
     )
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    options = tf.data.Options()
+    # A generator cannot be split by files: each worker of a multi-worker run keeps its share of the batches.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
     return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
 
 
@@ -281,12 +317,14 @@ def train(
 
     keras.utils.set_random_seed(fit.seed)
     tf.config.experimental.enable_op_determinism()
-    model = models.build_model(config.model.architecture, summary.image_size, summary.n_components)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=fit.learning_rate),
-        loss="mse",
-        metrics=["mae", keras.metrics.R2Score(name="r2")],
-    )
+    strategy = distribution_strategy(fit.strategy)
+    with strategy.scope():
+        model = models.build_model(config.model.architecture, summary.image_size, summary.n_components)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=fit.learning_rate),
+            loss="mse",
+            metrics=["mae", keras.metrics.R2Score(name="r2")],
+        )
     transpose = transpose_permutation(cfs_vectors(summary.cfs)) if fit.augment else None
     monitor = _Monitor(len(split.train), fit.patience, on_epoch, fit.epochs)
     callbacks = [monitor.callback]
@@ -348,6 +386,8 @@ def train(
             "data": str(summary.path),
             "data_fingerprint": summary.fingerprint,
             "samples": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
+            "strategy": fit.strategy,
+            "replicas": strategy.num_replicas_in_sync,
             "epochs_run": len(monitor.history),
             "interrupted": interrupted,
             "best_epoch": monitor.best_epoch,
@@ -358,6 +398,12 @@ def train(
         "metrics": scores,
     }
     history_path, curve_path = side_paths(output)
+    if not is_chief(strategy):
+        # Every worker of a multi-worker run must save (saving can involve collective operations);
+        # only the chief's file is kept.
+        with tempfile.TemporaryDirectory() as folder:
+            models.save_model(model, metadata, Path(folder) / output.name)
+        return TrainingResult(output, history_path, curve_path, metadata)
     models.save_model(model, metadata, output)
     with atomic_path(history_path) as temporary:
         temporary.write_text(history_csv(monitor.history))

@@ -1,7 +1,10 @@
 """Simulation on a Dask cluster and training under a tf.distribute strategy."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 from test_simulate import assert_same_data
@@ -9,6 +12,7 @@ from typer.testing import CliRunner
 
 from cfsx.cli import app
 from cfsx.cluster import Scheduler
+from cfsx.config import TrainingConfig, load_config
 from cfsx.errors import ClusterError, ConfigError
 from cfsx.simulate import simulate
 
@@ -106,3 +110,42 @@ def test_scheduler_options_are_checked(tmp_path):
         app, ["simulate", "demo", "-o", str(tmp_path / "x.h5"), "--workers", "2", "--scheduler", "tcp://a:1"]
     )
     assert result.exit_code == ConfigError.exit_code and "--workers" in result.output
+
+
+@pytest.mark.parametrize("strategy", ["mirrored", "multiworker"])
+def test_training_under_a_distribution_strategy_gives_a_model_evaluate_reads(strategy, tmp_path):
+    from cfsx.evaluation import evaluate
+    from cfsx.training import train
+
+    data = tmp_path / "data.h5"
+    simulate(load_config("demo", ["run.samples=40", "lattice.size=16", "diffraction.lot_size=8",
+                                  "diffraction.image_size=32"]), data, workers=1)  # fmt: skip
+    config = load_config(
+        "train-demo", ["evaluation.resimulated=2"], root=TrainingConfig, **{"fit.strategy": strategy, "fit.epochs": 1}
+    )
+    result = train(data, tmp_path / "model.keras", config)
+    assert result.metadata["training"]["strategy"] == strategy
+    assert result.metadata["training"]["replicas"] >= 1
+    report = evaluate(result.model_path, data, tmp_path / "report", config)
+    assert report.metrics["cnn"]["samples"] == len(result.metadata["split"]["test"])
+
+
+def test_several_workers_are_refused_with_one_clear_line(tmp_path):
+    # Keras 3 cannot fit() under MultiWorkerMirroredStrategy with more than one worker; cfsx says so
+    # at once instead of waiting for the other workers and failing inside Keras.
+    data = tmp_path / "data.h5"
+    simulate(load_config("demo", ["run.samples=20", "lattice.size=16", "diffraction.lot_size=8"]), data, workers=1)
+    tf_config = {"cluster": {"worker": ["localhost:23466", "localhost:23467"]}, "task": {"type": "worker", "index": 0}}
+    command = [sys.executable, "-m", "cfsx", "train", str(data), "-o", str(tmp_path / "m.keras")]
+    environment = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+    result = subprocess.run(
+        [*command, "--strategy", "multiworker"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=environment,
+    )
+    assert result.returncode == ClusterError.exit_code
+    assert "keras-team/keras#20585" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "m.keras").exists()
