@@ -34,6 +34,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_engine.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_training.py --output docs/performance.md
+	$(BIN)/python benchmarks/bench_scaling.py --output docs/scaling.md
 
 # The seed study: datasets, models, evaluations, docs/results.md (hours; not part of CI).
 reproduce: $(STAMP)
