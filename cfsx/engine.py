@@ -333,6 +333,34 @@ def fejer_window(lot_size: int) -> tuple[np.ndarray, np.ndarray]:
     return displacements, 1.0 - np.abs(displacements) / lot_size
 
 
+def lot_alpha(lattice: np.ndarray, vectors: np.ndarray, lot_size: int, origins: np.ndarray) -> np.ndarray:
+    """alpha(v) measured inside the lots only: the pairs (r, r + v) with both sites in the same lot.
+
+    This is what a lot-averaged image can show at most; its distance from the lattice's periodic
+    alpha (the training label) is the label noise that lot sampling adds.
+    """
+    values = np.asarray(_as_lattice(lattice), dtype=np.float64)
+    size = values.shape[0]
+    lot_size = _check_lot(lot_size, size)
+    vectors = np.asarray(vectors)
+    concentration = values.mean()
+    deviation = values - concentration
+    index = np.arange(lot_size)
+    products = np.zeros(len(vectors))
+    pairs = np.zeros(len(vectors))
+    for origin_x, origin_y in np.asarray(origins):
+        lot = deviation[np.ix_((origin_x + index) % size, (origin_y + index) % size)]
+        for j, (dx, dy) in enumerate(vectors):
+            if abs(dx) >= lot_size or abs(dy) >= lot_size:
+                continue
+            first = lot[max(0, -dx) : lot_size - max(0, dx), max(0, -dy) : lot_size - max(0, dy)]
+            second = lot[max(0, dx) : lot_size - max(0, -dx), max(0, dy) : lot_size - max(0, -dy)]
+            products[j] += (first * second).sum()
+            pairs[j] += first.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return products / pairs / (concentration * (1 - concentration))
+
+
 def autocorrelation(lattice: np.ndarray) -> np.ndarray:
     """Gamma(d) = mean_r (s_r - c)(s_{r+d} - c), periodic, for every d: (N, N) = c (1-c) alpha(d)."""
     values = np.asarray(lattice, dtype=np.float64)

@@ -69,6 +69,7 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
         coupling_bound=fb.coupling_bound,
     )
     diffraction = config.diffraction
+    origins = np.zeros((0, 2), dtype=np.int32)  # n_lots: all uses every origin
     if diffraction.n_lots == "all":
         image = engine.all_lots_intensity(
             result.lattice, diffraction.lot_size, diffraction.image_size, diffraction.h_max
@@ -86,6 +87,7 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
         "interactions": result.couplings.astype(np.float32),
         "cycles": np.int32(result.cycles),
         "lattices": result.lattice,
+        "lot_origins": origins,  # not stored in datasets; for analyses of lot sampling
     }
 
 

@@ -215,3 +215,17 @@ def _feedback(target):
         checkerboard(8), cfs_vectors(2), np.array(target, float), engine.seed_state(0),
         gain=0.1, sweeps_per_cycle=1, tolerance=0.01, max_cycles=2, coupling_bound=1.0,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("lot_size", [5, 9])
+def test_lot_alpha_over_every_origin_is_the_periodic_alpha(lot_size):
+    # Every periodic pair (r, r + v) lies inside the same number of lots, (L - |dx|)(L - |dy|).
+    lattice, state = engine.random_lattice(9, 0.4, engine.seed_state(lot_size))
+    vectors = cfs_vectors(3)
+    lattice, _, _ = engine.metropolis_sweeps(lattice, vectors, np.linspace(-0.3, 0.3, 8), 5, state)
+    origins = np.array([(x, y) for x in range(9) for y in range(9)])
+    np.testing.assert_allclose(
+        engine.lot_alpha(lattice, vectors, lot_size, origins), engine.measure_alpha(lattice, vectors), atol=1e-12
+    )
+    checker = engine.lot_alpha(checkerboard(8), cfs_vectors(2), 4, np.array([[1, 3]]))
+    np.testing.assert_allclose(checker, [-1.0, -1.0, 1.0])
