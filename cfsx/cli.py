@@ -157,11 +157,21 @@ def merge(
 def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) -> None:
     """Describe a dataset: size, settings, label statistics, how well the targets were reached."""
     with _reported_errors():
-        from .dataset import describe
+        from .dataset import describe, open_dataset
         from .encoding import vector_labels
 
-        details = describe(path)
         out = Console()
+        with open_dataset(path) as file:
+            if file.attrs.get("kind") == "corrected":
+                images = file["images"]
+                out.print(
+                    f"[bold]{path}[/bold]: {images.shape[0]} images corrected by cfsx correct "
+                    f"({images.shape[1]} x {images.shape[2]}, h_max {file.attrs['h_max']}), created "
+                    f"{file.attrs['created']}; sources: {', '.join(file['sources'].asstr()[:3])}"
+                    + (" ..." if images.shape[0] > 3 else "")
+                )
+                return
+        details = describe(path)
         out.print(
             f"[bold]{details.path}[/bold]: cfsx dataset, {details.samples} samples, CFS{details.cfs} "
             f"(D = {len(details.vectors)}), images {' x '.join(map(str, details.image_shape))}"
@@ -339,3 +349,72 @@ def evaluate(
             if name != "count":
                 console.print(f"image R2 (median) of {name}: {scores['image_r2']['median']:.3f}", highlight=False)
         console.print(f"report: {result.report_dir / 'report.md'}")
+
+
+def _pair(text: str | None, name: str) -> list[float] | None:
+    if text is None:
+        return None
+    from .errors import ConfigError
+
+    try:
+        first, second = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be two numbers: ROW,COLUMN (got {text!r})") from None
+    return [first, second]
+
+
+@app.command()
+def correct(
+    images: Annotated[
+        list[str], typer.Argument(help="Image files (.npy, TIFF, PNG, HDF5 file::/path, fabio formats), dirs, globs.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Corrected images to write (.h5).")],
+    config: Annotated[str, typer.Option(help="Correction config: a YAML file or a built-in name.")] = "correct",
+    mask: Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded.")] = None,
+    origin: Annotated[str | None, typer.Option(help="Calibration: pixel ROW,COLUMN of h = k = 0.")] = None,
+    pixels_per_rlu: Annotated[
+        str | None, typer.Option(help="Calibration: pixels per reciprocal lattice unit along ROWS,COLUMNS.")
+    ] = None,
+    rotation: Annotated[
+        float | None, typer.Option(help="Calibration: rotation of h, k against the pixels (deg).")
+    ] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="Training dataset: match its intensity distribution (and plot it).")
+    ] = None,
+    figure: Annotated[Path | None, typer.Option(help="Directory for one before/after figure per image.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
+    ] = None,
+) -> None:
+    """Clean measured images (mask, Bragg peaks, resample, fill, smooth, normalise) for the CNN."""
+    with _reported_errors():
+        from .config import load_config
+        from .correction import CorrectionConfig, correct_files
+
+        resolved = load_config(
+            config,
+            set_ or (),
+            root=CorrectionConfig,
+            **{
+                "geometry.origin": _pair(origin, "--origin"),
+                "geometry.pixels_per_rlu": _pair(pixels_per_rlu, "--pixels-per-rlu"),
+                "geometry.rotation": rotation,
+            },
+        )
+        with _progress_bar() as bar:
+            task = bar.add_task("correct", total=None, rate="")
+            results = correct_files(
+                images,
+                output,
+                resolved,
+                mask_file=mask,
+                reference=str(reference) if reference else None,
+                figure_dir=figure,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        filled = sum(int((r.mask > 0).sum()) for r in results)
+        console.print(
+            f"wrote {len(results)} corrected images to {output}; {filled} of "
+            f"{len(results) * results[0].mask.size} cells filled by symmetry or inpainting"
+        )

@@ -136,3 +136,31 @@ def image_rows(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path
                 axis.set_title(titles[c], fontsize=9)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def correction_figure(raw, corrected, mask, path: str | Path, reference: np.ndarray | None = None) -> Path:
+    """Before and after (log10 intensity), the mask of filled cells, and intensity histograms."""
+    raw = np.asarray(raw, dtype=np.float64)
+    figure, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    positive = raw[np.isfinite(raw) & (raw > 0)]
+    floor = np.percentile(positive, 1) if positive.size else 1e-6
+    axes[0].imshow(np.log10(np.maximum(np.nan_to_num(raw, nan=floor), floor)), origin="lower", cmap="viridis")
+    axes[0].set_title(f"measured {raw.shape[0]} x {raw.shape[1]} (log10)")
+    axes[1].imshow(np.log10(np.maximum(corrected, 1e-6)), origin="lower", cmap="viridis")
+    axes[1].set_title(f"corrected {corrected.shape[0]} x {corrected.shape[1]} (log10)")
+    axes[2].imshow(mask, origin="lower", cmap="gray_r", vmin=0, vmax=2)
+    axes[2].set_title("0 measured, 1 symmetry, 2 inpainted")
+    for axis in axes[:3]:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    sets = {"corrected": corrected}
+    if reference is not None:
+        sets["training data"] = reference
+    for name, values in sets.items():
+        values = np.asarray(values, dtype=np.float64).ravel()
+        values = values[values > 0]
+        axes[3].hist(np.log10(values), bins=60, histtype="step", density=True, label=name)
+    axes[3].set(xlabel="log10 intensity", ylabel="density", title="intensity distribution")
+    axes[3].legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)

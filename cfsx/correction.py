@@ -1,0 +1,522 @@
+"""``cfsx correct``: make a measured image look like a training image.
+
+Steps, in this order, each switchable in ``configs/correct.yaml``:
+1. mask invalid pixels (NaN and inf always; optionally values <= 0, saturated values, given values);
+2. find Bragg peaks and mask them: a white top-hat with a disk, thresholded in robust standard
+   deviations, or (with a calibration) disks around every integer h, k;
+3. resample to the training window h, k in [-h_max, h_max) on M x M points by AREA AVERAGING the
+   valid detector pixels whose centres fall in each output cell (not point sampling);
+4. reconstruct cells without data: from the Friedel partner (-h, -k) and optional mirrors where
+   those were measured, then biharmonic inpainting for the rest;
+5. optional background: subtract a percentile, divide by a fitted falloff exp(-B (h^2 + k^2));
+6. smoothing (Gaussian or median, in output pixels);
+7. normalisation to a mean intensity (training images have mean c (1 - c) per site), or matching
+   to the intensity histogram of a training dataset.
+Every step records its parameters and what it did in the image's provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import _is_number, _require
+from .errors import DataError
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    nonpositive: bool = True  # values <= 0 are "not measured" in many reduced data sets
+    saturated: float | None = None  # values >= this are masked
+    values: list[float] = field(default_factory=list)  # exact values to mask (for example a gap marker)
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.nonpositive, bool), "mask.nonpositive must be true or false")
+        _require(self.saturated is None or _is_number(self.saturated), "mask.saturated must be a number or null")
+        _require(
+            isinstance(self.values, list) and all(_is_number(v) for v in self.values), "mask.values must be numbers"
+        )
+
+
+@dataclass(frozen=True)
+class BraggConfig:
+    enabled: bool = True
+    method: str = "tophat"  # tophat: white top-hat with a disk; lattice: disks at integer h, k (needs a calibration)
+    radius: int = 3  # top-hat disk radius in detector pixels
+    threshold: float = 5.0  # robust standard deviations of the top-hat image
+    dilate: int = 2  # grow each masked peak by this many pixels
+    lattice_radius: float = 0.08  # lattice method: mask radius around integer h, k, in reciprocal lattice units
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.enabled, bool), "bragg.enabled must be true or false")
+        _require(self.method in ("tophat", "lattice"), f"bragg.method must be tophat or lattice, got {self.method!r}")
+        for name in ("radius", "dilate"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"bragg.{name} >= 0")
+        _require(_is_number(self.threshold) and self.threshold > 0, "bragg.threshold must be a number > 0")
+        _require(_is_number(self.lattice_radius) and self.lattice_radius > 0, "bragg.lattice_radius must be > 0")
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """Reciprocal-space calibration; without origin the whole image is taken as the training window."""
+
+    origin: list[float] | None = None  # [row, column] pixel of h = k = 0
+    pixels_per_rlu: list[float] | None = None  # [along rows (h), along columns (k)]
+    rotation: float = 0.0  # degrees, of the (h, k) axes against the pixel axes
+
+    def __post_init__(self) -> None:
+        for name in ("origin", "pixels_per_rlu"):
+            value = getattr(self, name)
+            _require(
+                value is None or (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)),
+                f"geometry.{name} must be [row, column] numbers or null",
+            )
+        _require((self.origin is None) == (self.pixels_per_rlu is None), "geometry needs origin and pixels_per_rlu")
+        _require(self.pixels_per_rlu is None or min(self.pixels_per_rlu) > 0, "geometry.pixels_per_rlu must be > 0")
+        _require(_is_number(self.rotation), "geometry.rotation must be a number")
+
+    @property
+    def calibrated(self) -> bool:
+        return self.origin is not None
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig:
+    friedel: bool = True  # fill (h, k) from (-h, -k)
+    mirrors: bool = False  # also from (-h, k) and (h, -k): only for crystals with those mirror planes
+    inpaint: bool = True  # biharmonic inpainting of what is still missing
+
+    def __post_init__(self) -> None:
+        for name in ("friedel", "mirrors", "inpaint"):
+            _require(isinstance(getattr(self, name), bool), f"reconstruction.{name} must be true or false")
+
+
+@dataclass(frozen=True)
+class BackgroundConfig:
+    subtract_percentile: float | None = None  # subtract this percentile of the image (clipped at zero)
+    radial_falloff: bool = False  # divide by a fitted exp(-B (h^2 + k^2))
+
+    def __post_init__(self) -> None:
+        _require(
+            self.subtract_percentile is None
+            or (_is_number(self.subtract_percentile) and 0 <= self.subtract_percentile < 100),
+            "background.subtract_percentile must be in [0, 100) or null",
+        )
+        _require(isinstance(self.radial_falloff, bool), "background.radial_falloff must be true or false")
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    method: str = "gaussian"  # gaussian, median or none
+    size: float = 0.7  # Gaussian sigma or median window, in output pixels
+
+    def __post_init__(self) -> None:
+        _require(self.method in ("gaussian", "median", "none"), "smoothing.method must be gaussian, median or none")
+        _require(_is_number(self.size) and self.size >= 0, "smoothing.size must be a number >= 0")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    image_size: int = 64
+    h_max: float = 1.0
+    mean: float = 0.25  # normalised mean intensity: c (1 - c) of the training data at c = 0.5
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.image_size, int) and self.image_size >= 4, "output.image_size must be >= 4")
+        _require(_is_number(self.h_max) and self.h_max > 0, "output.h_max must be > 0")
+        _require(_is_number(self.mean) and self.mean > 0, "output.mean must be > 0")
+
+
+@dataclass(frozen=True)
+class CorrectionConfig:
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    bragg: BraggConfig = field(default_factory=BraggConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            not (self.bragg.enabled and self.bragg.method == "lattice" and not self.geometry.calibrated),
+            "bragg.method lattice needs a calibration (geometry.origin and geometry.pixels_per_rlu)",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Mask codes of a corrected image.
+MEASURED, FILLED_BY_SYMMETRY, INPAINTED = 0, 1, 2
+
+
+@dataclass
+class Corrected:
+    image: np.ndarray  # (M, M) float32
+    mask: np.ndarray  # (M, M) uint8: MEASURED, FILLED_BY_SYMMETRY or INPAINTED
+    provenance: list[dict[str, Any]]
+
+
+def as_image(array: Any) -> np.ndarray:
+    """A 2-D float64 copy of any numeric array, with one clear error for anything else."""
+    try:
+        image = np.array(array, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"not a numeric image (dtype {getattr(array, 'dtype', type(array).__name__)})") from None
+    image = np.squeeze(image)
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise DataError(f"an image must be 2-D with at least 2 x 2 pixels, got shape {np.shape(array)}")
+    return image
+
+
+def invalid_pixels(image: np.ndarray, config: MaskConfig, extra: np.ndarray | None = None) -> np.ndarray:
+    """True where a pixel carries no usable intensity."""
+    invalid = ~np.isfinite(image)
+    with np.errstate(invalid="ignore"):
+        if config.nonpositive:
+            invalid |= image <= 0
+        if config.saturated is not None:
+            invalid |= image >= config.saturated
+    for value in config.values:
+        invalid |= image == value
+    if extra is not None:
+        if extra.shape != image.shape:
+            raise DataError(f"mask of shape {extra.shape} does not fit the image {image.shape}")
+        invalid |= extra.astype(bool)
+    return invalid
+
+
+def pixel_coordinates(
+    shape: tuple[int, int], geometry: GeometryConfig, h_max: float, image_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(h, k) of every pixel centre: from the calibration, or the whole image as the training window.
+
+    Uncalibrated, the image is taken to cover the M x M cells of the training grid, so that the
+    m-th of M equal blocks of pixels lands in output cell m (centred on h_m = -h_max + m step).
+    """
+    rows, columns = np.meshgrid(np.arange(shape[0], dtype=float), np.arange(shape[1], dtype=float), indexing="ij")
+    if not geometry.calibrated:
+        window = 2 * h_max
+        half_cell = h_max / image_size
+        return (
+            -h_max - half_cell + window * (rows + 0.5) / shape[0],
+            -h_max - half_cell + window * (columns + 0.5) / shape[1],
+        )
+    u = (rows - geometry.origin[0]) / geometry.pixels_per_rlu[0]
+    v = (columns - geometry.origin[1]) / geometry.pixels_per_rlu[1]
+    angle = math.radians(geometry.rotation)
+    return math.cos(angle) * u - math.sin(angle) * v, math.sin(angle) * u + math.cos(angle) * v
+
+
+def bragg_peaks(image: np.ndarray, invalid: np.ndarray, config: BraggConfig, h: np.ndarray, k: np.ndarray):
+    """Boolean mask of Bragg-peak pixels and a record of what was found."""
+    from scipy import ndimage
+    from skimage import morphology
+
+    if config.method == "lattice":
+        distance = np.hypot(h - np.round(h), k - np.round(k))
+        peaks = distance <= config.lattice_radius
+    else:
+        valid = ~invalid
+        if not valid.any():
+            return np.zeros_like(invalid), {"peak_pixels": 0}
+        filled = np.where(valid, image, np.median(image[valid]))
+        top_hat = morphology.white_tophat(filled, morphology.disk(config.radius))
+        values = top_hat[valid]
+        spread = 1.4826 * np.median(np.abs(values - np.median(values)))
+        if spread <= 0:
+            spread = values.std() or 1.0
+        peaks = valid & (top_hat > np.median(values) + config.threshold * spread)
+    if config.dilate and peaks.any():
+        peaks = ndimage.binary_dilation(peaks, iterations=config.dilate)
+    labels, count = ndimage.label(peaks)
+    return peaks, {"peaks": int(count), "peak_pixels": int(peaks.sum())}
+
+
+def area_average(
+    image: np.ndarray, invalid: np.ndarray, h: np.ndarray, k: np.ndarray, image_size: int, h_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the valid pixels whose centres fall in each output cell, and the count per cell."""
+    step = 2 * h_max / image_size
+    rows = np.floor((h + h_max) / step + 0.5).astype(np.int64)
+    columns = np.floor((k + h_max) / step + 0.5).astype(np.int64)
+    inside = ~invalid & (rows >= 0) & (rows < image_size) & (columns >= 0) & (columns < image_size)
+    cells = rows[inside] * image_size + columns[inside]
+    total = np.bincount(cells, weights=image[inside], minlength=image_size**2)
+    count = np.bincount(cells, minlength=image_size**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    return mean.reshape(image_size, image_size), count.reshape(image_size, image_size)
+
+
+def symmetry_fill(image: np.ndarray, missing: np.ndarray, mirrors: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Fill missing cells from (-h, -k) (and mirrors) where the partner was measured.
+
+    On the grid h_m = -h_max + step m, the partner of m is M - m; row and column 0 (h = -h_max)
+    have no partner inside the window.
+    """
+    size = image.shape[0]
+    partner = (size - np.arange(size)) % size
+    has_partner = np.arange(size) != 0
+    operations = [(partner, partner)]
+    if mirrors:
+        operations += [(partner, np.arange(size)), (np.arange(size), partner)]
+    filled = image.copy()
+    still_missing = missing.copy()
+    by_symmetry = np.zeros_like(missing)
+    for row_map, column_map in operations:
+        source = filled[np.ix_(row_map, column_map)]
+        source_missing = still_missing[np.ix_(row_map, column_map)]
+        usable = still_missing & ~source_missing
+        usable &= np.outer(has_partner | (row_map == np.arange(size)), has_partner | (column_map == np.arange(size)))
+        filled[usable] = source[usable]
+        by_symmetry |= usable
+        still_missing &= ~usable
+    return filled, by_symmetry
+
+
+def _falloff(image: np.ndarray, h: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, float]:
+    """exp(-B q^2) fitted to log I by least squares (q^2 = h^2 + k^2), normalised to 1 at q = 0."""
+    q_squared = (h**2 + k**2).ravel()
+    positive = image.ravel() > 0
+    if positive.sum() < 3:
+        return np.ones_like(image), 0.0
+    slope, _ = np.polyfit(q_squared[positive], np.log(image.ravel()[positive]), 1)
+    return np.exp(slope * (h**2 + k**2)), float(-slope)
+
+
+def correct_image(
+    raw: Any,
+    config: CorrectionConfig,
+    extra_mask: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+) -> Corrected:
+    """Run the correction steps (module docstring) on one image; ``reference``: training images to match."""
+    from scipy import ndimage
+    from skimage import exposure, restoration
+
+    image = as_image(raw)
+    provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
+    invalid = invalid_pixels(image, config.mask, extra_mask)
+    provenance.append({"step": "mask", **dataclasses.asdict(config.mask), "masked_pixels": int(invalid.sum())})
+    if invalid.all():
+        raise DataError("no valid pixel in the image (all masked, NaN, or <= 0)")
+    out = config.output
+    h, k = pixel_coordinates(image.shape, config.geometry, out.h_max, out.image_size)
+    if config.bragg.enabled:
+        peaks, found = bragg_peaks(image, invalid, config.bragg, h, k)
+        invalid = invalid | peaks
+        provenance.append({"step": "bragg", **dataclasses.asdict(config.bragg), **found})
+    resampled, count = area_average(image, invalid, h, k, out.image_size, out.h_max)
+    missing = count == 0
+    provenance.append(
+        {"step": "resample", "method": "area average", "image_size": out.image_size, "h_max": out.h_max,
+         "geometry": dataclasses.asdict(config.geometry), "empty_cells": int(missing.sum()),
+         "median_pixels_per_cell": float(np.median(count[~missing])) if (~missing).any() else 0.0}
+    )  # fmt: skip
+    if missing.all():
+        raise DataError("the image has no valid pixel inside the window h, k in [-h_max, h_max)")
+    mask = np.zeros(missing.shape, dtype=np.uint8)
+    rec = config.reconstruction
+    if rec.friedel and missing.any():
+        resampled, by_symmetry = symmetry_fill(resampled, missing, rec.mirrors)
+        mask[by_symmetry] = FILLED_BY_SYMMETRY
+        missing &= ~by_symmetry
+        provenance.append({"step": "symmetry", "mirrors": rec.mirrors, "filled_cells": int(by_symmetry.sum())})
+    if missing.any():
+        if rec.inpaint:
+            resampled = restoration.inpaint_biharmonic(np.where(missing, 0.0, resampled), missing)
+            provenance.append({"step": "inpaint", "method": "biharmonic", "cells": int(missing.sum())})
+        else:
+            resampled = np.where(missing, np.nanmean(resampled[~missing]), resampled)
+            provenance.append({"step": "fill", "method": "mean", "cells": int(missing.sum())})
+        mask[missing] = INPAINTED
+    background = config.background
+    if background.subtract_percentile is not None:
+        level = float(np.percentile(resampled, background.subtract_percentile))
+        resampled = np.maximum(resampled - level, 0.0)
+        provenance.append({"step": "background", "percentile": background.subtract_percentile, "subtracted": level})
+    if background.radial_falloff:
+        grid = np.linspace(-out.h_max, out.h_max, out.image_size, endpoint=False)
+        grid_h, grid_k = np.meshgrid(grid, grid, indexing="ij")
+        falloff, b_factor = _falloff(resampled, grid_h, grid_k)
+        resampled = resampled / falloff
+        provenance.append({"step": "falloff", "model": "exp(-B q^2)", "B": b_factor})
+    smoothing = config.smoothing
+    if smoothing.method == "gaussian" and smoothing.size > 0:
+        resampled = ndimage.gaussian_filter(resampled, smoothing.size, mode="wrap")
+    elif smoothing.method == "median" and smoothing.size > 0:
+        resampled = ndimage.median_filter(resampled, size=max(1, round(smoothing.size)), mode="wrap")
+    provenance.append({"step": "smoothing", **dataclasses.asdict(smoothing)})
+    if reference is not None:
+        resampled = exposure.match_histograms(resampled, np.asarray(reference, dtype=np.float64).ravel())
+        provenance.append({"step": "normalise", "method": "histogram matching to the reference images"})
+    else:
+        mean = resampled.mean()
+        if not np.isfinite(mean) or mean <= 0:
+            raise DataError("the corrected image has no positive mean intensity; check the mask and background")
+        resampled = resampled * (out.mean / mean)
+        provenance.append({"step": "normalise", "method": "mean", "mean": out.mean, "factor": out.mean / mean})
+    if not np.all(np.isfinite(resampled)):
+        raise DataError("the correction produced NaN or infinite values")
+    return Corrected(resampled.astype(np.float32), mask, provenance)
+
+
+MANTID_SIGNAL = "MDHistoWorkspace/data/signal"
+
+
+def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``, or the Mantid MDHisto layout),
+    or any detector format that fabio reads. Returns the image and what was read."""
+    from pathlib import Path
+
+    path_text, _, inner = spec.partition("::")
+    path = Path(path_text)
+    if not path.is_file():
+        raise DataError(f"no such image file: {path}")
+    suffix = path.suffix.lower()
+    info: dict[str, Any] = {"source": str(path)}
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            array = tifffile.imread(path)
+        elif suffix == ".png":
+            import imageio.v3 as imageio
+
+            array = imageio.imread(path)
+            if array.ndim == 3:  # colour PNG: its luminance
+                array = array[..., :3].mean(axis=-1)
+        elif suffix in (".h5", ".hdf5", ".nxs", ".nx5", ".hdf"):
+            array, info = _read_hdf5(path, inner, info)
+        else:
+            array = _read_fabio(path)
+    except DataError:
+        raise
+    except Exception as error:  # every reader has its own exception types for a damaged file
+        raise DataError(f"cannot read {path} as an image: {error}") from None
+    return as_image(array), info
+
+
+def _read_hdf5(path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        name = inner or (MANTID_SIGNAL if MANTID_SIGNAL in file else "")
+        if not name:
+            raise DataError(f"{path}: give the dataset path as {path}::/path/to/data")
+        if name not in file or not isinstance(file[name], h5py.Dataset):
+            raise DataError(f"{path} has no dataset {name}")
+        info["dataset"] = name
+        array = file[name][()]
+        if name == MANTID_SIGNAL:
+            # Bin edges of the two axes; the signal is stored (Q2, Q1): rows along Q2.
+            rows, columns = file["MDHistoWorkspace/data/Q2"][()], file["MDHistoWorkspace/data/Q1"][()]
+            info["axes"] = {
+                "rows": [float(rows[0]), float(rows[-1])],
+                "columns": [float(columns[0]), float(columns[-1])],
+                "names": [str(file["MDHistoWorkspace/data/Q2"].attrs.get("long_name", b"Q2"), "utf-8", "replace"),
+                          str(file["MDHistoWorkspace/data/Q1"].attrs.get("long_name", b"Q1"), "utf-8", "replace")],
+            }  # fmt: skip
+    return array, info
+
+
+def _read_fabio(path) -> np.ndarray:
+    try:
+        import fabio
+    except ImportError:
+        raise DataError(f"{path}: unknown image format (install fabio for detector formats: CBF, EDF, ...)") from None
+    return fabio.open(str(path)).data
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Files, directories (their image files, sorted) and glob patterns -> image specs."""
+    import glob
+    from pathlib import Path
+
+    image_suffixes = {".npy", ".tif", ".tiff", ".png", ".h5", ".hdf5", ".nxs", ".cbf", ".edf", ".img", ".mccd"}
+    specs: list[str] = []
+    for item in inputs:
+        path = Path(item.partition("::")[0])
+        if path.is_dir():
+            specs += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in image_suffixes)
+        elif any(char in item for char in "*?[") and not path.exists():
+            specs += sorted(glob.glob(item))
+        else:
+            specs.append(item)
+    if not specs:
+        raise DataError(f"no image files found in {' '.join(inputs)}")
+    return specs
+
+
+def reference_images(path, limit: int = 2000) -> np.ndarray:
+    """Up to ``limit`` images of a training dataset, evenly spread, for histogram matching."""
+    from .dataset import open_dataset
+
+    with open_dataset(path) as file:
+        images = file["images"]
+        step = max(1, len(images) // limit)
+        return np.asarray(images[::step][:limit], dtype=np.float64)
+
+
+def correct_files(
+    inputs: list[str],
+    output,
+    config: CorrectionConfig,
+    mask_file: str | None = None,
+    reference: str | None = None,
+    figure_dir=None,
+    progress=None,
+) -> list[Corrected]:
+    """Correct every image of ``inputs`` and write them, with masks and provenance, to ``output`` (.h5)."""
+    import json
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import h5py
+    import yaml
+
+    from . import __version__
+    from .dataset import FORMAT, FORMAT_VERSION, atomic_path
+
+    specs = expand_inputs(inputs)
+    extra_mask = as_image(read_image(mask_file)[0]) != 0 if mask_file else None
+    reference_set = reference_images(reference) if reference else None
+    if figure_dir is not None and not Path(figure_dir).is_dir():
+        raise DataError(f"figure directory {figure_dir} does not exist")
+    results, sources = [], []
+    for number, spec in enumerate(specs):
+        raw, info = read_image(spec)
+        corrected = correct_image(raw, config, extra_mask, reference_set)
+        corrected.provenance.insert(0, {"step": "read", **info})
+        results.append(corrected)
+        sources.append(spec)
+        if figure_dir is not None:
+            from . import plots
+
+            name = f"{number:04d}-{Path(spec.partition('::')[0]).stem}.png"
+            plots.correction_figure(raw, corrected.image, corrected.mask, Path(figure_dir) / name, reference_set)
+        if progress:
+            progress(number + 1, len(specs))
+    size = config.output.image_size
+    with atomic_path(output) as temporary, h5py.File(temporary, "w") as file:
+        file.attrs.update(
+            format=FORMAT, format_version=FORMAT_VERSION, kind="corrected", cfsx_version=__version__,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            config=yaml.safe_dump(config.to_dict(), sort_keys=False), image_size=size, h_max=config.output.h_max,
+        )  # fmt: skip
+        options = {"chunks": (1, size, size), "compression": "gzip", "shuffle": True}
+        file.create_dataset("images", data=np.stack([r.image for r in results]), **options)
+        file.create_dataset("masks", data=np.stack([r.mask for r in results]), **options)
+        text = h5py.string_dtype()
+        file.create_dataset("provenance", data=[json.dumps(r.provenance, default=float) for r in results], dtype=text)
+        file.create_dataset("sources", data=sources, dtype=text)
+    return results

@@ -1,0 +1,142 @@
+"""cfsx correct: each step against a known answer, and bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cfsx import engine
+from cfsx.cli import app
+from cfsx.config import load_config
+from cfsx.correction import (
+    FILLED_BY_SYMMETRY,
+    CorrectionConfig,
+    area_average,
+    bragg_peaks,
+    correct_image,
+    pixel_coordinates,
+    read_image,
+    symmetry_fill,
+)
+from cfsx.errors import DataError
+
+
+def plain_config(**sections) -> CorrectionConfig:
+    overrides = ["bragg.enabled=false", "smoothing.method=none", "reconstruction.inpaint=false"]
+    overrides += [f"{key}={value}" for key, value in sections.items()]
+    return load_config("correct", overrides, root=CorrectionConfig)
+
+
+@pytest.fixture(scope="module")
+def clean_image():
+    lattice, state = engine.random_lattice(32, 0.5, engine.seed_state(4))
+    vectors = np.array([[0, 1], [1, 0], [1, 1]])
+    lattice, _, _ = engine.metropolis_sweeps(lattice, vectors, np.array([0.3, -0.2, 0.1]), 30, state)
+    return engine.all_lots_intensity(lattice, 16, 64, 1.0)
+
+
+def test_area_average_of_a_block_upsampled_image_is_the_image(clean_image):
+    # Each 64 x 64 cell becomes a 4 x 4 block of detector pixels spanning the same window.
+    detector = np.kron(clean_image, np.ones((4, 4))) * 37.0
+    corrected = correct_image(detector, plain_config())
+    np.testing.assert_allclose(corrected.image, clean_image * 0.25 / clean_image.mean(), rtol=1e-5)
+    assert (corrected.mask == 0).all()
+
+
+def test_calibration_maps_pixels_to_h_k():
+    config = plain_config(**{"geometry.origin": "[100, 50]", "geometry.pixels_per_rlu": "[40, 20]"})
+    h, k = pixel_coordinates((200, 120), config.geometry, 1.0, 64)
+    assert (h[100, 50], k[100, 50]) == (0.0, 0.0)
+    assert h[140, 50] == pytest.approx(1.0) and k[100, 70] == pytest.approx(1.0)
+    rotated = plain_config(**{"geometry.origin": "[0, 0]", "geometry.pixels_per_rlu": "[10, 10]",
+                              "geometry.rotation": 90})  # fmt: skip
+    h, k = pixel_coordinates((20, 20), rotated.geometry, 1.0, 64)
+    assert (h[10, 0], k[10, 0]) == (pytest.approx(0.0, abs=1e-12), pytest.approx(1.0))
+
+
+def test_area_average_ignores_invalid_pixels():
+    image = np.arange(16.0).reshape(4, 4)
+    invalid = np.zeros((4, 4), bool)
+    invalid[0, 0] = True
+    h, k = pixel_coordinates((4, 4), plain_config().geometry, 1.0, 2)
+    mean, count = area_average(image, invalid, h, k, 2, 1.0)
+    assert count.tolist() == [[3, 4], [4, 4]]
+    assert mean[0, 0] == pytest.approx((1 + 4 + 5) / 3)
+
+
+def test_bragg_peaks_are_found_and_only_they(clean_image):
+    detector = np.kron(clean_image, np.ones((4, 4)))
+    planted = [(40, 60), (128, 128), (200, 17)]
+    for row, column in planted:
+        detector[row - 1 : row + 2, column - 1 : column + 2] += 500 * detector.mean()
+    h, k = pixel_coordinates(detector.shape, plain_config().geometry, 1.0, 64)
+    config = load_config("correct", root=CorrectionConfig).bragg
+    peaks, found = bragg_peaks(detector, np.zeros(detector.shape, bool), config, h, k)
+    assert found["peaks"] == 3
+    assert all(peaks[row, column] for row, column in planted)
+    assert peaks.mean() < 0.01
+
+
+def test_friedel_fill_restores_a_centrosymmetric_image(clean_image):
+    missing = np.zeros(clean_image.shape, bool)
+    missing[5:15, 20:40] = True
+    filled, by_symmetry = symmetry_fill(np.where(missing, np.nan, clean_image), missing, mirrors=False)
+    assert by_symmetry.sum() == missing.sum()
+    np.testing.assert_allclose(filled, clean_image, rtol=1e-12)
+    block = np.ones((2, 2))
+    corrected = correct_image(np.where(np.kron(missing, block), np.nan, np.kron(clean_image, block)), plain_config())
+    assert (corrected.mask == FILLED_BY_SYMMETRY).sum() == missing.sum()
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.full((8, 8), np.nan), "no valid pixel"),
+        (np.zeros((8, 8)), "no valid pixel"),
+        (np.ones((1, 1)), "2-D"),
+        (np.ones((4, 4, 3)), "2-D"),
+        (np.array([["a", "b"], ["c", "d"]]), "numeric"),
+    ],
+)
+def test_bad_arrays_give_one_clear_error(array, message):
+    with pytest.raises(DataError, match=message):
+        correct_image(array, load_config("correct", root=CorrectionConfig))
+
+
+def test_cli_corrects_files_and_writes_provenance_and_figures(clean_image, tmp_path):
+    np.save(tmp_path / "a.npy", np.kron(clean_image, np.ones((3, 3))))
+    with h5py.File(tmp_path / "b.h5", "w") as file:
+        file["entry/data"] = np.kron(clean_image, np.ones((2, 2)))
+    (tmp_path / "figures").mkdir()
+    result = CliRunner().invoke(
+        app,
+        [
+            "correct",
+            str(tmp_path / "a.npy"),
+            f"{tmp_path / 'b.h5'}::/entry/data",
+            "-o",
+            str(tmp_path / "c.h5"),
+            "--figure",
+            str(tmp_path / "figures"),
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "c.h5") as file:
+        assert file["images"].shape == (2, 64, 64) and file["masks"].shape == (2, 64, 64)
+        steps = [entry["step"] for entry in json.loads(file["provenance"].asstr()[0])]
+    assert steps[:3] == ["read", "input", "mask"] and steps[-1] == "normalise"
+    assert len(list((tmp_path / "figures").glob("*.png"))) == 2
+    assert CliRunner().invoke(app, ["info", str(tmp_path / "c.h5")]).exit_code == 0
+
+
+@pytest.mark.parametrize("name, content", [("x.npy", b"garbage"), ("x.tif", b"not a tiff"), ("x.h5", b"nope")])
+def test_files_that_are_not_images_give_one_clear_line(name, content, tmp_path):
+    (tmp_path / name).write_bytes(content)
+    result = CliRunner().invoke(app, ["correct", str(tmp_path / name), "-o", str(tmp_path / "out.h5")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "cannot read" in result.output or "not" in result.output
+    assert not (tmp_path / "out.h5").exists()
+    with pytest.raises(DataError):
+        read_image(str(tmp_path / name))
