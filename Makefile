@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := pyproject.toml meson.build $(wildcard fortran/*.f90 cfsx/*.py configs/*.yaml)
 DEMO := demo-output
+REALDATA := ../shared/realdata/javelin-zro2-h0l/ZrO2.nxs
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test bench reproduce lint format clean
+.PHONY: install demo test bench reproduce validate-correct lint format clean
 
 install: $(STAMP)
 
@@ -26,6 +27,8 @@ demo: $(STAMP)
 	$(BIN)/cfsx info $(DEMO)/demo.h5
 	$(BIN)/cfsx train $(DEMO)/demo.h5 -o $(DEMO)/demo.keras --config train-demo
 	$(BIN)/cfsx evaluate $(DEMO)/demo.keras $(DEMO)/demo.h5 -o $(DEMO)/report --config train-demo
+	@mkdir -p $(DEMO)/figures
+	$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --reference $(DEMO)/demo.h5 --figure $(DEMO)/figures
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check cfsx tests benchmarks examples
@@ -35,6 +38,12 @@ bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_engine.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_training.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_scaling.py --output docs/scaling.md
+
+# cfsx correct on detector images made from simulations, against their clean truth (under a minute).
+validate-correct: $(STAMP)
+	$(BIN)/python benchmarks/validate_correction.py --images 12 --output docs/correction.md --figures docs/correction
+	@mkdir -p $(DEMO)
+	$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --figure docs/correction
 
 # The seed study: datasets, models, evaluations, docs/results.md (hours; not part of CI).
 reproduce: $(STAMP)

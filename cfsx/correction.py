@@ -30,12 +30,14 @@ from .errors import DataError
 
 @dataclass(frozen=True)
 class MaskConfig:
-    nonpositive: bool = True  # values <= 0 are "not measured" in many reduced data sets
+    nonpositive: bool = True  # values <= 0 are "not measured" in many reduced data sets (not for raw counts!)
+    negative: bool = True  # values < 0: the usual flag of detector gaps and dead pixels
     saturated: float | None = None  # values >= this are masked
     values: list[float] = field(default_factory=list)  # exact values to mask (for example a gap marker)
 
     def __post_init__(self) -> None:
         _require(isinstance(self.nonpositive, bool), "mask.nonpositive must be true or false")
+        _require(isinstance(self.negative, bool), "mask.negative must be true or false")
         _require(self.saturated is None or _is_number(self.saturated), "mask.saturated must be a number or null")
         _require(
             isinstance(self.values, list) and all(_is_number(v) for v in self.values), "mask.values must be numbers"
@@ -112,7 +114,7 @@ class BackgroundConfig:
 
 @dataclass(frozen=True)
 class SmoothingConfig:
-    method: str = "gaussian"  # gaussian, median or none
+    method: str = "none"  # gaussian, median or none
     size: float = 0.7  # Gaussian sigma or median window, in output pixels
 
     def __post_init__(self) -> None:
@@ -181,6 +183,8 @@ def invalid_pixels(image: np.ndarray, config: MaskConfig, extra: np.ndarray | No
     with np.errstate(invalid="ignore"):
         if config.nonpositive:
             invalid |= image <= 0
+        if config.negative:
+            invalid |= image < 0
         if config.saturated is not None:
             invalid |= image >= config.saturated
     for value in config.values:
