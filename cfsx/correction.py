@@ -301,7 +301,15 @@ def correct_image(
     extra_mask: np.ndarray | None = None,
     reference: np.ndarray | None = None,
 ) -> Corrected:
-    """Run the correction steps (module docstring) on one image; ``reference``: training images to match."""
+    """Run the correction steps (module docstring) on one image; ``reference``: training images to match.
+
+    Extreme values (1e300, subnormals) may overflow on the way; the result is then checked and refused.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _correct_image(raw, config, extra_mask, reference)
+
+
+def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference) -> Corrected:
     from scipy import ndimage
     from skimage import exposure, restoration
 

@@ -5,6 +5,9 @@ import json
 import h5py
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
 from typer.testing import CliRunner
 
 from cfsx import engine
@@ -140,3 +143,51 @@ def test_files_that_are_not_images_give_one_clear_line(name, content, tmp_path):
     assert not (tmp_path / "out.h5").exists()
     with pytest.raises(DataError):
         read_image(str(tmp_path / name))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arrays(
+        dtype=st.sampled_from([np.float64, np.float32, np.int32, np.uint16, np.uint8, np.int8, np.bool_]),
+        shape=array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=40),
+    ),
+    st.sampled_from(["default", "calibrated"]),
+)
+def test_any_array_gives_an_image_or_one_clear_error(array, geometry):
+    overrides = [] if geometry == "default" else ["geometry.origin=[3, 2]", "geometry.pixels_per_rlu=[5, 7]"]
+    config = load_config("correct", overrides, root=CorrectionConfig)
+    try:
+        corrected = correct_image(array, config)
+    except DataError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert corrected.image.shape == (64, 64) and np.all(np.isfinite(corrected.image))
+        assert corrected.image.mean() == pytest.approx(0.25, rel=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(
+        dtype=np.float64,
+        shape=st.tuples(st.integers(2, 30), st.integers(2, 30)),
+        elements=st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True, width=64),
+            st.sampled_from([0.0, -1.0, 1e300, -1e300, 5e-324]),
+        ),
+    )
+)
+def test_nan_inf_negative_and_extreme_values_never_crash(array):
+    try:
+        corrected = correct_image(array, load_config("correct", root=CorrectionConfig))
+    except DataError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert np.all(np.isfinite(corrected.image))
+
+
+def test_constant_and_large_images():
+    config = load_config("correct", root=CorrectionConfig)
+    constant = correct_image(np.full((50, 70), 3.0), config)
+    np.testing.assert_allclose(constant.image, 0.25, rtol=1e-5)
+    large = correct_image(np.random.default_rng(0).gamma(2.0, 1.0, size=(2048, 2048)), config)
+    assert large.image.shape == (64, 64)
