@@ -285,6 +285,13 @@ def symmetry_fill(image: np.ndarray, missing: np.ndarray, mirrors: bool) -> tupl
     return filled, by_symmetry
 
 
+def match_histogram(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Map each pixel, by its rank, to the same quantile of the reference intensities."""
+    levels = np.sort(np.asarray(reference, dtype=np.float64).ravel())
+    ranks = np.argsort(np.argsort(image, axis=None), axis=None).reshape(image.shape)
+    return np.interp(ranks / max(image.size - 1, 1), np.linspace(0.0, 1.0, levels.size), levels)
+
+
 def _falloff(image: np.ndarray, h: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, float]:
     """exp(-B q^2) fitted to log I by least squares (q^2 = h^2 + k^2), normalised to 1 at q = 0."""
     q_squared = (h**2 + k**2).ravel()
@@ -311,7 +318,7 @@ def correct_image(
 
 def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference) -> Corrected:
     from scipy import ndimage
-    from skimage import exposure, restoration
+    from skimage import restoration
 
     image = as_image(raw)
     provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
@@ -367,7 +374,7 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference) ->
         resampled = ndimage.median_filter(resampled, size=max(1, round(smoothing.size)), mode="wrap")
     provenance.append({"step": "smoothing", **dataclasses.asdict(smoothing)})
     if reference is not None:
-        resampled = exposure.match_histograms(resampled, np.asarray(reference, dtype=np.float64).ravel())
+        resampled = match_histogram(resampled, reference)
         provenance.append({"step": "normalise", "method": "histogram matching to the reference images"})
     else:
         mean = resampled.mean()

@@ -1,6 +1,7 @@
 """cfsx correct: each step against a known answer, and bad input."""
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,6 +20,8 @@ from cfsx.correction import (
     area_average,
     bragg_peaks,
     correct_image,
+    expand_inputs,
+    invalid_pixels,
     pixel_coordinates,
     read_image,
     symmetry_fill,
@@ -191,3 +194,58 @@ def test_constant_and_large_images():
     np.testing.assert_allclose(constant.image, 0.25, rtol=1e-5)
     large = correct_image(np.random.default_rng(0).gamma(2.0, 1.0, size=(2048, 2048)), config)
     assert large.image.shape == (64, 64)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_tiff_png_npy_and_hdf5_readers_give_the_same_pixels(dtype, tmp_path):
+    import imageio.v3 as imageio
+    import tifffile
+
+    pixels = (np.arange(24 * 30).reshape(24, 30) % 200 + 1).astype(dtype)
+    tifffile.imwrite(tmp_path / "a.tif", pixels)
+    np.save(tmp_path / "a.npy", pixels)
+    with h5py.File(tmp_path / "a.h5", "w") as file:
+        file["entry/data"] = pixels
+    specs = [str(tmp_path / "a.tif"), str(tmp_path / "a.npy"), f"{tmp_path / 'a.h5'}::/entry/data"]
+    if dtype in (np.uint8, np.uint16):
+        imageio.imwrite(tmp_path / "a.png", pixels)
+        specs.append(str(tmp_path / "a.png"))
+    for spec in specs:
+        image, _ = read_image(spec)
+        np.testing.assert_array_equal(image, pixels.astype(np.float64), err_msg=spec)
+
+
+def test_mantid_mdhisto_file_is_read_with_its_axes():
+    real = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "javelin-zro2-h0l" / "ZrO2.nxs"
+    if not real.exists():
+        pytest.skip("the shared real data are not beside this checkout")
+    image, info = read_image(str(real))
+    assert image.shape == (200, 200)
+    assert info["axes"]["columns"] == [-5.0, 0.0] and info["axes"]["rows"] == [0.0, 10.0]
+
+
+def test_directories_globs_and_mask_rules(clean_image, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("b", "a"):
+        np.save(folder / f"{name}.npy", np.kron(clean_image, np.ones((2, 2))))
+    (folder / "notes.txt").write_text("not an image")
+    assert [Path(s).name for s in expand_inputs([str(folder)])] == ["a.npy", "b.npy"]
+    assert len(expand_inputs([str(folder / "*.npy")])) == 2
+    with pytest.raises(DataError, match="no image files"):
+        expand_inputs([str(tmp_path / "nothing-*.npy")])
+    image = np.array([[1.0, 2.0, 99.0], [7.0, 65535.0, 3.0], [0.0, -1.0, np.nan]])
+    rules = load_config("correct", ["mask.saturated=65535", "mask.values=[99]"], root=CorrectionConfig).mask
+    extra = np.zeros((3, 3))
+    extra[0, 0] = 1
+    assert invalid_pixels(image, rules, extra).tolist() == [
+        [True, False, True], [False, True, False], [True, True, True]
+    ]  # fmt: skip
+
+
+def test_histogram_matching_to_a_reference(clean_image):
+    config = plain_config()
+    reference = np.random.default_rng(1).gamma(3.0, 0.1, size=(5, 64, 64))
+    matched = correct_image(np.kron(clean_image, np.ones((2, 2))), config, reference=reference)
+    np.testing.assert_allclose(np.sort(matched.image.ravel()), np.quantile(reference, np.linspace(0, 1, 4096)),
+                               rtol=0.05, atol=0.02)  # fmt: skip
