@@ -22,49 +22,19 @@ from report import markdown_table, replace_block
 from cfsx import engine
 from cfsx.config import load_config
 from cfsx.correction import CorrectionConfig, correct_image
+from cfsx.detector import Detector
 from cfsx.metrics import image_r2
 from cfsx.simulate import simulate_sample
 
-DETECTOR = 512
-PIXELS_PER_RLU = 160  # the detector covers 3.2 r.l.u. in each direction
-BEAM_CENTRE = (280, 220)  # pixel (row, column) of h = k = 0
-FALLOFF_B = 0.25  # exp(-B (h^2 + k^2)), in r.l.u.^-2
-BRAGG_HEIGHT = 2000.0  # peak height in units of the mean diffuse intensity
+DETECTOR = Detector()
 FLUXES = (0.3, 3.0, 30.0)  # mean counts per detector pixel (a 64 x 64 cell holds about 25 pixels)
 
 
 def clean_pair(config, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 64 x 64 training image of one simulated lattice and its 512 x 512 detector rendering."""
+    """The 64 x 64 training image of one simulated lattice and its detector rendering."""
     sample = simulate_sample(config, seed)
     lot = config.diffraction.lot_size
-    image = engine.all_lots_intensity(sample["lattices"], lot, 64, 1.0)
-    # A 640-point grid over [-2, 2) has the detector's pixel pitch (1/160) and h = 0 at index 320.
-    wide = engine.all_lots_intensity(sample["lattices"], lot, 640, 2.0)
-    top, left = 320 - BEAM_CENTRE[0], 320 - BEAM_CENTRE[1]
-    return image, wide[top : top + DETECTOR, left : left + DETECTOR]
-
-
-def detector_hk() -> tuple[np.ndarray, np.ndarray]:
-    rows, columns = np.meshgrid(np.arange(DETECTOR), np.arange(DETECTOR), indexing="ij")
-    return (rows - BEAM_CENTRE[0]) / PIXELS_PER_RLU, (columns - BEAM_CENTRE[1]) / PIXELS_PER_RLU
-
-
-def corrupt(detector: np.ndarray, kinds: set[str], rng: np.random.Generator, flux: float) -> np.ndarray:
-    h, k = detector_hk()
-    image = detector.copy()
-    if "falloff" in kinds:
-        image *= np.exp(-FALLOFF_B * (h**2 + k**2))
-    if "bragg" in kinds:
-        distance_squared = (h - np.round(h)) ** 2 + (k - np.round(k)) ** 2
-        image += BRAGG_HEIGHT * detector.mean() * np.exp(-distance_squared * PIXELS_PER_RLU**2 / (2 * 1.5**2))
-    if "noise" in kinds:
-        image = rng.poisson(image * flux / detector.mean()) * detector.mean() / flux
-    if "gaps" in kinds:
-        image[:, 300:308] = -1.0  # a detector module gap, flagged as detectors do
-        beamstop = np.hypot(h, k) < 0.12
-        arm = (np.abs(k) < 0.03) & (h < 0)
-        image[beamstop | arm] = -1.0
-    return np.where(image < 0, image, image * (1234.5 if "scale" in kinds else 1.0))
+    return engine.all_lots_intensity(sample["lattices"], lot, 64, 1.0), DETECTOR.render(sample["lattices"], lot)
 
 
 def naive(image: np.ndarray, config: CorrectionConfig) -> np.ndarray:
@@ -92,17 +62,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="override a correction config value")
     args = parser.parse_args()
     simulation = load_config("cfs4", ["lattice.size=50", "diffraction.n_lots=all"])
-    correction = load_config(
-        "correct",
-        [
-            f"geometry.origin=[{BEAM_CENTRE[0]}, {BEAM_CENTRE[1]}]",
-            f"geometry.pixels_per_rlu=[{PIXELS_PER_RLU}, {PIXELS_PER_RLU}]",
-            "bragg.method=lattice",
-            "mask.nonpositive=false",
-        ]
-        + args.set,  # fmt: skip
-        root=CorrectionConfig,
-    )
+    correction = load_config("correct", DETECTOR.correction_overrides() + args.set, root=CorrectionConfig)
     rng = np.random.default_rng(0)
     pairs = [clean_pair(simulation, seed) for seed in range(args.images)]
     cases = [("clean", set(), 3.0), ("scale", {"scale"}, 3.0), ("bragg", {"bragg"}, 3.0), ("gaps", {"gaps"}, 3.0),
@@ -116,7 +76,7 @@ def main() -> None:
     for name, kinds, flux in cases:
         before, after = [], []
         for truth, detector in pairs:
-            image = corrupt(detector, kinds, rng, flux)
+            image = DETECTOR.corrupt(detector, kinds, rng, flux)
             before.append(score(truth, naive(image, correction)))
             tic = time.perf_counter()
             after.append(score(truth, correct_image(image, correction).image))
@@ -133,7 +93,7 @@ def main() -> None:
         "gap flags (< 0) not masked": {"mask": dataclasses.replace(correction.mask, negative=False)},
     }
     for flux in (3.0,):
-        images = [(truth, corrupt(detector, everything, rng, flux)) for truth, detector in pairs]
+        images = [(truth, DETECTOR.corrupt(detector, everything, rng, flux)) for truth, detector in pairs]
         full = np.median([score(t, correct_image(i, correction).image) for t, i in images])
         ablation.append(("all steps", f"{full:.3f}", ""))
         for name, change in steps.items():
@@ -143,8 +103,9 @@ def main() -> None:
     table = markdown_table(("corruption", "image R2 before", "image R2 after"), rows)
     ablation_table = markdown_table(("correction (all corruptions, 3 counts/pixel)", "image R2", "change"), ablation)
     summary = (
-        f"{args.images} CFS4 images (50 x 50 lattice, all lot origins), each rendered as a {DETECTOR} x {DETECTOR} "
-        f"detector image at {PIXELS_PER_RLU} pixels per r.l.u. with h = k = 0 at pixel {BEAM_CENTRE}; median "
+        f"{args.images} CFS4 images (50 x 50 lattice, all lot origins), each rendered as a {DETECTOR.size} x "
+        f"{DETECTOR.size} detector image at {DETECTOR.pixels_per_rlu} pixels per r.l.u. with h = k = 0 at pixel "
+        f"{DETECTOR.beam_centre}; median "
         f"image R2 against the clean 64 x 64 image. 'Before' resamples the same pixels with no correction. "
         f"Correction takes {np.median(seconds_per_image):.2f} s per image (median). Whole run "
         f"{time.perf_counter() - started:.0f} s (`make validate-correct`)."
@@ -159,7 +120,7 @@ def main() -> None:
 
         args.figures.mkdir(parents=True, exist_ok=True)
         truth, detector = pairs[0]
-        image = corrupt(detector, everything, rng, 100)
+        image = DETECTOR.corrupt(detector, everything, rng, 3.0)
         corrected = correct_image(image, correction)
         plots.correction_figure(image, corrected.image, corrected.mask, args.figures / "synthetic.png", truth[None])
 

@@ -314,6 +314,10 @@ def evaluate(
         int | None, typer.Option(help="Encodings re-simulated for the image tests (evaluation.resimulated).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Processes for the re-simulations [default: all cores].")] = None,
+    corrupt: Annotated[
+        float | None,
+        typer.Option(help="Also score on corrupted, then corrected detector images with this many counts per pixel."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
@@ -325,7 +329,9 @@ def evaluate(
 
         from .evaluation import evaluate as run_evaluation
 
-        resolved = _training_config(config, set_, **{"evaluation.resimulated": resimulated})
+        resolved = _training_config(
+            config, set_, **{"evaluation.resimulated": resimulated, "evaluation.corrupted_flux": corrupt}
+        )
         if workers is not None and workers < 1:
             from .errors import ConfigError
 
@@ -345,6 +351,12 @@ def evaluate(
             f"{metrics['samples']}, {cnn['samples']} samples: CNN R2 {cnn['r2']:.4f} MSE {cnn['mse']:.2e}; "
             f"Warren-Cowley inversion R2 {classical['r2']:.4f} MSE {classical['mse']:.2e}"
         )
+        if "corrupted" in metrics:
+            corrupted = metrics["corrupted"]
+            console.print(
+                f"corrupted and corrected images ({corrupted['flux']:g} counts/pixel): CNN R2 "
+                f"{corrupted['cnn']['r2']:.4f}, Warren-Cowley inversion R2 {corrupted['classical']['r2']:.4f}"
+            )
         for name, scores in metrics.get("images", {}).items():
             if name != "count":
                 console.print(f"image R2 (median) of {name}: {scores['image_r2']['median']:.3f}", highlight=False)

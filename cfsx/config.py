@@ -283,6 +283,7 @@ class EvaluationConfig:
     resimulated: int = 100  # hold-out samples re-simulated for the intrinsic error and the decoded-image test
     seed: int = 1  # master seed of the re-simulations (new seeds, never those of the dataset)
     inversion_range: int = 0  # largest |v| component of the Warren-Cowley inversion; 0 = as far as the grid allows
+    corrupted_flux: float = 0.0  # > 0: also score on synthetic detector images with this many counts per pixel
 
     def __post_init__(self) -> None:
         _require(
@@ -292,6 +293,10 @@ class EvaluationConfig:
         _require(
             _is_int(self.seed) and 0 <= self.seed < 2**63,
             f"evaluation.seed must be an integer in [0, 2**63), got {self.seed!r}",
+        )
+        _require(
+            _is_number(self.corrupted_flux) and self.corrupted_flux >= 0,
+            f"evaluation.corrupted_flux must be a number >= 0, got {self.corrupted_flux!r}",
         )
         _require(
             _is_int(self.inversion_range) and self.inversion_range >= 0,

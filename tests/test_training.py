@@ -148,6 +148,16 @@ def test_evaluate_scores_exactly_the_recorded_hold_out(trained, data_dir, tmp_pa
     assert 0.0 < images["re-simulated truth"]["image_r2"]["median"] < 1.0
 
 
+def test_evaluate_on_corrupted_detector_images(trained, data_dir, tmp_path):
+    config = load_config(
+        "train-demo", ["evaluation.resimulated=4", "evaluation.corrupted_flux=3.0"], root=TrainingConfig
+    )
+    result = evaluate(trained.model_path, data_dir / "cfs2.h5", tmp_path / "report", config)
+    corrupted = result.metrics["corrupted"]
+    assert corrupted["cnn"]["samples"] == 4 and np.isfinite(corrupted["classical"]["r2"])
+    assert "## On corrupted detector images" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_evaluate_with_a_model_of_another_cfs(trained, data_dir, tmp_path):
     other = train(data_dir / "cfs3.h5", tmp_path / "cfs3.keras", training_config(epochs=1, validation_split=0.25))
     result = evaluate(
