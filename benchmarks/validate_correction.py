@@ -92,6 +92,10 @@ def main() -> None:
         },
         "gap flags (< 0) not masked": {"mask": dataclasses.replace(correction.mask, negative=False)},
     }
+    for threshold in (5.0, 10.0, 20.0):  # the top-hat finder, which needs no calibration
+        steps[f"top-hat Bragg finder, {threshold:g} sigma, instead of lattice positions"] = {
+            "bragg": dataclasses.replace(correction.bragg, method="tophat", threshold=threshold)
+        }
     for flux in (3.0,):
         images = [(truth, DETECTOR.corrupt(detector, everything, rng, flux)) for truth, detector in pairs]
         full = np.median([score(t, correct_image(i, correction).image) for t, i in images])

@@ -26,7 +26,9 @@ from cfsx.correction import (
     read_image,
     symmetry_fill,
 )
+from cfsx.detector import CORRUPTIONS, Detector
 from cfsx.errors import DataError
+from cfsx.metrics import image_r2
 
 
 def plain_config(**sections) -> CorrectionConfig:
@@ -249,3 +251,19 @@ def test_histogram_matching_to_a_reference(clean_image):
     matched = correct_image(np.kron(clean_image, np.ones((2, 2))), config, reference=reference)
     np.testing.assert_allclose(np.sort(matched.image.ravel()), np.quantile(reference, np.linspace(0, 1, 4096)),
                                rtol=0.05, atol=0.02)  # fmt: skip
+
+
+def test_corrupted_detector_image_is_corrected_back_to_its_truth():
+    # Known truth: a simulated structure's training image, against its corrupted detector rendering corrected.
+    detector = Detector(size=256, pixels_per_rlu=80, beam_centre=(140, 110))
+    lattice, state = engine.random_lattice(24, 0.5, engine.seed_state(9))
+    vectors = np.array([[0, 1], [1, 0], [1, 1]])
+    lattice, _, _ = engine.metropolis_sweeps(lattice, vectors, np.array([0.35, -0.25, 0.1]), 30, state)
+    truth = engine.all_lots_intensity(lattice, 12, 64, 1.0)
+    raw = detector.corrupt(detector.render(lattice, 12), set(CORRUPTIONS), np.random.default_rng(0), flux=3.0)
+    config = load_config("correct", detector.correction_overrides(), root=CorrectionConfig)
+    corrected = correct_image(raw, config)
+    before = correct_image(raw, plain_config(**{"mask.nonpositive": "false", "mask.negative": "false"}))
+    r2_after = image_r2(truth / truth.mean(), corrected.image / corrected.image.mean())
+    r2_before = image_r2(truth / truth.mean(), before.image / before.image.mean())
+    assert r2_after >= 0.9 > r2_before
