@@ -392,7 +392,7 @@ MANTID_SIGNAL = "MDHistoWorkspace/data/signal"
 
 def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``, or the Mantid MDHisto layout),
-    or any detector format that fabio reads. Returns the image and what was read."""
+    or any detector format that fabio reads (CBF, EDF, ...). Returns the image and what was read."""
     from pathlib import Path
 
     path_text, _, inner = spec.partition("::")
@@ -449,10 +449,8 @@ def _read_hdf5(path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict
 
 
 def _read_fabio(path) -> np.ndarray:
-    try:
-        import fabio
-    except ImportError:
-        raise DataError(f"{path}: unknown image format (install fabio for detector formats: CBF, EDF, ...)") from None
+    import fabio
+
     return fabio.open(str(path)).data
 
 

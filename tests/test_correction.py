@@ -212,6 +212,15 @@ def test_tiff_png_npy_and_hdf5_readers_give_the_same_pixels(dtype, tmp_path):
     if dtype in (np.uint8, np.uint16):
         imageio.imwrite(tmp_path / "a.png", pixels)
         specs.append(str(tmp_path / "a.png"))
+    if dtype in (np.uint16, np.int32, np.float32):
+        import fabio.cbfimage
+        import fabio.edfimage
+
+        fabio.edfimage.EdfImage(data=pixels).write(str(tmp_path / "a.edf"))
+        specs.append(str(tmp_path / "a.edf"))
+        if dtype == np.int32:
+            fabio.cbfimage.CbfImage(data=pixels).write(str(tmp_path / "a.cbf"))
+            specs.append(str(tmp_path / "a.cbf"))
     for spec in specs:
         image, _ = read_image(spec)
         np.testing.assert_array_equal(image, pixels.astype(np.float64), err_msg=spec)
