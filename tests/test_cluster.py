@@ -55,9 +55,8 @@ def test_a_killed_worker_loses_no_samples(tiny_config, tmp_path, cluster):
 
 
 def test_cli_runs_on_a_scheduler_file(tiny_config, tmp_path, cluster):
-    scheduler_file = tmp_path / "scheduler.json"
-    with distributed.Client(cluster.scheduler_address) as client:
-        client.write_scheduler_file(str(scheduler_file))
+    scheduler_file = tmp_path / "scheduler.json"  # what dask-scheduler --scheduler-file writes; address is all we read
+    scheduler_file.write_text(json.dumps({"type": "Scheduler", "address": cluster.scheduler_address}))
     result = CliRunner().invoke(
         app,
         [
