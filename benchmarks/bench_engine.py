@@ -15,20 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import machine_line, markdown_table, replace_block
+from report import best_of, machine_line, markdown_table, replace_block
 
 from cfsx import _reference as reference
 from cfsx import engine
 from cfsx.encoding import cfs_vectors
-
-
-def best_of(function, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bench_monte_carlo(rows):

@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
-from report import machine_line, markdown_table, replace_block
+from report import best_of, machine_line, markdown_table, replace_block
 
 from cfsx._tensorflow import keras, tf
 from cfsx.models import build_model
-
-
-def best_of(function, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

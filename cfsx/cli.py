@@ -22,6 +22,9 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+SetOverrides = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
+]
 state = {"debug": False}
 
 
@@ -85,10 +88,7 @@ def simulate(
     samples: Annotated[int | None, typer.Option(help="Number of samples (run.samples).")] = None,
     seed: Annotated[int | None, typer.Option(help="Master seed (run.seed).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
-    ] = None,
+    set_: SetOverrides = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoints.")] = False,
     shard: Annotated[str | None, typer.Option(help="Write shard i of N (i/N, 0-based) of the run.")] = None,
     scheduler: Annotated[
@@ -243,10 +243,7 @@ def train(
     strategy: Annotated[
         str | None, typer.Option(help="tf.distribute strategy: none, mirrored or multiworker (fit.strategy).")
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
-    ] = None,
+    set_: SetOverrides = None,
 ) -> None:
     """Train a CNN that maps images to encodings; keeps the weights of the best validation epoch."""
     with _reported_errors():
@@ -318,10 +315,7 @@ def evaluate(
         float | None,
         typer.Option(help="Also score on corrupted, then corrected detector images with this many counts per pixel."),
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
-    ] = None,
+    set_: SetOverrides = None,
 ) -> None:
     """Score a model: encoding metrics, classical inversion, intrinsic error and decoded images."""
     with _reported_errors():
@@ -394,10 +388,7 @@ def correct(
         Path | None, typer.Option(help="Training dataset: match its intensity distribution (and plot it).")
     ] = None,
     figure: Annotated[Path | None, typer.Option(help="Directory for one before/after figure per image.")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
-    ] = None,
+    set_: SetOverrides = None,
 ) -> None:
     """Clean measured images (mask, Bragg peaks, resample, fill, smooth, normalise) for the CNN."""
     with _reported_errors():

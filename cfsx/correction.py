@@ -442,10 +442,15 @@ def _read_hdf5(path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict
             info["axes"] = {
                 "rows": [float(rows[0]), float(rows[-1])],
                 "columns": [float(columns[0]), float(columns[-1])],
-                "names": [str(file["MDHistoWorkspace/data/Q2"].attrs.get("long_name", b"Q2"), "utf-8", "replace"),
-                          str(file["MDHistoWorkspace/data/Q1"].attrs.get("long_name", b"Q1"), "utf-8", "replace")],
+                "names": [_text(file["MDHistoWorkspace/data/Q2"].attrs.get("long_name", "Q2")),
+                          _text(file["MDHistoWorkspace/data/Q1"].attrs.get("long_name", "Q1"))],
             }  # fmt: skip
     return array, info
+
+
+def _text(value: Any) -> str:
+    """An HDF5 string attribute, stored as bytes or as text."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _read_fabio(path) -> np.ndarray:
@@ -505,7 +510,7 @@ def correct_files(
     from .dataset import FORMAT, FORMAT_VERSION, atomic_path
 
     specs = expand_inputs(inputs)
-    extra_mask = as_image(read_image(mask_file)[0]) != 0 if mask_file else None
+    extra_mask = read_image(mask_file)[0] != 0 if mask_file else None
     reference_set = reference_images(reference) if reference else None
     if figure_dir is not None and not Path(figure_dir).is_dir():
         raise DataError(f"figure directory {figure_dir} does not exist")

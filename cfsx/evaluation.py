@@ -218,15 +218,15 @@ def _corrupted_scores(model, inversion, lattices, truth, labels, simulation, eva
     grid = [f"output.image_size={simulation.diffraction.image_size}", f"output.h_max={simulation.diffraction.h_max}"]
     correction = load_config("correct", detector.correction_overrides() + grid, root=CorrectionConfig)
     rng = np.random.default_rng(evaluation.seed)
-    corrected, raw_example = [], None
+    corrected = []
     for lattice in lattices:
         raw = detector.corrupt(detector.render(lattice, simulation.diffraction.lot_size), set(CORRUPTIONS), rng,
                                evaluation.corrupted_flux)  # fmt: skip
-        raw_example = raw if raw_example is None else raw_example
-        corrected.append(correct_image(raw, correction).image)
+        result = correct_image(raw, correction)
+        if not corrected:
+            plots.correction_figure(raw, result.image, result.mask, folder / "corrupted-example.png")
+        corrected.append(result.image)
     corrected = np.stack(corrected)
-    first = correct_image(raw_example, correction)
-    plots.correction_figure(raw_example, first.image, first.mask, folder / "corrupted-example.png")
     return {
         "flux": evaluation.corrupted_flux,
         "corruptions": list(CORRUPTIONS),

@@ -47,14 +47,9 @@ contains
 
       intensity = 0.0_dp
       status = 0
-      if (n < 1 .or. lot_size < 1 .or. lot_size > n .or. n_lots < 1 .or. n_h < 1 .or. n_k < 1) then
-         status = 1
-         return
-      end if
-      if (any(origins < 0 .or. origins >= n)) then
-         status = 2
-         return
-      end if
+      status = lot_status(n, lot_size, n_lots, origins)
+      if (status == 0 .and. (n_h < 1 .or. n_k < 1)) status = 1
+      if (status /= 0) return
       do x = 0, lot_size - 1
          cos_h(:, x) = cos(two_pi*h_values*x)
          sin_h(:, x) = sin(two_pi*h_values*x)
@@ -107,15 +102,9 @@ contains
 
       intensity = 0.0_dp
       status = 0
-      if (n < 1 .or. lot_size < 1 .or. lot_size > n .or. n_lots < 1 .or. n_k < 1 .or. period < 1 &
-          .or. iand(period, period - 1) /= 0) then
-         status = 1
-         return
-      end if
-      if (any(origins < 0 .or. origins >= n)) then
-         status = 2
-         return
-      end if
+      status = lot_status(n, lot_size, n_lots, origins)
+      if (status == 0 .and. (n_k < 1 .or. period < 1 .or. iand(period, period - 1) /= 0)) status = 1
+      if (status /= 0) return
       n_chunks = (lot_size - 1)/bits + 1
       table_re = 0.0_dp
       table_im = 0.0_dp
@@ -164,6 +153,18 @@ contains
       end do
       intensity = transpose(total)/(real(n_lots, dp)*real(lot_size, dp)**2)
    end subroutine lot_intensity_periodic
+
+   ! Status of a lot specification: 1 bad dimensions, 2 an origin outside the lattice, 0 ok.
+   pure integer(i4) function lot_status(n, lot_size, n_lots, origins)
+      integer(i4), intent(in) :: n, lot_size, n_lots
+      integer(i4), intent(in) :: origins(2, n_lots)
+      lot_status = 0
+      if (n < 1 .or. lot_size < 1 .or. lot_size > n .or. n_lots < 1) then
+         lot_status = 1
+      else if (any(origins < 0 .or. origins >= n)) then
+         lot_status = 2
+      end if
+   end function lot_status
 
    pure integer(i4) function bit_reversed(value, period)
       integer(i4), intent(in) :: value, period

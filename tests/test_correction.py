@@ -226,13 +226,19 @@ def test_tiff_png_npy_and_hdf5_readers_give_the_same_pixels(dtype, tmp_path):
         np.testing.assert_array_equal(image, pixels.astype(np.float64), err_msg=spec)
 
 
-def test_mantid_mdhisto_file_is_read_with_its_axes():
-    real = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "javelin-zro2-h0l" / "ZrO2.nxs"
-    if not real.exists():
-        pytest.skip("the shared real data are not beside this checkout")
-    image, info = read_image(str(real))
-    assert image.shape == (200, 200)
+def test_mantid_mdhisto_file_is_read_with_its_axes(tmp_path):
+    # The layout of ../shared/realdata/javelin-zro2-h0l/ZrO2.nxs (SaveMD): signal (Q2, Q1) with bin edges.
+    signal = np.arange(12.0 * 10).reshape(12, 10)
+    with h5py.File(tmp_path / "plane.nxs", "w") as file:
+        file["MDHistoWorkspace/data/signal"] = signal
+        file["MDHistoWorkspace/data/Q1"] = np.linspace(-5.0, 0.0, 11)
+        file["MDHistoWorkspace/data/Q2"] = np.linspace(0.0, 10.0, 13)
+        file["MDHistoWorkspace/data/Q1"].attrs["long_name"] = b"[H,0,0]"
+        file["MDHistoWorkspace/data/Q2"].attrs["long_name"] = b"[0,0,L]"
+    image, info = read_image(str(tmp_path / "plane.nxs"))
+    np.testing.assert_array_equal(image, signal)
     assert info["axes"]["columns"] == [-5.0, 0.0] and info["axes"]["rows"] == [0.0, 10.0]
+    assert info["axes"]["names"] == ["[0,0,L]", "[H,0,0]"]
 
 
 def test_directories_globs_and_mask_rules(clean_image, tmp_path):
