@@ -227,8 +227,13 @@ def _training_config(config: str, set_: list[str] | None, **flags):
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Training dataset (.h5) written by cfsx simulate.")],
+    data: Annotated[
+        list[Path], typer.Argument(help="Training datasets (.h5) of cfsx simulate, or knowledge stores of interpret.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (.keras).")],
+    init: Annotated[
+        Path | None, typer.Option(help="Start from this model's weights and architecture (fine-tuning).")
+    ] = None,
     config: Annotated[str, typer.Option(help="Training config: a YAML file or a built-in name.")] = "train",
     arch: Annotated[str | None, typer.Option("--arch", help="small or large (model.architecture).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (fit.epochs).")] = None,
@@ -236,7 +241,10 @@ def train(
     val_split: Annotated[float | None, typer.Option(help="Validation fraction (fit.validation_split).")] = None,
     test_split: Annotated[float | None, typer.Option(help="Hold-out fraction (fit.test_split).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of split, shuffling and initialisation (fit.seed).")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate (fit.learning_rate).")] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(help="Adam learning rate (fit.learning_rate; with --init fit.fine_tune_learning_rate)."),
+    ] = None,
     patience: Annotated[
         int | None, typer.Option(help="Stop after this many epochs without a better val_loss; 0 = off.")
     ] = None,
@@ -259,7 +267,7 @@ def train(
                 "fit.validation_split": val_split,
                 "fit.test_split": test_split,
                 "fit.seed": seed,
-                "fit.learning_rate": learning_rate,
+                "fit.fine_tune_learning_rate" if init else "fit.learning_rate": learning_rate,
                 "fit.patience": patience,
                 "fit.strategy": strategy,
             },
@@ -280,7 +288,7 @@ def train(
                         f"epoch {report.epoch}: val_loss {logs['val_loss']:.3e} (best so far)", highlight=False
                     )
 
-            result = run_training(data, output, resolved, on_epoch=on_epoch)
+            result = run_training(list(data), output, resolved, on_epoch=on_epoch, init=init)
         test = result.metadata["metrics"]["test"]
         training = result.metadata["training"]
         if training["interrupted"]:
@@ -369,6 +377,30 @@ def _pair(text: str | None, name: str) -> list[float] | None:
     return [first, second]
 
 
+def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_rlu, rotation):
+    from .config import load_config
+    from .correction import CorrectionConfig
+
+    return load_config(
+        config,
+        set_ or (),
+        root=CorrectionConfig,
+        **{
+            "geometry.origin": _pair(origin, "--origin"),
+            "geometry.pixels_per_rlu": _pair(pixels_per_rlu, "--pixels-per-rlu"),
+            "geometry.rotation": rotation,
+        },
+    )
+
+
+Origin = Annotated[str | None, typer.Option(help="Calibration: pixel ROW,COLUMN of h = k = 0.")]
+PixelsPerRlu = Annotated[
+    str | None, typer.Option(help="Calibration: pixels per reciprocal lattice unit along ROWS,COLUMNS.")
+]
+Rotation = Annotated[float | None, typer.Option(help="Calibration: rotation of h, k against the pixels (deg).")]
+MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded.")]
+
+
 @app.command()
 def correct(
     images: Annotated[
@@ -376,14 +408,10 @@ def correct(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Corrected images to write (.h5).")],
     config: Annotated[str, typer.Option(help="Correction config: a YAML file or a built-in name.")] = "correct",
-    mask: Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded.")] = None,
-    origin: Annotated[str | None, typer.Option(help="Calibration: pixel ROW,COLUMN of h = k = 0.")] = None,
-    pixels_per_rlu: Annotated[
-        str | None, typer.Option(help="Calibration: pixels per reciprocal lattice unit along ROWS,COLUMNS.")
-    ] = None,
-    rotation: Annotated[
-        float | None, typer.Option(help="Calibration: rotation of h, k against the pixels (deg).")
-    ] = None,
+    mask: MaskFile = None,
+    origin: Origin = None,
+    pixels_per_rlu: PixelsPerRlu = None,
+    rotation: Rotation = None,
     reference: Annotated[
         Path | None, typer.Option(help="Training dataset: match its intensity distribution (and plot it).")
     ] = None,
@@ -392,19 +420,9 @@ def correct(
 ) -> None:
     """Clean measured images (mask, Bragg peaks, resample, fill, smooth, normalise) for the CNN."""
     with _reported_errors():
-        from .config import load_config
-        from .correction import CorrectionConfig, correct_files
+        from .correction import correct_files
 
-        resolved = load_config(
-            config,
-            set_ or (),
-            root=CorrectionConfig,
-            **{
-                "geometry.origin": _pair(origin, "--origin"),
-                "geometry.pixels_per_rlu": _pair(pixels_per_rlu, "--pixels-per-rlu"),
-                "geometry.rotation": rotation,
-            },
-        )
+        resolved = _correction_config(config, set_, origin, pixels_per_rlu, rotation)
         with _progress_bar() as bar:
             task = bar.add_task("correct", total=None, rate="")
             results = correct_files(
@@ -421,3 +439,96 @@ def correct(
             f"wrote {len(results)} corrected images to {output}; {filled} of "
             f"{len(results) * results[0].mask.size} cells filled by symmetry or inpainting"
         )
+
+
+@app.command()
+def interpret(
+    model: Annotated[Path, typer.Argument(help="Trained model (.keras) written by cfsx train.")],
+    images: Annotated[
+        list[str],
+        typer.Argument(help="Raw images (as for cfsx correct) or .h5 files of cfsx correct or simulate; dirs, globs."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory: results.json, results.h5, figures.")],
+    config: Annotated[str, typer.Option(help="Interpretation config: a YAML file or a built-in name.")] = "interpret",
+    refine: Annotated[
+        bool | None, typer.Option("--refine/--no-refine", help="Refine each encoding against its image.")
+    ] = None,
+    replicates: Annotated[int | None, typer.Option(help="Decoded structures per image (decode.replicates).")] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Knowledge store (.h5) to append the interpreted images to.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes for decoding [default: all cores].")] = None,
+    correction: Annotated[str, typer.Option(help="Correction config for raw images.")] = "correct",
+    mask: MaskFile = None,
+    origin: Origin = None,
+    pixels_per_rlu: PixelsPerRlu = None,
+    rotation: Rotation = None,
+    set_: SetOverrides = None,
+    correct_set: Annotated[
+        list[str] | None, typer.Option("--correct-set", help="Override a correction config value (repeatable).")
+    ] = None,
+) -> None:
+    """Interpret images: encoding, decoded structure and image, metrics, uncertainty, optional refinement."""
+    with _reported_errors():
+        import os
+
+        from .config import load_config
+        from .errors import ConfigError
+        from .interpretation import InterpretationConfig
+        from .interpretation import interpret as run_interpretation
+
+        resolved = load_config(
+            config, set_ or (), root=InterpretationConfig, **{"refine.enabled": refine, "decode.replicates": replicates}
+        )
+        cleaning = _correction_config(correction, correct_set, origin, pixels_per_rlu, rotation)
+        if workers is not None and workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        with _progress_bar() as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total, rate="")
+                bar.update(tasks[stage], completed=done, total=total)
+
+            result = run_interpretation(
+                model, images, output, resolved, cleaning, mask_file=mask, record=record,
+                workers=workers or os.cpu_count() or 1, progress=progress,
+            )  # fmt: skip
+        _print_interpretation(result.document)
+        console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)")
+        if record is not None:
+            console.print(f"recorded into {record} (now {result.document['store_size']} images)")
+
+
+def _print_interpretation(document: dict) -> None:
+    refined = document["images"][0]["refinement"] is not None
+    table = Table(title=f"CFS{document['model']['cfs']} interpretation: image R2 of the decoded images")
+    columns = ["image", "final encoding"]
+    if refined:
+        columns += ["CNN encoding", "objective: CNN start -> refined", "zero start -> refined"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for record in document["images"][:20]:
+        r2 = record["decoded"]["image_r2"]
+        row = [record["source"], f"{r2['mean']:.3f} ± {r2['std']:.3f}"]
+        if refined:
+            refinement = record["refinement"]
+            before = refinement["cnn_decoded_image_r2"]
+            row.append(f"{before['mean']:.3f} ± {before['std']:.3f}")
+            for start in ("from_cnn", "from_zero"):
+                stages = refinement.get(start)
+                row.append(
+                    f"{stages['start']['decoded_r2']:.3f} -> {stages['refined']['decoded_r2']:.3f}" if stages else "-"
+                )
+        table.add_row(*row)
+    Console().print(table)
+    if len(document["images"]) > 20:
+        console.print(f"... and {len(document['images']) - 20} more images")
+    first = document["images"][0]
+    sigma = first["uncertainty"]["replicates"]
+    console.print(
+        f"encoding of {first['source']}: "
+        + ", ".join(f"{label} {value:+.3f}±{sigma[label]:.3f}" for label, value in first["encoding"].items()),
+        highlight=False,
+    )

@@ -235,6 +235,7 @@ class FitConfig:
     epochs: int = 100
     batch_size: int = 32
     learning_rate: float = 0.001  # Adam; the other Adam settings are Keras defaults
+    fine_tune_learning_rate: float = 0.0002  # with --init: small steps keep what the model knows
     validation_split: float = 0.2  # picks the best epoch (and drives early stopping)
     test_split: float = 0.1  # the hold-out: never seen in training or in choosing the epoch
     seed: int = 0  # split, shuffling and weight initialisation
@@ -253,6 +254,10 @@ class FitConfig:
         _require(
             _is_number(self.learning_rate) and self.learning_rate > 0,
             f"fit.learning_rate must be a number > 0, got {self.learning_rate!r}",
+        )
+        _require(
+            _is_number(self.fine_tune_learning_rate) and self.fine_tune_learning_rate > 0,
+            f"fit.fine_tune_learning_rate must be a number > 0, got {self.fine_tune_learning_rate!r}",
         )
         for name in ("validation_split", "test_split"):
             value = getattr(self, name)

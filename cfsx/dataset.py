@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +53,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, marker: str) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside ``path``; it replaces ``path`` only on success.
+
+    An existing ``path`` is replaced only if it holds ``marker`` (it is an earlier output of the
+    same kind), so a mistyped output never wipes someone's directory.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"output {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
+        raise DataError(f"output {path} is a non-empty directory that is not a cfsx output (no {marker})")
+    if not path.parent.exists():
+        raise DataError(f"output directory {path.parent} does not exist")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        yield temporary
+        if path.exists():
+            shutil.rmtree(path)
+        temporary.rename(path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def write_dataset(
@@ -243,3 +270,49 @@ def merge_shards(paths: list[str | Path], output: str | Path, compression: int =
 
 SHARD_ATTRS = ("shard_index", "shard_count", "sample_start", "sample_stop")
 BASE_ATTRS = ("format", "format_version", "cfsx_version", "created")
+
+
+def append_samples(
+    path: str | Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray], texts: dict[str, list[str]]
+) -> int:
+    """Append samples to a growing dataset (a knowledge store), creating it when missing; returns its size.
+
+    ``arrays`` are keyed as SAMPLE_ARRAYS, ``texts`` are per-sample strings (for example /sources).
+    The store is copied, extended and renamed into place, so an interrupted append loses nothing.
+    An existing store must hold the same encoding and simulation settings (``attrs`` cfs and config).
+    """
+    path = Path(path)
+    count = len(arrays["images"])
+    with atomic_path(path) as temporary:
+        if path.exists():
+            with open_dataset(path) as file:
+                for key in ("kind", "cfs", "config"):
+                    if str(file.attrs.get(key)) != str(attrs.get(key)):
+                        raise DataError(f"{path} holds other data ({key} differs); record into another store")
+            shutil.copyfile(path, temporary)
+        with h5py.File(temporary, "a") as file:
+            if not path.exists():
+                file.attrs.update(
+                    format=FORMAT,
+                    format_version=FORMAT_VERSION,
+                    cfsx_version=__version__,
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    **attrs,
+                )
+            for name, values in [*arrays.items(), *texts.items()]:
+                values = np.asarray(values, dtype=SAMPLE_ARRAYS[name]) if name in SAMPLE_ARRAYS else values
+                if name not in file:
+                    dtype = SAMPLE_ARRAYS.get(name, h5py.string_dtype())
+                    shape = np.shape(values)[1:]
+                    file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                                        chunks=(1, *shape) if shape else (256,), compression="gzip")  # fmt: skip
+                dataset = file[name]
+                if dataset.shape[1:] != np.shape(values)[1:]:
+                    raise DataError(f"{path}: /{name} holds {dataset.shape[1:]} per sample, not {np.shape(values)[1:]}")
+                start = dataset.shape[0]
+                dataset.resize(start + count, axis=0)
+                dataset[start:] = values
+            total = int(file["images"].shape[0])
+            if any(file[name].shape[0] != total for name in [*arrays, *texts]):
+                raise DataError(f"{path} is inconsistent: its arrays hold different numbers of samples")
+    return total

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ import numpy as np
 
 from . import __version__, plots
 from .config import EncodingConfig, SimulationConfig, TrainingConfig, config_from_yaml_text
-from .dataset import open_dataset
+from .dataset import atomic_directory, open_dataset
 from .encoding import cfs_vectors, vector_labels
 from .errors import DataError
 from .inversion import WarrenCowleyInversion
@@ -57,24 +55,21 @@ def _image_scores(reference: np.ndarray, images: np.ndarray) -> dict[str, Any]:
     return {"image_r2": summary(image_r2(reference, images)), "image_mse": summary(image_mse(reference, images))}
 
 
-def _prepare_report_dir(report_dir: Path) -> Path:
-    """A fresh temporary directory beside the report; an existing report is replaced only when complete."""
-    if report_dir.exists() and not report_dir.is_dir():
-        raise DataError(f"report output {report_dir} exists and is not a directory")
-    if report_dir.is_dir() and any(report_dir.iterdir()) and not (report_dir / "metrics.json").exists():
-        raise DataError(f"report output {report_dir} is a non-empty directory that is not a cfsx report")
-    if not report_dir.parent.exists():
-        raise DataError(f"output directory {report_dir.parent} does not exist")
-    temporary = report_dir.with_name(f".{report_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    return temporary
-
-
-def _publish(temporary: Path, report_dir: Path) -> None:
-    if report_dir.exists():
-        shutil.rmtree(report_dir)
-    temporary.rename(report_dir)
+def hold_out_indices(metadata: dict[str, Any], data) -> np.ndarray | None:
+    """The model's hold-out samples within ``data`` when the model was trained on it (alone or with
+    other files), else None: then the whole file is unseen."""
+    test = np.asarray(metadata["split"]["test"], dtype=np.int64)
+    training = metadata["training"]
+    if training["data_fingerprint"] == data.fingerprint:
+        return test
+    files = training.get("data_files", [])
+    offset = 0
+    for part in files:
+        if len(files) > 1 and part["fingerprint"] == data.fingerprint:
+            inside = test[(test >= offset) & (test < offset + part["samples"])]
+            return inside - offset
+        offset += part["samples"]
+    return None
 
 
 def evaluate(
@@ -105,22 +100,20 @@ def evaluate(
         others.append((Path(path), other_model, other_metadata))
     simulation = config_from_yaml_text(data.config_text)
     labels = vector_labels(cfs_vectors(data.cfs))
-    same_data = metadata["training"]["data_fingerprint"] == data.fingerprint
-    indices = np.asarray(metadata["split"]["test"]) if same_data else np.arange(data.samples)
-    if same_data and (len(indices) == 0 or indices.max() >= data.samples):
+    indices = hold_out_indices(metadata, data)
+    same_data = indices is not None
+    if indices is None:
+        indices = np.arange(data.samples)
+    elif len(indices) == 0 or indices.max() >= data.samples:
         raise DataError(f"the hold-out recorded in {model_path} does not fit {data_path}")
     started = time.perf_counter()
-    temporary = _prepare_report_dir(report_dir)
-    try:
+    with atomic_directory(report_dir, "metrics.json") as temporary:
         metrics = _evaluate_into(
             temporary, model, metadata, data, simulation, labels, indices, same_data, others, evaluation, workers, say
         )
         metrics["seconds"] = time.perf_counter() - started
         (temporary / "metrics.json").write_text(json.dumps(metrics, indent=1))
         (temporary / "report.md").write_text(_report_markdown(metrics, Path(model_path), Path(data_path)))
-        _publish(temporary, report_dir)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
     return EvaluationResult(report_dir, metrics)
 
 

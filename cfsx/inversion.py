@@ -31,6 +31,19 @@ def half_window(max_range: int) -> np.ndarray:
     return np.stack([vx[keep], vy[keep]], axis=1)
 
 
+def cosine_design(vectors: np.ndarray, image_size: int, h_max: float, lot_size: int) -> np.ndarray:
+    """(M*M, V) columns w(v) m(v) cos 2 pi (h v_x + k v_y) for vectors v taken with -v (m = 2, or 1 for v = 0).
+
+    The expected image (flattened) is this matrix times c (1 - c) alpha over the vectors.
+    """
+    vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, 2)
+    grid = reciprocal_grid(image_size, h_max)
+    h, k = (axis.ravel() for axis in np.meshgrid(grid, grid, indexing="ij"))
+    window = (1 - np.abs(vectors[:, 0]) / lot_size) * (1 - np.abs(vectors[:, 1]) / lot_size)
+    multiplicity = np.where((vectors == 0).all(axis=1), 1.0, 2.0)  # v and -v share a cosine
+    return np.cos(2 * np.pi * (np.outer(h, vectors[:, 0]) + np.outer(k, vectors[:, 1]))) * (window * multiplicity)
+
+
 class WarrenCowleyInversion:
     """Least-squares estimate of alpha at ``vectors`` from (S, M, M) images; build once, apply to many."""
 
@@ -46,13 +59,8 @@ class WarrenCowleyInversion:
         index = {tuple(v): i for i, v in enumerate(basis)}
         self.columns = np.array([index[tuple(v)] for v in self.vectors])
         self.zero_column = index[(0, 0)]
-        grid = reciprocal_grid(image_size, h_max)
-        h, k = (axis.ravel() for axis in np.meshgrid(grid, grid, indexing="ij"))
-        window = (1 - np.abs(basis[:, 0]) / lot_size) * (1 - np.abs(basis[:, 1]) / lot_size)
-        multiplicity = np.where((basis == 0).all(axis=1), 1.0, 2.0)  # v and -v share a cosine
-        design = np.cos(2 * np.pi * (np.outer(h, basis[:, 0]) + np.outer(k, basis[:, 1]))) * (window * multiplicity)
         self.image_size = image_size
-        self._solve = np.linalg.pinv(design)  # (unknowns, M*M)
+        self._solve = np.linalg.pinv(cosine_design(basis, image_size, h_max, lot_size))  # (unknowns, M*M)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.float64)

@@ -164,3 +164,47 @@ def correction_figure(raw, corrected, mask, path: str | Path, reference: np.ndar
     axes[3].legend(fontsize=8)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def encoding_matrix(encoding: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """An encoding as the n x n matrix alpha[dx, dy], with alpha(0, 0) = 1 at the origin."""
+    vectors = np.asarray(vectors)
+    size = int(vectors.max()) + 1
+    matrix = np.ones((size, size))
+    matrix[vectors[:, 0], vectors[:, 1]] = encoding
+    return matrix
+
+
+def interpretation_figure(observed, lattice, simulated, encoding, uncertainty, vectors, path: str | Path,
+                          title: str = "") -> Path:  # fmt: skip
+    """The four panels of an interpretation: observed image, decoded structure, its simulated image
+    (log10, on the observation's scale) and the encoding as an n x n matrix (origin cell marked)."""
+    observed = np.asarray(observed, dtype=np.float64)
+    simulated = np.asarray(simulated, dtype=np.float64)
+    scale = float((observed * simulated).sum() / max((simulated * simulated).sum(), 1e-300))
+    shown = [np.log10(np.maximum(image, 1e-6)) for image in (observed, scale * simulated)]
+    low, high = np.percentile(np.concatenate([s.ravel() for s in shown]), [1, 99.5])
+    figure, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    for axis, image, name in ((axes[0], shown[0], "observed (log10)"), (axes[2], shown[1], "decoded image (log10)")):
+        picture = axis.imshow(image, origin="lower", cmap="viridis", vmin=low, vmax=high)
+        axis.set(title=name, xlabel="k", ylabel="h", xticks=[], yticks=[])
+    figure.colorbar(picture, ax=axes[2], fraction=0.046)
+    axes[1].imshow(lattice, cmap="gray_r", interpolation="nearest", origin="lower")
+    axes[1].set(title=f"decoded structure {lattice.shape[0]} x {lattice.shape[1]}", xticks=[], yticks=[])
+    matrix = encoding_matrix(encoding, vectors)
+    errors = encoding_matrix(uncertainty, vectors)
+    shown_matrix = matrix.copy()
+    shown_matrix[0, 0] = np.nan  # the origin, alpha(0, 0) = 1 by definition, is drawn grey
+    colours = plt.get_cmap("RdBu_r").with_extremes(bad="lightgrey")
+    axes[3].imshow(shown_matrix, cmap=colours, vmin=-1, vmax=1, origin="lower")
+    for dx in range(matrix.shape[0]):
+        for dy in range(matrix.shape[1]):
+            text = "origin\n1" if dx == dy == 0 else f"{matrix[dx, dy]:+.3f}\n±{errors[dx, dy]:.3f}"
+            axes[3].text(dy, dx, text, ha="center", va="center", fontsize=8)
+    axes[3].add_patch(plt.Rectangle((-0.5, -0.5), 1, 1, fill=False, hatch="//", edgecolor="k", linewidth=1.5))
+    axes[3].set(title="encoding alpha(dx, dy)", xlabel="dy", ylabel="dx",
+                xticks=range(matrix.shape[1]), yticks=range(matrix.shape[0]))  # fmt: skip
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)

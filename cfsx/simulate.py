@@ -132,15 +132,20 @@ def decode(
     master_seed: int,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    seeds: list[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Simulate a structure and its image for each encoding (K, D), sample i with sample_seed(master_seed, i).
+    """Simulate a structure and its image for each encoding (K, D), sample i with sample_seed(master_seed, i)
+    or with ``seeds[i]`` when given.
 
     Encodings are clipped to [-1, 1], the range of alpha. Results are stacked as in a dataset.
     """
     encodings = np.clip(np.asarray(encodings, dtype=np.float64), -1.0, 1.0)
     if encodings.ndim != 2 or not np.all(np.isfinite(encodings)):
         raise DataError(f"encodings to decode must be a finite (K, D) array, got shape {encodings.shape}")
-    seeds = [sample_seed(master_seed, i) for i in range(len(encodings))]
+    if seeds is None:
+        seeds = [sample_seed(master_seed, i) for i in range(len(encodings))]
+    elif len(seeds) != len(encodings):
+        raise DataError(f"{len(seeds)} seeds for {len(encodings)} encodings")
     chunks = [(start, min(start + 8, len(encodings))) for start in range(0, len(encodings), 8)]
     results: dict[int, list[dict[str, np.ndarray]]] = {}
     if workers <= 1 or len(chunks) <= 1:

@@ -9,7 +9,9 @@ the epoch with the lowest validation loss are kept.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import tempfile
@@ -45,6 +47,7 @@ class DataSummary:
     lot_size: int
     config_text: str
     fingerprint: str
+    parts: tuple[tuple[Path, int, str], ...] = ()  # (path, samples, fingerprint) of each file of the data
 
 
 def data_fingerprint(file) -> str:
@@ -86,7 +89,34 @@ def summarise_data(path: str | Path) -> DataSummary:
             lot_size=int(config.diffraction.lot_size),
             config_text=str(file.attrs["config"]),
             fingerprint=data_fingerprint(file),
+            parts=((path, int(images.shape[0]), data_fingerprint(file)),),
         )
+
+
+def summarise_datasets(paths: list[str | Path]) -> DataSummary:
+    """One summary of several datasets trained on together (for example simulated data and a store).
+
+    They must share the encoding and the image grid; the first file's simulation config stands for all.
+    """
+    if not paths:
+        raise DataError("no training data given")
+    summaries = [summarise_data(path) for path in paths]
+    first = summaries[0]
+    for other in summaries[1:]:
+        if (other.cfs, other.image_size) != (first.cfs, first.image_size) or not np.isclose(other.h_max, first.h_max):
+            raise DataError(
+                f"{other.path} (CFS{other.cfs}, {other.image_size}-point images, h_max {other.h_max}) cannot be "
+                f"trained on with {first.path} (CFS{first.cfs}, {first.image_size}-point images, h_max {first.h_max})"
+            )
+    if len(summaries) == 1:
+        return first
+    combined = hashlib.sha256("".join(s.fingerprint for s in summaries).encode()).hexdigest()[:16]
+    return dataclasses.replace(
+        first,
+        samples=sum(s.samples for s in summaries),
+        fingerprint=combined,
+        parts=tuple(part for s in summaries for part in s.parts),
+    )
 
 
 @dataclass(frozen=True)
@@ -140,8 +170,38 @@ class SampleReader:
         return images, labels
 
 
+class ConcatenatedReader:
+    """Several SampleReaders read as one: global index i is sample i - offset of the file that holds it."""
+
+    def __init__(self, readers: list[SampleReader], sizes: list[int]) -> None:
+        self.readers = readers
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+
+    @property
+    def failure(self) -> DataError | None:
+        return next((reader.failure for reader in self.readers if reader.failure), None)
+
+    def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.asarray(indices)
+        parts = [
+            reader.read(indices[(indices >= start) & (indices < stop)] - start)
+            for reader, start, stop in zip(self.readers, self.offsets[:-1], self.offsets[1:], strict=True)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@contextlib.contextmanager
+def open_reader(summary: DataSummary, memory_limit_mb: int) -> Iterator[SampleReader | ConcatenatedReader]:
+    """A reader over every file of ``summary``, the memory limit shared between them."""
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(open_dataset(path)) for path, _, _ in summary.parts]
+        share = memory_limit_mb // len(files)
+        readers = [SampleReader(file, share) for file in files]
+        yield readers[0] if len(readers) == 1 else ConcatenatedReader(readers, [n for _, n, _ in summary.parts])
+
+
 def _batches(
-    reader: SampleReader,
+    reader: SampleReader | ConcatenatedReader,
     indices: np.ndarray,
     batch_size: int,
     shuffle_seed: int | None = None,
@@ -222,7 +282,7 @@ def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate([np.asarray(o) for o in outputs]) if outputs else np.zeros((0, model.output_shape[-1]))
 
 
-def predict_indices(model, reader: SampleReader, indices: np.ndarray, batch_size: int = 256):
+def predict_indices(model, reader: SampleReader | ConcatenatedReader, indices: np.ndarray, batch_size: int = 256):
     """(labels, predictions) for the samples at ``indices``."""
     truths, predictions = [], []
     for start in range(0, len(indices), batch_size):
@@ -300,28 +360,41 @@ def side_paths(model_path: Path) -> tuple[Path, Path]:
 
 
 def train(
-    data_path: str | Path,
+    data_paths: str | Path | list[str | Path],
     output: str | Path,
     config: TrainingConfig,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    init: str | Path | None = None,
 ) -> TrainingResult:
-    """Train the configured architecture on a dataset and save the model with its metadata."""
+    """Train the configured architecture on one or more datasets and save the model with its metadata.
+
+    With ``init`` (a saved model) training starts from that model's weights and architecture:
+    fine-tuning, for example on simulated data plus a knowledge store of interpreted images.
+    """
     output = Path(output)
     if output.suffix != ".keras":
         raise DataError(f"the model file must end in .keras: {output}")
     if not output.parent.exists():
         raise DataError(f"output directory {output.parent} does not exist")
-    summary = summarise_data(data_path)
+    summary = summarise_datasets(data_paths if isinstance(data_paths, list) else [data_paths])
+    initial_metadata = _check_init(init, summary) if init is not None else None
+    if initial_metadata is not None:
+        architecture = initial_metadata["training"]["config"]["model"]["architecture"]
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, architecture=architecture))
     fit = config.fit
+    learning_rate = fit.learning_rate if init is None else fit.fine_tune_learning_rate
     split = split_indices(summary.samples, fit.validation_split, fit.test_split, fit.seed)
 
     keras.utils.set_random_seed(fit.seed)
     tf.config.experimental.enable_op_determinism()
     strategy = distribution_strategy(fit.strategy)
     with strategy.scope():
-        model = models.build_model(config.model.architecture, summary.image_size, summary.n_components)
+        if init is None:
+            model = models.build_model(config.model.architecture, summary.image_size, summary.n_components)
+        else:
+            model = models.load_model(init)[0]
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=fit.learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
             loss="mse",
             metrics=["mae", keras.metrics.R2Score(name="r2")],
         )
@@ -330,14 +403,11 @@ def train(
     callbacks = [monitor.callback]
     if fit.reduce_lr_patience:
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                factor=0.5, patience=fit.reduce_lr_patience, min_lr=fit.learning_rate / 64
-            )
+            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=fit.reduce_lr_patience, min_lr=learning_rate / 64)
         )
     started = time.perf_counter()
     interrupted = False
-    with open_dataset(summary.path) as file:
-        reader = SampleReader(file, fit.memory_limit_mb)
+    with open_reader(summary, fit.memory_limit_mb) as reader:
         shapes = (summary.image_size, summary.n_components)
         train_data = _tf_dataset(
             _batches(reader, split.train, fit.batch_size, fit.seed, transpose),
@@ -383,8 +453,13 @@ def train(
         "simulation_config": summary.config_text,
         "training": {
             "config": config.to_dict(),
-            "data": str(summary.path),
+            "data": ", ".join(str(path) for path, _, _ in summary.parts),
             "data_fingerprint": summary.fingerprint,
+            "data_files": [
+                {"path": str(path), "samples": samples, "fingerprint": fingerprint}
+                for path, samples, fingerprint in summary.parts
+            ],
+            "initialised_from": None if init is None else str(init),
             "samples": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
             "strategy": fit.strategy,
             "replicas": strategy.num_replicas_in_sync,
@@ -409,3 +484,16 @@ def train(
         temporary.write_text(history_csv(monitor.history))
     plots.loss_curves(monitor.history, curve_path, title=f"{config.model.architecture} on CFS{summary.cfs}")
     return TrainingResult(output, history_path, curve_path, metadata)
+
+
+def _check_init(init: str | Path, summary: DataSummary) -> dict[str, Any]:
+    """The metadata of the model to start from, refused when it does not fit the data."""
+    metadata = models.read_metadata(init)
+    if metadata["cfs"] != summary.cfs or metadata["image_size"] != summary.image_size:
+        raise DataError(
+            f"{init} maps {metadata['image_size']}-point images to CFS{metadata['cfs']} encodings; the data has "
+            f"{summary.image_size}-point images with CFS{summary.cfs} labels"
+        )
+    if not np.isclose(metadata["h_max"], summary.h_max):
+        raise DataError(f"{init} was trained with h_max {metadata['h_max']}, the data has h_max {summary.h_max}")
+    return metadata

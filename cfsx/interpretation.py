@@ -1,0 +1,498 @@
+"""``cfsx interpret``: from observed images to encodings, structures and how well they explain the images.
+
+For every image: the CNN's encoding (averaged with the prediction on the transposed image, a
+symmetry that lattice and image share); the structure and image the engine decodes from it
+with the settings of the model's training data, several times with different seeds; image R2
+and MSE of each decoded image against the observation (after the least-squares scale, since an
+observation is in arbitrary units); a per-component uncertainty; optionally a refinement
+(cfsx/refinement.py) from the CNN's encoding and from zero correlations. Results go to an
+output directory (results.json, following cfsx/results.schema.json; results.h5; one figure per
+image) written atomically, and optionally to a knowledge store that ``cfsx train`` can learn from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from . import __version__
+from .config import _is_int, _require, config_from_yaml_text
+from .correction import CorrectionConfig
+from .dataset import FORMAT, atomic_directory
+from .encoding import transpose_permutation, vector_labels
+from .errors import DataError
+from .metrics import image_mse, image_r2
+
+RESULTS_FORMAT = "cfsx-interpretation"
+RESULTS_FORMAT_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    batch_size: int = 256
+    transpose: bool = True  # average with the transposed image's prediction (test-time augmentation)
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.batch_size) and self.batch_size >= 1, "inference.batch_size must be >= 1")
+        _require(isinstance(self.transpose, bool), "inference.transpose must be true or false")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    replicates: int = 4  # decoded structures per image, each with its own seed
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.replicates) and self.replicates >= 1, "decode.replicates must be >= 1")
+        _require(_is_int(self.seed) and self.seed >= 0, "decode.seed must be an integer >= 0")
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    enabled: bool = False
+    expected_iterations: int = 200
+    decoded_iterations: int = 10
+    seeds: int = 2  # decoded images averaged per evaluation of the refinement objective
+    seed: int = 1000
+    from_zero: bool = True  # also refine from zero correlations, to measure what the CNN's start is worth
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.enabled, bool), "refine.enabled must be true or false")
+        _require(isinstance(self.from_zero, bool), "refine.from_zero must be true or false")
+        for name in ("expected_iterations", "decoded_iterations", "seed"):
+            _require(_is_int(getattr(self, name)) and getattr(self, name) >= 0, f"refine.{name} must be >= 0")
+        _require(_is_int(self.seeds) and self.seeds >= 1, "refine.seeds must be >= 1")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    figures: bool = True
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.figures, bool), "output.figures must be true or false")
+
+
+@dataclass(frozen=True)
+class InterpretationConfig:
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Observed:
+    """The images to interpret, on the model's grid, with where they came from."""
+
+    images: np.ndarray  # (S, M, M) float64
+    sources: list[str]
+    masks: np.ndarray | None = None  # (S, M, M) correction masks of raw images
+    truth: np.ndarray | None = None  # (S, D) achieved alpha when the input was a simulated dataset
+
+
+def _cfsx_dataset(spec: str) -> bool:
+    import h5py
+
+    path = Path(spec)
+    if "::" in spec or path.suffix.lower() not in (".h5", ".hdf5") or not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as file:
+            return file.attrs.get("format") == FORMAT
+    except OSError:
+        return False
+
+
+def read_observed(
+    inputs: list[str],
+    metadata: dict[str, Any],
+    correction: CorrectionConfig,
+    mask_file: str | None = None,
+    progress: Progress | None = None,
+) -> Observed:
+    """Images from cfsx .h5 files (simulate or correct) as they are; raw images corrected onto the model's grid."""
+    from .correction import correct_image, expand_inputs, read_image
+    from .dataset import open_dataset
+
+    size, h_max = int(metadata["image_size"]), float(metadata["h_max"])
+    grid = dataclasses.replace(correction.output, image_size=size, h_max=h_max)
+    correction = dataclasses.replace(correction, output=grid)
+    extra_mask = read_image(mask_file)[0] != 0 if mask_file else None
+    specs = expand_inputs(inputs)
+    images, sources, masks, truths = [], [], [], []
+    for number, spec in enumerate(specs):
+        if _cfsx_dataset(spec):
+            with open_dataset(spec) as file:
+                stored = file["images"]
+                file_h_max = float(file.attrs.get("h_max", h_max))
+                if "config" in file.attrs and file.attrs.get("kind") != "corrected":
+                    file_h_max = config_from_yaml_text(str(file.attrs["config"])).diffraction.h_max
+                if stored.ndim != 3 or stored.shape[1:] != (size, size) or not np.isclose(file_h_max, h_max):
+                    raise DataError(
+                        f"{spec} holds {stored.shape[1:]} images with h_max {file_h_max}; the model needs "
+                        f"({size}, {size}) with h_max {h_max}"
+                    )
+                block = np.asarray(stored[()], dtype=np.float64)
+                labels = file["encodings/achieved"][()] if "encodings/achieved" in file else None
+                same_encoding = labels is not None and int(file.attrs.get("cfs", 0)) == int(metadata["cfs"])
+                file_masks = file["masks"][()] if "masks" in file else np.zeros(block.shape, np.uint8)
+            images.append(block)
+            sources += [f"{spec}::/images[{i}]" for i in range(len(block))]
+            masks.append(file_masks)
+            truths.append(labels if same_encoding else np.full((len(block), len(metadata["vectors"])), np.nan))
+        else:
+            raw, _ = read_image(spec)
+            corrected = correct_image(raw, correction, extra_mask)
+            images.append(corrected.image[None].astype(np.float64))
+            sources.append(spec)
+            masks.append(corrected.mask[None])
+            truths.append(np.full((1, len(metadata["vectors"])), np.nan))
+        if progress:
+            progress("read", number + 1, len(specs))
+    stacked = np.concatenate(images)
+    bad = ~np.isfinite(stacked).all(axis=(1, 2)) | (stacked.mean(axis=(1, 2)) <= 0)
+    if bad.any():
+        raise DataError(f"image {sources[int(bad.argmax())]} has NaN, inf or no positive mean intensity")
+    truth = np.concatenate(truths).astype(np.float64)
+    return Observed(stacked, sources, np.concatenate(masks), None if np.isnan(truth).all() else truth)
+
+
+def predict_encodings(model, images: np.ndarray, permutation: np.ndarray | None, batch_size: int):
+    """CNN encodings, and half the difference between the plain and the transposed-image predictions."""
+    from .training import predict
+
+    plain = predict(model, images, batch_size)
+    if permutation is None:
+        return plain, np.zeros_like(plain)
+    transposed = predict(model, np.swapaxes(images, 1, 2), batch_size)[:, permutation]
+    return (plain + transposed) / 2.0, np.abs(plain - transposed) / 2.0
+
+
+@dataclass
+class Decoded:
+    """Replicates of the decoded structures: arrays (S, R, ...) and their scores against the observation."""
+
+    images: np.ndarray
+    lattices: np.ndarray
+    achieved: np.ndarray
+    interactions: np.ndarray
+    cycles: np.ndarray
+    seeds: np.ndarray  # (R,)
+    image_r2: np.ndarray  # (S, R)
+    image_mse: np.ndarray  # (S, R) in the engine's units (the observation divided by the scale)
+    scale: np.ndarray  # (S, R) least-squares factor: observation ~ scale * decoded image
+
+
+def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, seeds: list[int], workers: int,
+                      progress: Progress | None = None) -> Decoded:  # fmt: skip
+    """Decode every encoding once per seed (the same seeds for every image) and score each replicate."""
+    from .simulate import decode
+
+    count, replicates = len(encodings), len(seeds)
+    report = (lambda done, total: progress("decode", done, total)) if progress else None
+    out = decode(simulation, np.repeat(encodings, replicates, axis=0), 0, workers, report, seeds * count)
+    images = out["images"].astype(np.float64)
+    repeated = np.repeat(observed, replicates, axis=0)
+    power = (images * images).sum(axis=(1, 2))
+    scale = (repeated * images).sum(axis=(1, 2)) / np.where(power > 0, power, 1.0)
+    scaled = images * scale[:, None, None]
+    mse = image_mse(repeated / np.where(scale > 0, scale, np.nan)[:, None, None], images)
+
+    def shaped(array: np.ndarray) -> np.ndarray:
+        return array.reshape(count, replicates, *array.shape[1:])
+
+    return Decoded(
+        images=shaped(out["images"]),
+        lattices=shaped(out["lattices"]),
+        achieved=shaped(out["encodings/achieved"]),
+        interactions=shaped(out["interactions"]),
+        cycles=shaped(out["cycles"]),
+        seeds=np.asarray(seeds, dtype=np.uint64),
+        image_r2=shaped(image_r2(repeated, scaled)),
+        image_mse=shaped(mse),
+        scale=shaped(scale),
+    )
+
+
+def replicate_seeds(master_seed: int, count: int) -> list[int]:
+    from .simulate import sample_seed
+
+    return [sample_seed(master_seed, i) for i in range(count)]
+
+
+@dataclass
+class InterpretationResult:
+    output_dir: Path
+    document: dict[str, Any]
+    seconds: dict[str, float]
+
+
+def interpret(
+    model_path: str | Path,
+    inputs: list[str],
+    output_dir: str | Path,
+    config: InterpretationConfig,
+    correction: CorrectionConfig,
+    *,
+    mask_file: str | None = None,
+    record: str | Path | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> InterpretationResult:
+    """Interpret images with a model; see the module docstring for what is written."""
+    from .models import load_model
+
+    clock = {"start": time.perf_counter()}
+    model, metadata = load_model(model_path)
+    simulation = config_from_yaml_text(metadata["simulation_config"])
+    vectors = np.asarray(metadata["vectors"])
+    labels = vector_labels(vectors)
+    observed = read_observed(inputs, metadata, correction, mask_file, progress)
+    clock["read"] = time.perf_counter()
+
+    permutation = transpose_permutation(vectors) if config.inference.transpose else None
+    cnn, transpose_difference = predict_encodings(model, observed.images, permutation, config.inference.batch_size)
+    clock["cnn"] = time.perf_counter()
+    if progress:
+        progress("cnn", len(cnn), len(cnn))
+
+    refinements: list[dict[str, Any]] | None = None
+    final = cnn
+    if config.refine.enabled:
+        refinements, final = _refine_all(observed.images, cnn, simulation, vectors, labels, config.refine, progress)
+    clock["refine"] = time.perf_counter()
+
+    seeds = replicate_seeds(config.decode.seed, config.decode.replicates)
+    decoded = decode_replicates(simulation, final, observed.images, seeds, workers, progress)
+    before = decode_replicates(simulation, cnn, observed.images, seeds, workers) if refinements else None
+    # How far the decoded structures' own images move the CNN: the spread is a per-component uncertainty.
+    flat = decoded.images.reshape(-1, *decoded.images.shape[2:])
+    again = predict_encodings(model, flat, permutation, config.inference.batch_size)[0]
+    again = again.reshape(len(final), config.decode.replicates, -1)
+    replicate_std = again.std(axis=1, ddof=1) if config.decode.replicates > 1 else np.zeros_like(final)
+    clock["decode"] = time.perf_counter()
+
+    document = _document(model_path, metadata, config, observed, labels, cnn, final, transpose_difference,
+                         replicate_std, decoded, before, refinements)  # fmt: skip
+    output_dir = Path(output_dir)
+    with atomic_directory(output_dir, "results.json") as temporary:
+        if config.output.figures:
+            from . import plots
+
+            (temporary / "figures").mkdir()
+            for index, record_ in enumerate(document["images"]):
+                record_["figure"] = f"figures/{index:04d}-{_stem(observed.sources[index])}.png"
+                plots.interpretation_figure(
+                    observed.images[index], decoded.lattices[index, 0], decoded.images[index, 0], final[index],
+                    replicate_std[index], vectors, temporary / record_["figure"],
+                    title=f"{observed.sources[index]}: image R2 {decoded.image_r2[index].mean():.3f}",
+                )  # fmt: skip
+                if progress:
+                    progress("figures", index + 1, len(final))
+        clock["figures"] = time.perf_counter()
+        _write_arrays(temporary / "results.h5", document, observed, cnn, final, transpose_difference,
+                      replicate_std, decoded, refinements)  # fmt: skip
+        document["seconds"] = _durations(clock)
+        (temporary / "results.json").write_text(json.dumps(document, indent=1))
+    if record is not None:
+        document["store_size"] = record_store(record, metadata, observed, final, decoded)
+    return InterpretationResult(output_dir, document, document["seconds"])
+
+
+def _stem(source: str) -> str:
+    path, _, inner = source.partition("::")
+    stem = Path(path).stem
+    if inner.startswith("/images["):
+        stem += "-" + inner[len("/images[") : -1]
+    return "".join(char if char.isalnum() or char in "-_." else "_" for char in stem)
+
+
+def _durations(clock: dict[str, float]) -> dict[str, float]:
+    names = list(clock)
+    durations = {name: clock[name] - clock[previous] for previous, name in zip(names, names[1:], strict=False)}
+    durations["total"] = clock[names[-1]] - clock[names[0]]
+    return durations
+
+
+def _refine_all(images, cnn, simulation, vectors, labels, settings: RefineConfig, progress):
+    """Refine every image's encoding from the CNN's start (and from zero); returns records and encodings."""
+    from .refinement import ExpectedIntensity, refine
+    from .simulate import decode
+
+    diffraction = simulation.diffraction
+    expected = ExpectedIntensity(
+        vectors, diffraction.image_size, diffraction.h_max, diffraction.lot_size, simulation.lattice.concentration
+    )
+    low, high = (np.asarray(bound) for bound in simulation.targets.bounds(len(vectors)))
+    seeds = replicate_seeds(settings.seed, settings.seeds)
+
+    def decode_images(encoding: np.ndarray) -> np.ndarray:
+        return decode(simulation, np.repeat(encoding[None], len(seeds), axis=0), 0, seeds=seeds)["images"]
+
+    def run(start: np.ndarray, image: np.ndarray):
+        return refine(image, start, expected, decode_images, low, high,
+                      settings.expected_iterations, settings.decoded_iterations)  # fmt: skip
+
+    records, refined = [], []
+    for index, image in enumerate(images):
+        from_cnn = run(cnn[index], image)
+        record = {"from_cnn": from_cnn.to_dict(labels)}
+        if settings.from_zero:
+            record["from_zero"] = run(np.zeros(len(vectors)), image).to_dict(labels)
+        records.append(record)
+        refined.append(from_cnn.best.encoding)
+        if progress:
+            progress("refine", index + 1, len(images))
+    return records, np.asarray(refined)
+
+
+def _named(labels: list[str], values: np.ndarray) -> dict[str, float]:
+    return {label: float(value) for label, value in zip(labels, values, strict=True)}
+
+
+def _spread(values: np.ndarray) -> dict[str, Any]:
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "values": [float(v) for v in values]}  # fmt: skip
+
+
+def _document(model_path, metadata, config, observed: Observed, labels, cnn, final, transpose_difference,
+              replicate_std, decoded: Decoded, before: Decoded | None, refinements) -> dict[str, Any]:  # fmt: skip
+    """The results.json document (schema: cfsx/results.schema.json)."""
+    records = []
+    for index, source in enumerate(observed.sources):
+        record: dict[str, Any] = {
+            "index": index,
+            "source": source,
+            "encoding": _named(labels, final[index]),
+            "cnn_encoding": _named(labels, cnn[index]),
+            "uncertainty": {
+                "replicates": _named(labels, replicate_std[index]),
+                "transpose": _named(labels, transpose_difference[index]),
+            },
+            "decoded": {
+                "image_r2": _spread(decoded.image_r2[index]),
+                "image_mse": _spread(decoded.image_mse[index]),
+                "scale": _spread(decoded.scale[index]),
+                "achieved": _named(labels, decoded.achieved[index, 0]),
+                "cycles": int(decoded.cycles[index, 0]),
+            },
+            "truth": None,
+            "refinement": None,
+            "figure": None,
+        }
+        if observed.truth is not None and np.isfinite(observed.truth[index]).all():
+            truth = observed.truth[index]
+            record["truth"] = {
+                "encoding": _named(labels, truth),
+                "cnn_mae": float(np.abs(cnn[index] - truth).mean()),
+                "final_mae": float(np.abs(final[index] - truth).mean()),
+            }
+        if refinements is not None:
+            record["refinement"] = {
+                **refinements[index],
+                "cnn_decoded_image_r2": _spread(before.image_r2[index]),
+            }
+        records.append(record)
+    r2 = decoded.image_r2.mean(axis=1)
+    document: dict[str, Any] = {
+        "format": RESULTS_FORMAT,
+        "format_version": RESULTS_FORMAT_VERSION,
+        "cfsx_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "path": str(model_path),
+            "cfs": int(metadata["cfs"]),
+            "architecture": metadata["training"]["config"]["model"]["architecture"],
+            "image_size": int(metadata["image_size"]),
+            "h_max": float(metadata["h_max"]),
+            "hold_out_r2": float(metadata["metrics"]["test"]["r2"]),
+        },
+        "labels": labels,
+        "config": config.to_dict(),
+        "decode_seeds": [int(seed) for seed in decoded.seeds],
+        "summary": {
+            "images": len(records),
+            "image_r2_median": float(np.median(r2)),
+            "image_r2_mean": float(r2.mean()),
+        },
+        "images": records,
+    }
+    if observed.truth is not None and np.isfinite(observed.truth).all():
+        from .metrics import regression_metrics
+
+        document["summary"]["encoding"] = {
+            "cnn": regression_metrics(observed.truth, cnn, labels) if len(cnn) > 1 else None,
+            "final": regression_metrics(observed.truth, final, labels) if len(final) > 1 else None,
+        }
+    return document
+
+
+def _write_arrays(path: Path, document, observed: Observed, cnn, final, transpose_difference, replicate_std,
+                  decoded: Decoded, refinements) -> None:  # fmt: skip
+    """results.h5: every array behind results.json."""
+    import h5py
+
+    with h5py.File(path, "w") as file:
+        file.attrs.update(format=RESULTS_FORMAT, format_version=RESULTS_FORMAT_VERSION, cfsx_version=__version__,
+                          model=document["model"]["path"], labels=document["labels"],
+                          config=yaml.safe_dump(document["config"], sort_keys=False))  # fmt: skip
+        file["observed"] = observed.images.astype(np.float32)
+        file.create_dataset("sources", data=observed.sources, dtype=h5py.string_dtype())
+        if observed.masks is not None:
+            file["masks"] = observed.masks
+        if observed.truth is not None:
+            file["truth"] = observed.truth.astype(np.float32)
+        file["encodings/final"] = final.astype(np.float32)
+        file["encodings/cnn"] = cnn.astype(np.float32)
+        file["uncertainty/replicates"] = replicate_std.astype(np.float32)
+        file["uncertainty/transpose"] = transpose_difference.astype(np.float32)
+        for name in ("images", "lattices", "achieved", "interactions", "cycles", "seeds", "image_r2", "image_mse",
+                     "scale"):  # fmt: skip
+            file[f"decoded/{name}"] = getattr(decoded, name)
+        if refinements is not None:
+            for start in refinements[0]:
+                encodings = [list(r[start]["refined"]["encoding"].values()) for r in refinements]
+                file[f"refinement/{start}"] = np.array(encodings, dtype=np.float32)
+
+
+def record_store(path, metadata, observed: Observed, final: np.ndarray, decoded: Decoded) -> int:
+    """Append the interpreted images to a knowledge store (dataset layout); returns the store's size.
+
+    Each image is stored in the engine's units (divided by its fitted scale) with the first decoded
+    structure: /encodings/target is the interpreted encoding, /encodings/achieved the correlations of
+    the structure that explains the image (the training label, as for simulated data).
+    """
+    from .dataset import append_samples
+
+    first = (slice(None), 0)
+    attrs = {
+        "kind": "store",
+        "cfs": int(metadata["cfs"]),
+        "vectors": np.asarray(metadata["vectors"], dtype=np.int64),
+        "config": metadata["simulation_config"],
+    }
+    arrays = {
+        "images": observed.images / decoded.scale[first][:, None, None],
+        "encodings/achieved": decoded.achieved[first],
+        "encodings/target": final,
+        "interactions": decoded.interactions[first],
+        "cycles": decoded.cycles[first],
+        "lattices": decoded.lattices[first],
+        "seeds": np.full(len(final), decoded.seeds[0], dtype=np.uint64),
+    }
+    return append_samples(path, attrs, arrays, {"sources": observed.sources})
