@@ -506,12 +506,12 @@ def _print_interpretation(document: dict) -> None:
     table = Table(title=f"CFS{document['model']['cfs']} interpretation: image R2 of the decoded images")
     columns = ["image", "final encoding"]
     if refined:
-        columns += ["CNN encoding", "objective: CNN start -> refined", "zero start -> refined"]
+        columns += ["CNN encoding", "objective from CNN", "from zero"]
     for column in columns:
         table.add_column(column, justify="right")
     for record in document["images"][:20]:
         r2 = record["decoded"]["image_r2"]
-        row = [record["source"], f"{r2['mean']:.3f} ± {r2['std']:.3f}"]
+        row = [Path(record["source"]).name, f"{r2['mean']:.3f} ± {r2['std']:.3f}"]
         if refined:
             refinement = record["refinement"]
             before = refinement["cnn_decoded_image_r2"]

@@ -63,7 +63,7 @@ class RefineConfig:
     enabled: bool = False
     expected_iterations: int = 200
     decoded_iterations: int = 10
-    seeds: int = 2  # decoded images averaged per evaluation of the refinement objective
+    seeds: int = 4  # decoded images averaged per evaluation of the refinement objective
     seed: int = 1000
     from_zero: bool = True  # also refine from zero correlations, to measure what the CNN's start is worth
 

@@ -53,7 +53,7 @@ class ExpectedIntensity:
         from scipy.optimize import minimize
 
         target = np.asarray(observed, dtype=np.float64).ravel()
-        target = (target - target.mean()) / (target.std() or 1.0)  # the misfit is scale-free; condition it
+        target = target / (np.sqrt(np.mean(target**2)) or 1.0)  # the misfit is scale-free; condition it
 
         def misfit(encoding: np.ndarray) -> tuple[float, np.ndarray]:
             # Variable projection: the scale s = <o, b> / <b, b> is optimal for every b = 1 + A alpha.

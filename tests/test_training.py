@@ -19,22 +19,8 @@ from cfsx.simulate import simulate
 from cfsx.training import split_indices, train
 
 
-def small_run(cfs: int, samples: int):
-    return load_config(
-        "demo",
-        [
-            f"encoding.cfs={cfs}",
-            "lattice.size=20",
-            "diffraction.lot_size=10",
-            "diffraction.image_size=32",
-            "feedback.max_cycles=30",
-            f"run.samples={samples}",
-        ],
-    )
-
-
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, small_run):
     folder = tmp_path_factory.mktemp("training")
     simulate(small_run(2, 240), folder / "cfs2.h5", workers=1)
     simulate(small_run(3, 20), folder / "cfs3.h5", workers=1)

@@ -1,0 +1,209 @@
+"""cfsx interpret: recovered encodings, decoded images against the intrinsic floor, the results' schema,
+figures, refinement, uncertainty, the knowledge store and fine-tuning, and bad input."""
+
+import json
+
+import h5py
+import jsonschema
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cfsx import engine, models
+from cfsx.cli import app
+from cfsx.config import TrainingConfig, load_config
+from cfsx.correction import CorrectionConfig
+from cfsx.detector import Detector
+from cfsx.encoding import cfs_vectors, transpose_permutation
+from cfsx.evaluation import hold_out_indices
+from cfsx.interpretation import SCHEMA_PATH, InterpretationConfig, interpret, predict_encodings, replicate_seeds
+from cfsx.metrics import image_r2
+from cfsx.refinement import ExpectedIntensity, scaled_r2
+from cfsx.simulate import decode, simulate
+from cfsx.training import summarise_data, train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, small_run):
+    """A test-sized CFS2 model, and images it never saw (another seed)."""
+    folder = tmp_path_factory.mktemp("interpret")
+    simulate(small_run(2, 240), folder / "train.h5", workers=1)
+    simulate(small_run(2, 12, seed=99), folder / "unseen.h5", workers=1)
+    config = load_config("train-demo", root=TrainingConfig, **{"fit.epochs": 12})
+    train(folder / "train.h5", folder / "model.keras", config)
+    return folder
+
+
+def interpretation_config(**flags) -> InterpretationConfig:
+    return load_config("interpret", root=InterpretationConfig, **flags)
+
+
+@pytest.fixture(scope="module")
+def interpreted(setup):
+    config = interpretation_config(**{"refine.enabled": True, "refine.decoded_iterations": 4})
+    return interpret(setup / "model.keras", [str(setup / "unseen.h5")], setup / "out", config, CorrectionConfig())
+
+
+def test_unseen_encodings_are_recovered_and_decoded_near_the_intrinsic_floor(setup, interpreted):
+    document = interpreted.document
+    # A test-sized model (240 samples, 12 epochs) reaches R2 of about 0.9 on unseen 32-point images.
+    assert document["summary"]["encoding"]["cnn"]["r2"] > 0.8
+    with h5py.File(setup / "unseen.h5") as file:
+        observed, truth = file["images"][()], file["encodings/achieved"][()]
+    with h5py.File(setup / "out" / "results.h5") as file:
+        cnn_r2 = file["decoded/image_r2"][()]  # after refinement; the CNN's own below
+        final = file["encodings/final"][()]
+    np.testing.assert_allclose(final, [list(r["encoding"].values()) for r in document["images"]], atol=1e-6)
+    # The floor: the true encodings decoded with the same seeds, scored the same way.
+    simulation = load_config("demo", ["lattice.size=20", "diffraction.lot_size=10", "diffraction.image_size=32"])
+    floor_images = decode(simulation, truth, 0, seeds=replicate_seeds(0, 1) * len(truth))["images"]
+    power = (floor_images**2).sum(axis=(1, 2))
+    scale = (observed * floor_images).sum(axis=(1, 2)) / power
+    floor = np.median(image_r2(observed, floor_images * scale[:, None, None]))
+    cnn_before = np.median([r["refinement"]["cnn_decoded_image_r2"]["mean"] for r in document["images"]])
+    assert cnn_before > floor - 0.1, (cnn_before, floor)
+    assert np.median(cnn_r2) > floor - 0.1
+
+
+def test_results_follow_the_schema_and_figures_are_written(setup, interpreted):
+    document = json.loads((setup / "out" / "results.json").read_text())
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+    assert len(document["images"]) == 12
+    for record in document["images"]:
+        figure = setup / "out" / record["figure"]
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert record["truth"] is not None
+        assert set(record["encoding"]) == {"alpha(0,1)", "alpha(1,0)", "alpha(1,1)"}
+
+
+def test_refinement_never_makes_the_decoded_misfit_worse(interpreted):
+    for record in interpreted.document["images"]:
+        for start in ("from_cnn", "from_zero"):
+            stages = record["refinement"][start]
+            assert stages["refined"]["decoded_r2"] >= stages["start"]["decoded_r2"]
+            assert np.all(np.diff(stages["history"]) >= 0)
+
+
+def test_expected_intensity_fit_recovers_an_exact_warren_cowley_image():
+    vectors = cfs_vectors(3)
+    truth = np.array([0.3, -0.1, -0.2, 0.15, 0.05, 0.1, -0.05, 0.02])
+    alpha = np.zeros((7, 7))
+    alpha[3, 3] = 1.0
+    for (dx, dy), value in zip(vectors, truth, strict=True):
+        alpha[3 + dx, 3 + dy] = alpha[3 - dx, 3 - dy] = value
+    image = 37.0 * engine.warren_cowley_intensity(alpha, 0.5, 32, 1.0, lot_size=12)
+    expected = ExpectedIntensity(vectors, 32, 1.0, 12, 0.5)
+    fitted = expected.fit(image, np.zeros(8), -np.ones(8), np.ones(8), iterations=500)
+    np.testing.assert_allclose(fitted, truth, atol=1e-4)
+    r2, scale = scaled_r2(image, expected(fitted))
+    assert r2 > 1 - 1e-8 and scale == pytest.approx(37.0, rel=1e-4)
+
+
+def test_transpose_averaged_encoding_of_a_symmetric_image_is_symmetric():
+    model = models.build_model("small", 32, 8)
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32)) + 0.5
+    symmetric = (image + image.T)[None]
+    permutation = transpose_permutation(cfs_vectors(3))
+    encoding, difference = predict_encodings(model, symmetric, permutation, 8)
+    np.testing.assert_allclose(encoding[0], encoding[0][permutation], atol=1e-6)
+    plain, none = predict_encodings(model, image[None], None, 8)
+    assert np.all(none == 0) and not np.allclose(plain, predict_encodings(model, image[None], permutation, 8)[0])
+    assert np.all(difference >= 0)
+
+
+def test_same_seed_gives_the_same_results_whatever_the_workers(setup, tmp_path):
+    config = interpretation_config(**{"output.figures": False, "decode.replicates": 2})
+    runs = [
+        interpret(
+            setup / "model.keras", [str(setup / "unseen.h5")], tmp_path / f"w{w}", config, CorrectionConfig(), workers=w
+        )  # fmt: skip
+        for w in (1, 2)
+    ]
+    with h5py.File(runs[0].output_dir / "results.h5") as one, h5py.File(runs[1].output_dir / "results.h5") as two:
+        for name in ("decoded/images", "decoded/lattices", "encodings/final", "decoded/image_r2"):
+            assert np.array_equal(one[name][()], two[name][()]), name
+
+
+def test_a_raw_detector_image_is_corrected_and_interpreted(setup, tmp_path):
+    with h5py.File(setup / "unseen.h5") as file:
+        lattice = file["lattices"][0]
+    detector = Detector(size=128, pixels_per_rlu=48, beam_centre=(70, 60))
+    raw = detector.corrupt(detector.render(lattice, 10), {"scale", "bragg", "gaps"}, np.random.default_rng(0))
+    np.save(tmp_path / "detector.npy", raw)
+    result = runner.invoke(
+        app,
+        ["interpret", str(setup / "model.keras"), str(tmp_path / "detector.npy"), "-o", str(tmp_path / "raw"),
+         "--origin", "70,60", "--pixels-per-rlu", "48,48", "--correct-set", "bragg.method=lattice",
+         "--correct-set", "mask.nonpositive=false", "--workers", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "raw" / "results.json").read_text())
+    assert document["images"][0]["decoded"]["image_r2"]["mean"] > 0.3
+    with h5py.File(tmp_path / "raw" / "results.h5") as file:
+        assert file["masks"][0].max() >= 1  # the gap and the peaks were filled
+
+
+def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
+    store = tmp_path / "store.h5"
+    config = interpretation_config(**{"output.figures": False, "decode.replicates": 2})
+    for run in range(2):
+        result = interpret(setup / "model.keras", [str(setup / "unseen.h5")], tmp_path / "out", config,
+                           CorrectionConfig(), record=store)  # fmt: skip
+        assert result.document["store_size"] == 12 * (run + 1)
+    summary = summarise_data(store)  # a store is a training dataset
+    assert summary.samples == 24 and summary.cfs == 2
+    with h5py.File(store) as file, h5py.File(tmp_path / "out" / "results.h5") as results:
+        np.testing.assert_allclose(file["encodings/achieved"][12:], results["decoded/achieved"][:, 0])
+        assert file["sources"].asstr()[0].endswith("/images[0]")
+    config = load_config("train-demo", root=TrainingConfig, **{"fit.epochs": 2})
+    tuned = train([setup / "train.h5", store], tmp_path / "tuned.keras", config, init=setup / "model.keras")
+    training = tuned.metadata["training"]
+    assert training["initialised_from"] == str(setup / "model.keras")
+    assert [part["samples"] for part in training["data_files"]] == [240, 24]
+    # Started from a trained model with small steps, the hold-out stays good after two epochs.
+    assert tuned.metadata["metrics"]["test"]["r2"] > 0.7
+    held_out = hold_out_indices(tuned.metadata, summarise_data(setup / "train.h5"))
+    test = np.asarray(tuned.metadata["split"]["test"])
+    assert np.array_equal(held_out, test[test < 240])
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda folder: folder / "missing.npy", "no such image file"),
+        (lambda folder: _save(folder / "nan.npy", np.full((40, 40), np.nan)), "no valid pixel"),
+        (lambda folder: _save(folder / "text.tif", b"not an image"), "cannot read"),
+        (lambda folder: _wrong_grid_dataset(folder), "the model needs"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(setup, tmp_path, make_input, message):
+    path = make_input(tmp_path)
+    result = runner.invoke(app, ["interpret", str(setup / "model.keras"), str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_a_file_that_is_not_a_model_is_refused(setup, tmp_path):
+    (tmp_path / "fake.keras").write_text("nothing")
+    result = runner.invoke(app, ["interpret", str(tmp_path / "fake.keras"), str(setup / "unseen.h5"), "-o", "x"])
+    assert result.exit_code != 0 and "not a cfsx model" in result.output
+
+
+def _save(path, content):
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.save(path, content)
+    return path
+
+
+def _wrong_grid_dataset(folder):
+    with h5py.File(folder / "wrong.h5", "w") as file:
+        file.attrs.update(format="cfsx-dataset", format_version=1, kind="corrected", h_max=1.0)
+        file["images"] = np.ones((2, 16, 16), np.float32)
+    return folder / "wrong.h5"
