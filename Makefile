@@ -28,7 +28,10 @@ demo: $(STAMP)
 	$(BIN)/cfsx train $(DEMO)/demo.h5 -o $(DEMO)/demo.keras --config train-demo
 	$(BIN)/cfsx evaluate $(DEMO)/demo.keras $(DEMO)/demo.h5 -o $(DEMO)/report --config train-demo
 	@mkdir -p $(DEMO)/figures
-	$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --reference $(DEMO)/demo.h5 --figure $(DEMO)/figures
+	$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --reference $(DEMO)/demo.h5 --figure $(DEMO)/figures
+	$(BIN)/cfsx simulate demo -o $(DEMO)/unseen.h5 --samples 4 --seed 7
+	$(BIN)/cfsx interpret $(DEMO)/demo.keras $(DEMO)/unseen.h5 $(DEMO)/zro2.h5 -o $(DEMO)/interpretation --refine
+	@echo "interpretation figures: $(DEMO)/interpretation/figures/"
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check cfsx tests benchmarks examples
@@ -37,13 +40,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_engine.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_training.py --output docs/performance.md
+	$(BIN)/python benchmarks/bench_interpretation.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_scaling.py --output docs/scaling.md
 
 # cfsx correct on detector images made from simulations, against their clean truth (under a minute).
 validate-correct: $(STAMP)
 	$(BIN)/python benchmarks/validate_correction.py --images 12 --output docs/correction.md --figures docs/correction
 	@mkdir -p $(DEMO)
-	$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --figure docs/correction
+	$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --figure docs/correction
 
 # The seed study: datasets, models, evaluations, docs/results.md (hours; not part of CI).
 reproduce: $(STAMP)

@@ -377,7 +377,7 @@ def _pair(text: str | None, name: str) -> list[float] | None:
     return [first, second]
 
 
-def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_rlu, rotation):
+def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_rlu, rotation, centre=None):
     from .config import load_config
     from .correction import CorrectionConfig
 
@@ -389,8 +389,18 @@ def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_r
             "geometry.origin": _pair(origin, "--origin"),
             "geometry.pixels_per_rlu": _pair(pixels_per_rlu, "--pixels-per-rlu"),
             "geometry.rotation": rotation,
+            "geometry.centre": _centre(centre),
         },
     )
+
+
+def _centre(text: str | None) -> list[int] | None:
+    pair = _pair(text, "--centre")
+    if pair is not None and not all(value.is_integer() for value in pair):
+        from .errors import ConfigError
+
+        raise ConfigError(f"--centre must be a reciprocal lattice point: two integers H,K (got {text!r})")
+    return None if pair is None else [int(value) for value in pair]
 
 
 Origin = Annotated[str | None, typer.Option(help="Calibration: pixel ROW,COLUMN of h = k = 0.")]
@@ -398,6 +408,9 @@ PixelsPerRlu = Annotated[
     str | None, typer.Option(help="Calibration: pixels per reciprocal lattice unit along ROWS,COLUMNS.")
 ]
 Rotation = Annotated[float | None, typer.Option(help="Calibration: rotation of h, k against the pixels (deg).")]
+Centre = Annotated[
+    str | None, typer.Option(help="Calibration: centre the window on this reciprocal lattice point H,K.")
+]
 MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded.")]
 
 
@@ -412,6 +425,7 @@ def correct(
     origin: Origin = None,
     pixels_per_rlu: PixelsPerRlu = None,
     rotation: Rotation = None,
+    centre: Centre = None,
     reference: Annotated[
         Path | None, typer.Option(help="Training dataset: match its intensity distribution (and plot it).")
     ] = None,
@@ -422,7 +436,7 @@ def correct(
     with _reported_errors():
         from .correction import correct_files
 
-        resolved = _correction_config(config, set_, origin, pixels_per_rlu, rotation)
+        resolved = _correction_config(config, set_, origin, pixels_per_rlu, rotation, centre)
         with _progress_bar() as bar:
             task = bar.add_task("correct", total=None, rate="")
             results = correct_files(
@@ -463,6 +477,7 @@ def interpret(
     origin: Origin = None,
     pixels_per_rlu: PixelsPerRlu = None,
     rotation: Rotation = None,
+    centre: Centre = None,
     set_: SetOverrides = None,
     correct_set: Annotated[
         list[str] | None, typer.Option("--correct-set", help="Override a correction config value (repeatable).")
@@ -480,7 +495,7 @@ def interpret(
         resolved = load_config(
             config, set_ or (), root=InterpretationConfig, **{"refine.enabled": refine, "decode.replicates": replicates}
         )
-        cleaning = _correction_config(correction, correct_set, origin, pixels_per_rlu, rotation)
+        cleaning = _correction_config(correction, correct_set, origin, pixels_per_rlu, rotation, centre)
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         with _progress_bar() as bar:

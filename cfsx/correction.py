@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import _is_number, _require
+from .config import _is_int, _is_number, _require
 from .errors import DataError
 
 
@@ -70,8 +70,15 @@ class GeometryConfig:
     origin: list[float] | None = None  # [row, column] pixel of h = k = 0
     pixels_per_rlu: list[float] | None = None  # [along rows (h), along columns (k)]
     rotation: float = 0.0  # degrees, of the (h, k) axes against the pixel axes
+    file_axes: bool = True  # without origin: calibrate from the file's own r.l.u. axes (Mantid MDHisto)
+    centre: list[int] = field(default_factory=lambda: [0, 0])  # reciprocal lattice point the window is centred on
 
     def __post_init__(self) -> None:
+        _require(isinstance(self.file_axes, bool), "geometry.file_axes must be true or false")
+        _require(
+            isinstance(self.centre, list) and len(self.centre) == 2 and all(_is_int(v) for v in self.centre),
+            f"geometry.centre must be two integers [h, k] (a reciprocal lattice point), got {self.centre!r}",
+        )
         for name in ("origin", "pixels_per_rlu"):
             value = getattr(self, name)
             _require(
@@ -127,8 +134,10 @@ class OutputConfig:
     image_size: int = 64
     h_max: float = 1.0
     mean: float = 0.25  # normalised mean intensity: c (1 - c) of the training data at c = 0.5
+    min_measured: float = 0.1  # refuse an image that measures less than this fraction of the window's cells
 
     def __post_init__(self) -> None:
+        _require(_is_number(self.min_measured) and 0 <= self.min_measured <= 1, "output.min_measured must be in [0, 1]")
         _require(isinstance(self.image_size, int) and self.image_size >= 4, "output.image_size must be >= 4")
         _require(_is_number(self.h_max) and self.h_max > 0, "output.h_max must be > 0")
         _require(_is_number(self.mean) and self.mean > 0, "output.mean must be > 0")
@@ -215,7 +224,10 @@ def pixel_coordinates(
     u = (rows - geometry.origin[0]) / geometry.pixels_per_rlu[0]
     v = (columns - geometry.origin[1]) / geometry.pixels_per_rlu[1]
     angle = math.radians(geometry.rotation)
-    return math.cos(angle) * u - math.sin(angle) * v, math.sin(angle) * u + math.cos(angle) * v
+    # Diffuse scattering of a lattice repeats with the reciprocal lattice: any lattice point can be the centre.
+    h = math.cos(angle) * u - math.sin(angle) * v - geometry.centre[0]
+    k = math.sin(angle) * u + math.cos(angle) * v - geometry.centre[1]
+    return h, k
 
 
 def bragg_peaks(image: np.ndarray, invalid: np.ndarray, config: BraggConfig, h: np.ndarray, k: np.ndarray):
@@ -302,6 +314,25 @@ def _falloff(image: np.ndarray, h: np.ndarray, k: np.ndarray) -> tuple[np.ndarra
     return np.exp(slope * (h**2 + k**2)), float(-slope)
 
 
+def calibrate_from_file(config: CorrectionConfig, shape: tuple[int, int], info: dict[str, Any]) -> CorrectionConfig:
+    """The config with the calibration of the file's bin edges in r.l.u., when it has none of its own.
+
+    Pixel i of an axis with edges e_0..e_n covers [e_i, e_i+1], so h = 0 lies at pixel -e_0 / step - 1/2.
+    """
+    axes = info.get("axes")
+    if config.geometry.calibrated or not config.geometry.file_axes or not axes or not axes.get("rlu"):
+        return config
+    origin, pixels_per_rlu = [], []
+    for (first, last), pixels in zip((axes["rows"], axes["columns"]), shape, strict=True):
+        step = (last - first) / pixels
+        if not step > 0:
+            raise DataError(f"the file's axes {first}..{last} do not increase")
+        origin.append(-first / step - 0.5)
+        pixels_per_rlu.append(1.0 / step)
+    geometry = dataclasses.replace(config.geometry, origin=origin, pixels_per_rlu=pixels_per_rlu)
+    return dataclasses.replace(config, geometry=geometry)
+
+
 def correct_image(
     raw: Any,
     config: CorrectionConfig,
@@ -339,8 +370,13 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference) ->
          "geometry": dataclasses.asdict(config.geometry), "empty_cells": int(missing.sum()),
          "median_pixels_per_cell": float(np.median(count[~missing])) if (~missing).any() else 0.0}
     )  # fmt: skip
-    if missing.all():
-        raise DataError("the image has no valid pixel inside the window h, k in [-h_max, h_max)")
+    measured = 1.0 - missing.mean()
+    if missing.all() or measured < out.min_measured:
+        raise DataError(
+            f"only {100 * measured:.1f} % of the window h, k in [-h_max, h_max) around {config.geometry.centre} is "
+            f"measured (output.min_measured {out.min_measured:g}); centre it on a measured region "
+            "(geometry.centre), check the calibration, or set geometry.file_axes false to take the whole image"
+        )
     mask = np.zeros(missing.shape, dtype=np.uint8)
     rec = config.reconstruction
     if rec.friedel and missing.any():
@@ -438,13 +474,13 @@ def _read_hdf5(path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict
         array = file[name][()]
         if name == MANTID_SIGNAL:
             # Bin edges of the two axes; the signal is stored (Q2, Q1): rows along Q2.
-            rows, columns = file["MDHistoWorkspace/data/Q2"][()], file["MDHistoWorkspace/data/Q1"][()]
+            axes = [file["MDHistoWorkspace/data/Q2"], file["MDHistoWorkspace/data/Q1"]]
             info["axes"] = {
-                "rows": [float(rows[0]), float(rows[-1])],
-                "columns": [float(columns[0]), float(columns[-1])],
-                "names": [_text(file["MDHistoWorkspace/data/Q2"].attrs.get("long_name", "Q2")),
-                          _text(file["MDHistoWorkspace/data/Q1"].attrs.get("long_name", "Q1"))],
-            }  # fmt: skip
+                "rows": [float(axes[0][0]), float(axes[0][-1])],
+                "columns": [float(axes[1][0]), float(axes[1][-1])],
+                "names": [_text(axis.attrs.get("long_name", axis.name)) for axis in axes],
+                "rlu": all(_text(axis.attrs.get("frame", "")) == "HKL" for axis in axes),
+            }
     return array, info
 
 
@@ -517,7 +553,7 @@ def correct_files(
     results, sources = [], []
     for number, spec in enumerate(specs):
         raw, info = read_image(spec)
-        corrected = correct_image(raw, config, extra_mask, reference_set)
+        corrected = correct_image(raw, calibrate_from_file(config, raw.shape, info), extra_mask, reference_set)
         corrected.provenance.insert(0, {"step": "read", **info})
         results.append(corrected)
         sources.append(spec)

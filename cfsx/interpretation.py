@@ -125,7 +125,7 @@ def read_observed(
     progress: Progress | None = None,
 ) -> Observed:
     """Images from cfsx .h5 files (simulate or correct) as they are; raw images corrected onto the model's grid."""
-    from .correction import correct_image, expand_inputs, read_image
+    from .correction import calibrate_from_file, correct_image, expand_inputs, read_image
     from .dataset import open_dataset
 
     size, h_max = int(metadata["image_size"]), float(metadata["h_max"])
@@ -155,8 +155,8 @@ def read_observed(
             masks.append(file_masks)
             truths.append(labels if same_encoding else np.full((len(block), len(metadata["vectors"])), np.nan))
         else:
-            raw, _ = read_image(spec)
-            corrected = correct_image(raw, correction, extra_mask)
+            raw, info = read_image(spec)
+            corrected = correct_image(raw, calibrate_from_file(correction, raw.shape, info), extra_mask)
             images.append(corrected.image[None].astype(np.float64))
             sources.append(spec)
             masks.append(corrected.mask[None])

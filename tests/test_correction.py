@@ -19,6 +19,7 @@ from cfsx.correction import (
     CorrectionConfig,
     area_average,
     bragg_peaks,
+    calibrate_from_file,
     correct_image,
     expand_inputs,
     invalid_pixels,
@@ -27,6 +28,7 @@ from cfsx.correction import (
     symmetry_fill,
 )
 from cfsx.detector import CORRUPTIONS, Detector
+from cfsx.engine import reciprocal_grid
 from cfsx.errors import DataError
 from cfsx.metrics import image_r2
 
@@ -282,3 +284,51 @@ def test_corrupted_detector_image_is_corrected_back_to_its_truth():
     r2_after = image_r2(truth / truth.mean(), corrected.image / corrected.image.mean())
     r2_before = image_r2(truth / truth.mean(), before.image / before.image.mean())
     assert r2_after >= 0.9 > r2_before
+
+
+def test_file_axes_in_rlu_calibrate_the_image(tmp_path):
+    # A blob at (h, k) = (0.5, -0.25) on bin edges in r.l.u. must land in the output cell of that (h, k).
+    rows, columns = np.linspace(-1.5, 1.5, 121), np.linspace(-2.0, 1.0, 151)  # 40 and 50 pixels per r.l.u.
+    h, k = np.meshgrid((rows[:-1] + rows[1:]) / 2, (columns[:-1] + columns[1:]) / 2, indexing="ij")
+    signal = 1.0 + 50.0 * np.exp(-((h - 0.5) ** 2 + (k + 0.25) ** 2) / (2 * 0.05**2))
+    with h5py.File(tmp_path / "plane.nxs", "w") as file:
+        file["MDHistoWorkspace/data/signal"] = signal
+        file["MDHistoWorkspace/data/Q2"] = rows
+        file["MDHistoWorkspace/data/Q1"] = columns
+        for name in ("Q1", "Q2"):
+            file[f"MDHistoWorkspace/data/{name}"].attrs["frame"] = b"HKL"
+    config = load_config("correct", ["bragg.enabled=false"], root=CorrectionConfig)
+    raw, info = read_image(str(tmp_path / "plane.nxs"))
+    calibrated = calibrate_from_file(config, raw.shape, info)
+    np.testing.assert_allclose(calibrated.geometry.pixels_per_rlu, [40.0, 50.0])
+    image = correct_image(raw, calibrated).image
+    grid = reciprocal_grid(64, 1.0)
+    peak = np.unravel_index(np.argmax(image), image.shape)
+    assert grid[peak[0]] == pytest.approx(0.5) and grid[peak[1]] == pytest.approx(-0.25)
+    # Without the HKL frame the axes are not trusted: the whole image is the window.
+    assert not calibrate_from_file(
+        config, raw.shape, {**info, "axes": {**info["axes"], "rlu": False}}
+    ).geometry.calibrated
+
+
+def test_window_centred_on_another_reciprocal_lattice_point_sees_the_same_diffuse_scattering():
+    # Occupational diffuse scattering repeats with the reciprocal lattice: I(h + 1, k) = I(h, k).
+    lattice = np.random.default_rng(3).integers(0, 2, (20, 20)).astype(np.uint8)
+    detector = Detector(size=512, pixels_per_rlu=100, beam_centre=(150, 256))
+    raw = detector.render(lattice, 10)
+    overrides = [*detector.correction_overrides(), "bragg.enabled=false"]
+    at_origin = correct_image(raw, load_config("correct", overrides, root=CorrectionConfig)).image
+    shifted = correct_image(raw, load_config("correct", [*overrides, "geometry.centre=[1, 0]"], root=CorrectionConfig))
+    assert image_r2(at_origin, shifted.image) > 0.999
+
+
+def test_an_image_that_barely_covers_the_window_is_refused():
+    raw = np.ones((200, 200))
+    config = load_config(
+        "correct", ["geometry.origin=[0, 0]", "geometry.pixels_per_rlu=[200, 200]"], root=CorrectionConfig
+    )  # the image covers h, k in [0, 1): a quarter of the window, without its partner cells
+    assert correct_image(raw, config).image.shape == (64, 64)
+    far = load_config("correct", ["geometry.origin=[-150, -150]", "geometry.pixels_per_rlu=[200, 200]"],
+                      root=CorrectionConfig)  # fmt: skip
+    with pytest.raises(DataError, match="% of the window"):
+        correct_image(raw, far)

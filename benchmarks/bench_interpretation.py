@@ -1,0 +1,108 @@
+"""cfsx interpret speed: one raw detector image end to end, CNN-only batches, refinement per image.
+
+A CFS4 small model is trained for one epoch on a few standard-settings samples (speed does not
+depend on how well it is trained); the raw image is a 512 x 512 synthetic detector image with
+every corruption of cfsx/detector.py. Timings are the best of three runs after a warm-up, in
+this process (TensorFlow imported once, as in a batch job; each run reads the model file); the
+cold command line, which also starts Python and imports TensorFlow, is timed once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+from report import best_of, machine_line, markdown_table, replace_block
+
+from cfsx.config import TrainingConfig, load_config
+from cfsx.correction import CorrectionConfig
+from cfsx.detector import CORRUPTIONS, Detector
+from cfsx.encoding import cfs_vectors, transpose_permutation
+from cfsx.interpretation import InterpretationConfig, interpret, predict_encodings
+from cfsx.models import load_model
+from cfsx.simulate import simulate
+from cfsx.training import train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", type=Path, help="write the table into this Markdown file")
+    parser.add_argument("--batch", type=int, default=4096, help="images of the CNN-only batch")
+    parser.add_argument("--refined", type=int, default=4, help="images refined")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        rows = run(Path(folder), args)
+    table = markdown_table(("step", "measured", "target"), rows)
+    print(table)
+    if args.output:
+        replace_block(args.output, "bench:interpretation", machine_line("make bench") + "\n\n" + table)
+
+
+def run(folder: Path, args) -> list[tuple[str, str, str]]:
+    simulate(load_config("cfs4", **{"run.samples": 64}), folder / "data.h5", workers=os.cpu_count())
+    training = load_config("train", root=TrainingConfig, **{"fit.epochs": 1})
+    train(folder / "data.h5", folder / "model.keras", training)
+    with h5py.File(folder / "data.h5") as file:
+        lattice = file["lattices"][0]
+    detector = Detector()
+    raw = detector.corrupt(detector.render(lattice, 25), set(CORRUPTIONS), np.random.default_rng(0), 3.0)
+    np.save(folder / "detector.npy", raw)
+    correction = load_config("correct", detector.correction_overrides(), root=CorrectionConfig)
+    plain = load_config("interpret", root=InterpretationConfig)
+    refined = load_config("interpret", root=InterpretationConfig, **{"refine.enabled": True, "output.figures": False})
+
+    def one_image() -> None:
+        interpret(folder / "model.keras", [str(folder / "detector.npy")], folder / "one", plain, correction)
+
+    one_image()
+    end_to_end = best_of(one_image)
+    command = [sys.executable, "-m", "cfsx", "interpret", str(folder / "model.keras"), str(folder / "detector.npy"),
+               "-o", str(folder / "cold"), "--origin", "280,220", "--pixels-per-rlu", "160,160",
+               "--correct-set", "bragg.method=lattice", "--correct-set", "mask.nonpositive=false"]  # fmt: skip
+    started = time.perf_counter()
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=folder)  # not the source tree's cfsx
+    if finished.returncode:
+        raise SystemExit(f"cfsx interpret failed: {finished.stderr.strip()}")
+    cold = time.perf_counter() - started
+
+    model, _ = load_model(folder / "model.keras")
+    images = np.random.default_rng(0).gamma(2.0, 0.1, size=(args.batch, 64, 64)).astype(np.float32)
+    permutation = transpose_permutation(cfs_vectors(4))
+    predict_encodings(model, images[:256], permutation, 256)
+    with_transpose = best_of(lambda: predict_encodings(model, images, permutation, 256))
+    without = best_of(lambda: predict_encodings(model, images, None, 256))
+
+    simulate(load_config("cfs4", **{"run.samples": args.refined, "run.seed": 7}), folder / "unseen.h5", workers=1)
+    result = interpret(folder / "model.keras", [str(folder / "unseen.h5")], folder / "refined", refined,
+                       CorrectionConfig(), workers=1)  # fmt: skip
+    per_image = result.seconds["refine"] / args.refined
+    evaluations = np.mean(
+        [
+            r["refinement"][s]["decoded_evaluations"]
+            for r in result.document["images"]
+            for s in ("from_cnn", "from_zero")
+        ]
+    )
+    settings = refined.refine
+    return [
+        ("one 512 x 512 detector image end to end (read the model, correct, CNN, 4 decodes, figure)",
+         f"{end_to_end:.2f} s", "< 2 s"),
+        ("the same from the command line (Python start, TensorFlow import, model load)", f"{cold:.1f} s", "-"),
+        (f"CNN only, batches of 256, {args.batch} images, with the transposed view",
+         f"{args.batch / with_transpose:.0f} images/s", ">= 1000 images/s"),
+        ("CNN only, without the transposed view", f"{args.batch / without:.0f} images/s", "-"),
+        (f"refinement, CFS4 standard settings, from the CNN and from zero ({settings.seeds} seeds, "
+         f"{settings.decoded_iterations} Gauss-Newton trials; {evaluations:.0f} decoded evaluations per start)",
+         f"{per_image:.1f} s per image", "< 30 s"),
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
