@@ -299,7 +299,7 @@ def interpret(
                 plots.interpretation_figure(
                     observed.images[index], decoded.lattices[index, 0], decoded.images[index, 0], final[index],
                     replicate_std[index], vectors, temporary / record_["figure"],
-                    title=f"{observed.sources[index]}: image R2 {decoded.image_r2[index].mean():.3f}",
+                    title=f"{Path(observed.sources[index]).name}: image R2 {decoded.image_r2[index].mean():.3f}",
                 )  # fmt: skip
                 if progress:
                     progress("figures", index + 1, len(final))
