@@ -2,8 +2,8 @@
 
 Steps, in this order, each switchable in ``configs/correct.yaml``:
 1. mask invalid pixels (NaN and inf always; optionally values <= 0, saturated values, given values);
-2. find Bragg peaks and mask them: a white top-hat with a disk, thresholded in robust standard
-   deviations, or (with a calibration) disks around every integer h, k;
+2. find Bragg peaks and mask them: sharp, strong outliers above a local median (the default), a
+   white top-hat with a disk, or (with a calibration) disks around every integer h, k;
 3. resample to the training window h, k in [-h_max, h_max) on M x M points by AREA AVERAGING the
    valid detector pixels whose centres fall in each output cell (not point sampling);
 4. reconstruct cells without data: from the Friedel partner (-h, -k) and optional mirrors where
@@ -47,19 +47,29 @@ class MaskConfig:
 @dataclass(frozen=True)
 class BraggConfig:
     enabled: bool = True
-    method: str = "tophat"  # tophat: white top-hat with a disk; lattice: disks at integer h, k (needs a calibration)
+    # local: sharp outliers above a local median (below); tophat: white top-hat with a disk;
+    # lattice: disks at integer h, k (needs a calibration)
+    method: str = "local"
     radius: int = 3  # top-hat disk radius in detector pixels
-    threshold: float = 5.0  # robust standard deviations of the top-hat image
+    threshold: float = 5.0  # top-hat: robust standard deviations of the top-hat image
     dilate: int = 2  # grow each masked peak by this many pixels
     lattice_radius: float = 0.08  # lattice method: mask radius around integer h, k, in reciprocal lattice units
+    local_size: int = 15  # local: median window (pixels), wider than a Bragg peak, narrower than diffuse features
+    local_threshold: float = 20.0  # local: a peak's seed stands this many robust sigmas above the local median
+    local_contrast: float = 3.0  # local: ... and sqrt(I) this many times the local median's (9x the intensity)
+    local_grow: float = 5.0  # local: a peak extends over connected pixels this many sigmas above the median
 
     def __post_init__(self) -> None:
         _require(isinstance(self.enabled, bool), "bragg.enabled must be true or false")
-        _require(self.method in ("tophat", "lattice"), f"bragg.method must be tophat or lattice, got {self.method!r}")
-        for name in ("radius", "dilate"):
+        _require(
+            self.method in ("local", "tophat", "lattice"),
+            f"bragg.method must be local, tophat or lattice, got {self.method!r}",
+        )
+        for name in ("radius", "dilate", "local_size"):
             value = getattr(self, name)
             _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"bragg.{name} >= 0")
-        _require(_is_number(self.threshold) and self.threshold > 0, "bragg.threshold must be a number > 0")
+        for name in ("threshold", "local_threshold", "local_contrast", "local_grow"):
+            _require(_is_number(getattr(self, name)) and getattr(self, name) > 0, f"bragg.{name} must be a number > 0")
         _require(_is_number(self.lattice_radius) and self.lattice_radius > 0, "bragg.lattice_radius must be > 0")
 
 
@@ -238,6 +248,8 @@ def bragg_peaks(image: np.ndarray, invalid: np.ndarray, config: BraggConfig, h: 
     if config.method == "lattice":
         distance = np.hypot(h - np.round(h), k - np.round(k))
         peaks = distance <= config.lattice_radius
+    elif config.method == "local":
+        peaks = _local_outliers(image, invalid, config)
     else:
         valid = ~invalid
         if not valid.any():
@@ -253,6 +265,31 @@ def bragg_peaks(image: np.ndarray, invalid: np.ndarray, config: BraggConfig, h: 
         peaks = ndimage.binary_dilation(peaks, iterations=config.dilate)
     labels, count = ndimage.label(peaks)
     return peaks, {"peaks": int(count), "peak_pixels": int(peaks.sum())}
+
+
+def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig) -> np.ndarray:
+    """Bragg peaks as sharp, strong outliers above a local median of sqrt(I).
+
+    The square root makes Poisson noise uniform, so one robust sigma (of sqrt(I) minus its local
+    median) serves the whole image. A peak needs a seed that is both significant (local_threshold
+    sigmas) and strong (sqrt(I) local_contrast times the median's): significance alone would take
+    sharp diffuse maxima at high counts. Each peak is the connected region local_grow sigmas up
+    around its seeds (hysteresis), which takes in its tails.
+    """
+    from scipy import ndimage
+
+    valid = ~invalid
+    if not valid.any():
+        return np.zeros_like(invalid)
+    root = np.sqrt(np.maximum(np.where(valid, image, np.median(image[valid])), 0.0))
+    background = ndimage.median_filter(root, size=max(config.local_size, 1))
+    residual = root - background
+    values = residual[valid]
+    sigma = 1.4826 * np.median(np.abs(values - np.median(values))) or values.std() or 1.0
+    significance = np.where(valid, residual / sigma, 0.0)
+    seeds = (significance > config.local_threshold) & (root > config.local_contrast * background)
+    regions, _ = ndimage.label(significance > config.local_grow)
+    return np.isin(regions, np.unique(regions[seeds & (regions > 0)]))
 
 
 def area_average(

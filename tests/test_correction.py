@@ -76,17 +76,32 @@ def test_area_average_ignores_invalid_pixels():
     assert mean[0, 0] == pytest.approx((1 + 4 + 5) / 3)
 
 
-def test_bragg_peaks_are_found_and_only_they(clean_image):
+@pytest.mark.parametrize("method", ["local", "tophat"])
+def test_bragg_peaks_are_found_and_only_they(clean_image, method):
     detector = np.kron(clean_image, np.ones((4, 4)))
     planted = [(40, 60), (128, 128), (200, 17)]
     for row, column in planted:
         detector[row - 1 : row + 2, column - 1 : column + 2] += 500 * detector.mean()
     h, k = pixel_coordinates(detector.shape, plain_config().geometry, 1.0, 64)
-    config = load_config("correct", root=CorrectionConfig).bragg
+    config = load_config("correct", [f"bragg.method={method}"], root=CorrectionConfig).bragg
     peaks, found = bragg_peaks(detector, np.zeros(detector.shape, bool), config, h, k)
     assert found["peaks"] == 3
     assert all(peaks[row, column] for row, column in planted)
     assert peaks.mean() < 0.01
+
+
+def test_local_finder_keeps_sharp_diffuse_maxima_at_high_counts_and_takes_the_peak_tails():
+    # A diffuse maximum 3x its surroundings, 3 pixels wide, at 10^4 counts: hugely significant, but no peak.
+    rows, columns = np.meshgrid(np.arange(256.0), np.arange(256.0), indexing="ij")
+    diffuse = 1.0 + 2.0 * np.exp(-((rows - 80) ** 2 + (columns - 90) ** 2) / (2 * 3.0**2))
+    bragg = 2000.0 * np.exp(-((rows - 170) ** 2 + (columns - 160) ** 2) / (2 * 1.5**2))
+    counts = np.random.default_rng(1).poisson((diffuse + bragg) * 1e4).astype(float)
+    config = load_config("correct", ["bragg.dilate=0"], root=CorrectionConfig).bragg
+    h, k = pixel_coordinates(counts.shape, plain_config().geometry, 1.0, 64)
+    peaks, found = bragg_peaks(counts, np.zeros(counts.shape, bool), config, h, k)
+    assert found["peaks"] == 1 and peaks[170, 160] and not peaks[75:86, 85:96].any()
+    # The tail: every pixel where the peak still adds more than the diffuse intensity is masked.
+    assert peaks[bragg > 1.0].all()
 
 
 def test_friedel_fill_restores_a_centrosymmetric_image(clean_image):
