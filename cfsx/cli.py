@@ -348,6 +348,12 @@ def evaluate(
             progress=lambda message: console.print(message, highlight=False),
         )
         metrics = result.metrics
+        if metrics["samples"] == "unlabelled file":
+            for name, scores in metrics["images"].items():
+                if name != "count":
+                    console.print(f"image R2 (median) of {name}: {scores['image_r2']['median']:.3f}", highlight=False)
+            console.print(f"no known encodings in {data}: image tests only; report: {result.report_dir / 'report.md'}")
+            return
         cnn, classical = metrics["cnn"], metrics["classical"]
         console.print(
             f"{metrics['samples']}, {cnn['samples']} samples: CNN R2 {cnn['r2']:.4f} MSE {cnn['mse']:.2e}; "

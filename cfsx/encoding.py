@@ -17,6 +17,11 @@ def vector_labels(vectors: np.ndarray) -> list[str]:
     return [f"alpha({int(dx)},{int(dy)})" for dx, dy in vectors]
 
 
+def named(labels: list[str], values) -> dict[str, float]:
+    """Component name -> value, as plain floats (JSON-ready)."""
+    return {label: float(value) for label, value in zip(labels, values, strict=True)}
+
+
 def transpose_permutation(vectors: np.ndarray) -> np.ndarray:
     """Index of (dy, dx) for each (dx, dy): the labels of the transposed lattice (and image).
 

@@ -8,7 +8,9 @@ On the model's recorded hold-out (or on the whole of another file) it reports:
   encodings with new seeds, compared with the originals (the floor for any interpretation);
 - the decoded-image test: each predicted encoding simulated again by the engine and compared
   with its input image; also for the classical estimate and for models of other CFS sizes.
-Everything is written to a report directory (metrics.json, report.md, PNGs), atomically.
+On a file without known encodings (measured images from cfsx correct) only the decoded-image
+test runs (evaluate_unlabelled). Everything is written to a report directory (metrics.json,
+report.md, PNGs), atomically.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from . import __version__, plots
 from .config import EncodingConfig, SimulationConfig, TrainingConfig, config_from_yaml_text
 from .dataset import atomic_directory, open_dataset
-from .encoding import cfs_vectors, vector_labels
+from .encoding import cfs_vectors, named, vector_labels
 from .errors import DataError
 from .inversion import WarrenCowleyInversion
 from .metrics import image_mse, image_r2, regression_metrics, summary
@@ -85,6 +87,10 @@ def evaluate(
     say = progress or (lambda message: None)
     report_dir = Path(report_dir)
     evaluation = config.evaluation
+    with open_dataset(data_path) as file:
+        labelled = "encodings/achieved" in file
+    if not labelled:
+        return evaluate_unlabelled(model_path, data_path, report_dir, config, workers, say)
     model, metadata = load_model(model_path)
     data = summarise_data(data_path)
     _check_grid(metadata, data.image_size, data.h_max, str(model_path))
@@ -199,6 +205,95 @@ def _evaluate_into(
             folder / "images.png",
         )
     return metrics
+
+
+def evaluate_unlabelled(
+    model_path: str | Path,
+    data_path: str | Path,
+    report_dir: str | Path,
+    config: TrainingConfig,
+    workers: int = 1,
+    say: Callable[[str], None] = lambda message: None,
+) -> EvaluationResult:
+    """Images without known encodings (for example measured images from cfsx correct): how well do the
+    CNN's and the classical encodings, decoded by the engine, explain them? (image R2 after the
+    least-squares scale, since measured images are in arbitrary units)."""
+    from .interpretation import decode_replicates
+
+    model, metadata = load_model(model_path)
+    with open_dataset(data_path) as file:
+        images = np.asarray(file["images"][()], dtype=np.float64)
+        h_max = float(file.attrs.get("h_max", metadata["h_max"]))
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise DataError(f"{data_path}: /images must be (samples, M, M), got {images.shape}")
+    _check_grid(metadata, images.shape[1], h_max, str(model_path))
+    if not np.isfinite(images).all() or (images.mean(axis=(1, 2)) <= 0).any():
+        raise DataError(f"{data_path} holds images with NaN, inf or no positive mean intensity")
+    simulation = config_from_yaml_text(metadata["simulation_config"])
+    vectors = np.asarray(metadata["vectors"])
+    labels = vector_labels(vectors)
+    evaluation = config.evaluation
+    inversion = WarrenCowleyInversion(vectors, images.shape[1], h_max, metadata["lot_size"], evaluation.inversion_range)
+    started = time.perf_counter()
+    say(f"predicting {len(images)} images without known encodings")
+    estimates = {"CNN": predict(model, images), "classical": np.nan_to_num(inversion(images))}
+    count = min(len(images), max(evaluation.resimulated, 1))
+    say(f"decoding {count} of them with each estimate")
+    seeds = [int(evaluation.seed)]
+    decoded = {name: decode_replicates(simulation, values[:count], images[:count], seeds, workers)
+               for name, values in estimates.items()}  # fmt: skip
+    metrics: dict[str, Any] = {
+        "cfsx_version": __version__,
+        "model": {"cfs": metadata["cfs"], "architecture": metadata["training"]["config"]["model"]["architecture"]},
+        "samples": "unlabelled file",
+        "count": len(images),
+        "encodings": {
+            name: {"mean": named(labels, v.mean(axis=0)), "std": named(labels, v.std(axis=0))}
+            for name, v in estimates.items()
+        },  # fmt: skip
+        "images": {
+            "count": count,
+            **{
+                f"decoded {name}": {"image_r2": summary(d.image_r2[:, 0]), "image_mse": summary(d.image_mse[:, 0])}
+                for name, d in decoded.items()
+            },
+        },  # fmt: skip
+    }
+    with atomic_directory(Path(report_dir), "metrics.json") as temporary:
+        plots.component_histograms(estimates["CNN"], labels, temporary / "encodings.png", title="CNN encodings")
+        plots.intensity_histograms({"images": images}, temporary / "intensities.png")
+        plots.score_histograms(
+            {f"decoded {n}": d.image_r2[:, 0] for n, d in decoded.items()}, temporary / "image-r2.png"
+        )
+        plots.image_rows(
+            [[images[i], *(d.images[i, 0] for d in decoded.values())] for i in range(min(4, count))],
+            ["input", *(f"decoded {name}" for name in decoded)],
+            temporary / "images.png",
+        )
+        metrics["seconds"] = time.perf_counter() - started
+        (temporary / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        (temporary / "report.md").write_text(_unlabelled_markdown(metrics, Path(model_path), Path(data_path)))
+    return EvaluationResult(Path(report_dir), metrics)
+
+
+def _unlabelled_markdown(metrics: dict[str, Any], model_path: Path, data_path: Path) -> str:
+    lines = [
+        f"# Evaluation of {model_path.name} on {data_path.name} (no known encodings)",
+        "",
+        f"{metrics['count']} images without known encodings; {metrics['images']['count']} of them decoded by the "
+        f"engine from each estimate and compared with the image after the least-squares scale. Written by cfsx "
+        f"{metrics['cfsx_version']} in {metrics['seconds']:.0f} s. For image-by-image answers use cfsx interpret.",
+        "",
+        "| encoding | image R2 median | image R2 mean | p10 | p90 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, scores in metrics["images"].items():
+        if name != "count":
+            r2 = scores["image_r2"]
+            lines.append(f"| {name} | {r2['median']:.3f} | {r2['mean']:.3f} | {r2['p10']:.3f} | {r2['p90']:.3f} |")
+    lines += ["", "![decoded images](images.png)", "", "![image R2](image-r2.png)", "",
+              "![CNN encodings](encodings.png)", ""]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _corrupted_scores(model, inversion, lattices, truth, labels, simulation, evaluation, folder) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from . import __version__
 from .config import _is_int, _require, config_from_yaml_text
 from .correction import CorrectionConfig
 from .dataset import FORMAT, atomic_directory
-from .encoding import transpose_permutation, vector_labels
+from .encoding import named, transpose_permutation, vector_labels
 from .errors import DataError
 from .metrics import image_mse, image_r2
 
@@ -360,10 +360,6 @@ def _refine_all(images, cnn, simulation, vectors, labels, settings: RefineConfig
     return records, np.asarray(refined)
 
 
-def _named(labels: list[str], values: np.ndarray) -> dict[str, float]:
-    return {label: float(value) for label, value in zip(labels, values, strict=True)}
-
-
 def _spread(values: np.ndarray) -> dict[str, Any]:
     values = np.asarray(values, dtype=np.float64)
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
@@ -378,17 +374,17 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
         record: dict[str, Any] = {
             "index": index,
             "source": source,
-            "encoding": _named(labels, final[index]),
-            "cnn_encoding": _named(labels, cnn[index]),
+            "encoding": named(labels, final[index]),
+            "cnn_encoding": named(labels, cnn[index]),
             "uncertainty": {
-                "replicates": _named(labels, replicate_std[index]),
-                "transpose": _named(labels, transpose_difference[index]),
+                "replicates": named(labels, replicate_std[index]),
+                "transpose": named(labels, transpose_difference[index]),
             },
             "decoded": {
                 "image_r2": _spread(decoded.image_r2[index]),
                 "image_mse": _spread(decoded.image_mse[index]),
                 "scale": _spread(decoded.scale[index]),
-                "achieved": _named(labels, decoded.achieved[index, 0]),
+                "achieved": named(labels, decoded.achieved[index, 0]),
                 "cycles": int(decoded.cycles[index, 0]),
             },
             "truth": None,
@@ -398,7 +394,7 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
         if observed.truth is not None and np.isfinite(observed.truth[index]).all():
             truth = observed.truth[index]
             record["truth"] = {
-                "encoding": _named(labels, truth),
+                "encoding": named(labels, truth),
                 "cnn_mae": float(np.abs(cnn[index] - truth).mean()),
                 "final_mae": float(np.abs(final[index] - truth).mean()),
             }

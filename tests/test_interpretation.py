@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cfsx import engine, models
 from cfsx.cli import app
 from cfsx.config import TrainingConfig, load_config
-from cfsx.correction import CorrectionConfig
+from cfsx.correction import CorrectionConfig, correct_files
 from cfsx.detector import Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.evaluation import hold_out_indices
@@ -207,3 +207,24 @@ def _wrong_grid_dataset(folder):
         file.attrs.update(format="cfsx-dataset", format_version=1, kind="corrected", h_max=1.0)
         file["images"] = np.ones((2, 16, 16), np.float32)
     return folder / "wrong.h5"
+
+
+def test_interpret_and_evaluate_read_a_file_of_cfsx_correct(setup, tmp_path):
+    with h5py.File(setup / "unseen.h5") as file:
+        images = file["images"][:3]
+    for index, image in enumerate(images):
+        np.save(tmp_path / f"measured-{index}.npy", np.kron(image, np.ones((4, 4))) * 77.0)
+    config = load_config("correct", ["output.image_size=32", "bragg.enabled=false"], root=CorrectionConfig)
+    correct_files([str(tmp_path / "measured-*.npy")], tmp_path / "corrected.h5", config)
+    result = interpret(setup / "model.keras", [str(tmp_path / "corrected.h5")], tmp_path / "out",
+                       interpretation_config(**{"output.figures": False}), CorrectionConfig())  # fmt: skip
+    assert len(result.document["images"]) == 3 and result.document["images"][0]["truth"] is None
+    evaluated = runner.invoke(
+        app, ["evaluate", str(setup / "model.keras"), str(tmp_path / "corrected.h5"), "-o", str(tmp_path / "report"),
+              "--config", "train-demo", "--workers", "1"],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["samples"] == "unlabelled file" and metrics["images"]["count"] == 3
+    # Images corrected from clean simulated ones are explained by their decoded CNN encodings.
+    assert metrics["images"]["decoded CNN"]["image_r2"]["median"] > 0.3
