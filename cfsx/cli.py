@@ -523,16 +523,18 @@ def interpret(
 
 
 def _print_interpretation(document: dict) -> None:
+    from .interpretation import short_name
+
     refined = document["images"][0]["refinement"] is not None
     table = Table(title=f"CFS{document['model']['cfs']} interpretation: image R2 of the decoded images")
     columns = ["image", "final encoding"]
     if refined:
-        columns += ["CNN encoding", "objective from CNN", "from zero"]
+        columns += ["CNN encoding", "refinement from CNN", "from zero"]
     for column in columns:
         table.add_column(column, justify="right")
     for record in document["images"][:20]:
         r2 = record["decoded"]["image_r2"]
-        row = [Path(record["source"]).name, f"{r2['mean']:.3f} ± {r2['std']:.3f}"]
+        row = [short_name(record["source"]), f"{r2['mean']:.3f} ± {r2['std']:.3f}"]
         if refined:
             refinement = record["refinement"]
             before = refinement["cnn_decoded_image_r2"]
@@ -540,7 +542,7 @@ def _print_interpretation(document: dict) -> None:
             for start in ("from_cnn", "from_zero"):
                 stages = refinement.get(start)
                 row.append(
-                    f"{stages['start']['decoded_r2']:.3f} -> {stages['refined']['decoded_r2']:.3f}" if stages else "-"
+                    f"{stages['start']['decoded_r2']:.3f}->{stages['refined']['decoded_r2']:.3f}" if stages else "-"
                 )
         table.add_row(*row)
     Console().print(table)

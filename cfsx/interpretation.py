@@ -299,7 +299,7 @@ def interpret(
                 plots.interpretation_figure(
                     observed.images[index], decoded.lattices[index, 0], decoded.images[index, 0], final[index],
                     replicate_std[index], vectors, temporary / record_["figure"],
-                    title=f"{Path(observed.sources[index]).name}: image R2 {decoded.image_r2[index].mean():.3f}",
+                    title=f"{short_name(observed.sources[index])}: image R2 {decoded.image_r2[index].mean():.3f}",
                 )  # fmt: skip
                 if progress:
                     progress("figures", index + 1, len(final))
@@ -313,11 +313,16 @@ def interpret(
     return InterpretationResult(output_dir, document, document["seconds"])
 
 
-def _stem(source: str) -> str:
+def short_name(source: str) -> str:
+    """'dir/data.h5::/images[3]' -> 'data.h5[3]'; 'dir/plane.tif' -> 'plane.tif'."""
     path, _, inner = source.partition("::")
-    stem = Path(path).stem
-    if inner.startswith("/images["):
-        stem += "-" + inner[len("/images[") : -1]
+    name = Path(path).name
+    return name + inner[len("/images") :] if inner.startswith("/images[") else name
+
+
+def _stem(source: str) -> str:
+    name, _, index = short_name(source).partition("[")
+    stem = Path(name).stem + (f"-{index.rstrip(']')}" if index else "")
     return "".join(char if char.isalnum() or char in "-_." else "_" for char in stem)
 
 
