@@ -67,7 +67,16 @@ def _progress_bar():
         TimeRemainingColumn,
     )
 
-    return Progress(
+    class Bar(Progress):
+        """A progress display that vanishes on an error, so the error stays the one line printed."""
+
+        def __exit__(self, exc_type, exc, traceback) -> None:
+            if exc_type is not None:
+                for task_id in list(self.task_ids):
+                    self.remove_task(task_id)
+            super().__exit__(exc_type, exc, traceback)
+
+    return Bar(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

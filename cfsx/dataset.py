@@ -272,6 +272,19 @@ SHARD_ATTRS = ("shard_index", "shard_count", "sample_start", "sample_stop")
 BASE_ATTRS = ("format", "format_version", "cfsx_version", "created")
 
 
+def check_appendable(path: str | Path, attrs: dict[str, Any]) -> None:
+    """Refuse a growing dataset (a store) that exists and holds data of another kind, encoding or config."""
+    path = Path(path)
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise DataError(f"directory {path.parent} of the store does not exist")
+        return
+    with open_dataset(path) as file:
+        for key in ("kind", "cfs", "config"):
+            if str(file.attrs.get(key)) != str(attrs.get(key)):
+                raise DataError(f"{path} holds other data ({key} differs); record into another store")
+
+
 def append_samples(
     path: str | Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray], texts: dict[str, list[str]]
 ) -> int:
@@ -283,12 +296,9 @@ def append_samples(
     """
     path = Path(path)
     count = len(arrays["images"])
+    check_appendable(path, attrs)
     with atomic_path(path) as temporary:
         if path.exists():
-            with open_dataset(path) as file:
-                for key in ("kind", "cfs", "config"):
-                    if str(file.attrs.get(key)) != str(attrs.get(key)):
-                        raise DataError(f"{path} holds other data ({key} differs); record into another store")
             shutil.copyfile(path, temporary)
         with h5py.File(temporary, "a") as file:
             if not path.exists():

@@ -164,9 +164,9 @@ def read_observed(
         if progress:
             progress("read", number + 1, len(specs))
     stacked = np.concatenate(images)
-    bad = ~np.isfinite(stacked).all(axis=(1, 2)) | (stacked.mean(axis=(1, 2)) <= 0)
+    bad = ~np.isfinite(stacked).all(axis=(1, 2)) | (stacked.mean(axis=(1, 2)) <= 0) | (stacked.std(axis=(1, 2)) == 0)
     if bad.any():
-        raise DataError(f"image {sources[int(bad.argmax())]} has NaN, inf or no positive mean intensity")
+        raise DataError(f"image {sources[int(bad.argmax())]} has NaN, inf, no positive mean or no contrast at all")
     truth = np.concatenate(truths).astype(np.float64)
     return Observed(stacked, sources, np.concatenate(masks), None if np.isnan(truth).all() else truth)
 
@@ -261,6 +261,10 @@ def interpret(
     simulation = config_from_yaml_text(metadata["simulation_config"])
     vectors = np.asarray(metadata["vectors"])
     labels = vector_labels(vectors)
+    if record is not None:
+        from .dataset import check_appendable
+
+        check_appendable(record, store_attributes(metadata))
     observed = read_observed(inputs, metadata, correction, mask_file, progress)
     clock["read"] = time.perf_counter()
 
@@ -481,12 +485,6 @@ def record_store(path, metadata, observed: Observed, final: np.ndarray, decoded:
     from .dataset import append_samples
 
     first = (slice(None), 0)
-    attrs = {
-        "kind": "store",
-        "cfs": int(metadata["cfs"]),
-        "vectors": np.asarray(metadata["vectors"], dtype=np.int64),
-        "config": metadata["simulation_config"],
-    }
     arrays = {
         "images": observed.images / decoded.scale[first][:, None, None],
         "encodings/achieved": decoded.achieved[first],
@@ -496,4 +494,14 @@ def record_store(path, metadata, observed: Observed, final: np.ndarray, decoded:
         "lattices": decoded.lattices[first],
         "seeds": np.full(len(final), decoded.seeds[0], dtype=np.uint64),
     }
-    return append_samples(path, attrs, arrays, {"sources": observed.sources})
+    return append_samples(path, store_attributes(metadata), arrays, {"sources": observed.sources})
+
+
+def store_attributes(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The root attributes of a knowledge store for a model's interpretations."""
+    return {
+        "kind": "store",
+        "cfs": int(metadata["cfs"]),
+        "vectors": np.asarray(metadata["vectors"], dtype=np.int64),
+        "config": metadata["simulation_config"],
+    }

@@ -158,6 +158,13 @@ def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
     with h5py.File(store) as file, h5py.File(tmp_path / "out" / "results.h5") as results:
         np.testing.assert_allclose(file["encodings/achieved"][12:], results["decoded/achieved"][:, 0])
         assert file["sources"].asstr()[0].endswith("/images[0]")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as file:
+        file.attrs.update(format="cfsx-dataset", format_version=1, kind="store", cfs=3, config="x")
+        file["images"] = np.ones((1, 32, 32), np.float32)
+    refused = runner.invoke(app, ["interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o",
+                                  str(tmp_path / "refused"), "--record", str(other)])  # fmt: skip
+    assert refused.exit_code != 0 and "holds other data" in refused.output and not (tmp_path / "refused").exists()
     config = load_config("train-demo", root=TrainingConfig, **{"fit.epochs": 2})
     tuned = train([setup / "train.h5", store], tmp_path / "tuned.keras", config, init=setup / "model.keras")
     training = tuned.metadata["training"]
@@ -177,6 +184,7 @@ def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
         (lambda folder: _save(folder / "nan.npy", np.full((40, 40), np.nan)), "no valid pixel"),
         (lambda folder: _save(folder / "text.tif", b"not an image"), "cannot read"),
         (lambda folder: _wrong_grid_dataset(folder), "the model needs"),
+        (lambda folder: _save(folder / "flat.npy", np.ones((40, 40))), "no contrast"),
     ],
 )
 def test_bad_input_gives_one_clear_line(setup, tmp_path, make_input, message):
