@@ -48,8 +48,9 @@ def interpreted(setup):
 
 def test_unseen_encodings_are_recovered_and_decoded_near_the_intrinsic_floor(setup, interpreted):
     document = interpreted.document
-    # A test-sized model (240 samples, 12 epochs) reaches R2 of about 0.9 on unseen 32-point images.
-    assert document["summary"]["encoding"]["cnn"]["r2"] > 0.8
+    # A test-sized model (240 samples, 12 epochs) reached R2 0.991 on these 12 unseen images (measured once;
+    # the decoded CNN encodings scored median image R2 0.509 against an intrinsic floor of 0.545).
+    assert document["summary"]["encoding"]["cnn"]["r2"] > 0.95
     with h5py.File(setup / "unseen.h5") as file:
         observed, truth = file["images"][()], file["encodings/achieved"][()]
     with h5py.File(setup / "out" / "results.h5") as file:
