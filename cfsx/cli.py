@@ -482,7 +482,12 @@ def interpret(
     refine: Annotated[
         bool | None, typer.Option("--refine/--no-refine", help="Refine each encoding against its image.")
     ] = None,
-    replicates: Annotated[int | None, typer.Option(help="Decoded structures per image (decode.replicates).")] = None,
+    replicates: Annotated[
+        int | None, typer.Option(help="Decoded structures per image (decode.replicates); 0: the CNN only.")
+    ] = None,
+    figures: Annotated[
+        bool | None, typer.Option("--figures/--no-figures", help="One figure per image (output.figures).")
+    ] = None,
     record: Annotated[
         Path | None, typer.Option(help="Knowledge store (.h5) to append the interpreted images to.")
     ] = None,
@@ -508,7 +513,10 @@ def interpret(
         from .interpretation import interpret as run_interpretation
 
         resolved = load_config(
-            config, set_ or (), root=InterpretationConfig, **{"refine.enabled": refine, "decode.replicates": replicates}
+            config,
+            set_ or (),
+            root=InterpretationConfig,
+            **{"refine.enabled": refine, "decode.replicates": replicates, "output.figures": figures},
         )
         cleaning = _correction_config(correction, correct_set, origin, pixels_per_rlu, rotation, centre)
         if workers is not None and workers < 1:
@@ -542,8 +550,8 @@ def _print_interpretation(document: dict) -> None:
     for column in columns:
         table.add_column(column, justify="right")
     for record in document["images"][:20]:
-        r2 = record["decoded"]["image_r2"]
-        row = [short_name(record["source"]), f"{r2['mean']:.3f} ± {r2['std']:.3f}"]
+        r2 = record["decoded"]["image_r2"] if record["decoded"] else None
+        row = [short_name(record["source"]), f"{r2['mean']:.3f} ± {r2['std']:.3f}" if r2 else "not decoded"]
         if refined:
             refinement = record["refinement"]
             before = refinement["cnn_decoded_image_r2"]
@@ -558,7 +566,7 @@ def _print_interpretation(document: dict) -> None:
     if len(document["images"]) > 20:
         console.print(f"... and {len(document['images']) - 20} more images")
     first = document["images"][0]
-    sigma = first["uncertainty"]["replicates"]
+    sigma = first["uncertainty"]["replicates"] or first["uncertainty"]["transpose"]
     console.print(
         f"encoding of {first['source']}: "
         + ", ".join(f"{label} {value:+.3f}±{sigma[label]:.3f}" for label, value in first["encoding"].items()),

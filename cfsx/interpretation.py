@@ -29,7 +29,7 @@ from .config import _is_int, _require, config_from_yaml_text
 from .correction import CorrectionConfig
 from .dataset import FORMAT, atomic_directory
 from .encoding import named, transpose_permutation, vector_labels
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .metrics import image_mse, image_r2
 
 RESULTS_FORMAT = "cfsx-interpretation"
@@ -50,11 +50,11 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    replicates: int = 4  # decoded structures per image, each with its own seed
+    replicates: int = 4  # decoded structures per image, each with its own seed; 0: the CNN only
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require(_is_int(self.replicates) and self.replicates >= 1, "decode.replicates must be >= 1")
+        _require(_is_int(self.replicates) and self.replicates >= 0, "decode.replicates must be >= 0")
         _require(_is_int(self.seed) and self.seed >= 0, "decode.seed must be an integer >= 0")
 
 
@@ -89,6 +89,12 @@ class InterpretationConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.decode.replicates > 0 or not self.refine.enabled,
+            "refinement needs decoding: decode.replicates must be >= 1 with refine.enabled",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -264,6 +270,8 @@ def interpret(
     if record is not None:
         from .dataset import check_appendable
 
+        if config.decode.replicates == 0:
+            raise ConfigError("--record stores decoded structures: decode.replicates must be >= 1")
         check_appendable(record, store_attributes(metadata))
     observed = read_observed(inputs, metadata, correction, mask_file, progress)
     clock["read"] = time.perf_counter()
@@ -280,14 +288,16 @@ def interpret(
         refinements, final = _refine_all(observed.images, cnn, simulation, vectors, labels, config.refine, progress)
     clock["refine"] = time.perf_counter()
 
-    seeds = replicate_seeds(config.decode.seed, config.decode.replicates)
-    decoded = decode_replicates(simulation, final, observed.images, seeds, workers, progress)
-    before = decode_replicates(simulation, cnn, observed.images, seeds, workers) if refinements else None
-    # How far the decoded structures' own images move the CNN: the spread is a per-component uncertainty.
-    flat = decoded.images.reshape(-1, *decoded.images.shape[2:])
-    again = predict_encodings(model, flat, permutation, config.inference.batch_size)[0]
-    again = again.reshape(len(final), config.decode.replicates, -1)
-    replicate_std = again.std(axis=1, ddof=1) if config.decode.replicates > 1 else np.zeros_like(final)
+    decoded = before = replicate_std = None
+    if config.decode.replicates:
+        seeds = replicate_seeds(config.decode.seed, config.decode.replicates)
+        decoded = decode_replicates(simulation, final, observed.images, seeds, workers, progress)
+        before = decode_replicates(simulation, cnn, observed.images, seeds, workers) if refinements else None
+        # How far the decoded structures' own images move the CNN: the spread is a per-component uncertainty.
+        flat = decoded.images.reshape(-1, *decoded.images.shape[2:])
+        again = predict_encodings(model, flat, permutation, config.inference.batch_size)[0]
+        again = again.reshape(len(final), config.decode.replicates, -1)
+        replicate_std = again.std(axis=1, ddof=1) if config.decode.replicates > 1 else np.zeros_like(final)
     clock["decode"] = time.perf_counter()
 
     document = _document(model_path, metadata, config, observed, labels, cnn, final, transpose_difference,
@@ -300,10 +310,14 @@ def interpret(
             (temporary / "figures").mkdir()
             for index, record_ in enumerate(document["images"]):
                 record_["figure"] = f"figures/{index:04d}-{_stem(observed.sources[index])}.png"
+                title = short_name(observed.sources[index])
+                if decoded is not None:
+                    title += f": image R2 {decoded.image_r2[index].mean():.3f}"
                 plots.interpretation_figure(
-                    observed.images[index], decoded.lattices[index, 0], decoded.images[index, 0], final[index],
-                    replicate_std[index], vectors, temporary / record_["figure"],
-                    title=f"{short_name(observed.sources[index])}: image R2 {decoded.image_r2[index].mean():.3f}",
+                    observed.images[index], None if decoded is None else decoded.lattices[index, 0],
+                    None if decoded is None else decoded.images[index, 0], final[index],
+                    transpose_difference[index] if replicate_std is None else replicate_std[index], vectors,
+                    temporary / record_["figure"], title=title,
                 )  # fmt: skip
                 if progress:
                     progress("figures", index + 1, len(final))
@@ -376,7 +390,7 @@ def _spread(values: np.ndarray) -> dict[str, Any]:
 
 
 def _document(model_path, metadata, config, observed: Observed, labels, cnn, final, transpose_difference,
-              replicate_std, decoded: Decoded, before: Decoded | None, refinements) -> dict[str, Any]:  # fmt: skip
+              replicate_std, decoded: Decoded | None, before, refinements) -> dict[str, Any]:  # fmt: skip
     """The results.json document (schema: cfsx/results.schema.json)."""
     records = []
     for index, source in enumerate(observed.sources):
@@ -386,20 +400,22 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
             "encoding": named(labels, final[index]),
             "cnn_encoding": named(labels, cnn[index]),
             "uncertainty": {
-                "replicates": named(labels, replicate_std[index]),
+                "replicates": None if replicate_std is None else named(labels, replicate_std[index]),
                 "transpose": named(labels, transpose_difference[index]),
             },
-            "decoded": {
+            "decoded": None,
+            "truth": None,
+            "refinement": None,
+            "figure": None,
+        }
+        if decoded is not None:
+            record["decoded"] = {
                 "image_r2": _spread(decoded.image_r2[index]),
                 "image_mse": _spread(decoded.image_mse[index]),
                 "scale": _spread(decoded.scale[index]),
                 "achieved": named(labels, decoded.achieved[index, 0]),
                 "cycles": int(decoded.cycles[index, 0]),
-            },
-            "truth": None,
-            "refinement": None,
-            "figure": None,
-        }
+            }
         if observed.truth is not None and np.isfinite(observed.truth[index]).all():
             truth = observed.truth[index]
             record["truth"] = {
@@ -413,7 +429,7 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
                 "cnn_decoded_image_r2": _spread(before.image_r2[index]),
             }
         records.append(record)
-    r2 = decoded.image_r2.mean(axis=1)
+    r2 = decoded.image_r2.mean(axis=1) if decoded is not None else None
     document: dict[str, Any] = {
         "format": RESULTS_FORMAT,
         "format_version": RESULTS_FORMAT_VERSION,
@@ -429,11 +445,11 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
         },
         "labels": labels,
         "config": config.to_dict(),
-        "decode_seeds": [int(seed) for seed in decoded.seeds],
+        "decode_seeds": [] if decoded is None else [int(seed) for seed in decoded.seeds],
         "summary": {
             "images": len(records),
-            "image_r2_median": float(np.median(r2)),
-            "image_r2_mean": float(r2.mean()),
+            "image_r2_median": None if r2 is None else float(np.median(r2)),
+            "image_r2_mean": None if r2 is None else float(r2.mean()),
         },
         "images": records,
     }
@@ -448,7 +464,7 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
 
 
 def _write_arrays(path: Path, document, observed: Observed, cnn, final, transpose_difference, replicate_std,
-                  decoded: Decoded, refinements) -> None:  # fmt: skip
+                  decoded: Decoded | None, refinements) -> None:  # fmt: skip
     """results.h5: every array behind results.json."""
     import h5py
 
@@ -464,8 +480,10 @@ def _write_arrays(path: Path, document, observed: Observed, cnn, final, transpos
             file["truth"] = observed.truth.astype(np.float32)
         file["encodings/final"] = final.astype(np.float32)
         file["encodings/cnn"] = cnn.astype(np.float32)
-        file["uncertainty/replicates"] = replicate_std.astype(np.float32)
         file["uncertainty/transpose"] = transpose_difference.astype(np.float32)
+        if decoded is None:
+            return
+        file["uncertainty/replicates"] = replicate_std.astype(np.float32)
         for name in ("images", "lattices", "achieved", "interactions", "cycles", "seeds", "image_r2", "image_mse",
                      "scale"):  # fmt: skip
             file[f"decoded/{name}"] = getattr(decoded, name)

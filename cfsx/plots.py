@@ -180,17 +180,25 @@ def interpretation_figure(observed, lattice, simulated, encoding, uncertainty, v
     """The four panels of an interpretation: observed image, decoded structure, its simulated image
     (log10, on the observation's scale) and the encoding as an n x n matrix (origin cell marked)."""
     observed = np.asarray(observed, dtype=np.float64)
-    simulated = np.asarray(simulated, dtype=np.float64)
-    scale = float((observed * simulated).sum() / max((simulated * simulated).sum(), 1e-300))
-    shown = [np.log10(np.maximum(image, 1e-6)) for image in (observed, scale * simulated)]
+    shown = [np.log10(np.maximum(observed, 1e-6))]
+    if simulated is not None:  # on the observation's scale (least squares)
+        simulated = np.asarray(simulated, dtype=np.float64)
+        scale = float((observed * simulated).sum() / max((simulated * simulated).sum(), 1e-300))
+        shown.append(np.log10(np.maximum(scale * simulated, 1e-6)))
     low, high = np.percentile(np.concatenate([s.ravel() for s in shown]), [1, 99.5])
     figure, axes = plt.subplots(1, 4, figsize=(17, 4.2))
-    for axis, image, name in ((axes[0], shown[0], "observed (log10)"), (axes[2], shown[1], "decoded image (log10)")):
+    panels = list(zip((axes[0], axes[2]), shown, ("observed (log10)", "decoded image (log10)"), strict=False))
+    for axis, image, name in panels:
         picture = axis.imshow(image, origin="lower", cmap="viridis", vmin=low, vmax=high)
         axis.set(title=name, xlabel="k", ylabel="h", xticks=[], yticks=[])
-    figure.colorbar(picture, ax=axes[2], fraction=0.046)
-    axes[1].imshow(lattice, cmap="gray_r", interpolation="nearest", origin="lower")
-    axes[1].set(title=f"decoded structure {lattice.shape[0]} x {lattice.shape[1]}", xticks=[], yticks=[])
+    figure.colorbar(picture, ax=panels[-1][0], fraction=0.046)
+    if lattice is not None:
+        axes[1].imshow(lattice, cmap="gray_r", interpolation="nearest", origin="lower")
+        axes[1].set(title=f"decoded structure {lattice.shape[0]} x {lattice.shape[1]}", xticks=[], yticks=[])
+    if simulated is None:
+        for axis in axes[1:3]:
+            axis.text(0.5, 0.5, "not decoded\n(decode.replicates: 0)", ha="center", va="center")
+            axis.set_axis_off()
     matrix = encoding_matrix(encoding, vectors)
     errors = encoding_matrix(uncertainty, vectors)
     shown_matrix = matrix.copy()

@@ -237,3 +237,17 @@ def test_interpret_and_evaluate_read_a_file_of_cfsx_correct(setup, tmp_path):
     assert metrics["samples"] == "unlabelled file" and metrics["images"]["count"] == 3
     # Images corrected from clean simulated ones are explained by their decoded CNN encodings.
     assert metrics["images"]["decoded CNN"]["image_r2"]["median"] > 0.3
+
+
+def test_cnn_only_interpretation_skips_decoding(setup, tmp_path):
+    config = interpretation_config(**{"decode.replicates": 0})
+    result = interpret(setup / "model.keras", [str(setup / "unseen.h5")], tmp_path / "cnn", config, CorrectionConfig())
+    jsonschema.validate(result.document, json.loads(SCHEMA_PATH.read_text()))
+    record = result.document["images"][0]
+    assert record["decoded"] is None and record["uncertainty"]["replicates"] is None
+    assert (tmp_path / "cnn" / record["figure"]).exists()
+    with h5py.File(tmp_path / "cnn" / "results.h5") as file:
+        assert "decoded" not in file and file["encodings/cnn"].shape == (12, 3)
+    refused = runner.invoke(app, ["interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o",
+                                  str(tmp_path / "x"), "--replicates", "0", "--refine"])  # fmt: skip
+    assert refused.exit_code != 0 and "refinement needs decoding" in refused.output
