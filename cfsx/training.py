@@ -186,6 +186,7 @@ class ConcatenatedReader:
         parts = [
             reader.read(indices[(indices >= start) & (indices < stop)] - start)
             for reader, start, stop in zip(self.readers, self.offsets[:-1], self.offsets[1:], strict=True)
+            if ((indices >= start) & (indices < stop)).any()  # HDF5 refuses an empty selection
         ]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

@@ -251,3 +251,19 @@ def test_cnn_only_interpretation_skips_decoding(setup, tmp_path):
     refused = runner.invoke(app, ["interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o",
                                   str(tmp_path / "x"), "--replicates", "0", "--refine"])  # fmt: skip
     assert refused.exit_code != 0 and "refinement needs decoding" in refused.output
+
+
+def test_concatenated_reader_reads_across_files_from_memory_and_from_disk(setup, tmp_path):
+    from cfsx.training import open_reader, summarise_datasets
+
+    summary = summarise_datasets([setup / "unseen.h5", setup / "train.h5"])
+    with h5py.File(setup / "unseen.h5") as one, h5py.File(setup / "train.h5") as two:
+        images = np.concatenate([one["images"][()], two["images"][()]])
+        labels = np.concatenate([one["encodings/achieved"][()], two["encodings/achieved"][()]])
+    wanted = np.array([0, 5, 11, 12, 100, 251])
+    for memory_limit_mb in (1024, 0):  # 0: streamed from the files
+        with open_reader(summary, memory_limit_mb) as reader:
+            got_images, got_labels = reader.read(wanted)
+            np.testing.assert_array_equal(got_images, images[wanted])
+            np.testing.assert_array_equal(got_labels, labels[wanted])
+            np.testing.assert_array_equal(reader.read(np.array([20, 30]))[1], labels[[20, 30]])
