@@ -5,7 +5,8 @@ Steps, in this order, each switchable in ``configs/correct.yaml``:
 2. find Bragg peaks and mask them: sharp, strong outliers above a local median (the default), a
    white top-hat with a disk, or (with a calibration) disks around every integer h, k;
 3. resample to the training window h, k in [-h_max, h_max) on M x M points by AREA AVERAGING the
-   valid detector pixels whose centres fall in each output cell (not point sampling);
+   valid detector pixels whose centres fall in each output cell (not point sampling); a cell with no
+   pixel centre inside (pixels larger than cells) takes the valid pixel under its centre;
 4. reconstruct cells without data: from the Friedel partner (-h, -k) and optional mirrors where
    those were measured, then biharmonic inpainting for the rest;
 5. optional background: subtract a percentile, divide by a fitted falloff exp(-B (h^2 + k^2));
@@ -240,6 +241,32 @@ def pixel_coordinates(
     return h, k
 
 
+def pixel_of(h: np.ndarray, k: np.ndarray, shape: tuple[int, int], geometry: GeometryConfig, h_max: float,
+             image_size: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The (fractional) pixel row and column at (h, k): the inverse of pixel_coordinates."""
+    if not geometry.calibrated:
+        window, half_cell = 2 * h_max, h_max / image_size
+        return (h + h_max + half_cell) * shape[0] / window - 0.5, (k + h_max + half_cell) * shape[1] / window - 0.5
+    h, k = h + geometry.centre[0], k + geometry.centre[1]
+    angle = math.radians(geometry.rotation)
+    u, v = math.cos(angle) * h + math.sin(angle) * k, -math.sin(angle) * h + math.cos(angle) * k
+    return geometry.origin[0] + u * geometry.pixels_per_rlu[0], geometry.origin[1] + v * geometry.pixels_per_rlu[1]
+
+
+def _pixel_under_cells(image, invalid, missing, geometry: GeometryConfig, h_max: float, image_size: int):
+    """Cells without a pixel centre inside (pixels larger than cells) that lie on a valid pixel: that
+    pixel's value. Returns the mask of such cells and their values."""
+    from .engine import reciprocal_grid
+
+    grid = reciprocal_grid(image_size, h_max)
+    h, k = np.meshgrid(grid, grid, indexing="ij")
+    rows, columns = (np.rint(x).astype(np.int64) for x in pixel_of(h, k, image.shape, geometry, h_max, image_size))
+    inside = (rows >= 0) & (rows < image.shape[0]) & (columns >= 0) & (columns < image.shape[1])
+    rows, columns = np.where(inside, rows, 0), np.where(inside, columns, 0)
+    covered = missing & inside & ~invalid[rows, columns]
+    return covered, image[rows[covered], columns[covered]]
+
+
 def bragg_peaks(image: np.ndarray, invalid: np.ndarray, config: BraggConfig, h: np.ndarray, k: np.ndarray):
     """Boolean mask of Bragg-peak pixels and a record of what was found."""
     from scipy import ndimage
@@ -402,10 +429,14 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference) ->
         provenance.append({"step": "bragg", **dataclasses.asdict(config.bragg), **found})
     resampled, count = area_average(image, invalid, h, k, out.image_size, out.h_max)
     missing = count == 0
+    covered = _pixel_under_cells(image, invalid, missing, config.geometry, out.h_max, out.image_size)
+    resampled[covered[0]] = covered[1]
+    missing[covered[0]] = False
     provenance.append(
         {"step": "resample", "method": "area average", "image_size": out.image_size, "h_max": out.h_max,
          "geometry": dataclasses.asdict(config.geometry), "empty_cells": int(missing.sum()),
-         "median_pixels_per_cell": float(np.median(count[~missing])) if (~missing).any() else 0.0}
+         "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
+         "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any() else 0.0}
     )  # fmt: skip
     measured = 1.0 - missing.mean()
     if missing.all() or measured < out.min_measured:

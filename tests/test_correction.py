@@ -24,6 +24,7 @@ from cfsx.correction import (
     expand_inputs,
     invalid_pixels,
     pixel_coordinates,
+    pixel_of,
     read_image,
     symmetry_fill,
 )
@@ -347,3 +348,26 @@ def test_an_image_that_barely_covers_the_window_is_refused():
                       root=CorrectionConfig)  # fmt: skip
     with pytest.raises(DataError, match="% of the window"):
         correct_image(raw, far)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["geometry.origin=[10.5, -3]", "geometry.pixels_per_rlu=[17, 23]", "geometry.rotation=30",
+          "geometry.centre=[2, -1]"]],
+)  # fmt: skip
+def test_pixel_of_inverts_pixel_coordinates(overrides):
+    geometry = load_config("correct", overrides, root=CorrectionConfig).geometry
+    h, k = pixel_coordinates((40, 50), geometry, 1.0, 64)
+    rows, columns = pixel_of(h, k, (40, 50), geometry, 1.0, 64)
+    expected_rows, expected_columns = np.meshgrid(np.arange(40.0), np.arange(50.0), indexing="ij")
+    np.testing.assert_allclose(rows, expected_rows, atol=1e-9)
+    np.testing.assert_allclose(columns, expected_columns, atol=1e-9)
+
+
+def test_an_image_coarser_than_the_grid_is_resampled_without_inpainting():
+    # 32 x 32 distinct pixels over the 64 x 64 window: each pixel covers 2 x 2 cells, none of them empty.
+    image = np.arange(1.0, 32 * 32 + 1).reshape(32, 32)
+    corrected = correct_image(image, plain_config())
+    assert (corrected.mask == 0).all()
+    relative = corrected.image / corrected.image.mean()
+    np.testing.assert_allclose(relative, np.kron(image, np.ones((2, 2))) / image.mean(), rtol=1e-6)
