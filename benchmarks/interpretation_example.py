@@ -101,6 +101,13 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
         for i, label in enumerate(labels)
     ]
     detail = markdown_table(("component", "truth", "CNN ± replicate spread", "refined"), first)
+    errors = np.abs(cnn - truth)
+    coverage = (
+        f"Is the replicate spread an honest error bar? Over the {errors.size} component values, "
+        f"{100 * np.mean(errors <= sigma):.0f} % of the CNN's errors lie within 1 sigma and "
+        f"{100 * np.mean(errors <= 2 * sigma):.0f} % within 2 sigma (68 % and 95 % for a Gaussian error); the "
+        f"correlation between error and sigma is {np.corrcoef(errors.ravel(), sigma.ravel())[0, 1]:.2f}."
+    )
     return (
         f"{machine_line('make interpretation-example')} {count} CFS4 structures never seen in training, rendered "
         f"as 512 x 512 detector images with {', '.join(CORRUPTIONS)} (3 counts per pixel); `cfsx interpret "
@@ -109,7 +116,7 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
         f"Decoded image (first replicate, CNN or refined encoding) against the CLEAN simulated image: mean R2 "
         f"{against_clean(decoded):.3f}. Observation against the clean image after correction: mean R2 "
         f"{against_clean(observed):.3f}."
-        f"\n\nImage 0 component by component:\n\n{detail}\n"
+        f" {coverage}\n\nImage 0 component by component:\n\n{detail}\n"
     )
 
 
