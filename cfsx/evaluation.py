@@ -110,7 +110,9 @@ def evaluate(
     same_data = indices is not None
     if indices is None:
         indices = np.arange(data.samples)
-    elif len(indices) == 0 or indices.max() >= data.samples:
+    elif len(indices) == 0:
+        raise DataError(f"{model_path} was trained on {data_path} and none of its hold-out samples are in it")
+    elif indices.max() >= data.samples:
         raise DataError(f"the hold-out recorded in {model_path} does not fit {data_path}")
     started = time.perf_counter()
     with atomic_directory(report_dir, "metrics.json") as temporary:
