@@ -31,7 +31,7 @@ demo: $(STAMP)
 	@mkdir -p $(DEMO)/figures
 	$(BIN)/cfsx simulate demo -o $(DEMO)/unseen.h5 --samples 4 --seed 7
 	@if [ -f "$(REALDATA)" ]; then set -x; \
-		$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --reference $(DEMO)/demo.h5 \
+		$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --set mask.edge=2 --reference $(DEMO)/demo.h5 \
 			--figure $(DEMO)/figures && \
 		$(BIN)/cfsx interpret $(DEMO)/demo.keras $(DEMO)/unseen.h5 $(DEMO)/zro2.h5 -o $(DEMO)/interpretation --refine; \
 	else \
@@ -55,7 +55,7 @@ validate-correct: $(STAMP)
 	$(BIN)/python benchmarks/validate_correction.py --images 12 --output docs/correction.md --figures docs/correction
 	@mkdir -p $(DEMO)
 	@if [ -f "$(REALDATA)" ]; then set -x; \
-		$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --figure docs/correction; \
+		$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --set mask.edge=2 --figure docs/correction; \
 	else echo "$(REALDATA) not found: the real plane is left out"; fi
 
 # docs/interpretation.md: cfsx interpret on synthetic detector images and on the real ZrO2 plane. About

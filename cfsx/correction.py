@@ -35,8 +35,10 @@ class MaskConfig:
     negative: bool = True  # values < 0: the usual flag of detector gaps and dead pixels
     saturated: float | None = None  # values >= this are masked
     values: list[float] = field(default_factory=list)  # exact values to mask (for example a gap marker)
+    edge: int = 0  # also mask valid pixels within this many pixels of a masked one (partly covered edge bins)
 
     def __post_init__(self) -> None:
+        _require(_is_int(self.edge) and self.edge >= 0, "mask.edge must be an integer >= 0")
         _require(isinstance(self.nonpositive, bool), "mask.nonpositive must be true or false")
         _require(isinstance(self.negative, bool), "mask.negative must be true or false")
         _require(self.saturated is None or _is_number(self.saturated), "mask.saturated must be a number or null")
@@ -213,6 +215,10 @@ def invalid_pixels(image: np.ndarray, config: MaskConfig, extra: np.ndarray | No
         if extra.shape != image.shape:
             raise DataError(f"mask of shape {extra.shape} does not fit the image {image.shape}")
         invalid |= extra.astype(bool)
+    if config.edge and invalid.any():
+        from scipy import ndimage
+
+        invalid = ndimage.binary_dilation(invalid, iterations=config.edge)
     return invalid
 
 

@@ -371,3 +371,11 @@ def test_an_image_coarser_than_the_grid_is_resampled_without_inpainting():
     assert (corrected.mask == 0).all()
     relative = corrected.image / corrected.image.mean()
     np.testing.assert_allclose(relative, np.kron(image, np.ones((2, 2))) / image.mean(), rtol=1e-6)
+
+
+def test_edge_masks_the_pixels_next_to_masked_ones():
+    image = np.ones((7, 7))
+    image[3, 3] = 0.0
+    rules = load_config("correct", ["mask.edge=1"], root=CorrectionConfig).mask
+    assert invalid_pixels(image, rules).sum() == 5  # the pixel and its four neighbours
+    assert invalid_pixels(image, load_config("correct", root=CorrectionConfig).mask).sum() == 1
