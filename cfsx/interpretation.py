@@ -308,8 +308,8 @@ def interpret(
             from . import plots
 
             (temporary / "figures").mkdir()
-            for index, record_ in enumerate(document["images"]):
-                record_["figure"] = f"figures/{index:04d}-{_stem(observed.sources[index])}.png"
+            for index, entry in enumerate(document["images"]):
+                entry["figure"] = f"figures/{index:04d}-{_stem(observed.sources[index])}.png"
                 title = short_name(observed.sources[index])
                 if decoded is not None:
                     title += f": image R2 {decoded.image_r2[index].mean():.3f}"
@@ -317,7 +317,7 @@ def interpret(
                     observed.images[index], None if decoded is None else decoded.lattices[index, 0],
                     None if decoded is None else decoded.images[index, 0], final[index],
                     transpose_difference[index] if replicate_std is None else replicate_std[index], vectors,
-                    temporary / record_["figure"], title=title,
+                    temporary / entry["figure"], title=title,
                 )  # fmt: skip
                 if progress:
                     progress("figures", index + 1, len(final))
