@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from report import replace_block
+from report import markdown_table, replace_block
 
 DATASETS = {  # name: (config, samples, overrides)
     "cfs2": ("cfs2", 5000, []),
@@ -141,23 +141,22 @@ def write_report(work: Path, docs: Path, times: dict[str, float]) -> None:
         "",
         "## Encodings on the hold-out",
         "",
-        "| D | arch | samples | seed MSE | seed R2 | cfsx MSE | cfsx R2 | cfsx mean residual | classical R2 "
-        "| best epoch |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for model, data, architecture, dimension, seed_mse, seed_r2 in RUNS:
         metrics = json.loads((work / f"{model}-report" / "metrics.json").read_text())
         cnn, classical = metrics["cnn"], metrics["classical"]
         samples = DATASETS[data][1]
-        seed_cells = f"{seed_mse:.1e} | {seed_r2:.3f}" if seed_mse else "- | -"
+        seed_cells = (f"{seed_mse:.1e}", f"{seed_r2:.3f}") if seed_mse else ("-", "-")
         label = f"{samples} ({data})" if data in ("cfs4-hires", "cfs4-all") else str(samples)
-        lines.append(
-            f"| {dimension} | {architecture} | {label} | {seed_cells} | {cnn['mse']:.1e} | {cnn['r2']:.4f} | "
-            f"{cnn['mean_residual']:+.1e} | {classical['r2']:.4f} | {metrics['training']['best_epoch']} |"
-        )
+        scores = (f"{cnn['mse']:.1e}", f"{cnn['r2']:.4f}", f"{cnn['mean_residual']:+.1e}", f"{classical['r2']:.4f}")
+        rows.append((str(dimension), architecture, label, *seed_cells, *scores, str(metrics["training"]["best_epoch"])))
         for figure in ("parity.png", "residuals.png", "training.png"):
             shutil.copy(work / f"{model}-report" / figure, figures / f"{model}-{figure}")
+    header = ("D", "arch", "samples", "seed MSE", "seed R2", "cfsx MSE", "cfsx R2", "cfsx mean residual",
+              "classical R2", "best epoch")  # fmt: skip
     lines += [
+        markdown_table(header, rows),
         "",
         "## What the images can tell: lot sampling",
         "",
@@ -165,17 +164,15 @@ def write_report(work: Path, docs: Path, times: dict[str, float]) -> None:
         "the whole periodic lattice), on the first 300 hold-out samples, each re-simulated from its seed "
         "(and checked to reproduce its label exactly). No method that reads the image can beat this by much.",
         "",
-        "| data | lots | lots' own alpha: R2 | MSE | CNN R2 | classical R2 |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for data, model in (("cfs4", "cfs4-small"), ("cfs4-hires", "cfs4-hires-small")):
         ceiling = lot_sampling_ceiling(work / f"{data}.h5", work / f"{model}.keras")
         metrics = json.loads((work / f"{model}-report" / "metrics.json").read_text())
         lots = "8 of 25x25 on 50x50" if data == "cfs4" else "64 of 48x48 on 96x96"
-        lines.append(
-            f"| {data} | {lots} | {ceiling['r2']:.4f} | {ceiling['mse']:.1e} | {metrics['cnn']['r2']:.4f} | "
-            f"{metrics['classical']['r2']:.4f} |"
-        )
+        rows.append((data, lots, f"{ceiling['r2']:.4f}", f"{ceiling['mse']:.1e}", f"{metrics['cnn']['r2']:.4f}",
+                     f"{metrics['classical']['r2']:.4f}"))  # fmt: skip
+    lines.append(markdown_table(("data", "lots", "lots' own alpha: R2", "MSE", "CNN R2", "classical R2"), rows))
     decoded = json.loads((work / "cfs4-small-report" / "metrics.json").read_text())["images"]
     lines += [
         "",
@@ -184,15 +181,16 @@ def write_report(work: Path, docs: Path, times: dict[str, float]) -> None:
         f"{decoded['count']} images. Image R2 and MSE of the decoded image against the input image (median over "
         "images; intensities per site). The floor is the same comparison for the true encoding re-simulated.",
         "",
-        "| encoding from | seed image R2 | seed image MSE | cfsx image R2 (median) | cfsx image MSE (median) |",
-        "| --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for name, scores in decoded.items():
         if name == "count":
             continue
         dimension = 3 if "CFS2" in name else 8 if "CFS3" in name else 15 if name == "decoded CNN" else None
-        seed = f"{SEED_DECODED[dimension][0]:.3f} | {SEED_DECODED[dimension][1]:.3f}" if dimension else "- | -"
-        lines.append(f"| {name} | {seed} | {scores['image_r2']['median']:.3f} | {scores['image_mse']['median']:.2e} |")
+        seed = (f"{SEED_DECODED[dimension][0]:.3f}", f"{SEED_DECODED[dimension][1]:.3f}") if dimension else ("-", "-")
+        rows.append((name, *seed, f"{scores['image_r2']['median']:.3f}", f"{scores['image_mse']['median']:.2e}"))
+    header = ("encoding from", "seed image R2", "seed image MSE", "cfsx image R2 (median)", "cfsx image MSE (median)")
+    lines.append(markdown_table(header, rows))
     corrupted = json.loads((work / "cfs4-small-corrupted-report" / "metrics.json").read_text())["corrupted"]
     lines += [
         "",
@@ -202,10 +200,13 @@ def write_report(work: Path, docs: Path, times: dict[str, float]) -> None:
         f"{', '.join(corrupted['corruptions'])} ({corrupted['flux']:g} counts per pixel), corrected by cfsx correct "
         "(`cfsx evaluate --corrupt 3`):",
         "",
-        "| method | R2 | MSE |",
-        "| --- | --- | --- |",
-        f"| CNN | {corrupted['cnn']['r2']:.4f} | {corrupted['cnn']['mse']:.1e} |",
-        f"| Warren-Cowley least squares | {corrupted['classical']['r2']:.4f} | {corrupted['classical']['mse']:.1e} |",
+        markdown_table(
+            ("method", "R2", "MSE"),
+            [
+                (name, f"{corrupted[key]['r2']:.4f}", f"{corrupted[key]['mse']:.1e}")
+                for name, key in (("CNN", "cnn"), ("Warren-Cowley least squares", "classical"))
+            ],
+        ),  # fmt: skip
     ]
     for figure in ("image-r2.png", "images.png"):
         shutil.copy(work / "cfs4-small-report" / figure, figures / f"cfs4-small-{figure}")
@@ -217,9 +218,7 @@ def write_report(work: Path, docs: Path, times: dict[str, float]) -> None:
         "",
         "## Run times (this machine)",
         "",
-        "| step | seconds |",
-        "| --- | --- |",
-        *(f"| {key} | {value:.0f} |" for key, value in times.items()),
+        markdown_table(("step", "seconds"), [(key, f"{value:.0f}") for key, value in times.items()]),
         "",
         "## Figures",
         "",

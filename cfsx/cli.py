@@ -336,24 +336,20 @@ def evaluate(
 ) -> None:
     """Score a model: encoding metrics, classical inversion, intrinsic error and decoded images."""
     with _reported_errors():
-        import os
-
         from .evaluation import evaluate as run_evaluation
+        from .simulate import worker_count
 
         resolved = _training_config(
             config, set_, **{"evaluation.resimulated": resimulated, "evaluation.corrupted_flux": corrupt}
         )
-        if workers is not None and workers < 1:
-            from .errors import ConfigError
-
-            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        processes = worker_count(workers)
         result = run_evaluation(
             model,
             data,
             output,
             resolved,
             compare=list(compare or ()),
-            workers=workers or os.cpu_count() or 1,
+            workers=processes,
             progress=lambda message: console.print(message, highlight=False),
         )
         metrics = result.metrics
@@ -505,12 +501,10 @@ def interpret(
 ) -> None:
     """Interpret images: encoding, decoded structure and image, metrics, uncertainty, optional refinement."""
     with _reported_errors():
-        import os
-
         from .config import load_config
-        from .errors import ConfigError
         from .interpretation import InterpretationConfig
         from .interpretation import interpret as run_interpretation
+        from .simulate import worker_count
 
         resolved = load_config(
             config,
@@ -519,8 +513,7 @@ def interpret(
             **{"refine.enabled": refine, "decode.replicates": replicates, "output.figures": figures},
         )
         cleaning = _correction_config(correction, correct_set, origin, pixels_per_rlu, rotation, centre)
-        if workers is not None and workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        processes = worker_count(workers)
         with _progress_bar() as bar:
             tasks: dict[str, int] = {}
 
@@ -531,7 +524,7 @@ def interpret(
 
             result = run_interpretation(
                 model, images, output, resolved, cleaning, mask_file=mask, record=record,
-                workers=workers or os.cpu_count() or 1, progress=progress,
+                workers=processes, progress=progress,
             )  # fmt: skip
         _print_interpretation(result.document)
         console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)")

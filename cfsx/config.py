@@ -32,6 +32,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class Sections:
+    """Base of a whole config, a dataclass of section dataclasses: serialises to the YAML it is read from."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
 @dataclass(frozen=True)
 class EncodingConfig:
     cfs: int = 4  # CFS-n: D = n*n - 1 correlation components
@@ -190,7 +200,7 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Sections):
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     lattice: LatticeConfig = field(default_factory=LatticeConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
@@ -211,12 +221,6 @@ class SimulationConfig:
             f"which do not fit a {n} x {n} periodic lattice",
         )
         self.targets.bounds(self.encoding.cfs**2 - 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 @dataclass(frozen=True)
@@ -310,13 +314,10 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
+class TrainingConfig(Sections):
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _section_classes(root: type) -> dict[str, type]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import _is_int, _is_number, _require
+from .config import Sections, _is_int, _is_number, _require
 from .errors import DataError
 
 
@@ -157,7 +157,7 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
-class CorrectionConfig:
+class CorrectionConfig(Sections):
     mask: MaskConfig = field(default_factory=MaskConfig)
     bragg: BraggConfig = field(default_factory=BraggConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
@@ -171,9 +171,6 @@ class CorrectionConfig:
             not (self.bragg.enabled and self.bragg.method == "lattice" and not self.geometry.calibrated),
             "bragg.method lattice needs a calibration (geometry.origin and geometry.pixels_per_rlu)",
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # Mask codes of a corrected image.
@@ -589,6 +586,17 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return specs
 
 
+def correct_file(
+    spec: str, config: CorrectionConfig, extra_mask: np.ndarray | None = None, reference: np.ndarray | None = None
+) -> tuple[np.ndarray, Corrected]:
+    """Read one image and correct it; a file's own r.l.u. axes calibrate it when the config has no calibration.
+    Returns the raw image and the corrected one, whose provenance starts with what was read."""
+    raw, info = read_image(spec)
+    corrected = correct_image(raw, calibrate_from_file(config, raw.shape, info), extra_mask, reference)
+    corrected.provenance.insert(0, {"step": "read", **info})
+    return raw, corrected
+
+
 def reference_images(path, limit: int = 2000) -> np.ndarray:
     """Up to ``limit`` images of a training dataset, evenly spread, for histogram matching."""
     from .dataset import open_dataset
@@ -614,7 +622,6 @@ def correct_files(
     from pathlib import Path
 
     import h5py
-    import yaml
 
     from . import __version__
     from .dataset import FORMAT, FORMAT_VERSION, atomic_path
@@ -626,9 +633,7 @@ def correct_files(
         raise DataError(f"figure directory {figure_dir} does not exist")
     results, sources = [], []
     for number, spec in enumerate(specs):
-        raw, info = read_image(spec)
-        corrected = correct_image(raw, calibrate_from_file(config, raw.shape, info), extra_mask, reference_set)
-        corrected.provenance.insert(0, {"step": "read", **info})
+        raw, corrected = correct_file(spec, config, extra_mask, reference_set)
         results.append(corrected)
         sources.append(spec)
         if figure_dir is not None:
@@ -643,7 +648,7 @@ def correct_files(
         file.attrs.update(
             format=FORMAT, format_version=FORMAT_VERSION, kind="corrected", cfsx_version=__version__,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            config=yaml.safe_dump(config.to_dict(), sort_keys=False), image_size=size, h_max=config.output.h_max,
+            config=config.to_yaml(), image_size=size, h_max=config.output.h_max,
         )  # fmt: skip
         options = {"chunks": (1, size, size), "compression": "gzip", "shuffle": True}
         file.create_dataset("images", data=np.stack([r.image for r in results]), **options)

@@ -25,12 +25,13 @@ import numpy as np
 import yaml
 
 from . import __version__
-from .config import _is_int, _require, config_from_yaml_text
+from .config import Sections, _is_int, _require, config_from_yaml_text
 from .correction import CorrectionConfig
 from .dataset import FORMAT, atomic_directory
 from .encoding import named, transpose_permutation, vector_labels
 from .errors import ConfigError, DataError
-from .metrics import image_mse, image_r2
+from .metrics import image_mse, scaled_image_r2
+from .simulate import decode, sample_seeds
 
 RESULTS_FORMAT = "cfsx-interpretation"
 RESULTS_FORMAT_VERSION = 1
@@ -84,7 +85,7 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
-class InterpretationConfig:
+class InterpretationConfig(Sections):
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
@@ -95,9 +96,6 @@ class InterpretationConfig:
             self.decode.replicates > 0 or not self.refine.enabled,
             "refinement needs decoding: decode.replicates must be >= 1 with refine.enabled",
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -131,7 +129,7 @@ def read_observed(
     progress: Progress | None = None,
 ) -> Observed:
     """Images from cfsx .h5 files (simulate or correct) as they are; raw images corrected onto the model's grid."""
-    from .correction import calibrate_from_file, correct_image, expand_inputs, read_image
+    from .correction import correct_file, expand_inputs, read_image
     from .dataset import open_dataset
 
     size, h_max = int(metadata["image_size"]), float(metadata["h_max"])
@@ -161,8 +159,7 @@ def read_observed(
             masks.append(file_masks)
             truths.append(labels if same_encoding else np.full((len(block), len(metadata["vectors"])), np.nan))
         else:
-            raw, info = read_image(spec)
-            corrected = correct_image(raw, calibrate_from_file(correction, raw.shape, info), extra_mask)
+            corrected = correct_file(spec, correction, extra_mask)[1]
             images.append(corrected.image[None].astype(np.float64))
             sources.append(spec)
             masks.append(corrected.mask[None])
@@ -206,16 +203,12 @@ class Decoded:
 def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, seeds: list[int], workers: int,
                       progress: Progress | None = None) -> Decoded:  # fmt: skip
     """Decode every encoding once per seed (the same seeds for every image) and score each replicate."""
-    from .simulate import decode
-
     count, replicates = len(encodings), len(seeds)
     report = (lambda done, total: progress("decode", done, total)) if progress else None
     out = decode(simulation, np.repeat(encodings, replicates, axis=0), 0, workers, report, seeds * count)
     images = out["images"].astype(np.float64)
     repeated = np.repeat(observed, replicates, axis=0)
-    power = (images * images).sum(axis=(1, 2))
-    scale = (repeated * images).sum(axis=(1, 2)) / np.where(power > 0, power, 1.0)
-    scaled = images * scale[:, None, None]
+    r2, scale = scaled_image_r2(repeated, images)
     mse = image_mse(repeated / np.where(scale > 0, scale, np.nan)[:, None, None], images)
 
     def shaped(array: np.ndarray) -> np.ndarray:
@@ -228,16 +221,10 @@ def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, s
         interactions=shaped(out["interactions"]),
         cycles=shaped(out["cycles"]),
         seeds=np.asarray(seeds, dtype=np.uint64),
-        image_r2=shaped(image_r2(repeated, scaled)),
+        image_r2=shaped(r2),
         image_mse=shaped(mse),
         scale=shaped(scale),
     )
-
-
-def replicate_seeds(master_seed: int, count: int) -> list[int]:
-    from .simulate import sample_seed
-
-    return [sample_seed(master_seed, i) for i in range(count)]
 
 
 @dataclass
@@ -290,7 +277,7 @@ def interpret(
 
     decoded = before = replicate_std = None
     if config.decode.replicates:
-        seeds = replicate_seeds(config.decode.seed, config.decode.replicates)
+        seeds = sample_seeds(config.decode.seed, config.decode.replicates)
         decoded = decode_replicates(simulation, final, observed.images, seeds, workers, progress)
         before = decode_replicates(simulation, cnn, observed.images, seeds, workers) if refinements else None
         # How far the decoded structures' own images move the CNN: the spread is a per-component uncertainty.
@@ -354,14 +341,13 @@ def _durations(clock: dict[str, float]) -> dict[str, float]:
 def _refine_all(images, cnn, simulation, vectors, labels, settings: RefineConfig, progress):
     """Refine every image's encoding from the CNN's start (and from zero); returns records and encodings."""
     from .refinement import ExpectedIntensity, refine
-    from .simulate import decode
 
     diffraction = simulation.diffraction
     expected = ExpectedIntensity(
         vectors, diffraction.image_size, diffraction.h_max, diffraction.lot_size, simulation.lattice.concentration
     )
     low, high = (np.asarray(bound) for bound in simulation.targets.bounds(len(vectors)))
-    seeds = replicate_seeds(settings.seed, settings.seeds)
+    seeds = sample_seeds(settings.seed, settings.seeds)
 
     def decode_images(encoding: np.ndarray) -> np.ndarray:
         return decode(simulation, np.repeat(encoding[None], len(seeds), axis=0), 0, seeds=seeds)["images"]

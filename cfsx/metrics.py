@@ -68,6 +68,18 @@ def image_r2(reference: np.ndarray, images: np.ndarray) -> np.ndarray:
     return 1.0 - residual / np.where(total > 0, total, np.nan)
 
 
+def scaled_image_r2(reference: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image R2 of ``reference`` against ``scale * images``, with the least-squares scale of each
+    image, and that scale: for observations in arbitrary units (both (S, M, M) or (M, M))."""
+    reference = np.asarray(reference, dtype=np.float64)
+    images = np.asarray(images, dtype=np.float64)
+    if reference.shape != images.shape or reference.ndim not in (2, 3):
+        raise DataError(f"image shapes differ: {reference.shape} and {images.shape}")
+    power = (images * images).sum(axis=(-2, -1))
+    scale = (reference * images).sum(axis=(-2, -1)) / np.where(power > 0, power, 1.0)
+    return image_r2(reference, images * scale[..., None, None]), scale
+
+
 def image_mse(reference: np.ndarray, images: np.ndarray) -> np.ndarray:
     """Per-image mean squared difference."""
     reference = np.asarray(reference, dtype=np.float64)

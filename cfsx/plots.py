@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .dataset import atomic_path  # noqa: E402
+from .metrics import scaled_image_r2  # noqa: E402
 
 
 def _save(figure, path: str | Path) -> Path:
@@ -182,9 +183,8 @@ def interpretation_figure(observed, lattice, simulated, encoding, uncertainty, v
     observed = np.asarray(observed, dtype=np.float64)
     shown = [np.log10(np.maximum(observed, 1e-6))]
     if simulated is not None:  # on the observation's scale (least squares)
-        simulated = np.asarray(simulated, dtype=np.float64)
-        scale = float((observed * simulated).sum() / max((simulated * simulated).sum(), 1e-300))
-        shown.append(np.log10(np.maximum(scale * simulated, 1e-6)))
+        scale = scaled_image_r2(observed, simulated)[1]
+        shown.append(np.log10(np.maximum(scale * np.asarray(simulated, dtype=np.float64), 1e-6)))
     low, high = np.percentile(np.concatenate([s.ravel() for s in shown]), [1, 99.5])
     figure, axes = plt.subplots(1, 4, figsize=(17, 4.2))
     panels = list(zip((axes[0], axes[2]), shown, ("observed (log10)", "decoded image (log10)"), strict=False))

@@ -22,19 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .inversion import cosine_design
+from .metrics import scaled_image_r2
 
 DecodeImages = Callable[[np.ndarray], np.ndarray]  # encoding (D,) -> decoded images (seeds, M, M)
 
 
 def scaled_r2(observed: np.ndarray, model: np.ndarray) -> tuple[float, float]:
     """R2 of ``observed`` against ``scale * model`` with the least-squares scale, and that scale."""
-    observed = np.asarray(observed, dtype=np.float64).ravel()
-    model = np.asarray(model, dtype=np.float64).ravel()
-    power = float(model @ model)
-    scale = float(observed @ model) / power if power > 0 else 0.0
-    total = float(((observed - observed.mean()) ** 2).sum())
-    residual = float(((observed - scale * model) ** 2).sum())
-    return (1.0 - residual / total if total > 0 else float("nan")), scale
+    r2, scale = scaled_image_r2(observed, model)
+    return float(r2), float(scale)
 
 
 class ExpectedIntensity:

@@ -37,6 +37,11 @@ def sample_seed(master_seed: int, index: int) -> int:
     return int(words[0]) | (int(words[1]) << 32)
 
 
+def sample_seeds(master_seed: int, count: int) -> list[int]:
+    """The seeds of samples 0..count-1 of a run with ``master_seed``."""
+    return [sample_seed(master_seed, i) for i in range(count)]
+
+
 def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """One sample: draw a target (or take the given one), reach it by feedback, and diffract the lattice.
 
@@ -143,7 +148,7 @@ def decode(
     if encodings.ndim != 2 or not np.all(np.isfinite(encodings)):
         raise DataError(f"encodings to decode must be a finite (K, D) array, got shape {encodings.shape}")
     if seeds is None:
-        seeds = [sample_seed(master_seed, i) for i in range(len(encodings))]
+        seeds = sample_seeds(master_seed, len(encodings))
     elif len(seeds) != len(encodings):
         raise DataError(f"{len(seeds)} seeds for {len(encodings)} encodings")
     chunks = [(start, min(start + 8, len(encodings))) for start in range(0, len(encodings), 8)]
@@ -261,6 +266,11 @@ def check_run_options(output: Path, workers: int | None) -> int:
         raise DataError(f"output directory {Path(output).parent} does not exist")
     if Path(output).is_dir():
         raise DataError(f"output {output} is a directory")
+    return worker_count(workers)
+
+
+def worker_count(workers: int | None) -> int:
+    """The number of worker processes: all cores unless given; refuse fewer than one."""
     if workers is None:
         return os.cpu_count() or 1
     if workers < 1:

@@ -16,10 +16,10 @@ from cfsx.correction import CorrectionConfig, correct_files
 from cfsx.detector import Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.evaluation import hold_out_indices
-from cfsx.interpretation import SCHEMA_PATH, InterpretationConfig, interpret, predict_encodings, replicate_seeds
+from cfsx.interpretation import SCHEMA_PATH, InterpretationConfig, interpret, predict_encodings
 from cfsx.metrics import image_r2
 from cfsx.refinement import ExpectedIntensity, scaled_r2
-from cfsx.simulate import decode, simulate
+from cfsx.simulate import decode, sample_seeds, simulate
 from cfsx.training import summarise_data, train
 
 runner = CliRunner()
@@ -59,7 +59,7 @@ def test_unseen_encodings_are_recovered_and_decoded_near_the_intrinsic_floor(set
     np.testing.assert_allclose(final, [list(r["encoding"].values()) for r in document["images"]], atol=1e-6)
     # The floor: the true encodings decoded with the same seeds, scored the same way.
     simulation = load_config("demo", ["lattice.size=20", "diffraction.lot_size=10", "diffraction.image_size=32"])
-    floor_images = decode(simulation, truth, 0, seeds=replicate_seeds(0, 1) * len(truth))["images"]
+    floor_images = decode(simulation, truth, 0, seeds=sample_seeds(0, 1) * len(truth))["images"]
     power = (floor_images**2).sum(axis=(1, 2))
     scale = (observed * floor_images).sum(axis=(1, 2)) / power
     floor = np.median(image_r2(observed, floor_images * scale[:, None, None]))
