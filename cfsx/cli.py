@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import CfsxError
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_RESUMABLE, EXIT_SIGINT, CfsxError, Terminated
 
 app = typer.Typer(
     name="cfsx",
@@ -31,30 +32,58 @@ state = {"debug": False}
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     state["debug"] = debug
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a batch system's time limit, kill): stop like Ctrl-C, keeping finished work."""
+    raise Terminated()
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
 
 
 @contextlib.contextmanager
 def _reported_errors() -> Iterator[None]:
-    """Turn cfsx errors into one red line on stderr and a non-zero exit."""
+    """Turn every error into one red line on stderr and the exit code of the table in README."""
     try:
         yield
-    except CfsxError as error:
-        if state["debug"]:
-            raise
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(error.exit_code) from None
+    except typer.Exit:
+        raise
+    except Terminated:
+        console.print("[yellow]terminated (SIGTERM)[/yellow]: finished work is kept; simulate continues with --resume")
+        raise typer.Exit(EXIT_RESUMABLE) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
-        raise typer.Exit(130) from None
-    except OSError as error:
+        raise typer.Exit(EXIT_SIGINT) from None
+    except Exception as error:
         if state["debug"]:
             raise
-        console.print(
-            f"[red]error:[/red] {error.strerror or error}: {error.filename or ''}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(5) from None
+        raise _failure(error) from None
+
+
+def _failure(error: Exception) -> typer.Exit:
+    """The line and exit code for an error: cfsx's own, a file system's, or a bug (exit 1)."""
+    if isinstance(error, CfsxError):
+        return _fail(str(error), error.exit_code)
+    if isinstance(error, OSError):
+        from .outputs import output_failure
+
+        failure = output_failure(error, error.filename or "the output")
+        if failure is not None:
+            return _fail(str(failure), failure.exit_code)
+        where = f": {error.filename}" if error.filename else ""
+        return _fail(f"{error.strerror or error}{where}", EXIT_BAD_INPUT if error.filename else EXIT_INTERNAL)
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return _fail(
+        f"internal error ({type(error).__name__}{': ' + message[:200] if message else ''}); "
+        "cfsx --debug shows the traceback: please report it",
+        EXIT_INTERNAL,
+    )
 
 
 def _progress_bar():
@@ -311,7 +340,7 @@ def train(
         )
         console.print(f"history: {result.history_path}, loss curves: {result.curve_path}")
         if training["interrupted"]:
-            raise typer.Exit(130)
+            raise typer.Exit(EXIT_SIGINT)
 
 
 @app.command()

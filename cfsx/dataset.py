@@ -7,8 +7,6 @@ complete, so a reader never sees a half-written file.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +18,7 @@ import numpy as np
 
 from . import __version__
 from .errors import DataError
+from .outputs import atomic_hdf5, claim_outputs, existing_input
 
 if TYPE_CHECKING:
     from .config import SimulationConfig
@@ -39,48 +38,6 @@ SAMPLE_ARRAYS = {
 }
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"output {path} is a directory")
-    if not path.parent.exists():
-        raise DataError(f"output directory {path.parent} does not exist")
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | Path, marker: str) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``path``; it replaces ``path`` only on success.
-
-    An existing ``path`` is replaced only if it holds ``marker`` (it is an earlier output of the
-    same kind), so a mistyped output never wipes someone's directory.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise DataError(f"output {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
-        raise DataError(f"output {path} is a non-empty directory that is not a cfsx output (no {marker})")
-    if not path.parent.exists():
-        raise DataError(f"output directory {path.parent} does not exist")
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    try:
-        yield temporary
-        if path.exists():
-            shutil.rmtree(path)
-        temporary.rename(path)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-
-
 def write_dataset(
     path: str | Path,
     *,
@@ -94,7 +51,7 @@ def write_dataset(
 
     ``shapes`` gives the per-sample shape of every array to store; arrays not in it are skipped.
     """
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
+    with atomic_hdf5(path) as file:
         file.attrs["format"] = FORMAT
         file.attrs["format_version"] = FORMAT_VERSION
         file.attrs["cfsx_version"] = __version__
@@ -122,22 +79,53 @@ def write_dataset(
 @contextlib.contextmanager
 def open_dataset(path: str | Path) -> Iterator[h5py.File]:
     """Open a cfsx dataset for reading, with one clear error for anything that is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
+    path = existing_input(path)
     try:
         file = h5py.File(path, "r")
     except OSError:
         raise DataError(f"{path} is not a readable HDF5 file (corrupt or of another format)") from None
     with file:
-        if file.attrs.get("format") != FORMAT:
-            raise DataError(f"{path} is not a cfsx dataset (no format = {FORMAT!r} attribute)")
-        version = int(file.attrs.get("format_version", -1))
-        if version != FORMAT_VERSION:
-            raise DataError(f"{path} has dataset format version {version}; this cfsx reads version {FORMAT_VERSION}")
-        if "images" not in file:
-            raise DataError(f"{path} has no /images")
+        check_dataset(file, path)
         yield file
+
+
+# Arrays with one entry per sample besides SAMPLE_ARRAYS: corrected images and knowledge stores.
+PER_SAMPLE_EXTRAS = ("masks", "provenance", "sources")
+
+
+def check_dataset(file: h5py.File, path: str | Path) -> None:
+    """Refuse a file that is not a well-formed cfsx dataset, naming what is wrong."""
+    if file.attrs.get("format") != FORMAT:
+        raise DataError(f"{path} is not a cfsx dataset (no format = {FORMAT!r} attribute)")
+    try:
+        version = int(file.attrs.get("format_version", -1))
+    except (TypeError, ValueError):
+        version = -1
+    if version != FORMAT_VERSION:
+        raise DataError(f"{path} has dataset format version {version}; this cfsx reads version {FORMAT_VERSION}")
+    try:
+        arrays = {name: file[name] for name in [*SAMPLE_ARRAYS, *PER_SAMPLE_EXTRAS] if name in file}
+    except (KeyError, OSError) as error:  # a dangling link or a damaged object header
+        raise DataError(f"{path} is damaged: {error}") from None
+    if not isinstance(arrays.get("images"), h5py.Dataset):
+        raise DataError(f"{path} has no /images array")
+    images = arrays["images"]
+    if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] < 2:
+        raise DataError(f"{path}: /images must hold square images (samples, M, M), not {images.shape}")
+    samples = images.shape[0]
+    for name, array in arrays.items():
+        if not isinstance(array, h5py.Dataset) or array.ndim < 1:
+            raise DataError(f"{path}: /{name} is not an array with one entry per sample")
+        if array.shape[0] != samples:
+            raise DataError(f"{path} is inconsistent: {samples} images but {array.shape[0]} entries in /{name}")
+    cfs = file.attrs.get("cfs")
+    if "encodings/achieved" in arrays and cfs is not None:
+        components = int(cfs) ** 2 - 1
+        labels = arrays["encodings/achieved"]
+        if labels.ndim != 2 or labels.shape[1] != components:
+            raise DataError(
+                f"{path}: /encodings/achieved is {labels.shape}, CFS{int(cfs)} needs (samples, {components})"
+            )
 
 
 @dataclass(frozen=True)
@@ -228,6 +216,11 @@ def merge_shards(paths: list[str | Path], output: str | Path, compression: int =
     """Join the shard files of one run, in shard order, into the file a single run writes."""
     if not paths:
         raise DataError("no shard files given")
+    with claim_outputs(files=[output], inputs=paths):
+        return _merge_shards(paths, output, compression)
+
+
+def _merge_shards(paths: list[str | Path], output: str | Path, compression: int) -> int:
     shards = []
     for path in paths:
         with open_dataset(path) as file:
@@ -297,32 +290,29 @@ def append_samples(
     path = Path(path)
     count = len(arrays["images"])
     check_appendable(path, attrs)
-    with atomic_path(path) as temporary:
-        if path.exists():
-            shutil.copyfile(path, temporary)
-        with h5py.File(temporary, "a") as file:
-            if not path.exists():
-                file.attrs.update(
-                    format=FORMAT,
-                    format_version=FORMAT_VERSION,
-                    cfsx_version=__version__,
-                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    **attrs,
-                )
-            for name, values in [*arrays.items(), *texts.items()]:
-                values = np.asarray(values, dtype=SAMPLE_ARRAYS[name]) if name in SAMPLE_ARRAYS else values
-                if name not in file:
-                    dtype = SAMPLE_ARRAYS.get(name, h5py.string_dtype())
-                    shape = np.shape(values)[1:]
-                    file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                                        chunks=(1, *shape) if shape else (256,), compression="gzip")  # fmt: skip
-                dataset = file[name]
-                if dataset.shape[1:] != np.shape(values)[1:]:
-                    raise DataError(f"{path}: /{name} holds {dataset.shape[1:]} per sample, not {np.shape(values)[1:]}")
-                start = dataset.shape[0]
-                dataset.resize(start + count, axis=0)
-                dataset[start:] = values
-            total = int(file["images"].shape[0])
-            if any(file[name].shape[0] != total for name in [*arrays, *texts]):
-                raise DataError(f"{path} is inconsistent: its arrays hold different numbers of samples")
+    with atomic_hdf5(path, "a", copy_from=path if path.exists() else None) as file:
+        if not path.exists():
+            file.attrs.update(
+                format=FORMAT,
+                format_version=FORMAT_VERSION,
+                cfsx_version=__version__,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **attrs,
+            )
+        for name, values in [*arrays.items(), *texts.items()]:
+            values = np.asarray(values, dtype=SAMPLE_ARRAYS[name]) if name in SAMPLE_ARRAYS else values
+            if name not in file:
+                dtype = SAMPLE_ARRAYS.get(name, h5py.string_dtype())
+                shape = np.shape(values)[1:]
+                file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                                    chunks=(1, *shape) if shape else (256,), compression="gzip")  # fmt: skip
+            dataset = file[name]
+            if dataset.shape[1:] != np.shape(values)[1:]:
+                raise DataError(f"{path}: /{name} holds {dataset.shape[1:]} per sample, not {np.shape(values)[1:]}")
+            start = dataset.shape[0]
+            dataset.resize(start + count, axis=0)
+            dataset[start:] = values
+        total = int(file["images"].shape[0])
+        if any(file[name].shape[0] != total for name in [*arrays, *texts]):
+            raise DataError(f"{path} is inconsistent: its arrays hold different numbers of samples")
     return total

@@ -1,31 +1,55 @@
-"""One family of exceptions: the CLI prints their message as one line and exits non-zero."""
+"""One family of exceptions: the CLI prints their message as one line and exits with their code.
+
+The exit codes are a contract for scripts and batch systems (README, "Exit codes"):
+0 ok, 1 internal error, 2 usage error (Click), 3 bad input, 4 output problem,
+5 interrupted and resumable, 6 cluster unreachable, 130 interrupted by Ctrl-C (SIGINT).
+"""
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2  # Click's own code for a wrong command line
+EXIT_BAD_INPUT = 3
+EXIT_OUTPUT = 4
+EXIT_RESUMABLE = 5
+EXIT_CLUSTER = 6
+EXIT_SIGINT = 130
 
 
 class CfsxError(Exception):
     """Base class of every error cfsx reports to its user."""
 
-    exit_code = 1
+    exit_code = EXIT_INTERNAL
 
 
 class ConfigError(CfsxError):
     """A configuration value, override or option is invalid."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class DataError(CfsxError):
     """An input file is missing, corrupt, of the wrong format, or does not match."""
 
-    exit_code = 3
+    exit_code = EXIT_BAD_INPUT
 
 
 class EngineError(CfsxError):
     """The physics engine was given inputs it cannot work with."""
 
-    exit_code = 4
+    exit_code = EXIT_BAD_INPUT
+
+
+class OutputError(CfsxError):
+    """An output cannot be written: it exists as something else, is an input, is locked, or the disk is full."""
+
+    exit_code = EXIT_OUTPUT
 
 
 class ClusterError(CfsxError):
     """A compute cluster (Dask scheduler, TensorFlow workers) cannot be reached or used."""
 
-    exit_code = 6
+    exit_code = EXIT_CLUSTER
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's time limit): stops work like Ctrl-C, keeping what is finished."""

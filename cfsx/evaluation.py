@@ -27,12 +27,13 @@ import numpy as np
 
 from . import __version__, plots
 from .config import EncodingConfig, SimulationConfig, TrainingConfig, config_from_yaml_text
-from .dataset import atomic_directory, open_dataset
+from .dataset import open_dataset
 from .encoding import cfs_vectors, named, vector_labels
 from .errors import DataError
 from .inversion import WarrenCowleyInversion
 from .metrics import image_mse, image_r2, regression_metrics, summary
 from .models import load_model
+from .outputs import atomic_directory, claim_outputs
 from .simulate import decode
 from .training import SampleReader, predict, predict_indices, summarise_data
 
@@ -84,8 +85,21 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Score a model on a dataset and write the report; see the module docstring for what is in it."""
-    say = progress or (lambda message: None)
     report_dir = Path(report_dir)
+    with claim_outputs(directories=[report_dir], inputs=[model_path, data_path, *compare]):
+        return _evaluate(model_path, data_path, report_dir, config, compare, workers, progress)
+
+
+def _evaluate(
+    model_path: str | Path,
+    data_path: str | Path,
+    report_dir: Path,
+    config: TrainingConfig,
+    compare: list[str | Path],
+    workers: int,
+    progress: Callable[[str], None] | None,
+) -> EvaluationResult:
+    say = progress or (lambda message: None)
     evaluation = config.evaluation
     with open_dataset(data_path) as file:
         labelled = "encodings/achieved" in file

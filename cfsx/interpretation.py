@@ -27,10 +27,11 @@ import yaml
 from . import __version__
 from .config import Sections, _is_int, _require, config_from_yaml_text
 from .correction import CorrectionConfig
-from .dataset import FORMAT, atomic_directory
+from .dataset import FORMAT
 from .encoding import named, transpose_permutation, vector_labels
 from .errors import ConfigError, DataError
 from .metrics import image_mse, scaled_image_r2
+from .outputs import atomic_directory, claim_outputs, hdf5_writer
 from .simulate import decode, sample_seeds
 
 RESULTS_FORMAT = "cfsx-interpretation"
@@ -247,6 +248,23 @@ def interpret(
     progress: Progress | None = None,
 ) -> InterpretationResult:
     """Interpret images with a model; see the module docstring for what is written."""
+    files = [spec.partition("::")[0] for spec in inputs if not any(char in spec for char in "*?[")]
+    with claim_outputs(files=[record], directories=[output_dir], inputs=[model_path, *files]):
+        return _interpret(model_path, inputs, Path(output_dir), config, correction, mask_file, record, workers,
+                          progress)  # fmt: skip
+
+
+def _interpret(
+    model_path: str | Path,
+    inputs: list[str],
+    output_dir: Path,
+    config: InterpretationConfig,
+    correction: CorrectionConfig,
+    mask_file: str | None,
+    record: str | Path | None,
+    workers: int,
+    progress: Progress | None,
+) -> InterpretationResult:
     from .models import load_model
 
     clock = {"start": time.perf_counter()}
@@ -289,7 +307,6 @@ def interpret(
 
     document = _document(model_path, metadata, config, observed, labels, cnn, final, transpose_difference,
                          replicate_std, decoded, before, refinements)  # fmt: skip
-    output_dir = Path(output_dir)
     with atomic_directory(output_dir, "results.json") as temporary:
         if config.output.figures:
             from . import plots
@@ -454,7 +471,7 @@ def _write_arrays(path: Path, document, observed: Observed, cnn, final, transpos
     """results.h5: every array behind results.json."""
     import h5py
 
-    with h5py.File(path, "w") as file:
+    with hdf5_writer(path) as file:
         file.attrs.update(format=RESULTS_FORMAT, format_version=RESULTS_FORMAT_VERSION, cfsx_version=__version__,
                           model=document["model"]["path"], labels=document["labels"],
                           config=yaml.safe_dump(document["config"], sort_keys=False))  # fmt: skip

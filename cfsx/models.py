@@ -10,14 +10,17 @@ which Keras ignores, so loading stays in Keras' safe mode.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from ._tensorflow import keras, layers, ops
-from .dataset import atomic_path
 from .errors import DataError
+from .outputs import atomic_path, existing_input
 
 ARCHITECTURES = ("small", "large")
 METADATA_ENTRY = "cfsx_metadata.json"
@@ -109,28 +112,72 @@ def save_model(model: keras.Model, metadata: dict[str, Any], path: str | Path) -
     return path
 
 
+# Metadata every model carries (DESIGN.md "Model"): what the CLI and the library read from it.
+REQUIRED_METADATA = (
+    "cfs",
+    "vectors",
+    "labels",
+    "image_size",
+    "h_max",
+    "lot_size",
+    "simulation_config",
+    "training",
+    "split",
+    "metrics",
+)
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The cfsx metadata of a saved model, without loading TensorFlow weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"model file not found: {path}")
+    path = existing_input(path, "model file")
     try:
         with zipfile.ZipFile(path) as archive:
             document = json.loads(archive.read(METADATA_ENTRY))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
-        raise DataError(f"{path} is not a cfsx model file ({error})") from None
-    if document.get("format") != MODEL_FORMAT:
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        raise DataError(f"{path} is not a cfsx model file ({one_line(str(error))})") from None
+    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
         raise DataError(f"{path} is not a cfsx model file")
     if document.get("format_version") != MODEL_FORMAT_VERSION:
         raise DataError(f"{path}: model format version {document.get('format_version')} is not supported")
+    missing = [key for key in REQUIRED_METADATA if key not in document]
+    if missing:
+        raise DataError(f"{path}: the model's metadata lacks {', '.join(missing)}")
+    vectors = document["vectors"]
+    cfs = document["cfs"]
+    if not isinstance(cfs, int) or not isinstance(vectors, list) or len(vectors) != cfs * cfs - 1:
+        raise DataError(f"{path}: the model's metadata names CFS{cfs} with {len(vectors)} vectors, which do not agree")
     return document
 
 
 def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
-    """The model (loaded in Keras' safe mode) and its metadata."""
+    """The model (loaded in Keras' safe mode) and its metadata, checked against each other."""
     metadata = read_metadata(path)
     try:
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
-    except Exception as error:  # Keras raises many types for a damaged archive
-        raise DataError(f"cannot load the model in {path}: {error}") from None
+        with _quiet():
+            model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for a damaged or tampered archive
+        raise DataError(f"cannot load the model in {path}: {one_line(str(error))}") from None
+    size, components = metadata["image_size"], len(metadata["vectors"])
+    if tuple(model.input_shape[1:]) != (size, size):
+        raise DataError(f"{path}: the network takes {model.input_shape[1:]} images, its metadata says {size} x {size}")
+    if tuple(model.output_shape[1:]) != (components,):
+        raise DataError(
+            f"{path}: the network has {model.output_shape[1:]} outputs, its metadata says CFS{metadata['cfs']} "
+            f"({components} components)"
+        )
     return model, metadata
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of a long library message, shortened: enough to say what went wrong."""
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep Keras' and absl's warnings about a refused archive off the terminal: the error says it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield

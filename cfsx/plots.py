@@ -15,8 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .dataset import atomic_path  # noqa: E402
 from .metrics import scaled_image_r2  # noqa: E402
+from .outputs import atomic_path  # noqa: E402
 
 
 def _save(figure, path: str | Path) -> Path:

@@ -8,11 +8,14 @@ assembled, so an interrupted run (Ctrl-C, kill -9) resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import json
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
@@ -27,8 +30,10 @@ from .cluster import BatchDone, Scheduler, run_batches
 from .config import SimulationConfig
 from .encoding import cfs_vectors
 from .errors import ClusterError, ConfigError, DataError
+from .outputs import check_output, claim_outputs, output_failure
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, samples in this run)
+PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent dies (Linux)
 
 
 def sample_seed(master_seed: int, index: int) -> int:
@@ -109,7 +114,7 @@ def _run_local(config: SimulationConfig, todo: list[tuple[int, int]], workers: i
             on_done(start, stop, simulate_batch(config, start, stop))
         return
     context = get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
         pending = {}
         queue = list(todo)
         try:
@@ -160,7 +165,7 @@ def decode(
                 progress(stop, len(encodings))
     else:
         context = get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
             futures = {
                 pool.submit(_decode_chunk, config, encodings[start:stop], seeds[start:stop]): start
                 for start, stop in chunks
@@ -175,9 +180,21 @@ def decode(
     return {name: np.stack([sample[name] for sample in samples]) for name in dataset.SAMPLE_ARRAYS}
 
 
-def _ignore_interrupts() -> None:
-    # Workers leave Ctrl-C to the main process, which stops the pool cleanly.
+def _worker_init() -> None:
+    """Set up a pool worker: leave Ctrl-C to the main process, and end with it, also when it is killed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):  # Linux: the kernel signals us when the parent dies
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+    def watch_parent() -> None:  # elsewhere (and as a fallback): poll for the parent
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch_parent, daemon=True, name="cfsx-parent-watch").start()
 
 
 @dataclass(frozen=True)
@@ -236,8 +253,15 @@ def _prepare_checkpoints(parts: Path, manifest: dict, resume: bool) -> None:
 def _save_batch(parts: Path, start: int, arrays: dict[str, np.ndarray]) -> None:
     path = _batch_file(parts, start)
     temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, **{name.replace("/", "__"): value for name, value in arrays.items()})
-    os.replace(temporary, path)
+    try:
+        np.savez(temporary, **{name.replace("/", "__"): value for name, value in arrays.items()})
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        failure = output_failure(error, path)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def _load_batch(parts: Path, start: int) -> dict[str, np.ndarray]:
@@ -262,11 +286,52 @@ def _completed_batches(parts: Path, batches: list[tuple[int, int]]) -> set[int]:
 
 def check_run_options(output: Path, workers: int | None) -> int:
     """Refuse an unusable output path or worker count; return the worker count to use."""
-    if not Path(output).parent.is_dir():
-        raise DataError(f"output directory {Path(output).parent} does not exist")
-    if Path(output).is_dir():
-        raise DataError(f"output {output} is a directory")
+    check_output(output)
     return worker_count(workers)
+
+
+def memory_estimate(config: SimulationConfig, workers: int) -> int:
+    """Bytes a local run needs at its peak: batches being made and stacked in every worker, finished
+    batches waiting in the main process, and the engine's working arrays."""
+    size, image = config.lattice.size, config.diffraction.image_size
+    sample = 4 * image * image + size * size + 64 * len(cfs_vectors(config.encoding.cfs))
+    batch = 2 * min(config.run.batch_size, config.run.samples) * sample  # the samples and their stacked copy
+    engine_scratch = 32 * image * image + 64 * size * size
+    return batch * (2 * workers + 2) + workers * engine_scratch
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still use: the smaller of MemAvailable and the cgroup limit (None if unknown)."""
+    limits = []
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        line = next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemAvailable:"))
+        limits.append(int(line.split()[1]) * 1024)
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            limits.append(int(limit) - used)
+    return min(limits) if limits else None
+
+
+def check_memory(config: SimulationConfig, workers: int) -> None:
+    """Refuse a run whose batches cannot fit in memory, naming the setting to lower.
+
+    Batches are not shrunk silently: the checkpoints of OUTPUT.parts/ and --resume depend on their size.
+    """
+    needed, available = memory_estimate(config, workers), available_memory()
+    if available is None or needed <= available:
+        return
+    batch = min(config.run.batch_size, config.run.samples)
+    fitting = max(0, batch * available // needed)
+    gib = 2**30
+    raise ConfigError(
+        f"this run needs about {needed / gib:.1f} GiB of memory ({workers} workers, batches of {batch} samples of "
+        f"{config.diffraction.image_size} x {config.diffraction.image_size} images), {available / gib:.1f} GiB are "
+        "available: lower run.batch_size"
+        + (f" (to {fitting} or less)" if fitting >= 1 else "")
+        + ", diffraction.image_size or --workers"
+    )
 
 
 def worker_count(workers: int | None) -> int:
@@ -294,6 +359,26 @@ def simulate(
     """
     output = Path(output)
     workers = check_run_options(output, workers)
+    check_memory(config, 1 if scheduler is not None else workers)
+    with claim_outputs(files=[output]):
+        try:
+            return _simulate(config, output, workers, resume, shard, progress, scheduler)
+        except OSError as error:  # checkpoints in OUTPUT.parts/: the full disk or quota of the output's folder
+            failure = output_failure(error, error.filename or _checkpoint_dir(output))
+            if failure is None:
+                raise
+            raise failure from None
+
+
+def _simulate(
+    config: SimulationConfig,
+    output: Path,
+    workers: int,
+    resume: bool,
+    shard: Shard | None,
+    progress: ProgressCallback | None,
+    scheduler: Scheduler | None,
+) -> SimulationReport:
     total = config.run.samples
     first, last = shard.sample_range(total) if shard else (0, total)
     if last <= first:

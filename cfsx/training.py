@@ -26,10 +26,11 @@ import numpy as np
 from . import __version__, models, plots
 from ._tensorflow import keras, tf
 from .config import TrainingConfig, config_from_yaml_text
-from .dataset import atomic_path, open_dataset
+from .dataset import open_dataset
 from .encoding import cfs_vectors, transpose_permutation, vector_labels
 from .errors import ClusterError, DataError
 from .metrics import regression_metrics
+from .outputs import atomic_path, claim_outputs
 
 MIN_SAMPLES_PER_PART = 1  # every part of the split (train, validation, hold-out) needs at least this many
 
@@ -375,9 +376,19 @@ def train(
     output = Path(output)
     if output.suffix != ".keras":
         raise DataError(f"the model file must end in .keras: {output}")
-    if not output.parent.exists():
-        raise DataError(f"output directory {output.parent} does not exist")
-    summary = summarise_datasets(data_paths if isinstance(data_paths, list) else [data_paths])
+    paths = data_paths if isinstance(data_paths, list) else [data_paths]
+    with claim_outputs(files=[output, *side_paths(output)], inputs=[*paths, init]):
+        return _train(paths, output, config, on_epoch, init)
+
+
+def _train(
+    data_paths: list[str | Path],
+    output: Path,
+    config: TrainingConfig,
+    on_epoch: Callable[[EpochReport], None] | None,
+    init: str | Path | None,
+) -> TrainingResult:
+    summary = summarise_datasets(data_paths)
     initial_metadata = _check_init(init, summary) if init is not None else None
     if initial_metadata is not None:
         architecture = initial_metadata["training"]["config"]["model"]["architecture"]
