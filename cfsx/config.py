@@ -347,7 +347,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
     return parts, value
 
 
@@ -392,7 +392,7 @@ def load_config(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(f"config {path} is not valid YAML: {yaml_problem(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config {path} must be a mapping of sections")
         data = {k: dict(v) if isinstance(v, dict) else v for k, v in (loaded or {}).items()}
@@ -410,5 +410,18 @@ def load_config(
 
 
 def config_from_yaml_text(text: str) -> SimulationConfig:
-    """The config stored inside a dataset."""
-    return config_from_dict(yaml.safe_load(text))
+    """The config stored inside a dataset or model."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the stored simulation config is not valid YAML: {yaml_problem(exc)}") from None
+    return config_from_dict(data)
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong in a YAML text and where: 'line L, column C: problem'."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or error.__class__.__name__
+    context = getattr(error, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + problem + (f" ({context})" if context else "")

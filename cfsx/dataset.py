@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .errors import DataError
-from .outputs import atomic_hdf5, claim_outputs, existing_input
+from .outputs import atomic_hdf5, check_free_space, claim_outputs, existing_input
 
 if TYPE_CHECKING:
     from .config import SimulationConfig
@@ -69,6 +69,7 @@ def write_dataset(
             count = len(batch["seeds"])
             if written + count > n_samples:
                 raise DataError("more samples than announced were given to write_dataset")
+            check_free_space(file.filename, sum(batch[name].nbytes for name in datasets), name=path)
             for name, dataset in datasets.items():
                 dataset[written : written + count] = batch[name]
             written += count

@@ -22,6 +22,8 @@ from pathlib import Path
 from .errors import DataError, OutputError
 
 # Errors of the file system rather than of the data: they name the output and exit as output problems.
+# Free space kept when writing HDF5: room for libhdf5's chunk and metadata caches to be flushed.
+HDF5_SPACE_MARGIN = 16 * 2**20
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 
 
@@ -211,19 +213,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def hdf5_writer(path: str | Path, mode: str = "w") -> Iterator:
-    """An h5py.File open for writing that fails cleanly: a failed write or close empties the file first.
+def check_free_space(path: str | Path, needed: int, name: str | Path | None = None) -> None:
+    """Refuse to write ``needed`` more bytes to ``path`` unless they fit with HDF5_SPACE_MARGIN to spare.
 
-    libhdf5 keeps the writes it could not make (a full disk) and retries them when the process
-    exits, where it crashes; an emptied file lets them land, so the file closes and the error is
-    reported as one line.
+    libhdf5 cannot recover from a full disk: after one failed write its caches cannot be flushed or
+    closed, and the process crashes when it exits. Writers therefore stop before the disk is full.
+    """
+    free = shutil.disk_usage(_absolute(path).parent).free
+    if free < needed + HDF5_SPACE_MARGIN:
+        raise OutputError(
+            f"cannot write {name or path}: No space left on device "
+            f"({free / 2**20:.1f} MB free, {(needed + HDF5_SPACE_MARGIN) / 2**20:.1f} MB needed)"
+        )
+
+
+@contextlib.contextmanager
+def hdf5_writer(path: str | Path, mode: str = "w", *, name: str | Path | None = None, size: int = 0) -> Iterator:
+    """An h5py.File open for writing ``size`` bytes (more with check_free_space) that fails cleanly.
+
+    On an error the file is emptied before it is closed, so the cached writes land and the error
+    is reported as one line; ``name`` is the output's final name, for messages.
     """
     import h5py
 
+    check_free_space(path, size, name)
     file = h5py.File(path, mode)
     try:
         yield file
+        file.flush()
         file.close()
     except BaseException:
         with contextlib.suppress(OSError):
@@ -234,15 +251,16 @@ def hdf5_writer(path: str | Path, mode: str = "w") -> Iterator:
 
 
 @contextlib.contextmanager
-def atomic_hdf5(path: str | Path, mode: str = "w", copy_from: str | Path | None = None) -> Iterator:
+def atomic_hdf5(path: str | Path, mode: str = "w", copy_from: str | Path | None = None, size: int = 0) -> Iterator:
     """An h5py.File on a temporary file beside ``path``, renamed to ``path`` when the block succeeds.
 
     With ``copy_from``, the temporary file starts as a copy of that file (to extend it).
     """
     with atomic_path(path) as temporary:
         if copy_from is not None:
+            check_free_space(temporary, Path(copy_from).stat().st_size + size, path)
             shutil.copyfile(copy_from, temporary)
-        with hdf5_writer(temporary, mode) as file:
+        with hdf5_writer(temporary, mode, name=path, size=size) as file:
             yield file
 
 

@@ -114,7 +114,7 @@ def _run_local(config: SimulationConfig, todo: list[tuple[int, int]], workers: i
             on_done(start, stop, simulate_batch(config, start, stop))
         return
     context = get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         pending = {}
         queue = list(todo)
         try:
@@ -165,7 +165,9 @@ def decode(
                 progress(stop, len(encodings))
     else:
         context = get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)
+        ) as pool:
             futures = {
                 pool.submit(_decode_chunk, config, encodings[start:stop], seeds[start:stop]): start
                 for start, stop in chunks
@@ -180,13 +182,12 @@ def decode(
     return {name: np.stack([sample[name] for sample in samples]) for name in dataset.SAMPLE_ARRAYS}
 
 
-def _worker_init() -> None:
-    """Set up a pool worker: leave Ctrl-C to the main process, and end with it, also when it is killed."""
+def _worker_init(parent: int) -> None:
+    """Set up a pool worker of process ``parent``: leave Ctrl-C to it, and end with it, also when it is killed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
     with contextlib.suppress(OSError, AttributeError):  # Linux: the kernel signals us when the parent dies
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the line above
+    if os.getppid() != parent:  # it died while this worker was starting
         os._exit(1)
 
     def watch_parent() -> None:  # elsewhere (and as a fallback): poll for the parent
