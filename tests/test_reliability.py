@@ -107,9 +107,8 @@ def test_a_lock_held_on_another_host_is_reported_never_stolen(tmp_path):
 
 def test_a_lock_is_exclusive_and_released(tmp_path):
     output = tmp_path / "x.h5"
-    with OutputLock(output):
-        with pytest.raises(OutputError, match="in use"):
-            OutputLock(output).acquire()
+    with OutputLock(output), pytest.raises(OutputError, match="in use"):
+        OutputLock(output).acquire()
     assert not lock_path(output).exists()
     with OutputLock(output):  # free again
         pass
@@ -196,7 +195,8 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_while_assembling_is_one_line_and_resume_after_freeing_space_is_exact(small_disk, tmp_path):
     output = small_disk / "x.h5"
-    args = ["simulate", "demo", "-o", str(output), "--samples", "100", "--set", "output.compression=0", "--workers", "1"]
+    args = ["simulate", "demo", "-o", str(output), "--samples", "100", "--set", "output.compression=0",
+            "--workers", "1"]  # fmt: skip
     failed = subprocess.run([sys.executable, "-m", "cfsx", *args], capture_output=True, text=True, timeout=300)
     assert failed.returncode == EXIT_OUTPUT, failed.stderr  # not 139, a crash in libhdf5
     lines = failed.stderr.strip().splitlines()
