@@ -183,8 +183,10 @@ def decode(
 
 
 def _worker_init(parent: int) -> None:
-    """Set up a pool worker of process ``parent``: leave Ctrl-C to it, and end with it, also when it is killed."""
+    """Set up a pool worker of process ``parent``: leave Ctrl-C and SIGTERM (sent to a whole job by batch
+    systems) to it, and end with it, also when it is killed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):  # Linux: the kernel signals us when the parent dies
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died while this worker was starting

@@ -259,18 +259,22 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_sigterm_stops_a_run_resumably_with_exit_5(tmp_path):
+def test_sigterm_to_the_whole_job_stops_it_resumably_with_exit_5(tmp_path):
+    """What a batch system does at the time limit: SIGTERM to every process of the job."""
     output = tmp_path / "t.h5"
-    args = ["simulate", "demo", "-o", str(output), "--samples", "600", "--workers", "1", *TINY,
-            "--set", "run.batch_size=4"]  # fmt: skip
-    run = cfsx_process(*args)
+    args = ["simulate", "demo", "-o", str(output), "--samples", "600", *TINY, "--set", "run.batch_size=4"]
+    run = cfsx_process(*args, "--workers", "2", start_new_session=True)
     wait_for(lambda: len(list((tmp_path / "t.h5.parts").glob("batch-*.npz"))) >= 2)
-    run.send_signal(signal.SIGTERM)
+    os.killpg(run.pid, signal.SIGTERM)
     out, _ = run.communicate(timeout=60)
     assert run.returncode == EXIT_RESUMABLE, out
     assert "Traceback" not in out and "--resume" in out and not output.exists()
-    resumed = runner.invoke(app, [*args, "--resume"])
+    wait_for(lambda: not _session(run.pid), timeout=15)
+    resumed = runner.invoke(app, [*args, "--workers", "1", "--resume"])
     assert resumed.exit_code == 0 and "from checkpoints" in resumed.output, resumed.output
+    simulate(load_config("demo", TINY[1::2] + ["run.samples=600", "run.batch_size=4"]), tmp_path / "clean.h5")
+    with h5py.File(output) as again, h5py.File(tmp_path / "clean.h5") as clean:
+        assert np.array_equal(again["images"][()], clean["images"][()])
 
 
 # 6, 12. Models that disagree with their metadata, and tampered models ----------------------------------
