@@ -48,6 +48,7 @@ bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_engine.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_training.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_interpretation.py --output docs/performance.md
+	$(BIN)/python benchmarks/bench_correction.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_scaling.py --output docs/scaling.md
 
 # cfsx correct on detector images made from simulations, against their clean truth (under a minute).

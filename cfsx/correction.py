@@ -19,14 +19,27 @@ Every step records its parameters and what it did in the image's provenance.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import Sections, _is_int, _is_number, _require
 from .errors import DataError
+
+# Large images are worked on in strips of rows of about this many pixels, so that per-pixel temporaries
+# (coordinates, cell indices) stay small; and robust statistics (medians) of larger images use an even
+# subsample of about this many pixels.
+STRIP_PIXELS = 1 << 22
+SAMPLE_PIXELS = 1 << 22
+MAX_HDF5_LINKS = 32  # soft and external links followed for one HDF5 path (more: a cycle)
+
+Coordinates = Callable[[slice], tuple[np.ndarray, np.ndarray]]  # rows -> (h, k) of their pixels (broadcastable)
+Progress = Callable[[float], None]  # the fraction of one image's correction done
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,9 @@ class BraggConfig:
     local_threshold: float = 20.0  # local: a peak's seed stands this many robust sigmas above the local median
     local_contrast: float = 3.0  # local: ... and sqrt(I) this many times the local median's (9x the intensity)
     local_grow: float = 5.0  # local: a peak extends over connected pixels this many sigmas above the median
+    # local: images with more pixels take the median of local_size blocks, interpolated between their
+    # centres, as the local median (linear time) instead of the sliding median (3 s per 1024 x 1024)
+    local_coarse_above: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         _require(isinstance(self.enabled, bool), "bragg.enabled must be true or false")
@@ -68,7 +84,7 @@ class BraggConfig:
             self.method in ("local", "tophat", "lattice"),
             f"bragg.method must be local, tophat or lattice, got {self.method!r}",
         )
-        for name in ("radius", "dilate", "local_size"):
+        for name in ("radius", "dilate", "local_size", "local_coarse_above"):
             value = getattr(self, name)
             _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"bragg.{name} >= 0")
         for name in ("threshold", "local_threshold", "local_contrast", "local_grow"):
@@ -184,16 +200,42 @@ class Corrected:
     provenance: list[dict[str, Any]]
 
 
-def as_image(array: Any) -> np.ndarray:
-    """A 2-D float64 copy of any numeric array, with one clear error for anything else."""
+def as_image(array: Any, source: str = "") -> np.ndarray:
+    """A 2-D floating-point image of a real numeric array (bool, integers, floats), with one clear error,
+    naming ``source`` when given, for anything else (complex, strings, objects, records, dates).
+
+    float32 where that holds every value exactly (8- and 16-bit integers, bool, float16, float32), else
+    float64, in C order; the array itself (not a copy) when it already is one, so large images are not copied.
+    """
+    where = f"{source}: " if source else ""
     try:
-        image = np.array(array, dtype=np.float64)
+        array = np.asarray(array)
     except (TypeError, ValueError):
-        raise DataError(f"not a numeric image (dtype {getattr(array, 'dtype', type(array).__name__)})") from None
-    image = np.squeeze(image)
+        raise DataError(f"{where}not a numeric image ({type(array).__name__})") from None
+    if array.dtype.kind == "c":
+        raise DataError(
+            f"{where}the image is complex-valued (dtype {array.dtype}); save its magnitude or real part instead"
+        )
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{where}not a numeric image (dtype {array.dtype})")
+    dtype = np.float32 if np.can_cast(array.dtype, np.float32) else np.float64
+    image = np.ascontiguousarray(np.squeeze(array.astype(dtype, copy=False)))
     if image.ndim != 2 or min(image.shape) < 2:
-        raise DataError(f"an image must be 2-D with at least 2 x 2 pixels, got shape {np.shape(array)}")
+        raise DataError(f"{where}an image must be 2-D with at least 2 x 2 pixels, got shape {array.shape}")
     return image
+
+
+def _strips(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Slices of consecutive rows of about STRIP_PIXELS pixels each, covering the image."""
+    rows = max(1, STRIP_PIXELS // max(shape[1], 1))
+    for start in range(0, shape[0], rows):
+        yield slice(start, min(start + rows, shape[0]))
+
+
+def _sample(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """values[~invalid], or for large images an even subsample of about SAMPLE_PIXELS of them (for medians)."""
+    step = max(1, values.size // SAMPLE_PIXELS) | 1  # odd: not aligned with the columns
+    return values.ravel()[::step][~invalid.ravel()[::step]]
 
 
 def invalid_pixels(image: np.ndarray, config: MaskConfig, extra: np.ndarray | None = None) -> np.ndarray:
@@ -220,14 +262,25 @@ def invalid_pixels(image: np.ndarray, config: MaskConfig, extra: np.ndarray | No
 
 
 def pixel_coordinates(
-    shape: tuple[int, int], geometry: GeometryConfig, h_max: float, image_size: int
+    shape: tuple[int, int], geometry: GeometryConfig, h_max: float, image_size: int, rows: slice | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(h, k) of every pixel centre: from the calibration, or the whole image as the training window.
+    """(h, k) of every pixel centre (of the given rows only, when ``rows`` is given): from the calibration,
+    or the whole image as the training window.
 
     Uncalibrated, the image is taken to cover the M x M cells of the training grid, so that the
     m-th of M equal blocks of pixels lands in output cell m (centred on h_m = -h_max + m step).
     """
-    rows, columns = np.meshgrid(np.arange(shape[0], dtype=float), np.arange(shape[1], dtype=float), indexing="ij")
+    return tuple(np.broadcast_arrays(*_pixel_axes(shape, geometry, h_max, image_size, rows)))
+
+
+def _pixel_axes(
+    shape: tuple[int, int], geometry: GeometryConfig, h_max: float, image_size: int, rows: slice | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """pixel_coordinates as arrays that broadcast to the pixels: without a rotation, h is a column (one value
+    per row) and k a row (one value per column), so no full-size grid is made."""
+    first, last, _ = (slice(None) if rows is None else rows).indices(shape[0])
+    rows = np.arange(first, last, dtype=float)[:, None]
+    columns = np.arange(shape[1], dtype=float)[None, :]
     if not geometry.calibrated:
         window = 2 * h_max
         half_cell = h_max / image_size
@@ -237,8 +290,10 @@ def pixel_coordinates(
         )
     u = (rows - geometry.origin[0]) / geometry.pixels_per_rlu[0]
     v = (columns - geometry.origin[1]) / geometry.pixels_per_rlu[1]
-    angle = math.radians(geometry.rotation)
     # Diffuse scattering of a lattice repeats with the reciprocal lattice: any lattice point can be the centre.
+    if geometry.rotation == 0:
+        return u - geometry.centre[0], v - geometry.centre[1]
+    angle = math.radians(geometry.rotation)
     h = math.cos(angle) * u - math.sin(angle) * v - geometry.centre[0]
     k = math.sin(angle) * u + math.cos(angle) * v - geometry.centre[1]
     return h, k
@@ -270,31 +325,46 @@ def _pixel_under_cells(image, invalid, missing, geometry: GeometryConfig, h_max:
     return covered, image[rows[covered], columns[covered]]
 
 
-def bragg_peaks(image: np.ndarray, invalid: np.ndarray, config: BraggConfig, h: np.ndarray, k: np.ndarray):
-    """Boolean mask of Bragg-peak pixels and a record of what was found."""
+def bragg_peaks(
+    image: np.ndarray, invalid: np.ndarray, config: BraggConfig, coordinates: Coordinates | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Boolean mask of Bragg-peak pixels and a record of what was found.
+
+    ``coordinates(rows)`` gives (h, k) of the pixels of those rows: needed by the lattice method only.
+    """
     from scipy import ndimage
-    from skimage import morphology
 
     if config.method == "lattice":
-        distance = np.hypot(h - np.round(h), k - np.round(k))
-        peaks = distance <= config.lattice_radius
+        if coordinates is None:
+            raise DataError("the lattice Bragg finder needs the pixels' h, k (a calibration)")
+        peaks = np.empty(image.shape, dtype=bool)
+        for rows in _strips(image.shape):
+            h, k = coordinates(rows)
+            peaks[rows] = np.hypot(h - np.round(h), k - np.round(k)) <= config.lattice_radius
     elif config.method == "local":
         peaks = _local_outliers(image, invalid, config)
     else:
-        valid = ~invalid
-        if not valid.any():
-            return np.zeros_like(invalid), {"peak_pixels": 0}
-        filled = np.where(valid, image, np.median(image[valid]))
-        top_hat = morphology.white_tophat(filled, morphology.disk(config.radius))
-        values = top_hat[valid]
-        spread = 1.4826 * np.median(np.abs(values - np.median(values)))
-        if spread <= 0:
-            spread = values.std() or 1.0
-        peaks = valid & (top_hat > np.median(values) + config.threshold * spread)
+        peaks = _tophat_outliers(image, invalid, config)
     if config.dilate and peaks.any():
         peaks = ndimage.binary_dilation(peaks, iterations=config.dilate)
-    labels, count = ndimage.label(peaks)
-    return peaks, {"peaks": int(count), "peak_pixels": int(peaks.sum())}
+    _, count = ndimage.label(peaks)
+    return peaks, {"peaks": int(count), "peak_pixels": int(np.count_nonzero(peaks))}
+
+
+def _tophat_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig) -> np.ndarray:
+    """Pixels whose white top-hat (with a disk) stands ``threshold`` robust sigmas above its median."""
+    from skimage import morphology
+
+    if invalid.all():
+        return np.zeros_like(invalid)
+    filled = np.where(invalid, np.median(_sample(image, invalid)).astype(image.dtype), image)
+    top_hat = morphology.white_tophat(filled, morphology.disk(config.radius))
+    del filled
+    values = _sample(top_hat, invalid)
+    spread = 1.4826 * np.median(np.abs(values - np.median(values)))
+    if spread <= 0:
+        spread = values.std() or 1.0
+    return ~invalid & (top_hat > np.median(values) + config.threshold * spread)
 
 
 def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig) -> np.ndarray:
@@ -304,38 +374,132 @@ def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig)
     median) serves the whole image. A peak needs a seed that is both significant (local_threshold
     sigmas) and strong (sqrt(I) local_contrast times the median's): significance alone would take
     sharp diffuse maxima at high counts. Each peak is the connected region local_grow sigmas up
-    around its seeds (hysteresis), which takes in its tails.
+    around its seeds (hysteresis), which takes in its tails. Images of more than local_coarse_above
+    pixels take the local median from blocks (_block_median), in linear time; the peaks are still
+    found pixel by pixel. Works in the image's precision (float32 or float64), in place where it can.
     """
     from scipy import ndimage
 
-    valid = ~invalid
-    if not valid.any():
+    if invalid.all():
         return np.zeros_like(invalid)
-    root = np.sqrt(np.maximum(np.where(valid, image, np.median(image[valid])), 0.0))
-    background = ndimage.median_filter(root, size=max(config.local_size, 1))
-    residual = root - background
-    values = residual[valid]
+    size = max(config.local_size, 1)
+    root = np.where(invalid, np.median(_sample(image, invalid)).astype(image.dtype), image)
+    np.sqrt(np.maximum(root, 0, out=root), out=root)
+    if image.size > config.local_coarse_above:
+        local_median = _block_median(root, size)
+    else:
+        local_median = ndimage.median_filter(root, size=size).__getitem__
+    strong = np.empty(image.shape, dtype=bool)
+    for rows in _strips(image.shape):  # strip by strip: no full-size temporaries
+        median = local_median(rows)
+        np.greater(root[rows], config.local_contrast * median, out=strong[rows])
+        root[rows] -= median
+    del local_median, median
+    residual = root  # sqrt(I) minus its local median
+    values = _sample(residual, invalid)
     sigma = 1.4826 * np.median(np.abs(values - np.median(values))) or values.std() or 1.0
-    significance = np.where(valid, residual / sigma, 0.0)
-    seeds = (significance > config.local_threshold) & (root > config.local_contrast * background)
-    regions, _ = ndimage.label(significance > config.local_grow)
-    return np.isin(regions, np.unique(regions[seeds & (regions > 0)]))
+    residual /= sigma  # the significance of each pixel
+    np.copyto(residual, 0.0, where=invalid)
+    seeds = np.greater(residual, config.local_threshold)
+    seeds &= strong
+    grown = np.greater(residual, config.local_grow)
+    del strong, residual, root
+    regions, count = ndimage.label(grown)
+    del grown
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[regions[seeds]] = True
+    keep[0] = False
+    return keep[regions]
+
+
+def _block_median(image: np.ndarray, size: int) -> Callable[[slice], np.ndarray]:
+    """A local median in linear time: the median of each size x size block, interpolated bilinearly
+    between the block centres (and held constant beyond the outer ones) back to every pixel.
+    Returns it as a function of a slice of rows, so that it is made a strip at a time.
+
+    The blocks tile the image; where a side is not a multiple of ``size`` the last block is flush
+    with the edge and overlaps its neighbour.
+    """
+    sizes = [min(size, n) for n in image.shape]
+    starts = [np.unique(np.r_[np.arange(0, n - s + 1, s), n - s]) for n, s in zip(image.shape, sizes, strict=True)]
+    tiled = (image.shape[1] // sizes[1]) * sizes[1]  # columns covered by whole blocks from the left
+    medians = np.empty((len(starts[0]), len(starts[1])), dtype=image.dtype)
+    for index, first in enumerate(starts[0]):
+        strip = image[first : first + sizes[0]]
+        blocks = strip[:, :tiled].reshape(sizes[0], -1, sizes[1]).transpose(1, 0, 2).reshape(-1, sizes[0] * sizes[1])
+        medians[index, : len(blocks)] = np.median(blocks, axis=1, overwrite_input=True)  # blocks is a copy
+        if tiled < image.shape[1]:
+            medians[index, -1] = np.median(strip[:, -sizes[1] :])
+    centres = [first + (s - 1) / 2 for first, s in zip(starts, sizes, strict=True)]
+    rows, columns = (_interpolation(c, n, image.dtype) for c, n in zip(centres, image.shape, strict=True))
+    along_columns = (columns @ medians.T).T  # (row blocks, columns)
+    return lambda strip: np.asarray(rows[strip] @ along_columns, dtype=image.dtype)
+
+
+def _interpolation(centres: np.ndarray, length: int, dtype) -> Any:
+    """The sparse (length x centres) matrix of linear interpolation from values at ``centres`` to the
+    positions 0..length-1, constant beyond the first and the last centre."""
+    from scipy import sparse
+
+    positions = np.arange(length)
+    upper = np.clip(np.searchsorted(centres, positions), 1, max(len(centres) - 1, 1))
+    lower = upper - 1
+    if len(centres) == 1:
+        lower, upper, weight = np.zeros(length, int), np.zeros(length, int), np.zeros(length)
+    else:
+        weight = np.clip((positions - centres[lower]) / (centres[upper] - centres[lower]), 0.0, 1.0)
+    entries = np.r_[1 - weight, weight].astype(dtype)
+    return sparse.csr_array((entries, (np.r_[positions, positions], np.r_[lower, upper])), shape=(length, len(centres)))
 
 
 def area_average(
     image: np.ndarray, invalid: np.ndarray, h: np.ndarray, k: np.ndarray, image_size: int, h_max: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean of the valid pixels whose centres fall in each output cell, and the count per cell."""
+    total, count = _cell_sums(image, invalid, h, k, image_size, h_max)
+    return _cell_means(total, count)
+
+
+def _cell_sums(
+    image: np.ndarray, invalid: np.ndarray, h: np.ndarray, k: np.ndarray, image_size: int, h_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the valid pixels whose centres fall in each output cell (flat, M * M).
+
+    ``h`` and ``k`` need only broadcast to the image (a column and a row without rotation). Invalid pixels
+    and those outside the window go to one extra cell that is dropped, so no pixel is copied out.
+    """
+    cells = image_size**2  # the index of the extra cell
     step = 2 * h_max / image_size
-    rows = np.floor((h + h_max) / step + 0.5).astype(np.int64)
-    columns = np.floor((k + h_max) / step + 0.5).astype(np.int64)
-    inside = ~invalid & (rows >= 0) & (rows < image_size) & (columns >= 0) & (columns < image_size)
-    cells = rows[inside] * image_size + columns[inside]
-    total = np.bincount(cells, weights=image[inside], minlength=image_size**2)
-    count = np.bincount(cells, minlength=image_size**2)
+    rows = np.floor((h + h_max) / step + 0.5)
+    columns = np.floor((k + h_max) / step + 0.5)
+    row_part = np.where((rows >= 0) & (rows < image_size), rows * image_size, cells).astype(np.int64)
+    column_part = np.where((columns >= 0) & (columns < image_size), columns, cells).astype(np.int64)
+    index = row_part + column_part  # broadcast to the image
+    np.minimum(index, cells, out=index)
+    index[invalid] = cells
+    index = index.ravel()
+    total = np.bincount(index, weights=image.ravel(), minlength=cells + 1)
+    return total[:-1], np.bincount(index, minlength=cells + 1)[:-1]
+
+
+def _cell_means(total: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    size = math.isqrt(total.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
-    return mean.reshape(image_size, image_size), count.reshape(image_size, image_size)
+    return mean.reshape(size, size), count.reshape(size, size)
+
+
+def _resample(
+    image: np.ndarray, invalid: np.ndarray, coordinates: Coordinates, image_size: int, h_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """area_average strip by strip: (h, k) of a strip of rows at a time, never of the whole image."""
+    total, count = np.zeros(image_size**2), np.zeros(image_size**2, dtype=np.int64)
+    for rows in _strips(image.shape):
+        h, k = coordinates(rows)
+        strip_total, strip_count = _cell_sums(image[rows], invalid[rows], h, k, image_size, h_max)
+        total += strip_total
+        count += strip_count
+    return _cell_means(total, count)
 
 
 def symmetry_fill(image: np.ndarray, missing: np.ndarray, mirrors: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -400,37 +564,48 @@ def calibrate_from_file(config: CorrectionConfig, shape: tuple[int, int], info: 
     return dataclasses.replace(config, geometry=geometry)
 
 
+# Rough shares of one large image's correction time done after each step (for progress reports).
+PROGRESS_AFTER_MASK, PROGRESS_AFTER_BRAGG, PROGRESS_AFTER_RESAMPLE = 0.1, 0.8, 0.95
+
+
 def correct_image(
     raw: Any,
     config: CorrectionConfig,
     extra_mask: np.ndarray | None = None,
     reference: np.ndarray | None = None,
+    progress: Progress | None = None,
 ) -> Corrected:
-    """Run the correction steps (module docstring) on one image; ``reference``: training images to match.
+    """Run the correction steps (module docstring) on one image; ``reference``: training images to match;
+    ``progress(fraction)`` is told how much of the image's correction is done after each long step.
 
     Extreme values (1e300, subnormals) may overflow on the way; the result is then checked and refused.
+    The time and memory grow linearly with the number of pixels; ``raw`` is not changed.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _correct_image(raw, config, extra_mask, reference)
+        return _correct_image(raw, config, extra_mask, reference, progress or (lambda fraction: None))
 
 
-def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference) -> Corrected:
+def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, progress: Progress) -> Corrected:
     from scipy import ndimage
     from skimage import restoration
 
     image = as_image(raw)
     provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
     invalid = invalid_pixels(image, config.mask, extra_mask)
-    provenance.append({"step": "mask", **dataclasses.asdict(config.mask), "masked_pixels": int(invalid.sum())})
-    if invalid.all():
+    masked = int(np.count_nonzero(invalid))
+    provenance.append({"step": "mask", **dataclasses.asdict(config.mask), "masked_pixels": masked})
+    if masked == invalid.size:
         raise DataError("no valid pixel in the image (all masked, NaN, or <= 0)")
+    progress(PROGRESS_AFTER_MASK)
     out = config.output
-    h, k = pixel_coordinates(image.shape, config.geometry, out.h_max, out.image_size)
+    coordinates = functools.partial(_pixel_axes, image.shape, config.geometry, out.h_max, out.image_size)
     if config.bragg.enabled:
-        peaks, found = bragg_peaks(image, invalid, config.bragg, h, k)
-        invalid = invalid | peaks
+        peaks, found = bragg_peaks(image, invalid, config.bragg, coordinates)
+        invalid |= peaks
+        del peaks
         provenance.append({"step": "bragg", **dataclasses.asdict(config.bragg), **found})
-    resampled, count = area_average(image, invalid, h, k, out.image_size, out.h_max)
+    progress(PROGRESS_AFTER_BRAGG)
+    resampled, count = _resample(image, invalid, coordinates, out.image_size, out.h_max)
     missing = count == 0
     covered = _pixel_under_cells(image, invalid, missing, config.geometry, out.h_max, out.image_size)
     resampled[covered[0]] = covered[1]
@@ -441,6 +616,7 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference) ->
          "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
          "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any() else 0.0}
     )  # fmt: skip
+    progress(PROGRESS_AFTER_RESAMPLE)
     measured = 1.0 - missing.mean()
     if missing.all() or measured < out.min_measured:
         raise DataError(
@@ -491,6 +667,7 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference) ->
         provenance.append({"step": "normalise", "method": "mean", "mean": out.mean, "factor": out.mean / mean})
     if not np.all(np.isfinite(resampled)):
         raise DataError("the correction produced NaN or infinite values")
+    progress(1.0)
     return Corrected(resampled.astype(np.float32), mask, provenance)
 
 
@@ -500,8 +677,6 @@ MANTID_SIGNAL = "MDHistoWorkspace/data/signal"
 def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``, or the Mantid MDHisto layout),
     or any detector format that fabio reads (CBF, EDF, ...). Returns the image and what was read."""
-    from pathlib import Path
-
     path_text, _, inner = spec.partition("::")
     path = Path(path_text)
     if not path.is_file():
@@ -529,23 +704,25 @@ def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
         raise
     except Exception as error:  # every reader has its own exception types for a damaged file
         raise DataError(f"cannot read {path} as an image: {error}") from None
-    return as_image(array), info
+    return as_image(array, source=spec), info
 
 
-def _read_hdf5(path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_hdf5(path: Path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    import contextlib
+
     import h5py
 
-    with h5py.File(path, "r") as file:
-        name = inner or (MANTID_SIGNAL if MANTID_SIGNAL in file else "")
+    with contextlib.ExitStack() as files:
+        links = _Hdf5Links(path, files)
+        file = files.enter_context(h5py.File(path, "r"))
+        name = inner or (MANTID_SIGNAL if links.locate(file, MANTID_SIGNAL) is not None else "")
         if not name:
             raise DataError(f"{path}: give the dataset path as {path}::/path/to/data")
-        if name not in file or not isinstance(file[name], h5py.Dataset):
-            raise DataError(f"{path} has no dataset {name}")
         info["dataset"] = name
-        array = file[name][()]
+        array = links.dataset(file, name)[()]
         if name == MANTID_SIGNAL:
             # Bin edges of the two axes; the signal is stored (Q2, Q1): rows along Q2.
-            axes = [file["MDHistoWorkspace/data/Q2"], file["MDHistoWorkspace/data/Q1"]]
+            axes = [links.dataset(file, "MDHistoWorkspace/data/Q2"), links.dataset(file, "MDHistoWorkspace/data/Q1")]
             info["axes"] = {
                 "rows": [float(axes[0][0]), float(axes[0][-1])],
                 "columns": [float(axes[1][0]), float(axes[1][-1])],
@@ -553,6 +730,105 @@ def _read_hdf5(path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict
                 "rlu": all(_text(axis.attrs.get("frame", "")) == "HKL" for axis in axes),
             }
     return array, info
+
+
+class _Hdf5Links:
+    """Resolves HDF5 paths of one file: soft links anywhere, but external links, virtual-dataset sources and
+    external raw-data files only to files in the same folder as that file (the layout of detector master
+    files); anything else is refused with one DataError. Files it opens are closed with ``files``."""
+
+    def __init__(self, path: Path, files) -> None:
+        import os
+
+        self.path = path
+        self.folder = Path(os.path.abspath(path)).parent.resolve()
+        self.files = files
+        self.opened: dict[Path, Any] = {}
+
+    def locate(self, file, name: str, shown: str = ""):
+        """Where the object at ``name`` in ``file`` is, following the links it may follow: the group that holds
+        it and its (hard-linked) name there, None for a group reached through a link, or None if there is none.
+        The object itself is not opened. ``shown``: the dataset to name in errors (default ``name``)."""
+        import h5py
+
+        shown = shown or name
+        parts, group, followed = _hdf5_parts(name), file["/"], 0
+        while parts:
+            part = parts.pop(0)
+            link = group.get(part, getlink=True)
+            if link is None:
+                return None
+            if isinstance(link, h5py.HardLink):
+                if not parts:
+                    return group, part
+                group = group[part]
+                if not isinstance(group, h5py.Group):
+                    return None
+                continue
+            followed += 1
+            if followed > MAX_HDF5_LINKS:
+                raise DataError(f"{self.path}::{shown}: more than {MAX_HDF5_LINKS} links to follow (a cycle?)")
+            if isinstance(link, h5py.SoftLink):
+                parts = _hdf5_parts(link.path if link.path.startswith("/") else f"{group.name}/{link.path}") + parts
+                group = group.file["/"]
+            elif isinstance(link, h5py.ExternalLink):
+                group = self._open(self._beside(link.filename, "external link", shown))["/"]
+                parts = _hdf5_parts(link.path) + parts
+            else:
+                raise DataError(f"{self.path}::{shown}: a link of a kind cfsx does not follow ({type(link).__name__})")
+        return group, None
+
+    def dataset(self, file, name: str, shown: str = "", depth: int = 0):
+        """The dataset at ``name``, opened so that its virtual sources and external raw data are looked for in
+        the folder, after checking that every one of them is a file in the folder."""
+        import h5py
+
+        shown = shown or name
+        found = self.locate(file, name, shown)
+        if found is None or found[1] is None or found[0].get(found[1], getclass=True) is not h5py.Dataset:
+            raise DataError(f"{file.filename} has no dataset {name}")
+        group, part = found
+        access = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+        access.set_efile_prefix(str(self.folder).encode())
+        access.set_virtual_prefix(str(self.folder).encode())
+        dataset = h5py.Dataset(h5py.h5d.open(group.id, part.encode(), dapl=access))
+        for filename, *_ in dataset.external or ():
+            self._beside(filename, "external data file", shown)
+        if dataset.is_virtual:
+            if depth >= MAX_HDF5_LINKS:
+                raise DataError(f"{self.path}::{shown}: virtual datasets nested more than {MAX_HDF5_LINKS} deep")
+            for source in dataset.virtual_sources():
+                if source.file_name == ".":
+                    source_file = group.file
+                else:
+                    source_file = self._open(self._beside(source.file_name, "virtual dataset source", shown))
+                self.dataset(source_file, source.dset_name, shown, depth + 1)
+        return dataset
+
+    def _open(self, path: Path):
+        """An HDF5 file of the folder, opened once."""
+        import h5py
+
+        if path not in self.opened:
+            self.opened[path] = self.files.enter_context(h5py.File(path, "r"))
+        return self.opened[path]
+
+    def _beside(self, filename: str, what: str, name: str) -> Path:
+        """The file a link names (relative names: in the folder), if it is a file in the folder."""
+        target = Path(filename)
+        target = (target if target.is_absolute() else self.folder / target).resolve()
+        if target.parent != self.folder:
+            raise DataError(
+                f"{self.path}::{name}: its {what} points to {filename}, outside the folder of {self.path.name}; "
+                "cfsx follows links only to files in the same folder"
+            )
+        if not target.is_file():
+            raise DataError(f"{self.path}::{name}: its {what} points to {filename}, which does not exist")
+        return target
+
+
+def _hdf5_parts(name: str) -> list[str]:
+    return [part for part in name.split("/") if part not in ("", ".")]
 
 
 def _text(value: Any) -> str:
@@ -587,14 +863,33 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 
 def correct_file(
-    spec: str, config: CorrectionConfig, extra_mask: np.ndarray | None = None, reference: np.ndarray | None = None
+    spec: str,
+    config: CorrectionConfig,
+    extra_mask: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, Corrected]:
     """Read one image and correct it; a file's own r.l.u. axes calibrate it when the config has no calibration.
     Returns the raw image and the corrected one, whose provenance starts with what was read."""
     raw, info = read_image(spec)
-    corrected = correct_image(raw, calibrate_from_file(config, raw.shape, info), extra_mask, reference)
+    corrected = correct_image(raw, calibrate_from_file(config, raw.shape, info), extra_mask, reference, progress)
     corrected.provenance.insert(0, {"step": "read", **info})
     return raw, corrected
+
+
+FIGURE_PIXELS = 2048  # larger raw images are shown (in --figure) by every n-th pixel, n = size // this
+
+
+def _preview(raw: np.ndarray) -> np.ndarray:
+    """The raw image for its figure: every n-th pixel of a large one (plotting 8192^2 pixels needs GBs)."""
+    step = max(1, -(-max(raw.shape) // FIGURE_PIXELS))
+    return raw[::step, ::step]
+
+
+def _progress_within(progress: Callable[[float, int], None], number: int, total: int, fraction: float) -> None:
+    """Report image ``number`` (from 0) ``fraction`` done, as images done of ``total``."""
+    if fraction < 1.0:
+        progress(number + fraction, total)
 
 
 def reference_images(path, limit: int = 2000) -> np.ndarray:
@@ -614,37 +909,59 @@ def correct_files(
     mask_file: str | None = None,
     reference: str | None = None,
     figure_dir=None,
-    progress=None,
+    progress: Callable[[float, int], None] | None = None,
 ) -> list[Corrected]:
-    """Correct every image of ``inputs`` and write them, with masks and provenance, to ``output`` (.h5)."""
+    """Correct every image of ``inputs`` and write them, with masks and provenance, to ``output`` (.h5).
+
+    ``progress(done, total)`` is told the number of images done, with fractions within a long image.
+    """
+    from .outputs import claim_outputs
+
+    specs = expand_inputs(inputs)
+    sources = [spec.partition("::")[0] for spec in specs]
+    with claim_outputs(files=[output], inputs=[*sources, mask_file, reference]):  # before the work, not after
+        return _correct_files(specs, output, config, mask_file, reference, figure_dir, progress)
+
+
+def _correct_files(
+    specs: list[str],
+    output,
+    config: CorrectionConfig,
+    mask_file: str | None,
+    reference: str | None,
+    figure_dir,
+    progress: Callable[[float, int], None] | None,
+) -> list[Corrected]:
     import json
     from datetime import datetime, timezone
-    from pathlib import Path
 
     import h5py
 
     from . import __version__
-    from .dataset import FORMAT, FORMAT_VERSION, atomic_path
+    from .dataset import FORMAT, FORMAT_VERSION
+    from .outputs import atomic_hdf5
 
-    specs = expand_inputs(inputs)
     extra_mask = read_image(mask_file)[0] != 0 if mask_file else None
     reference_set = reference_images(reference) if reference else None
     if figure_dir is not None and not Path(figure_dir).is_dir():
         raise DataError(f"figure directory {figure_dir} does not exist")
     results, sources = [], []
     for number, spec in enumerate(specs):
-        raw, corrected = correct_file(spec, config, extra_mask, reference_set)
+        within = functools.partial(_progress_within, progress, number, len(specs)) if progress else None
+        raw, corrected = correct_file(spec, config, extra_mask, reference_set, within)
         results.append(corrected)
         sources.append(spec)
         if figure_dir is not None:
             from . import plots
 
             name = f"{number:04d}-{Path(spec.partition('::')[0]).stem}.png"
-            plots.correction_figure(raw, corrected.image, corrected.mask, Path(figure_dir) / name, reference_set)
+            plots.correction_figure(_preview(raw), corrected.image, corrected.mask, Path(figure_dir) / name,
+                                    reference_set)  # fmt: skip
+        del raw
         if progress:
             progress(number + 1, len(specs))
     size = config.output.image_size
-    with atomic_path(output) as temporary, h5py.File(temporary, "w") as file:
+    with atomic_hdf5(output, size=sum(r.image.nbytes + r.mask.nbytes for r in results)) as file:
         file.attrs.update(
             format=FORMAT, format_version=FORMAT_VERSION, kind="corrected", cfsx_version=__version__,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

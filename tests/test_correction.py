@@ -20,6 +20,7 @@ from cfsx.correction import (
     area_average,
     bragg_peaks,
     calibrate_from_file,
+    correct_files,
     correct_image,
     expand_inputs,
     invalid_pixels,
@@ -30,7 +31,7 @@ from cfsx.correction import (
 )
 from cfsx.detector import CORRUPTIONS, Detector
 from cfsx.engine import reciprocal_grid
-from cfsx.errors import DataError
+from cfsx.errors import ConfigError, DataError
 from cfsx.metrics import image_r2
 
 
@@ -83,9 +84,8 @@ def test_bragg_peaks_are_found_and_only_they(clean_image, method):
     planted = [(40, 60), (128, 128), (200, 17)]
     for row, column in planted:
         detector[row - 1 : row + 2, column - 1 : column + 2] += 500 * detector.mean()
-    h, k = pixel_coordinates(detector.shape, plain_config().geometry, 1.0, 64)
     config = load_config("correct", [f"bragg.method={method}"], root=CorrectionConfig).bragg
-    peaks, found = bragg_peaks(detector, np.zeros(detector.shape, bool), config, h, k)
+    peaks, found = bragg_peaks(detector, np.zeros(detector.shape, bool), config)
     assert found["peaks"] == 3
     assert all(peaks[row, column] for row, column in planted)
     assert peaks.mean() < 0.01
@@ -98,8 +98,7 @@ def test_local_finder_keeps_sharp_diffuse_maxima_at_high_counts_and_takes_the_pe
     bragg = 2000.0 * np.exp(-((rows - 170) ** 2 + (columns - 160) ** 2) / (2 * 1.5**2))
     counts = np.random.default_rng(1).poisson((diffuse + bragg) * 1e4).astype(float)
     config = load_config("correct", ["bragg.dilate=0"], root=CorrectionConfig).bragg
-    h, k = pixel_coordinates(counts.shape, plain_config().geometry, 1.0, 64)
-    peaks, found = bragg_peaks(counts, np.zeros(counts.shape, bool), config, h, k)
+    peaks, found = bragg_peaks(counts, np.zeros(counts.shape, bool), config)
     assert found["peaks"] == 1 and peaks[170, 160] and not peaks[75:86, 85:96].any()
     # The tail: every pixel where the peak still adds more than the diffuse intensity is masked.
     assert peaks[bragg > 1.0].all()
@@ -379,3 +378,231 @@ def test_edge_masks_the_pixels_next_to_masked_ones():
     rules = load_config("correct", ["mask.edge=1"], root=CorrectionConfig).mask
     assert invalid_pixels(image, rules).sum() == 5  # the pixel and its four neighbours
     assert invalid_pixels(image, load_config("correct", root=CorrectionConfig).mask).sum() == 1
+
+
+# --- Large images: the block-median Bragg finder, strips, float32 (issue: cfsx correct on 8192 x 8192) ---
+
+
+def diffuse_with_peaks(size: int = 512, seed: int = 2) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Poisson counts of a diffuse pattern (features of various widths) with Bragg peaks of various heights."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.meshgrid(np.arange(size, dtype=float), np.arange(size, dtype=float), indexing="ij")
+    diffuse = 2.0 + np.cos(rows / 23.0) * np.sin(columns / 17.0) + 0.5 * np.cos((rows + 2 * columns) / 9.0)
+    planted = [(int(r), int(c)) for r, c in rng.integers(20, size - 20, size=(12, 2))]
+    intensity = diffuse.copy()
+    for number, (row, column) in enumerate(planted):
+        height = 200.0 * 2.0 ** (number % 4)  # 100 to 800 times the diffuse level, as strong peaks are
+        intensity += height * np.exp(-((rows - row) ** 2 + (columns - column) ** 2) / (2 * 1.5**2))
+    return rng.poisson(intensity * 20.0).astype(np.float32), planted
+
+
+def test_block_median_finder_finds_the_same_bragg_peaks_as_the_sliding_median():
+    image, planted = diffuse_with_peaks()
+    invalid = np.zeros(image.shape, bool)
+    invalid[:, 200:206] = True  # a module gap, between the peaks
+    exact_config = load_config("correct", root=CorrectionConfig).bragg
+    coarse_config = load_config("correct", ["bragg.local_coarse_above=0"], root=CorrectionConfig).bragg
+    assert image.size <= exact_config.local_coarse_above  # this size takes the sliding median by default
+    exact, exact_found = bragg_peaks(image, invalid, exact_config)
+    coarse, coarse_found = bragg_peaks(image, invalid, coarse_config)
+    assert all(exact[row, column] and coarse[row, column] for row, column in planted)
+    assert coarse_found["peaks"] == exact_found["peaks"] == len(set(planted))
+    assert np.count_nonzero(exact ^ coarse) <= 0.05 * np.count_nonzero(exact | coarse)
+
+
+def test_block_median_of_a_plane_is_the_plane_between_the_outer_block_centres():
+    from cfsx.correction import _block_median
+
+    rows, columns = np.meshgrid(np.arange(100.0), np.arange(97.0), indexing="ij")  # 97: a last, overlapping block
+    plane = 2.0 * rows - 3.0 * columns
+    local = _block_median(plane, 15)(slice(None))
+    np.testing.assert_allclose(local[7:93, 7:90], plane[7:93, 7:90], atol=1e-9)
+    np.testing.assert_allclose(local[:7, :7], plane[7, 7])  # held constant beyond the outer centres
+    np.testing.assert_allclose(_block_median(plane, 15)(slice(40, 50)), local[40:50])
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "true", "null"])
+def test_local_coarse_above_must_be_a_pixel_count(value):
+    with pytest.raises(ConfigError, match="local_coarse_above"):
+        load_config("correct", [f"bragg.local_coarse_above={value}"], root=CorrectionConfig)
+
+
+def test_large_image_path_corrects_like_the_exact_one():
+    # A corrupted detector image (49 Bragg peaks, gaps, noise) corrected with the local finder both ways.
+    detector = Detector(size=512, pixels_per_rlu=80, beam_centre=(260, 250))
+    lattice = np.random.default_rng(5).integers(0, 2, (24, 24)).astype(np.uint8)
+    raw = detector.corrupt(detector.render(lattice, 12), set(CORRUPTIONS), np.random.default_rng(1), flux=30.0)
+    overrides = [*detector.correction_overrides()[:2], "mask.nonpositive=false"]  # calibrated, local finder
+    exact = correct_image(raw, load_config("correct", overrides, root=CorrectionConfig))
+    coarse = correct_image(raw, load_config("correct", [*overrides, "bragg.local_coarse_above=0"],
+                                            root=CorrectionConfig))  # fmt: skip
+    assert exact.provenance[2]["peaks"] == coarse.provenance[2]["peaks"] > 0
+    assert image_r2(exact.image, coarse.image) > 0.999
+
+
+@pytest.mark.parametrize("method", ["local", "lattice"])
+def test_strips_give_the_same_result_as_one_pass(method, monkeypatch):
+    import cfsx.correction as correction
+
+    raw, _ = diffuse_with_peaks(size=200)
+    overrides = ["geometry.origin=[90.5, 110]", "geometry.pixels_per_rlu=[70, 60]", "geometry.rotation=20",
+                 f"bragg.method={method}", "bragg.local_coarse_above=0"]  # fmt: skip
+    config = load_config("correct", overrides, root=CorrectionConfig)
+    whole = correct_image(raw, config)
+    monkeypatch.setattr(correction, "STRIP_PIXELS", 1000)  # 5 rows a strip
+    in_strips = correct_image(raw, config)
+    np.testing.assert_allclose(in_strips.image, whole.image, rtol=1e-5)
+    assert in_strips.provenance == whole.provenance
+
+
+@pytest.mark.parametrize("geometry", [[], ["geometry.origin=[500, 900]", "geometry.pixels_per_rlu=[400, 300]",
+                                        "geometry.rotation=10"]])  # fmt: skip
+def test_float32_images_are_neither_copied_to_float64_nor_changed(geometry, monkeypatch):
+    import tracemalloc
+
+    import cfsx.correction as correction
+
+    image = np.random.default_rng(0).gamma(2.0, 1.0, size=(1024, 2048)).astype(np.float32)
+    image[:, 1000:1010] = -1.0
+    before = image.copy()
+    assert correction.as_image(image) is image and correction.as_image(image.astype(np.uint16)).dtype == np.float32
+    assert correction.as_image(image.astype(np.int32)).dtype == np.float64  # float32 would round large integers
+    # Strips of 1/32 of the image, as for 8192 x 8192 images with the default STRIP_PIXELS.
+    monkeypatch.setattr(correction, "STRIP_PIXELS", image.size // 32)
+    monkeypatch.setattr(correction, "SAMPLE_PIXELS", image.size // 32)
+    warm_up = load_config("correct", ["bragg.local_coarse_above=0"], root=CorrectionConfig)
+    correct_image(image[:64, :64], warm_up)  # imports first: they allocate too
+    config = load_config("correct", [*geometry, "bragg.local_coarse_above=0"], root=CorrectionConfig)
+    tracemalloc.start()
+    try:
+        correct_image(image, config)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(image, before)
+    assert peak < 3 * image.nbytes  # a float64 copy would be 2x, and full h, k grids 8x more
+
+
+def test_progress_is_reported_within_an_image(clean_image, tmp_path):
+    np.save(tmp_path / "a.npy", np.kron(clean_image, np.ones((4, 4))))
+    np.save(tmp_path / "b.npy", np.kron(clean_image, np.ones((2, 2))))
+    reports = []
+    correct_files([str(tmp_path)], tmp_path / "out.h5", load_config("correct", root=CorrectionConfig),
+                  progress=lambda done, total: reports.append((done, total)))  # fmt: skip
+    done = [d for d, _ in reports]
+    assert done == sorted(done) and {t for _, t in reports} == {2} and done[-1] == 2
+    assert any(0 < d < 1 for d in done) and any(1 < d < 2 for d in done)
+
+
+# --- Odd dtypes: one clear line naming the file ---
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.ones((8, 8), np.complex128) * (1 + 2j), "complex-valued"),
+        (np.ones((8, 8), np.complex64), "complex-valued"),
+        (np.zeros((8, 8), dtype=[("a", "f4"), ("b", "i4")]), "not a numeric image"),
+        (np.full((8, 8), "1.5"), "not a numeric image"),
+        (np.full((8, 8), b"2"), "not a numeric image"),
+        (np.full((8, 8), np.datetime64("2026-01-01")), "not a numeric image"),
+        (np.full((8, 8), 1.0, dtype=object), "cannot read"),  # .npy cannot hold objects without pickle
+    ],
+)
+def test_odd_dtypes_give_one_clear_line_naming_the_file(array, message, tmp_path):
+    import warnings
+
+    path = tmp_path / "odd.npy"
+    np.save(path, array, allow_pickle=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's ComplexWarning would be one
+        with pytest.raises(DataError, match=message) as error:
+            read_image(str(path))
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    if array.dtype != object:
+        with pytest.raises(DataError, match=message.replace("cannot read", "numeric")):
+            correct_image(array, load_config("correct", root=CorrectionConfig))
+    result = CliRunner().invoke(app, ["correct", str(path), "-o", str(tmp_path / "out.h5")])
+    assert result.exit_code != 0 and "Traceback" not in result.output and "Warning" not in result.output
+    assert str(path) in result.output.replace("\n", "")
+
+
+def test_a_boolean_image_is_read_as_zeros_and_ones(tmp_path):
+    mask = np.zeros((6, 6), bool)
+    mask[2, 3] = True
+    np.save(tmp_path / "mask.npy", mask)
+    np.testing.assert_array_equal(read_image(str(tmp_path / "mask.npy"))[0], mask.astype(float))
+
+
+# --- HDF5 links: external links, virtual datasets and external raw data only within the folder ---
+
+
+@pytest.fixture
+def linked_files(tmp_path):
+    """A detector-like folder ``run`` (master.h5 and data.h5) and a file elsewhere (``other/secret.h5``)."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "other").mkdir()
+    pixels = np.arange(1.0, 17.0).reshape(4, 4)
+    with h5py.File(tmp_path / "other" / "secret.h5", "w") as file:
+        file["data"] = pixels * 100
+    with h5py.File(tmp_path / "run" / "data.h5", "w") as file:
+        file["entry/data"] = pixels
+        file["onward"] = h5py.ExternalLink("../other/secret.h5", "/data")  # nested: beside, then out
+    (tmp_path / "other" / "raw.bin").write_bytes(np.ones(16).tobytes())
+    with h5py.File(tmp_path / "run" / "master.h5", "w") as file:
+        file["beside"] = h5py.ExternalLink("data.h5", "/entry/data")
+        file["beside_group"] = h5py.ExternalLink("data.h5", "/entry")
+        file["soft_beside"] = h5py.SoftLink("/beside")
+        file["entry/relative"] = h5py.SoftLink("../beside")  # HDF5 has no '..': a dangling link
+        file["outside"] = h5py.ExternalLink("../other/secret.h5", "/data")
+        file["absolute_outside"] = h5py.ExternalLink(str(tmp_path / "other" / "secret.h5"), "/data")
+        file["soft_outside"] = h5py.SoftLink("/outside")
+        file["nested_outside"] = h5py.ExternalLink("data.h5", "/onward")
+        file["missing"] = h5py.ExternalLink("gone.h5", "/data")
+        file["cycle"] = h5py.SoftLink("/cycle2")
+        file["cycle2"] = h5py.SoftLink("/cycle")
+        virtual = [
+            ("vds_beside", "data.h5", "entry/data"),
+            ("vds_outside", "../other/secret.h5", "data"),
+            ("vds_via_link", ".", "outside"),  # a source in this file that is an external link out
+        ]
+        for name, source, path in virtual:
+            layout = h5py.VirtualLayout(shape=(4, 4), dtype="f8")
+            layout[:] = h5py.VirtualSource(source, path, shape=(4, 4))
+            file.create_virtual_dataset(name, layout)
+        file.create_dataset("raw_outside", shape=(4, 4), dtype="f8", external=[("../other/raw.bin", 0, 128)])
+    return tmp_path / "run" / "master.h5", pixels
+
+
+@pytest.mark.parametrize("name", ["beside", "beside_group/data", "soft_beside", "vds_beside"])
+def test_links_to_files_in_the_same_folder_are_followed(linked_files, name):
+    master, pixels = linked_files
+    image, info = read_image(f"{master}::/{name}")
+    np.testing.assert_array_equal(image, pixels)
+    assert info["dataset"] == f"/{name}"
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("outside", "outside the folder"),
+        ("absolute_outside", "outside the folder"),
+        ("soft_outside", "outside the folder"),
+        ("nested_outside", "outside the folder"),
+        ("vds_outside", "outside the folder"),
+        ("vds_via_link", "outside the folder"),
+        ("raw_outside", "outside the folder"),
+        ("missing", "does not exist"),
+        ("cycle", "links to follow"),
+        ("entry/relative", "has no dataset"),
+    ],
+)
+def test_links_out_of_the_folder_are_refused_with_one_line(linked_files, name, message, monkeypatch):
+    master, _ = linked_files
+    monkeypatch.chdir(master.parent.parent / "other")  # HDF5 would also look in the working directory
+    with pytest.raises(DataError, match=message) as error:
+        read_image(f"{master}::/{name}")
+    assert str(master) in str(error.value) and "\n" not in str(error.value)
+    assert "100" not in str(error.value)
+    result = CliRunner().invoke(app, ["correct", f"{master}::/{name}", "-o", str(master.parent / "out.h5")])
+    assert result.exit_code != 0 and "Traceback" not in result.output

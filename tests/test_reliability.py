@@ -164,6 +164,24 @@ def test_merge_refuses_to_overwrite_one_of_its_shards(shards, tmp_path, alias):
             target.unlink()
 
 
+def test_correct_train_and_interpret_refuse_an_output_that_is_an_input(shards, tmp_path, image_file):
+    detector = tmp_path / "detector.h5"
+    with h5py.File(detector, "w") as file:
+        file["data"] = np.random.default_rng(1).uniform(1, 2, (32, 32))
+    model = _model(tmp_path / "m.keras", outputs=3)
+    store = tmp_path / "store.h5"
+    shutil.copy(shards / "s0.h5", store)
+    commands = [
+        ["correct", f"{detector}::/data", "-o", str(detector)],
+        ["train", str(store), "--init", str(model), "-o", str(model)],
+        ["interpret", str(model), str(store), "-o", str(tmp_path / "out"), "--record", str(store)],
+    ]
+    for command in commands:
+        before = {path: digest(path) for path in (detector, model, store)}
+        one_line_error(runner.invoke(app, command), EXIT_OUTPUT, "also an input")
+        assert {path: digest(path) for path in before} == before
+
+
 def test_evaluate_refuses_a_report_directory_that_holds_its_data(shards, tmp_path):
     report = tmp_path / "report"
     report.mkdir()
