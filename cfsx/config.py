@@ -348,6 +348,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
+    except RecursionError:
+        raise ConfigError(f"override {key!r}: the value is nested too deeply") from None
     return parts, value
 
 
@@ -393,6 +395,8 @@ def load_config(
             raise ConfigError(f"cannot read config {path}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config {path} is not valid YAML: {yaml_problem(exc)}") from None
+        except RecursionError:
+            raise ConfigError(f"config {path} is nested too deeply to be a cfsx config") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config {path} must be a mapping of sections")
         data = {k: dict(v) if isinstance(v, dict) else v for k, v in (loaded or {}).items()}
@@ -415,6 +419,8 @@ def config_from_yaml_text(text: str) -> SimulationConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"the stored simulation config is not valid YAML: {yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError("the stored simulation config is nested too deeply") from None
     return config_from_dict(data)
 
 

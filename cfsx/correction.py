@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -683,6 +684,8 @@ def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
         raise DataError(f"no such image file: {path}")
     suffix = path.suffix.lower()
     info: dict[str, Any] = {"source": str(path)}
+    silenced = logging.root.manager.disable
+    logging.disable(max(silenced, logging.WARNING))  # tifffile and imageio log what they then raise: the error says it
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
@@ -704,6 +707,8 @@ def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
         raise
     except Exception as error:  # every reader has its own exception types for a damaged file
         raise DataError(f"cannot read {path} as an image: {error}") from None
+    finally:
+        logging.disable(silenced)
     return as_image(array, source=spec), info
 
 

@@ -86,8 +86,26 @@ def open_dataset(path: str | Path) -> Iterator[h5py.File]:
     except OSError:
         raise DataError(f"{path} is not a readable HDF5 file (corrupt or of another format)") from None
     with file:
-        check_dataset(file, path)
-        yield file
+        try:
+            check_dataset(file, path)
+            yield file
+        except (OSError, RuntimeError) as error:
+            if not _damaged(error):
+                raise
+            raise DataError(f"{path} is damaged: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _damaged(error: BaseException) -> bool:
+    """Whether libhdf5 failed to read the file (corrupt data, a broken link), not to write an output."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return False  # the operating system's: a full disk, a permission; reported as such
+    text = str(error).lower()
+    return "write" not in text and any(word in text for word in ("read", "link", "heap", "decod", "filter", "object"))
 
 
 # Arrays with one entry per sample besides SAMPLE_ARRAYS: corrected images and knowledge stores.
@@ -106,8 +124,8 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
         raise DataError(f"{path} has dataset format version {version}; this cfsx reads version {FORMAT_VERSION}")
     try:
         arrays = {name: file[name] for name in [*SAMPLE_ARRAYS, *PER_SAMPLE_EXTRAS] if name in file}
-    except (KeyError, OSError) as error:  # a dangling link or a damaged object header
-        raise DataError(f"{path} is damaged: {error}") from None
+    except (KeyError, OSError, RuntimeError) as error:  # a dangling or looping link, a damaged object header
+        raise DataError(f"{path} is damaged: {_first_line(error)}") from None
     if not isinstance(arrays.get("images"), h5py.Dataset):
         raise DataError(f"{path} has no /images array")
     images = arrays["images"]
@@ -119,7 +137,11 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
             raise DataError(f"{path}: /{name} is not an array with one entry per sample")
         if array.shape[0] != samples:
             raise DataError(f"{path} is inconsistent: {samples} images but {array.shape[0]} entries in /{name}")
+        if name in SAMPLE_ARRAYS and array.dtype.kind not in "fiu":
+            raise DataError(f"{path}: /{name} holds {array.dtype} values, not real numbers")
     cfs = file.attrs.get("cfs")
+    if cfs is not None and not (np.ndim(cfs) == 0 and np.issubdtype(np.asarray(cfs).dtype, np.integer) and cfs >= 2):
+        raise DataError(f"{path}: its attribute cfs = {cfs!r} is not a CFS size (an integer >= 2)")
     if "encodings/achieved" in arrays and cfs is not None:
         components = int(cfs) ** 2 - 1
         labels = arrays["encodings/achieved"]
@@ -277,6 +299,13 @@ def check_appendable(path: str | Path, attrs: dict[str, Any]) -> None:
         for key in ("kind", "cfs", "config"):
             if str(file.attrs.get(key)) != str(attrs.get(key)):
                 raise DataError(f"{path} holds other data ({key} differs); record into another store")
+        for name in [*SAMPLE_ARRAYS, *PER_SAMPLE_EXTRAS]:
+            if name not in file:
+                continue
+            array = file[name]
+            if array.maxshape[0] is not None or (name in SAMPLE_ARRAYS and array.dtype != SAMPLE_ARRAYS[name]):
+                raise DataError(f"{path}: /{name} cannot take more samples ({array.dtype}, fixed size); "
+                                "record into another store")  # fmt: skip
 
 
 def append_samples(

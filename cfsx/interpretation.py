@@ -330,8 +330,8 @@ def _interpret(
                       replicate_std, decoded, refinements)  # fmt: skip
         document["seconds"] = _durations(clock)
         (temporary / "results.json").write_text(json.dumps(document, indent=1))
-    if record is not None:
-        document["store_size"] = record_store(record, metadata, observed, final, decoded)
+        if record is not None:  # inside: a store that cannot take the images leaves no results either
+            document["store_size"] = record_store(record, metadata, observed, final, decoded)
     return InterpretationResult(output_dir, document, document["seconds"])
 
 

@@ -125,6 +125,14 @@ REQUIRED_METADATA = (
     "split",
     "metrics",
 )
+# Entries of the metadata's sections that evaluate and interpret read.
+NESTED_METADATA = (
+    ("training", "config"),
+    ("training", "history"),
+    ("training", "data_fingerprint"),
+    ("metrics", "test"),
+    ("split", "test"),
+)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -140,6 +148,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if document.get("format_version") != MODEL_FORMAT_VERSION:
         raise DataError(f"{path}: model format version {document.get('format_version')} is not supported")
     missing = [key for key in REQUIRED_METADATA if key not in document]
+    missing += [f"{section}.{key}" for section, key in NESTED_METADATA
+                if not isinstance(document.get(section, {}), dict) or key not in document.get(section, {})]  # fmt: skip
     if missing:
         raise DataError(f"{path}: the model's metadata lacks {', '.join(missing)}")
     vectors = document["vectors"]

@@ -59,6 +59,8 @@ def check_output(output: str | Path, *, inputs: Iterable[str | Path] = (), direc
     if str(output) in ("-", ""):
         raise OutputError("cfsx writes files, not standard output: give -o a file name")
     output = Path(output)
+    if output.name in ("", ".", "..") or not _absolute(output).name:
+        raise OutputError(f"output {str(output)!r} has no name of its own: give -o a file or directory name")
     if output.exists() or output.is_symlink():
         mode = output.stat().st_mode if output.exists() else 0
         if directory and not stat.S_ISDIR(mode):

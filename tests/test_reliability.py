@@ -304,8 +304,8 @@ def _metadata(cfs: int = 2, image_size: int = 16) -> dict:
     vectors = cfs_vectors(cfs)
     config = load_config("demo", [f"encoding.cfs={cfs}", f"diffraction.image_size={image_size}"])
     return {"cfs": cfs, "vectors": vectors.tolist(), "labels": vector_labels(vectors), "image_size": image_size,
-            "h_max": 1.0, "lot_size": 32, "simulation_config": config.to_yaml(), "training": {}, "split": {},
-            "metrics": {}}  # fmt: skip
+            "h_max": 1.0, "lot_size": 32, "simulation_config": config.to_yaml(), "split": {"test": []},
+            "training": {"config": {}, "history": [], "data_fingerprint": ""}, "metrics": {"test": {}}}  # fmt: skip
 
 
 def _model(path: Path, outputs: int, image_size: int = 16) -> Path:
@@ -426,3 +426,70 @@ def test_an_unexpected_error_is_one_line_and_exit_1(monkeypatch, tmp_path):
     good = tmp_path / "g.h5"
     simulate(load_config("demo", TINY[1::2] + ["run.samples=2"]), good, workers=1)
     one_line_error(runner.invoke(app, ["info", str(good)]), EXIT_INTERNAL, "internal error", "RuntimeError")
+
+
+# Found by make fuzz (benchmarks/fuzz.py), kept fixed -------------------------------------------------------------
+
+
+def _edited_copy(source: Path, target: Path, edit) -> Path:
+    shutil.copy(source, target)
+    with h5py.File(target, "a") as file:
+        edit(file)
+    return target
+
+
+def _replace(name: str, values):
+    def edit(file):
+        del file[name]
+        file[name] = values
+
+    return edit
+
+
+def _soft_loop(file):
+    del file["seeds"]
+    file["seeds"] = h5py.SoftLink("/seeds")
+
+
+def test_fuzz_findings_in_datasets_are_one_line(shards, tmp_path):
+    shard = shards / "s0.h5"
+    damaged = {
+        "complex": (_replace("encodings/target", np.zeros((4, 3), np.complex64)), "complex64 values, not real"),
+        "link loop": (_soft_loop, "is damaged"),
+        "attribute": (lambda file: file.attrs.__setitem__("cfs", "x"), "is not a CFS size"),
+    }
+    for name, (edit, message) in damaged.items():
+        path = _edited_copy(shard, tmp_path / f"{name.replace(' ', '-')}.h5", edit)
+        one_line_error(runner.invoke(app, ["info", str(path)]), EXIT_BAD_INPUT, message)
+    flipped = tmp_path / "flipped.h5"
+    content = bytearray(shard.read_bytes())
+    with h5py.File(shard) as file:
+        chunk = file["encodings/achieved"].id.get_chunk_info(1)  # compressed labels: corrupt data, not a missing file
+    content[chunk.byte_offset : chunk.byte_offset + chunk.size] = bytes(chunk.size)
+    flipped.write_bytes(bytes(content))
+    one_line_error(runner.invoke(app, ["info", str(flipped)]), EXIT_BAD_INPUT, "is damaged")
+
+
+def test_fuzz_findings_in_configs_outputs_and_stores_are_one_line(shards, tmp_path, image_file):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("lattice:\n  size: " + "[" * 20000 + "]" * 20000 + "\n")
+    one_line_error(runner.invoke(app, ["simulate", str(deep), "-o", str(tmp_path / "x.h5")]), EXIT_BAD_INPUT, "deep")
+    nameless = runner.invoke(app, ["interpret", str(_model(tmp_path / "m.keras", 3)), str(image_file), "-o", ""])
+    one_line_error(nameless, EXIT_OUTPUT, "no name of its own")
+    store = _edited_copy(shards / "s0.h5", tmp_path / "store.h5", lambda file: None)
+    with h5py.File(store, "a") as file:
+        file.attrs["kind"] = "store"
+    model = tmp_path / "m.keras"
+    result = runner.invoke(app, ["interpret", str(model), str(image_file), "-o", str(tmp_path / "out"),
+                                 "--record", str(store), "--replicates", "1", "--no-figures"])  # fmt: skip
+    assert result.exit_code == EXIT_BAD_INPUT and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_reader_library_s_own_log_lines_stay_off_the_terminal(tmp_path):
+    import tifffile
+
+    fake_png = tmp_path / "w0.png"
+    tifffile.imwrite(fake_png, np.zeros((3, 128), np.longdouble))
+    result = runner.invoke(app, ["correct", str(fake_png), "-o", str(tmp_path / "c.h5")])
+    one_line_error(result, EXIT_BAD_INPUT, "w0.png")
