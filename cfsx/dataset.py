@@ -108,6 +108,9 @@ def _damaged(error: BaseException) -> bool:
     return "write" not in text and any(word in text for word in ("read", "link", "heap", "decod", "filter", "object"))
 
 
+# Root attributes that hold integers where present (format version 1).
+INTEGER_ATTRS = ("cfs", "seed", "samples_total", "shard_index", "shard_count", "sample_start", "sample_stop",
+                 "image_size")  # fmt: skip
 # Arrays with one entry per sample besides SAMPLE_ARRAYS: corrected images and knowledge stores.
 PER_SAMPLE_EXTRAS = ("masks", "provenance", "sources")
 
@@ -139,9 +142,19 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
             raise DataError(f"{path} is inconsistent: {samples} images but {array.shape[0]} entries in /{name}")
         if name in SAMPLE_ARRAYS and array.dtype.kind not in "fiu":
             raise DataError(f"{path}: /{name} holds {array.dtype} values, not real numbers")
+    for key in INTEGER_ATTRS:
+        value = file.attrs.get(key)
+        if value is not None and not (np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.integer)):
+            raise DataError(f"{path}: its attribute {key} = {value!r} is not an integer")
     cfs = file.attrs.get("cfs")
-    if cfs is not None and not (np.ndim(cfs) == 0 and np.issubdtype(np.asarray(cfs).dtype, np.integer) and cfs >= 2):
+    if cfs is not None and cfs < 2:
         raise DataError(f"{path}: its attribute cfs = {cfs!r} is not a CFS size (an integer >= 2)")
+    if file.attrs.get("kind") == "corrected":
+        h_max = file.attrs.get("h_max")
+        if h_max is None or np.ndim(h_max) != 0 or not np.issubdtype(np.asarray(h_max).dtype, np.number):
+            raise DataError(f"{path}: a file of cfsx correct needs its attribute h_max (a number), got {h_max!r}")
+        if "sources" not in arrays:
+            raise DataError(f"{path}: a file of cfsx correct needs its /sources")
     if "encodings/achieved" in arrays and cfs is not None:
         components = int(cfs) ** 2 - 1
         labels = arrays["encodings/achieved"]

@@ -456,7 +456,8 @@ def test_fuzz_findings_in_datasets_are_one_line(shards, tmp_path):
     damaged = {
         "complex": (_replace("encodings/target", np.zeros((4, 3), np.complex64)), "complex64 values, not real"),
         "link loop": (_soft_loop, "is damaged"),
-        "attribute": (lambda file: file.attrs.__setitem__("cfs", "x"), "is not a CFS size"),
+        "attribute": (lambda file: file.attrs.__setitem__("cfs", 1), "is not a CFS size"),
+        "shard attribute": (lambda file: file.attrs.__setitem__("shard_index", "x"), "shard_index = 'x' is not an"),
     }
     for name, (edit, message) in damaged.items():
         path = _edited_copy(shard, tmp_path / f"{name.replace(' ', '-')}.h5", edit)
