@@ -229,6 +229,9 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
                 f"tolerance {feedback.tolerance}, <= {feedback.max_cycles} cycles, "
                 f"|J| <= {feedback.coupling_bound}"
             )
+        if not details.label_mean.size:
+            out.print("no labels (/encodings/achieved) in this file")
+            return
         table = Table(title="labels (achieved alpha)")
         for column in ("component", "mean", "std", "min", "max"):
             table.add_column(column, justify="right")

@@ -142,6 +142,8 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
             raise DataError(f"{path} is inconsistent: {samples} images but {array.shape[0]} entries in /{name}")
         if name in SAMPLE_ARRAYS and array.dtype.kind not in "fiu":
             raise DataError(f"{path}: /{name} holds {array.dtype} values, not real numbers")
+    if images.chunks is not None and images.chunks[0] == 1 and images.id.get_num_chunks() != samples:
+        raise DataError(f"{path} is incomplete: {images.id.get_num_chunks()} of its {samples} images were written")
     for key in INTEGER_ATTRS:
         value = file.attrs.get(key)
         if value is not None and not (np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.integer)):
@@ -223,7 +225,7 @@ def describe(path: str | Path) -> DatasetInfo:
         reach = None
         config_yaml = str(file.attrs.get("config", ""))
         config = config_from_yaml_text(config_yaml) if config_yaml else None
-        if samples and "encodings/target" in file and "cycles" in file and config:
+        if samples and labels.shape[1] and "encodings/target" in file and "cycles" in file and config:
             reach = reach_summary(labels, file["encodings/target"][()], file["cycles"][()], config.feedback.tolerance)
         shard = None
         if "shard_index" in file.attrs:

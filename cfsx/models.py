@@ -152,6 +152,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                 if not isinstance(document.get(section, {}), dict) or key not in document.get(section, {})]  # fmt: skip
     if missing:
         raise DataError(f"{path}: the model's metadata lacks {', '.join(missing)}")
+    for key, kinds in (("image_size", (int,)), ("h_max", (int, float)), ("cfs", (int,))):
+        value = document[key]
+        if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+            raise DataError(f"{path}: the model's metadata has {key} = {value!r}, not a positive number")
     vectors = document["vectors"]
     cfs = document["cfs"]
     if not isinstance(cfs, int) or not isinstance(vectors, list) or len(vectors) != cfs * cfs - 1:

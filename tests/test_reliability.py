@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cfsx import models
+from cfsx import dataset, models
 from cfsx.cli import app
 from cfsx.config import load_config
 from cfsx.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RESUMABLE, DataError, OutputError
@@ -494,3 +494,26 @@ def test_a_reader_library_s_own_log_lines_stay_off_the_terminal(tmp_path):
     tifffile.imwrite(fake_png, np.zeros((3, 128), np.longdouble))
     result = runner.invoke(app, ["correct", str(fake_png), "-o", str(tmp_path / "c.h5")])
     one_line_error(result, EXIT_BAD_INPUT, "w0.png")
+
+
+def test_a_file_declaring_samples_it_never_wrote_is_refused_without_reading_them(shards, tmp_path):
+    hollow = tmp_path / "hollow.h5"
+    shutil.copy(shards / "s0.h5", hollow)
+    with h5py.File(hollow, "a") as file:
+        for name in [name for name in dataset.SAMPLE_ARRAYS if name in file]:
+            shape, dtype = file[name].shape, file[name].dtype
+            del file[name]
+            file.create_dataset(
+                name, shape=(10**8, *shape[1:]), dtype=dtype, chunks=(1, *shape[1:]), compression="gzip"
+            )
+    one_line_error(runner.invoke(app, ["info", str(hollow)]), EXIT_BAD_INPUT, "0 of its 100000000 images")
+
+
+def test_info_describes_a_file_without_labels_and_models_need_numeric_grids(shards, tmp_path, image_file):
+    unlabelled = _edited_copy(shards / "s0.h5", tmp_path / "u.h5", lambda file: file.__delitem__("encodings/achieved"))
+    result = runner.invoke(app, ["info", str(unlabelled)])
+    assert result.exit_code == 0 and "no labels" in result.output, result.output
+    metadata = {**_metadata(), "h_max": ""}
+    model = models.save_model(models.build_model("small", 16, 3), metadata, tmp_path / "h.keras")
+    interpreted = runner.invoke(app, ["interpret", str(model), str(image_file), "-o", str(tmp_path / "out")])
+    one_line_error(interpreted, EXIT_BAD_INPUT, "h_max = ''")
