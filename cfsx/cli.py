@@ -103,6 +103,7 @@ def _progress_bar():
             if exc_type is not None:
                 for task_id in list(self.task_ids):
                     self.remove_task(task_id)
+                self.live.transient = True  # no empty last frame above the error line
             super().__exit__(exc_type, exc, traceback)
 
     return Bar(
