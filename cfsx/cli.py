@@ -115,6 +115,7 @@ def _progress_bar():
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
+        disable=not console.is_terminal,  # batch logs get the summary lines, not a bar's last frame
     )
 
 
