@@ -204,10 +204,11 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
         with open_dataset(path) as file:
             if file.attrs.get("kind") == "corrected":
                 images = file["images"]
+                sources = file["sources"].asstr()[:3] if "sources" in file else ["not recorded"]
                 out.print(
                     f"[bold]{path}[/bold]: {images.shape[0]} images corrected by cfsx correct "
                     f"({images.shape[1]} x {images.shape[2]}, h_max {file.attrs['h_max']}), created "
-                    f"{file.attrs['created']}; sources: {', '.join(file['sources'].asstr()[:3])}"
+                    f"{file.attrs.get('created', 'at an unknown time')}; sources: {', '.join(sources)}"
                     + (" ..." if images.shape[0] > 3 else "")
                 )
                 return

@@ -155,8 +155,6 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
         h_max = file.attrs.get("h_max")
         if h_max is None or np.ndim(h_max) != 0 or not np.issubdtype(np.asarray(h_max).dtype, np.number):
             raise DataError(f"{path}: a file of cfsx correct needs its attribute h_max (a number), got {h_max!r}")
-        if "sources" not in arrays:
-            raise DataError(f"{path}: a file of cfsx correct needs its /sources")
     if "encodings/achieved" in arrays and cfs is not None:
         components = int(cfs) ** 2 - 1
         labels = arrays["encodings/achieved"]

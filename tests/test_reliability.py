@@ -47,9 +47,10 @@ def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def cfsx_process(*args: str, **options) -> subprocess.Popen:
+def cfsx_process(*args: str, cwd: Path, **options) -> subprocess.Popen:
+    """``cfsx ARGS`` in its own process; ``cwd`` away from the checkout, whose cfsx/ has no compiled engine."""
     return subprocess.Popen([sys.executable, "-m", "cfsx", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **options)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True, cwd=cwd, **options)  # fmt: skip
 
 
 def wait_for(condition, timeout: float = 60.0) -> None:
@@ -66,7 +67,7 @@ def wait_for(condition, timeout: float = 60.0) -> None:
 def test_a_second_run_on_a_locked_output_fails_at_once_and_names_the_holder(tmp_path):
     output = tmp_path / "mix.h5"
     first = cfsx_process("simulate", "demo", "-o", str(output), "--samples", "400", "--workers", "1", *TINY,
-                         "--set", "run.batch_size=4", "--seed", "11")  # fmt: skip
+                         "--set", "run.batch_size=4", "--seed", "11", cwd=tmp_path)  # fmt: skip
     try:
         wait_for(lambda: lock_path(output).exists() and (output.with_name("mix.h5.parts") / "manifest.json").exists())
         holder = json.loads(lock_path(output).read_text())
@@ -215,7 +216,8 @@ def test_a_full_disk_while_assembling_is_one_line_and_resume_after_freeing_space
     output = small_disk / "x.h5"
     args = ["simulate", "demo", "-o", str(output), "--samples", "100", "--set", "output.compression=0",
             "--workers", "1"]  # fmt: skip
-    failed = subprocess.run([sys.executable, "-m", "cfsx", *args], capture_output=True, text=True, timeout=300)
+    failed = subprocess.run([sys.executable, "-m", "cfsx", *args], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)  # fmt: skip
     assert failed.returncode == EXIT_OUTPUT, failed.stderr  # not 139, a crash in libhdf5
     lines = failed.stderr.strip().splitlines()
     assert lines[-1].startswith(f"error: cannot write {output}: No space left on device"), failed.stderr
@@ -264,7 +266,7 @@ def _session(session: int) -> set[int]:
 def test_workers_end_when_their_parent_is_killed(tmp_path):
     output = tmp_path / "k.h5"
     run = cfsx_process("simulate", "demo", "-o", str(output), "--samples", "2000", "--workers", "2", *TINY,
-                       "--set", "run.batch_size=4", start_new_session=True)  # fmt: skip
+                       "--set", "run.batch_size=4", start_new_session=True, cwd=tmp_path)  # fmt: skip
     parts = tmp_path / "k.h5.parts"
     wait_for(lambda: len(list(parts.glob("batch-*.npz"))) >= 2)
     assert len(_session(run.pid)) >= 3  # the run, its workers and the resource tracker
@@ -281,7 +283,7 @@ def test_sigterm_to_the_whole_job_stops_it_resumably_with_exit_5(tmp_path):
     """What a batch system does at the time limit: SIGTERM to every process of the job."""
     output = tmp_path / "t.h5"
     args = ["simulate", "demo", "-o", str(output), "--samples", "600", *TINY, "--set", "run.batch_size=4"]
-    run = cfsx_process(*args, "--workers", "2", start_new_session=True)
+    run = cfsx_process(*args, "--workers", "2", start_new_session=True, cwd=tmp_path)
     wait_for(lambda: len(list((tmp_path / "t.h5.parts").glob("batch-*.npz"))) >= 2)
     os.killpg(run.pid, signal.SIGTERM)
     out, _ = run.communicate(timeout=60)
