@@ -71,7 +71,7 @@ reproduce: $(STAMP)
 
 # docs/generalisation.md: the CNNs and the least squares on the independent benchmark of
 # benchmarks/generalisation_data.py (6 groups x 200 cases, clean, all-origins, corrupted raw and corrected,
-# detector renders). About 15 minutes with the data and models in bench-output/; the data (~10 minutes) and
+# detector renders). About 6 minutes with the data and models in bench-output/; the data (~10 minutes) and
 # the reference CFS2 and CFS4 models (~15-20 minutes each on 2 cores) are made first when missing. Not in CI.
 generalisation: $(STAMP)
 	$(BIN)/python benchmarks/generalisation.py --data bench-output/generalisation-data --work bench-output/generalisation \
