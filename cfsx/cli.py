@@ -572,14 +572,19 @@ def _print_interpretation(document: dict) -> None:
 
     refined = document["images"][0]["refinement"] is not None
     table = Table(title=f"CFS{document['model']['cfs']} interpretation: image R2 of the decoded images")
-    columns = ["image", "final encoding"]
+    columns = ["image", "final encoding", "floor: two decodes"]
     if refined:
         columns += ["CNN encoding", "refinement from CNN", "from zero"]
     for column in columns:
         table.add_column(column, justify="right")
     for record in document["images"][:20]:
         r2 = record["decoded"]["image_r2"] if record["decoded"] else None
-        row = [short_name(record["source"]), f"{r2['mean']:.3f} ± {r2['std']:.3f}" if r2 else "not decoded"]
+        floor = record["decoded"]["image_r2_floor"] if record["decoded"] else None
+        row = [
+            short_name(record["source"]),
+            f"{r2['mean']:.3f} ± {r2['std']:.3f}" if r2 else "not decoded",
+            f"{floor['mean']:.3f} ± {floor['std']:.3f}" if floor else "-",
+        ]
         if refined:
             refinement = record["refinement"]
             before = refinement["cnn_decoded_image_r2"]

@@ -199,6 +199,9 @@ class Decoded:
     image_r2: np.ndarray  # (S, R)
     image_mse: np.ndarray  # (S, R) in the engine's units (the observation divided by the scale)
     scale: np.ndarray  # (S, R) least-squares factor: observation ~ scale * decoded image
+    # (S, R(R-1)/2): image R2 of one replicate against another, both decoded from the same encoding. The
+    # best image R2 any encoding can reach against an image of these simulation settings: the floor.
+    image_r2_floor: np.ndarray
 
 
 def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, seeds: list[int], workers: int,
@@ -215,6 +218,10 @@ def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, s
     def shaped(array: np.ndarray) -> np.ndarray:
         return array.reshape(count, replicates, *array.shape[1:])
 
+    first, second = np.triu_indices(replicates, k=1)
+    decoded = shaped(images)
+    floor = scaled_image_r2(decoded[:, first].reshape(-1, *images.shape[1:]),
+                            decoded[:, second].reshape(-1, *images.shape[1:]))[0]  # fmt: skip
     return Decoded(
         images=shaped(out["images"]),
         lattices=shaped(out["lattices"]),
@@ -225,6 +232,7 @@ def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, s
         image_r2=shaped(r2),
         image_mse=shaped(mse),
         scale=shaped(scale),
+        image_r2_floor=floor.reshape(count, len(first)),
     )
 
 
@@ -416,6 +424,7 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
                 "image_r2": _spread(decoded.image_r2[index]),
                 "image_mse": _spread(decoded.image_mse[index]),
                 "scale": _spread(decoded.scale[index]),
+                "image_r2_floor": _spread(decoded.image_r2_floor[index]) if decoded.image_r2_floor.size else None,
                 "achieved": named(labels, decoded.achieved[index, 0]),
                 "cycles": int(decoded.cycles[index, 0]),
             }
@@ -488,7 +497,7 @@ def _write_arrays(path: Path, document, observed: Observed, cnn, final, transpos
             return
         file["uncertainty/replicates"] = replicate_std.astype(np.float32)
         for name in ("images", "lattices", "achieved", "interactions", "cycles", "seeds", "image_r2", "image_mse",
-                     "scale"):  # fmt: skip
+                     "scale", "image_r2_floor"):  # fmt: skip
             file[f"decoded/{name}"] = getattr(decoded, name)
         if refinements is not None:
             for start in refinements[0]:

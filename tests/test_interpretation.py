@@ -68,6 +68,27 @@ def test_unseen_encodings_are_recovered_and_decoded_near_the_intrinsic_floor(set
     assert np.median(cnn_r2) > floor - 0.1
 
 
+def test_the_reported_floor_is_two_decodes_of_one_encoding_against_each_other(setup, interpreted):
+    with h5py.File(setup / "out" / "results.h5") as file:
+        decoded = file["decoded/images"][()].astype(np.float64)  # (S, R, M, M)
+        floor = file["decoded/image_r2_floor"][()]
+        observed, truth = file["observed"][()], file["truth"][()]
+    replicates = decoded.shape[1]
+    assert floor.shape == (len(decoded), replicates * (replicates - 1) // 2)
+    first = decoded[:, 0]
+    scale = (first * decoded[:, 1]).sum(axis=(1, 2)) / (decoded[:, 1] ** 2).sum(axis=(1, 2))
+    np.testing.assert_allclose(floor[:, 0], image_r2(first, decoded[:, 1] * scale[:, None, None]), atol=1e-9)
+    reported = [record["decoded"]["image_r2_floor"]["mean"] for record in interpreted.document["images"]]
+    np.testing.assert_allclose(reported, floor.mean(axis=1), atol=1e-9)
+    # The observations are themselves simulations of their true encodings: their image R2 against a decode
+    # of the truth is the same kind of number, so the medians agree within the spread of finite lattices.
+    simulation = load_config("demo", ["lattice.size=20", "diffraction.lot_size=10", "diffraction.image_size=32"])
+    truth_images = decode(simulation, truth, 0, seeds=sample_seeds(5, 1) * len(truth))["images"]
+    scale = (observed * truth_images).sum(axis=(1, 2)) / (truth_images**2).sum(axis=(1, 2))
+    intrinsic = np.median(image_r2(observed, truth_images * scale[:, None, None]))
+    assert abs(np.median(floor) - intrinsic) < 0.15, (np.median(floor), intrinsic)
+
+
 def test_results_follow_the_schema_and_figures_are_written(setup, interpreted):
     document = json.loads((setup / "out" / "results.json").read_text())
     jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
