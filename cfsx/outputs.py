@@ -56,7 +56,7 @@ def check_output(output: str | Path, *, inputs: Iterable[str | Path] = (), direc
     file (or not a directory, for ``directory`` outputs), a missing or unwritable parent folder, and
     an output that is also an input (same resolved path or inode) or, for a directory, holds one.
     """
-    if str(output) in ("-", ""):
+    if str(output) == "-":
         raise OutputError("cfsx writes files, not standard output: give -o a file name")
     output = Path(output)
     if output.name in ("", ".", "..") or not _absolute(output).name:
