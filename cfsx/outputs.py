@@ -195,6 +195,18 @@ def output_failure(error: OSError, path: str | Path) -> OutputError | None:
 
 
 @contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a file-system error of the block (disk full, quota, read-only) into one OutputError naming ``path``."""
+    try:
+        yield
+    except OSError as error:
+        failure = output_failure(error, path)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
 
@@ -203,14 +215,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = check_output(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        yield temporary
-        check_output(path)  # still a regular file (or nothing) at the moment of the rename
-        os.replace(temporary, path)
-    except OSError as error:
-        failure = output_failure(error, path)
-        if failure is None:
-            raise
-        raise failure from None
+        with writing(path):
+            yield temporary
+            check_output(path)  # still a regular file (or nothing) at the moment of the rename
+            os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -279,16 +287,12 @@ def atomic_directory(path: str | Path, marker: str) -> Iterator[Path]:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        temporary.mkdir()
-        yield temporary
-        if path.exists():
-            shutil.rmtree(path)
-        temporary.rename(path)
-    except OSError as error:
-        failure = output_failure(error, path)
-        if failure is None:
-            raise
-        raise failure from None
+        with writing(path):
+            temporary.mkdir()
+            yield temporary
+            if path.exists():
+                shutil.rmtree(path)
+            temporary.rename(path)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
 

@@ -30,7 +30,7 @@ from .cluster import BatchDone, Scheduler, run_batches
 from .config import SimulationConfig
 from .encoding import cfs_vectors
 from .errors import ClusterError, ConfigError, DataError
-from .outputs import check_output, claim_outputs, output_failure
+from .outputs import check_output, claim_outputs, output_failure, writing
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, samples in this run)
 PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent dies (Linux)
@@ -257,14 +257,11 @@ def _save_batch(parts: Path, start: int, arrays: dict[str, np.ndarray]) -> None:
     path = _batch_file(parts, start)
     temporary = path.with_suffix(".tmp.npz")
     try:
-        np.savez(temporary, **{name.replace("/", "__"): value for name, value in arrays.items()})
-        os.replace(temporary, path)
-    except OSError as error:
+        with writing(path):
+            np.savez(temporary, **{name.replace("/", "__"): value for name, value in arrays.items()})
+            os.replace(temporary, path)
+    finally:
         temporary.unlink(missing_ok=True)
-        failure = output_failure(error, path)
-        if failure is None:
-            raise
-        raise failure from None
 
 
 def _load_batch(parts: Path, start: int) -> dict[str, np.ndarray]:
