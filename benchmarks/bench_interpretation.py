@@ -65,7 +65,7 @@ def run(folder: Path, args) -> list[tuple[str, str, str]]:
     end_to_end = best_of(one_image)
     command = [sys.executable, "-m", "cfsx", "interpret", str(folder / "model.keras"), str(folder / "detector.npy"),
                "-o", str(folder / "cold"), "--origin", "280,220", "--pixels-per-rlu", "160,160",
-               "--correct-set", "bragg.method=lattice", "--correct-set", "mask.nonpositive=false"]  # fmt: skip
+               "--correct-set", "bragg.method=lattice", "--correct-set", "mask.zeros=values"]  # fmt: skip
     started = time.perf_counter()
     finished = subprocess.run(command, capture_output=True, text=True, cwd=folder)  # not the source tree's cfsx
     if finished.returncode:

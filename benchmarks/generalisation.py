@@ -163,7 +163,7 @@ def detector_overrides(pixels_per_rlu: float, origin) -> list[str]:
         f"geometry.origin=[{int(origin[0])}, {int(origin[1])}]",
         f"geometry.pixels_per_rlu=[{pixels_per_rlu}, {pixels_per_rlu}]",
         "bragg.method=lattice",
-        "mask.nonpositive=false",
+        "mask.zeros=values",
     ]
 
 
@@ -585,7 +585,7 @@ Images fed: clean and all-origins on all cases; corrupted ones on the first {cor
 (i) raw, zeros and -1 flags and all, and (ii) "corrected": `correct_image(raw, CorrectionConfig defaults)` (the
 built-in `correct` config, uncalibrated, so the whole 64 x 64 image is the window), as a new user gets them without
 and with `cfsx correct`. Detector renders (first 16 cases per group): `correct_image` with their known calibration
-(origin, pixels per r.l.u., `bragg.method=lattice`, `mask.nonpositive=false`: cfsx.detector's recipe) and the gap and
+(origin, pixels per r.l.u., `bragg.method=lattice`, `mask.zeros=values`: cfsx.detector's recipe) and the gap and
 beamstop masks as the mask file. Non-finite predictions (a CNN fed zeros and -1 flags takes log of them) count as
 alpha = 0 and are counted in the notes."""
 

@@ -41,7 +41,7 @@ def naive(image: np.ndarray, config: CorrectionConfig) -> np.ndarray:
     """'Before': the same resampling with no correction step at all."""
     off = dataclasses.replace(
         config,
-        mask=dataclasses.replace(config.mask, nonpositive=False, negative=False),
+        mask=dataclasses.replace(config.mask, zeros="values", negative=False),
         bragg=dataclasses.replace(config.bragg, enabled=False),
         reconstruction=dataclasses.replace(config.reconstruction, friedel=False, inpaint=False),
         background=dataclasses.replace(config.background, radial_falloff=False),

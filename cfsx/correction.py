@@ -43,9 +43,21 @@ Coordinates = Callable[[slice], tuple[np.ndarray, np.ndarray]]  # rows -> (h, k)
 Progress = Callable[[float], None]  # the fraction of one image's correction done
 
 
+ZERO_RULES = ("auto", "unmeasured", "values")
+# A zero region of a counting image is a gap when counting explains it with probability below
+# exp(-GAP_EVIDENCE): when the counts expected over it at the local rate reach this number.
+GAP_EVIDENCE = 20.0
+GAP_MIN_RATE = 0.5  # counts per pixel: below this, solid zero patches are common (and chance ones percolate)
+GAP_SURROUNDINGS = 15  # pixels: the window of the local count rate
+MAX_MEDIAN_COUNTS = 1e4  # a "quantum" that makes the median pixel more counts than this is float rounding
+
+
 @dataclass(frozen=True)
 class MaskConfig:
-    nonpositive: bool = True  # values <= 0 are "not measured" in many reduced data sets (not for raw counts!)
+    # auto: in an image of counts (docs/correction.md) zero regions at least 2 px wide that counting cannot
+    # explain are gaps and every other zero is a measured value; in any other image a zero is "not measured"
+    # (the usual mark in reduced data). unmeasured: every zero is masked. values: no zero is masked.
+    zeros: str = "auto"
     negative: bool = True  # values < 0: the usual flag of detector gaps and dead pixels
     saturated: float | None = None  # values >= this are masked
     values: list[float] = field(default_factory=list)  # exact values to mask (for example a gap marker)
@@ -53,7 +65,7 @@ class MaskConfig:
 
     def __post_init__(self) -> None:
         _require(_is_int(self.edge) and self.edge >= 0, "mask.edge must be an integer >= 0")
-        _require(isinstance(self.nonpositive, bool), "mask.nonpositive must be true or false")
+        _require(self.zeros in ZERO_RULES, f"mask.zeros must be one of {', '.join(ZERO_RULES)}, got {self.zeros!r}")
         _require(isinstance(self.negative, bool), "mask.negative must be true or false")
         _require(self.saturated is None or _is_number(self.saturated), "mask.saturated must be a number or null")
         _require(
@@ -71,6 +83,10 @@ class BraggConfig:
     threshold: float = 5.0  # top-hat: robust standard deviations of the top-hat image
     dilate: int = 2  # grow each masked peak by this many pixels
     lattice_radius: float = 0.08  # lattice method: mask radius around integer h, k, in reciprocal lattice units
+    # local and tophat: where a peak may be. lattice: its seed within lattice_radius of an integer h, k (the
+    # calibration's, or the training window's when uncalibrated), so that superstructure peaks of ordered
+    # crystals are kept; anywhere: for images whose axes are not known
+    positions: str = "lattice"
     local_size: int = 15  # local: median window (pixels), wider than a Bragg peak, narrower than diffuse features
     local_threshold: float = 20.0  # local: a peak's seed stands this many robust sigmas above the local median
     local_contrast: float = 3.0  # local: ... and sqrt(I) this many times the local median's (9x the intensity)
@@ -91,6 +107,8 @@ class BraggConfig:
         for name in ("threshold", "local_threshold", "local_contrast", "local_grow"):
             _require(_is_number(getattr(self, name)) and getattr(self, name) > 0, f"bragg.{name} must be a number > 0")
         _require(_is_number(self.lattice_radius) and self.lattice_radius > 0, "bragg.lattice_radius must be > 0")
+        _require(self.positions in ("lattice", "anywhere"), f"bragg.positions must be lattice or anywhere, got "
+                 f"{self.positions!r}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -243,8 +261,9 @@ def invalid_pixels(image: np.ndarray, config: MaskConfig, extra: np.ndarray | No
     """True where a pixel carries no usable intensity."""
     invalid = ~np.isfinite(image)
     with np.errstate(invalid="ignore"):
-        if config.nonpositive:
-            invalid |= image <= 0
+        if config.zeros != "values":
+            quantum = counting_quantum(image) if config.zeros == "auto" else None
+            invalid |= (image == 0) if quantum is None else zero_gaps(image, quantum)
         if config.negative:
             invalid |= image < 0
         if config.saturated is not None:
@@ -260,6 +279,48 @@ def invalid_pixels(image: np.ndarray, config: MaskConfig, extra: np.ndarray | No
 
         invalid = ndimage.binary_dilation(invalid, iterations=config.edge)
     return invalid
+
+
+def counting_quantum(image: np.ndarray) -> float | None:
+    """The count of an image of (scaled) counts: every positive value an integer multiple of it; else None.
+
+    The quantum is the smallest step between the image's distinct positive values (or the smallest value).
+    Float images pass this by rounding alone only with a tiny quantum, which MAX_MEDIAN_COUNTS rules out.
+    """
+    finite = np.isfinite(image)
+    with np.errstate(invalid="ignore"):
+        values = np.unique(_sample(image, ~(finite & (image > 0))))
+    if values.size == 0:
+        return None
+    quantum = float(min(values[0], np.diff(values).min())) if values.size > 1 else float(values[0])
+    ratios = values / quantum
+    if np.median(ratios) > MAX_MEDIAN_COUNTS or np.abs(ratios - np.rint(ratios)).max() > 1e-2:
+        return None
+    return quantum
+
+
+def zero_gaps(image: np.ndarray, quantum: float) -> np.ndarray:
+    """The gaps of a counting image: connected regions of 2 x 2 blocks of zeros where the local
+    count rate (mean counts per pixel within GAP_SURROUNDINGS) is at least GAP_MIN_RATE and the counts
+    expected over the blocks reach GAP_EVIDENCE. Isolated zeros, and zero patches where counting makes
+    them likely (faint regions), are measured values: there a gap needs a mask file or negative flags."""
+    from scipy import ndimage
+
+    with np.errstate(invalid="ignore"):
+        zero = image == 0
+        blocks = ndimage.binary_opening(zero, structure=np.ones((2, 2), bool))
+        if not blocks.any():
+            return blocks
+        counted = np.isfinite(image) & (image >= 0)
+        total = ndimage.uniform_filter(np.where(counted, image / quantum, 0.0), GAP_SURROUNDINGS, mode="mirror")
+        weight = ndimage.uniform_filter(counted.astype(np.float64), GAP_SURROUNDINGS, mode="mirror")
+    rate = np.where(weight > 1e-9, total / np.maximum(weight, 1e-9), 0.0)[blocks]
+    regions, count = ndimage.label(blocks)
+    evidence = np.bincount(regions[blocks], weights=rate, minlength=count + 1)
+    size = np.bincount(regions[blocks], minlength=count + 1)
+    gap = (evidence >= GAP_EVIDENCE) & (evidence >= GAP_MIN_RATE * size)
+    gap[0] = False
+    return gap[regions]
 
 
 def pixel_coordinates(
@@ -342,10 +403,17 @@ def bragg_peaks(
         for rows in _strips(image.shape):
             h, k = coordinates(rows)
             peaks[rows] = np.hypot(h - np.round(h), k - np.round(k)) <= config.lattice_radius
-    elif config.method == "local":
-        peaks = _local_outliers(image, invalid, config)
     else:
-        peaks = _tophat_outliers(image, invalid, config)
+        near = None
+        if config.positions == "lattice" and coordinates is not None:
+            near = np.empty(image.shape, dtype=bool)
+            for rows in _strips(image.shape):
+                h, k = coordinates(rows)
+                near[rows] = np.hypot(h - np.round(h), k - np.round(k)) <= config.lattice_radius
+        if config.method == "local":
+            peaks = _local_outliers(image, invalid, config, near)
+        else:
+            peaks = _tophat_outliers(image, invalid, config) & (True if near is None else near)
     if config.dilate and peaks.any():
         peaks = ndimage.binary_dilation(peaks, iterations=config.dilate)
     _, count = ndimage.label(peaks)
@@ -368,7 +436,8 @@ def _tophat_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig
     return ~invalid & (top_hat > np.median(values) + config.threshold * spread)
 
 
-def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig) -> np.ndarray:
+def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig, near: np.ndarray | None = None
+                    ) -> np.ndarray:  # fmt: skip
     """Bragg peaks as sharp, strong outliers above a local median of sqrt(I).
 
     The square root makes Poisson noise uniform, so one robust sigma (of sqrt(I) minus its local
@@ -377,7 +446,8 @@ def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig)
     sharp diffuse maxima at high counts. Each peak is the connected region local_grow sigmas up
     around its seeds (hysteresis), which takes in its tails. Images of more than local_coarse_above
     pixels take the local median from blocks (_block_median), in linear time; the peaks are still
-    found pixel by pixel. Works in the image's precision (float32 or float64), in place where it can.
+    found pixel by pixel. With ``near`` only seeds there count. Works in the image's precision (float32
+    or float64), in place where it can.
     """
     from scipy import ndimage
 
@@ -403,6 +473,8 @@ def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig)
     np.copyto(residual, 0.0, where=invalid)
     seeds = np.greater(residual, config.local_threshold)
     seeds &= strong
+    if near is not None:
+        seeds &= near
     grown = np.greater(residual, config.local_grow)
     del strong, residual, root
     regions, count = ndimage.label(grown)

@@ -75,5 +75,5 @@ class Detector:
             f"geometry.origin=[{self.beam_centre[0]}, {self.beam_centre[1]}]",
             f"geometry.pixels_per_rlu=[{self.pixels_per_rlu}, {self.pixels_per_rlu}]",
             "bragg.method=lattice",
-            "mask.nonpositive=false",
+            "mask.zeros=values",
         ]

@@ -1,5 +1,6 @@
 """cfsx correct: each step against a known answer, and bad input."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cfsx.config import load_config
 from cfsx.correction import (
     FILLED_BY_SYMMETRY,
     CorrectionConfig,
+    MaskConfig,
     area_average,
     bragg_peaks,
     calibrate_from_file,
@@ -273,8 +275,41 @@ def test_directories_globs_and_mask_rules(clean_image, tmp_path):
     extra = np.zeros((3, 3))
     extra[0, 0] = 1
     assert invalid_pixels(image, rules, extra).tolist() == [
-        [True, False, True], [False, True, False], [True, True, True]
-    ]  # fmt: skip
+        [True, False, True],
+        [False, True, False],
+        [False, True, True],
+    ]  # fmt: skip  (integer counts: the isolated zero is a value)
+    unmeasured = dataclasses.replace(rules, zeros="unmeasured")
+    assert invalid_pixels(image, unmeasured, extra)[2].tolist() == [True, True, True]
+    assert invalid_pixels(image + 0.5, rules)[2].tolist() == [False, True, True]  # no zero left: nothing to mask
+
+
+def test_zero_rule_counts_keep_isolated_zeros_and_mask_gaps():
+    """In a counting image zeros are values except gap-like regions; in a float image every zero is unmeasured."""
+    from cfsx.correction import counting_quantum
+
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(1.0, size=(64, 64)).astype(float)  # about 37 % zeros, many 2 x 2 zero blocks
+    counts[:, 20:22] = 0.0  # a 2-px gap column
+    counts[40:46, 50:56] = 0.0  # a 6 x 6 dead rectangle
+    scaled = counts * 0.37  # counts rescaled to intensity are still counts
+    assert counting_quantum(scaled) == pytest.approx(0.37)
+    rules = MaskConfig()
+    for image in (counts, scaled):
+        invalid = invalid_pixels(image, rules)
+        assert invalid[:, 20:22].all() and invalid[40:46, 50:56].all()
+        scattered = (image == 0) & ~invalid
+        assert scattered.sum() > 1000  # the chance zeros of counting stay as measured values
+        assert not (invalid & (image != 0)).any()
+        assert invalid.sum() - 128 - 36 < 0.03 * (image == 0).sum()  # beyond the gaps: a few zeros touching them
+    faint = rng.poisson(0.05, size=(64, 64)).astype(float)  # where ~nothing is expected a zero patch is normal
+    faint[0, 0] = 3.0
+    faint[10:12, 10:12] = 0.0
+    assert not invalid_pixels(faint, rules)[10:12, 10:12].any()
+    smooth = rng.gamma(3.0, 0.1, size=(64, 64))
+    smooth[5, 5] = 0.0
+    assert counting_quantum(smooth) is None and invalid_pixels(smooth, rules)[5, 5]  # reduced data: 0 = unmeasured
+    assert not invalid_pixels(smooth, dataclasses.replace(rules, zeros="values"))[5, 5]
 
 
 def test_histogram_matching_to_a_reference(clean_image):
@@ -295,7 +330,7 @@ def test_corrupted_detector_image_is_corrected_back_to_its_truth():
     raw = detector.corrupt(detector.render(lattice, 12), set(CORRUPTIONS), np.random.default_rng(0), flux=3.0)
     config = load_config("correct", detector.correction_overrides(), root=CorrectionConfig)
     corrected = correct_image(raw, config)
-    before = correct_image(raw, plain_config(**{"mask.nonpositive": "false", "mask.negative": "false"}))
+    before = correct_image(raw, plain_config(**{"mask.zeros": "values", "mask.negative": "false"}))
     r2_after = image_r2(truth / truth.mean(), corrected.image / corrected.image.mean())
     r2_before = image_r2(truth / truth.mean(), before.image / before.image.mean())
     assert r2_after >= 0.9 > r2_before
@@ -375,9 +410,9 @@ def test_an_image_coarser_than_the_grid_is_resampled_without_inpainting():
 def test_edge_masks_the_pixels_next_to_masked_ones():
     image = np.ones((7, 7))
     image[3, 3] = 0.0
-    rules = load_config("correct", ["mask.edge=1"], root=CorrectionConfig).mask
+    rules = load_config("correct", ["mask.edge=1", "mask.zeros=unmeasured"], root=CorrectionConfig).mask
     assert invalid_pixels(image, rules).sum() == 5  # the pixel and its four neighbours
-    assert invalid_pixels(image, load_config("correct", root=CorrectionConfig).mask).sum() == 1
+    assert invalid_pixels(image, dataclasses.replace(rules, edge=0)).sum() == 1
 
 
 # --- Large images: the block-median Bragg finder, strips, float32 (issue: cfsx correct on 8192 x 8192) ---
@@ -432,7 +467,7 @@ def test_large_image_path_corrects_like_the_exact_one():
     detector = Detector(size=512, pixels_per_rlu=80, beam_centre=(260, 250))
     lattice = np.random.default_rng(5).integers(0, 2, (24, 24)).astype(np.uint8)
     raw = detector.corrupt(detector.render(lattice, 12), set(CORRUPTIONS), np.random.default_rng(1), flux=30.0)
-    overrides = [*detector.correction_overrides()[:2], "mask.nonpositive=false"]  # calibrated, local finder
+    overrides = [*detector.correction_overrides()[:2], "mask.zeros=values"]  # calibrated, local finder
     exact = correct_image(raw, load_config("correct", overrides, root=CorrectionConfig))
     coarse = correct_image(raw, load_config("correct", [*overrides, "bragg.local_coarse_above=0"],
                                             root=CorrectionConfig))  # fmt: skip
@@ -606,3 +641,27 @@ def test_links_out_of_the_folder_are_refused_with_one_line(linked_files, name, m
     assert "100" not in str(error.value)
     result = CliRunner().invoke(app, ["correct", f"{master}::/{name}", "-o", str(master.parent / "out.h5")])
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_uncalibrated_bragg_peaks_one_pixel_and_at_the_border_but_not_superstructure(clean_image):
+    """On a 64 x 64 training-window image the Bragg finder masks one-pixel peaks at integer h, k, also on the
+    border (h = -1) and the tail of the peak just outside it (h = +1), and keeps superstructure peaks at h + 1/2."""
+    config = plain_config(**{"bragg.enabled": "true", "bragg.dilate": "0"})
+    grid = reciprocal_grid(64, 1.0)  # index 0: h = -1, index 32: h = 0, index 63: h = 31/32
+    image = clean_image.astype(np.float64) * 1.0
+    level = image.mean()
+    superstructure = [(16, 48), (48, 16), (48, 48), (16, 16)]  # (+-1/2, +-1/2): ordering peaks to keep
+    for row, column in superstructure:
+        image[row, column] += 200 * level
+    bragg = [(32, 32), (0, 32), (32, 0), (0, 0)]  # h, k in {-1, 0}: one pixel each, two of them on the border
+    for row, column in bragg:
+        image[row, column] += 500 * level
+    image[63, 32] += 60 * level  # the tail of the peak at h = +1, just outside the window
+    corrected = correct_image(image, config)
+    masked = corrected.mask != 0
+    assert all(masked[row, column] for row, column in bragg) and masked[63, 32]
+    assert not any(masked[row, column] for row, column in superstructure)
+    assert corrected.image[16, 48] > 50 * corrected.image.mean()  # the ordering peak survives the correction
+    assert grid[0] == -1 and grid[32] == 0
+    anywhere = correct_image(image, plain_config(**{"bragg.enabled": "true", "bragg.positions": "anywhere"}))
+    assert all(anywhere.mask[row, column] != 0 for row, column in superstructure)  # what the rule prevents

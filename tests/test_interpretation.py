@@ -159,7 +159,7 @@ def test_a_raw_detector_image_is_corrected_and_interpreted(setup, tmp_path):
         app,
         ["interpret", str(setup / "model.keras"), str(tmp_path / "detector.npy"), "-o", str(tmp_path / "raw"),
          "--origin", "70,60", "--pixels-per-rlu", "48,48", "--correct-set", "bragg.method=lattice",
-         "--correct-set", "mask.nonpositive=false", "--workers", "1"],
+         "--correct-set", "mask.zeros=values", "--workers", "1"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     document = json.loads((tmp_path / "raw" / "results.json").read_text())
