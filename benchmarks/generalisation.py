@@ -37,7 +37,9 @@ sys.path.insert(0, str(HERE))
 
 import generalisation_data as gd  # noqa: E402
 
-NO_WINDOW = 10**9  # lot size of the "no lot window" least squares: window 1 - |v|/L = 1 to 1e-8
+from cfsx.estimates import CNN, FINAL_RULE, LEAST_SQUARES, choose_final  # noqa: E402
+from cfsx.inversion import NO_WINDOW  # noqa: E402  (the lot size of "no lot window")
+
 DEFAULT_MODELS = ("cfs2", "cfs4")  # reference models (built-in configs, 5000 samples, default training)
 PARITY_GROUP = "n64-l32-k8"
 
@@ -285,6 +287,12 @@ def run_group(path: Path, models: list[Model], inversions: Inversions, pool, arg
         for label, lot in ((f"LS-CFS{cfs} no window", NO_WINDOW), (f"LS-CFS{cfs} true L", lot_size)):
             flat = inversions(cfs, lot, np.nan_to_num(stacked))
             predictions[label] = {key: flat[bounds[i] : bounds[i + 1]] for i, key in enumerate(keys)}
+        # The final answer as interpret gives it for a measured image: its rule on the CNN and the no-window fit.
+        cnn = predictions[next(model.name for model in models if model.cfs == cfs)]
+        fitted = predictions[f"LS-CFS{cfs} no window"]
+        predictions[f"final-CFS{cfs}"] = {
+            key: choose_final({CNN: cnn[key], LEAST_SQUARES: fitted[key]}).final for key in keys
+        }
 
     rows = []
     for method, per_set in predictions.items():
@@ -376,7 +384,7 @@ def methods_in_order(rows: list[dict], models: list[Model]) -> list[str]:
     order = []
     for cfs in sorted({model.cfs for model in models}):
         order += [model.name for model in models if model.cfs == cfs]
-        order += [f"LS-CFS{cfs} no window", f"LS-CFS{cfs} true L"]
+        order += [f"LS-CFS{cfs} no window", f"LS-CFS{cfs} true L", f"final-CFS{cfs}"]
     return order
 
 
@@ -394,10 +402,10 @@ def summary_table(rows: list[dict], methods: list[str], groups: list[str]) -> st
 
 
 def mark_cfs(values: list[float], methods: list[str]) -> list[str]:
-    """Bold the best value among the methods of the same CFS."""
-    out = [""] * len(values)
+    """Bold the best value among the estimators of the same CFS (the final answer is one of them: not marked)."""
+    out = [fmt(value) for value in values]
     for cfs in sorted({m.split("CFS")[1][0] for m in methods}):
-        index = [i for i, m in enumerate(methods) if m.split("CFS")[1][0] == cfs]
+        index = [i for i, m in enumerate(methods) if m.split("CFS")[1][0] == cfs and not m.startswith("final")]
         for i, text in zip(index, mark_best([values[i] for i in index]), strict=True):
             out[i] = text
     return out
@@ -449,6 +457,45 @@ def corruption_table(rows: list[dict], methods: list[str], image: str, treatment
                 (name, "-" if level == 0 else str(level), treatment, *mark_cfs(values, methods), "; ".join(notes))
             )
     return markdown_table(("corruption", "level", "fed", *methods, "notes"), table)
+
+
+def goals_table(rows: list[dict], models: list[Model]) -> str:
+    """The issue's goals per CFS: final <= min(CNN, least squares no window) + 0.001 on every image set, and
+    after correct every kind at level 2 within 1.5x the final clean MAE (corrected, and raw clean for reference)."""
+    table = []
+    for cfs in sorted({model.cfs for model in models}):
+        cnn = next(model.name for model in models if model.cfs == cfs)
+        names = (cnn, f"LS-CFS{cfs} no window", f"final-CFS{cfs}")
+        sets = sorted({(row["image"], row["kind"], row["level"], row["treatment"]) for row in rows})
+        met = {"raw": [0, 0], "corrected": [0, 0], "calibrated": [0, 0]}
+        misses = []
+        for image, kind, level, treatment in sets:
+            if image == "all-origins":
+                continue
+            match = {"image": image, "kind": kind, "level": level, "treatment": treatment}
+            mae_cnn, mae_ls, mae_final = (mean_over_groups(rows, method=name, **match) for name in names)
+            ok = mae_final <= min(mae_cnn, mae_ls) + 0.001
+            group = "raw" if treatment == "raw" else treatment
+            met[group][0] += ok
+            met[group][1] += 1
+            if not ok:
+                misses.append(f"{image} {kind} {level} {treatment} ({fmt(mae_final)} vs {fmt(min(mae_cnn, mae_ls))})")
+        clean = {t: mean_over_groups(rows, method=names[2], image="clean", treatment=t) for t in ("raw", "corrected")}
+        ratios = []
+        for kind in gd.KINDS:
+            value = mean_over_groups(
+                rows, method=names[2], image="corrupted", kind=kind, level=2, treatment="corrected"
+            )
+            ratios.append(f"{kind} {value / clean['corrected']:.2f} ({value / clean['raw']:.2f})")
+        table.append((
+            f"CFS{cfs}",
+            " / ".join(f"{met[k][0]} of {met[k][1]}" for k in ("corrected", "calibrated", "raw")),
+            "; ".join(misses) or "none",
+            ", ".join(ratios),
+        ))  # fmt: skip
+    header = ("CFS", "final <= min + 0.001: corrected / detector / raw sets",
+              "misses (final vs min)", "level 2 after correct / clean after correct (/ clean raw)")  # fmt: skip
+    return markdown_table(header, table)
 
 
 def compact_group_table(rows: list[dict], methods: list[str], groups: list[str]) -> str:
@@ -576,10 +623,9 @@ Methods. **CNN-CFSn**: the model's encoding averaged with the transposed image's
 `cfsx interpret` runs it), compared with the CFSn labels. **LS-CFSn no window**: `WarrenCowleyInversion(vectors, 64,
 1.0, lot_size={NO_WINDOW:.0e})`, i.e. the Fejer window of an infinite lot (the class needs an integer lot size; this is
 "no lot window", what a user without knowledge of the domain size can do), fit range R = 15. **LS-CFSn true L**: the
-same told the group's lot size L. Scores: alpha MAE over all components and cases (and mean R2 over components),
-averaged over the six groups where a table says so; the better of CNN and least squares per CFS is in bold. The
-rule "final MAE <= min(CNN, least squares) + 0.001" is not yet applicable (no final-answer rule exists yet): the
-tables give CNN and least squares side by side.
+same told the group's lot size L. **final-CFSn**: the final answer of `cfsx interpret` for a measured image
+(cfsx/estimates.py: {FINAL_RULE}). Scores: alpha MAE over all components and cases (and mean R2 over components),
+averaged over the six groups where a table says so; the best of CNN and least squares per CFS is in bold.
 
 Images fed: clean and all-origins on all cases; corrupted ones on the first {corrupted_cases} cases of each group,
 (i) raw, zeros and -1 flags and all, and (ii) "corrected": `correct_image(raw, CorrectionConfig defaults)` (the
@@ -636,6 +682,12 @@ def write_report(args, rows, parity_rows, refine_rows, models, attrs, seconds, c
         + corruption_table(rows, methods, "corrupted", ("raw", "corrected"))
     )
     parts += [f"![MAE against level]({relative}/{name})" for name in level_figures]
+    parts.append(
+        "### The goals of issue 12\n\nThe final answer against the better of CNN and least squares (no window) per "
+        "image set (mean of groups; the clean set counts as corrected and as raw), and each corruption kind at its "
+        "middle level after `cfsx correct` against the clean images after `cfsx correct` (goal <= 1.5; in brackets "
+        "against the clean images as they are).\n\n" + goals_table(rows, models)
+    )
     parts.append("### Combined corruption per group: alpha MAE\n\n" + compact_group_table(rows, methods, groups))
     if any(row["image"] == "detector" for row in rows):
         parts.append(

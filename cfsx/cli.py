@@ -571,31 +571,31 @@ def _print_interpretation(document: dict) -> None:
     from .interpretation import short_name
 
     refined = document["images"][0]["refinement"] is not None
+    methods = list(document["images"][0]["estimates"])
     table = Table(title=f"CFS{document['model']['cfs']} interpretation: image R2 of the decoded images")
-    columns = ["image", "final encoding", "floor: two decodes"]
+    columns = ["image", "final answer", *methods, "floor: two decodes"]
     if refined:
-        columns += ["CNN encoding", "refinement from CNN", "from zero"]
+        columns += ["refinement from CNN", "from zero"]
     for column in columns:
-        table.add_column(column, justify="right")
+        table.add_column(column.replace("_", " "), justify="right")
+
+    def spread(value: dict | None) -> str:
+        return f"{value['mean']:.3f} ± {value['std']:.3f}" if value else "-"
+
     for record in document["images"][:20]:
-        r2 = record["decoded"]["image_r2"] if record["decoded"] else None
         floor = record["decoded"]["image_r2_floor"] if record["decoded"] else None
-        row = [
-            short_name(record["source"]),
-            f"{r2['mean']:.3f} ± {r2['std']:.3f}" if r2 else "not decoded",
-            f"{floor['mean']:.3f} ± {floor['std']:.3f}" if floor else "-",
-        ]
+        row = [short_name(record["source"]), record["final_source"].replace("_", " ")]
+        row += [spread(record["estimates"][name]["decoded_image_r2"]) for name in methods]
+        row.append(spread(floor))
         if refined:
-            refinement = record["refinement"]
-            before = refinement["cnn_decoded_image_r2"]
-            row.append(f"{before['mean']:.3f} ± {before['std']:.3f}")
             for start in ("from_cnn", "from_zero"):
-                stages = refinement.get(start)
+                stages = record["refinement"].get(start)
                 row.append(
                     f"{stages['start']['decoded_r2']:.3f}->{stages['refined']['decoded_r2']:.3f}" if stages else "-"
                 )
         table.add_row(*row)
     Console().print(table)
+    console.print(f"final answer: {document['summary']['final_rule']}", highlight=False)
     if len(document["images"]) > 20:
         console.print(f"... and {len(document['images']) - 20} more images")
     first = document["images"][0]

@@ -30,6 +30,8 @@ from .correction import CorrectionConfig
 from .dataset import FORMAT
 from .encoding import named, transpose_permutation, vector_labels
 from .errors import ConfigError, DataError
+from .estimates import CNN, FINAL_RULE, LEAST_SQUARES, REFINED, Estimates, choose_final, least_squares
+from .inversion import NO_WINDOW
 from .metrics import image_mse, scaled_image_r2
 from .outputs import atomic_directory, claim_outputs, hdf5_writer
 from .simulate import decode, sample_seeds
@@ -107,6 +109,7 @@ class Observed:
     sources: list[str]
     masks: np.ndarray | None = None  # (S, M, M) correction masks of raw images
     truth: np.ndarray | None = None  # (S, D) achieved alpha when the input was a simulated dataset
+    lot_sizes: np.ndarray | None = None  # (S,) the lot size where known (simulated datasets), else NO_WINDOW
 
 
 def _cfsx_dataset(spec: str) -> bool:
@@ -138,14 +141,15 @@ def read_observed(
     correction = dataclasses.replace(correction, output=grid)
     extra_mask = read_image(mask_file)[0] != 0 if mask_file else None
     specs = expand_inputs(inputs)
-    images, sources, masks, truths = [], [], [], []
+    images, sources, masks, truths, lots = [], [], [], [], []
     for number, spec in enumerate(specs):
         if _cfsx_dataset(spec):
             with open_dataset(spec) as file:
                 stored = file["images"]
-                file_h_max = float(file.attrs.get("h_max", h_max))
+                file_h_max, lot_size = float(file.attrs.get("h_max", h_max)), NO_WINDOW
                 if "config" in file.attrs and file.attrs.get("kind") != "corrected":
-                    file_h_max = config_from_yaml_text(str(file.attrs["config"])).diffraction.h_max
+                    diffraction = config_from_yaml_text(str(file.attrs["config"])).diffraction
+                    file_h_max, lot_size = diffraction.h_max, diffraction.lot_size
                 if stored.ndim != 3 or stored.shape[1:] != (size, size) or not np.isclose(file_h_max, h_max):
                     raise DataError(
                         f"{spec} holds {stored.shape[1:]} images with h_max {file_h_max}; the model needs "
@@ -156,12 +160,14 @@ def read_observed(
                 same_encoding = labels is not None and int(file.attrs.get("cfs", 0)) == int(metadata["cfs"])
                 file_masks = file["masks"][()] if "masks" in file else np.zeros(block.shape, np.uint8)
             images.append(block)
+            lots.append(np.full(len(block), lot_size))
             sources += [f"{spec}::/images[{i}]" for i in range(len(block))]
             masks.append(file_masks)
             truths.append(labels if same_encoding else np.full((len(block), len(metadata["vectors"])), np.nan))
         else:
             corrected = correct_file(spec, correction, extra_mask)[1]
             images.append(corrected.image[None].astype(np.float64))
+            lots.append(np.array([NO_WINDOW]))
             sources.append(spec)
             masks.append(corrected.mask[None])
             truths.append(np.full((1, len(metadata["vectors"])), np.nan))
@@ -172,7 +178,8 @@ def read_observed(
     if bad.any():
         raise DataError(f"image {sources[int(bad.argmax())]} has NaN, inf, no positive mean or no contrast at all")
     truth = np.concatenate(truths).astype(np.float64)
-    return Observed(stacked, sources, np.concatenate(masks), None if np.isnan(truth).all() else truth)
+    truth = None if np.isnan(truth).all() else truth
+    return Observed(stacked, sources, np.concatenate(masks), truth, np.concatenate(lots).astype(np.int64))
 
 
 def predict_encodings(model, images: np.ndarray, permutation: np.ndarray | None, batch_size: int):
@@ -236,6 +243,19 @@ def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, s
     )
 
 
+def select_decoded(decoded_by: dict[str, Decoded], sources: list[str]) -> Decoded:
+    """Per image, the decoded replicates of the estimate named in ``sources``."""
+    first = next(iter(decoded_by.values()))
+    chosen = {}
+    for item in dataclasses.fields(Decoded):
+        if item.name == "seeds":
+            chosen["seeds"] = first.seeds
+            continue
+        arrays = [getattr(decoded_by[source], item.name)[index] for index, source in enumerate(sources)]
+        chosen[item.name] = np.stack(arrays) if arrays else getattr(first, item.name)
+    return Decoded(**chosen)
+
+
 @dataclass
 class InterpretationResult:
     output_dir: Path
@@ -295,17 +315,27 @@ def _interpret(
     if progress:
         progress("cnn", len(cnn), len(cnn))
 
+    by_method = {
+        CNN: cnn,
+        LEAST_SQUARES: least_squares(observed.images, vectors, float(metadata["h_max"]), observed.lot_sizes),
+    }
     refinements: list[dict[str, Any]] | None = None
-    final = cnn
     if config.refine.enabled:
-        refinements, final = _refine_all(observed.images, cnn, simulation, vectors, labels, config.refine, progress)
+        refinements, by_method[REFINED] = _refine_all(observed.images, cnn, simulation, vectors, labels,
+                                                      config.refine, progress)  # fmt: skip
+    estimates = choose_final(by_method)
+    final = estimates.final
     clock["refine"] = time.perf_counter()
 
-    decoded = before = replicate_std = None
+    decoded = replicate_std = None
+    decoded_by: dict[str, Decoded] = {}
     if config.decode.replicates:
         seeds = sample_seeds(config.decode.seed, config.decode.replicates)
-        decoded = decode_replicates(simulation, final, observed.images, seeds, workers, progress)
-        before = decode_replicates(simulation, cnn, observed.images, seeds, workers) if refinements else None
+        for name, encodings in by_method.items():  # an undefined estimate is stood in for by the final one
+            usable = np.where(np.isfinite(encodings).all(axis=1)[:, None], encodings, final)
+            stage = (lambda kind, done, total, name=name: progress(f"decode {name}", done, total)) if progress else None
+            decoded_by[name] = decode_replicates(simulation, usable, observed.images, seeds, workers, stage)
+        decoded = select_decoded(decoded_by, estimates.final_source)
         # How far the decoded structures' own images move the CNN: the spread is a per-component uncertainty.
         flat = decoded.images.reshape(-1, *decoded.images.shape[2:])
         again = predict_encodings(model, flat, permutation, config.inference.batch_size)[0]
@@ -313,8 +343,8 @@ def _interpret(
         replicate_std = again.std(axis=1, ddof=1) if config.decode.replicates > 1 else np.zeros_like(final)
     clock["decode"] = time.perf_counter()
 
-    document = _document(model_path, metadata, config, observed, labels, cnn, final, transpose_difference,
-                         replicate_std, decoded, before, refinements)  # fmt: skip
+    document = _document(model_path, metadata, config, observed, labels, estimates, transpose_difference,
+                         replicate_std, decoded, decoded_by, refinements)  # fmt: skip
     with atomic_directory(output_dir, "results.json") as temporary:
         if config.output.figures:
             from . import plots
@@ -334,8 +364,8 @@ def _interpret(
                 if progress:
                     progress("figures", index + 1, len(final))
         clock["figures"] = time.perf_counter()
-        _write_arrays(temporary / "results.h5", document, observed, cnn, final, transpose_difference,
-                      replicate_std, decoded, refinements)  # fmt: skip
+        _write_arrays(temporary / "results.h5", document, observed, estimates, transpose_difference,
+                      replicate_std, decoded, decoded_by, refinements)  # fmt: skip
         document["seconds"] = _durations(clock)
         (temporary / "results.json").write_text(json.dumps(document, indent=1))
         if record is not None:  # inside: a store that cannot take the images leaves no results either
@@ -400,16 +430,29 @@ def _spread(values: np.ndarray) -> dict[str, Any]:
             "values": [float(v) for v in values]}  # fmt: skip
 
 
-def _document(model_path, metadata, config, observed: Observed, labels, cnn, final, transpose_difference,
-              replicate_std, decoded: Decoded | None, before, refinements) -> dict[str, Any]:  # fmt: skip
+def _document(model_path, metadata, config, observed: Observed, labels, estimates: Estimates, transpose_difference,
+              replicate_std, decoded: Decoded | None, decoded_by: dict[str, Decoded], refinements
+              ) -> dict[str, Any]:  # fmt: skip
     """The results.json document (schema: cfsx/results.schema.json)."""
     records = []
+    cnn, final = estimates.by_method[CNN], estimates.final
     for index, source in enumerate(observed.sources):
+        defined = {name: bool(np.isfinite(values[index]).all()) for name, values in estimates.by_method.items()}
         record: dict[str, Any] = {
             "index": index,
             "source": source,
             "encoding": named(labels, final[index]),
+            "final_source": estimates.final_source[index],
             "cnn_encoding": named(labels, cnn[index]),
+            "estimates": {
+                name: {
+                    "encoding": named(labels, values[index]) if defined[name] else None,
+                    "decoded_image_r2": _spread(decoded_by[name].image_r2[index])
+                    if name in decoded_by and defined[name]
+                    else None,
+                }
+                for name, values in estimates.by_method.items()
+            },
             "uncertainty": {
                 "replicates": None if replicate_std is None else named(labels, replicate_std[index]),
                 "transpose": named(labels, transpose_difference[index]),
@@ -434,12 +477,11 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
                 "encoding": named(labels, truth),
                 "cnn_mae": float(np.abs(cnn[index] - truth).mean()),
                 "final_mae": float(np.abs(final[index] - truth).mean()),
-            }
+                "mae": {name: float(np.abs(values[index] - truth).mean()) if defined[name] else None
+                        for name, values in estimates.by_method.items()},
+            }  # fmt: skip
         if refinements is not None:
-            record["refinement"] = {
-                **refinements[index],
-                "cnn_decoded_image_r2": _spread(before.image_r2[index]),
-            }
+            record["refinement"] = refinements[index]
         records.append(record)
     r2 = decoded.image_r2.mean(axis=1) if decoded is not None else None
     document: dict[str, Any] = {
@@ -460,6 +502,8 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
         "decode_seeds": [] if decoded is None else [int(seed) for seed in decoded.seeds],
         "summary": {
             "images": len(records),
+            "final_rule": FINAL_RULE,
+            "final_sources": {name: estimates.final_source.count(name) for name in estimates.by_method},
             "image_r2_median": None if r2 is None else float(np.median(r2)),
             "image_r2_mean": None if r2 is None else float(r2.mean()),
         },
@@ -468,15 +512,18 @@ def _document(model_path, metadata, config, observed: Observed, labels, cnn, fin
     if observed.truth is not None and np.isfinite(observed.truth).all():
         from .metrics import regression_metrics
 
+        scored = {**estimates.by_method, "final": final}
         document["summary"]["encoding"] = {
-            "cnn": regression_metrics(observed.truth, cnn, labels) if len(cnn) > 1 else None,
-            "final": regression_metrics(observed.truth, final, labels) if len(final) > 1 else None,
-        }
+            name: regression_metrics(observed.truth, values, labels)
+            if len(values) > 1 and np.isfinite(values).all() else None
+            for name, values in scored.items()
+        }  # fmt: skip
     return document
 
 
-def _write_arrays(path: Path, document, observed: Observed, cnn, final, transpose_difference, replicate_std,
-                  decoded: Decoded | None, refinements) -> None:  # fmt: skip
+def _write_arrays(path: Path, document, observed: Observed, estimates: Estimates, transpose_difference,
+                  replicate_std, decoded: Decoded | None, decoded_by: dict[str, Decoded], refinements
+                  ) -> None:  # fmt: skip
     """results.h5: every array behind results.json."""
     import h5py
 
@@ -490,8 +537,10 @@ def _write_arrays(path: Path, document, observed: Observed, cnn, final, transpos
             file["masks"] = observed.masks
         if observed.truth is not None:
             file["truth"] = observed.truth.astype(np.float32)
-        file["encodings/final"] = final.astype(np.float32)
-        file["encodings/cnn"] = cnn.astype(np.float32)
+        file["encodings/final"] = estimates.final.astype(np.float32)
+        for name, values in estimates.by_method.items():
+            file[f"encodings/{name}"] = values.astype(np.float32)
+        file.create_dataset("final_source", data=estimates.final_source, dtype=h5py.string_dtype())
         file["uncertainty/transpose"] = transpose_difference.astype(np.float32)
         if decoded is None:
             return
@@ -499,6 +548,8 @@ def _write_arrays(path: Path, document, observed: Observed, cnn, final, transpos
         for name in ("images", "lattices", "achieved", "interactions", "cycles", "seeds", "image_r2", "image_mse",
                      "scale", "image_r2_floor"):  # fmt: skip
             file[f"decoded/{name}"] = getattr(decoded, name)
+        for name, replicates in decoded_by.items():
+            file[f"decoded_image_r2/{name}"] = replicates.image_r2
         if refinements is not None:
             for start in refinements[0]:
                 encodings = [list(r[start]["refined"]["encoding"].values()) for r in refinements]

@@ -16,6 +16,10 @@ import numpy as np
 from .engine import reciprocal_grid
 from .errors import DataError
 
+# The lot size of "no lot window": the Fejer window 1 - |v|/L is 1 to within 1e-8 at every vector a grid
+# resolves. What can be done for an image of unknown origin, whose domain size nobody knows.
+NO_WINDOW = 10**9
+
 
 def largest_range(image_size: int, h_max: float, lot_size: int) -> int:
     """The largest R for which the fit is well posed: 2 R < 1 / step and R < L."""
@@ -45,7 +49,9 @@ def cosine_design(vectors: np.ndarray, image_size: int, h_max: float, lot_size: 
 
 
 class WarrenCowleyInversion:
-    """Least-squares estimate of alpha at ``vectors`` from (S, M, M) images; build once, apply to many."""
+    """Least-squares estimate of alpha at ``vectors`` from (S, M, M) images; build once, apply to many.
+
+    An image whose fitted g(0) is not positive (not a diffuse pattern) gets NaN."""
 
     def __init__(self, vectors: np.ndarray, image_size: int, h_max: float, lot_size: int, max_range: int = 0) -> None:
         self.vectors = np.asarray(vectors, dtype=np.int64)
@@ -71,5 +77,5 @@ class WarrenCowleyInversion:
         fitted = images.reshape(len(images), -1) @ self._solve.T
         scale = fitted[:, self.zero_column : self.zero_column + 1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            alpha = fitted[:, self.columns] / scale
-        return np.clip(alpha, -1.0, 1.0)
+            alpha = fitted[:, self.columns] / np.where(scale > 0, scale, np.nan)
+        return np.clip(alpha, -1.0, 1.0)  # NaN where g(0) = c (1 - c) comes out <= 0: no diffuse pattern
