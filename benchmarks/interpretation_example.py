@@ -69,7 +69,9 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
     document = json.loads((work / "synthetic" / "results.json").read_text())
     with h5py.File(work / "synthetic" / "results.h5") as file:
         decoded, observed = file["decoded/images"][:, 0], file["observed"][()]
-        cnn, final, sigma = file["encodings/cnn"][()], file["encodings/final"][()], file["uncertainty/replicates"][()]
+        estimates = {name: file[f"encodings/{name}"][()] for name in ("cnn", "least_squares", "refined", "final")}
+        sigma = file["uncertainty/replicates"][()]
+    cnn, final = estimates["cnn"], estimates["final"]
     shutil.copy(work / "synthetic" / document["images"][0]["figure"], docs / "interpretation" / "synthetic.png")
     labels = document["labels"]
     records = document["images"]
@@ -82,25 +84,32 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
             image_r2(clean, images * (clean.mean(axis=(1, 2)) / images.mean(axis=(1, 2)))[:, None, None]).mean()
         )
 
+    methods = ("cnn", "least_squares", "refined")
+
+    def decoded_r2(name: str) -> str:
+        return f"{mean_of(lambda r: r['estimates'][name]['decoded_image_r2']['mean']):.3f}"
+
     rows = [
-        ("encoding R2 against the true (achieved) alpha", f"{regression_metrics(truth, cnn, labels)['r2']:.3f}",
-         f"{regression_metrics(truth, final, labels)['r2']:.3f}"),
-        ("encoding MAE", f"{np.abs(cnn - truth).mean():.4f}", f"{np.abs(final - truth).mean():.4f}"),
-        ("image R2, decoded against the corrected observation (4 seeds)",
-         f"{mean_of(lambda r: r['refinement']['cnn_decoded_image_r2']['mean']):.3f}",
+        ("encoding R2 against the true (achieved) alpha",
+         *(f"{regression_metrics(truth, estimates[name], labels)['r2']:.3f}" for name in (*methods, "final"))),
+        ("encoding MAE", *(f"{np.abs(estimates[name] - truth).mean():.4f}" for name in (*methods, "final"))),
+        ("image R2, decoded against the corrected observation (4 seeds)", *(decoded_r2(name) for name in methods),
          f"{mean_of(lambda r: r['decoded']['image_r2']['mean']):.3f}"),
-        ("refinement objective (decoded R2, refinement seeds): start -> refined",
-         f"{mean_of(lambda r: r['refinement']['from_cnn']['start']['decoded_r2']):.3f}",
-         f"{mean_of(lambda r: r['refinement']['from_cnn']['refined']['decoded_r2']):.3f}"),
-        ("the same refinement started from zero correlations", "-",
-         f"{mean_of(lambda r: r['refinement']['from_zero']['refined']['decoded_r2']):.3f}"),
+        ("refinement objective (decoded R2, refinement seeds): start -> refined", "-", "-",
+         f"{mean_of(lambda r: r['refinement']['from_cnn']['start']['decoded_r2']):.3f} -> "
+         f"{mean_of(lambda r: r['refinement']['from_cnn']['refined']['decoded_r2']):.3f}", "-"),
+        ("the same refinement started from zero correlations", "-", "-",
+         f"{mean_of(lambda r: r['refinement']['from_zero']['refined']['decoded_r2']):.3f}", "-"),
     ]  # fmt: skip
-    summary = markdown_table(("mean over the images", "CNN", "refined"), rows)
+    sources = ", ".join(f"{name} {count}" for name, count in document["summary"]["final_sources"].items() if count)
+    summary = markdown_table(("mean over the images", "CNN", "least squares", "refined", "final answer"), rows)
     first = [
-        (label, f"{truth[0, i]:+.3f}", f"{cnn[0, i]:+.3f} ± {sigma[0, i]:.3f}", f"{final[0, i]:+.3f}")
+        (label, f"{truth[0, i]:+.3f}", f"{cnn[0, i]:+.3f} ± {sigma[0, i]:.3f}",
+         f"{estimates['least_squares'][0, i]:+.3f}", f"{estimates['refined'][0, i]:+.3f}", f"{final[0, i]:+.3f}")
         for i, label in enumerate(labels)
-    ]
-    detail = markdown_table(("component", "truth", "CNN ± replicate spread", "refined"), first)
+    ]  # fmt: skip
+    detail = markdown_table(("component", "truth", "CNN ± replicate spread", "least squares", "refined", "final"),
+                            first)  # fmt: skip
     errors = np.abs(cnn - truth)
     coverage = (
         f"Is the replicate spread an honest error bar? Over the {errors.size} component values, "
@@ -112,8 +121,8 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
         f"{machine_line('make interpretation-example')} {count} CFS4 structures never seen in training, rendered "
         f"as 512 x 512 detector images with {', '.join(CORRUPTIONS)} (3 counts per pixel); `cfsx interpret "
         f"--refine` with their calibration took {seconds:.1f} s for all {count} from the command line "
-        f"({document['seconds']['refine']:.1f} s of it refinement).\n\n{summary}\n\n"
-        f"Decoded image (first replicate, CNN or refined encoding) against the CLEAN simulated image: mean R2 "
+        f"({document['seconds']['refine']:.1f} s of it refinement). Final answers: {sources}.\n\n{summary}\n\n"
+        f"Decoded image (first replicate of the final answer) against the CLEAN simulated image: mean R2 "
         f"{against_clean(decoded):.3f}. Observation against the clean image after correction: mean R2 "
         f"{against_clean(observed):.3f}."
         f" {coverage}\n\nImage 0 component by component:\n\n{detail}\n"
@@ -127,11 +136,15 @@ def zro2(model: Path, work: Path, docs: Path) -> str:
     record = document["images"][0]
     shutil.copy(work / "zro2" / record["figure"], docs / "interpretation" / "zro2.png")
     refinement = record["refinement"]
+
+    def decoded(name: str) -> str:
+        r2 = record["estimates"][name]["decoded_image_r2"]
+        return f"{r2['mean']:.3f} ± {r2['std']:.3f}"
+
     rows = [
-        ("CNN encoding, decoded (4 seeds)", f"{refinement['cnn_decoded_image_r2']['mean']:.3f} ± "
-         f"{refinement['cnn_decoded_image_r2']['std']:.3f}"),
-        ("refined from the CNN, decoded (same 4 seeds)", f"{record['decoded']['image_r2']['mean']:.3f} ± "
-         f"{record['decoded']['image_r2']['std']:.3f}"),
+        ("CNN encoding, decoded (4 seeds)", decoded("cnn")),
+        ("least-squares encoding (no lot window), decoded (same 4 seeds)", decoded("least_squares")),
+        ("refined from the CNN, decoded (same 4 seeds)", decoded("refined")),
         ("refinement objective from the CNN: start -> refined", f"{refinement['from_cnn']['start']['decoded_r2']:.3f}"
          f" -> {refinement['from_cnn']['refined']['decoded_r2']:.3f}"),
         ("refinement objective from zero: start -> refined", f"{refinement['from_zero']['start']['decoded_r2']:.3f}"
@@ -143,12 +156,13 @@ def zro2(model: Path, work: Path, docs: Path) -> str:
     encoding = ", ".join(
         f"{label} {value:+.2f} ± {sigma[label]:.2f}" for label, value in record["cnn_encoding"].items()
     )
+    final = ", ".join(f"{label} {value:+.2f}" for label, value in record["encoding"].items())
     table = markdown_table(("image R2 against the corrected plane", "value"), rows)
     return (
         f"{machine_line('make interpretation-example')} "
         "`cfsx interpret MODEL ZrO2.nxs --centre 4,-2 --correct-set mask.edge=2 --refine`: "
         f"{seconds:.1f} s from the command line.\n\n{table}"
-        f"\n\nCNN encoding ± replicate spread: {encoding}.\n"
+        f"\n\nCNN encoding ± replicate spread: {encoding}.\n\nFinal answer ({record['final_source']}): {final}.\n"
     )
 
 

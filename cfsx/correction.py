@@ -301,7 +301,8 @@ def counting_quantum(image: np.ndarray) -> float | None:
 
 def zero_gaps(image: np.ndarray, quantum: float) -> np.ndarray:
     """The gaps of a counting image: connected regions of 2 x 2 blocks of zeros where the local
-    count rate (mean counts per pixel within GAP_SURROUNDINGS) is at least GAP_MIN_RATE and the counts
+    count rate (mean counts per pixel within GAP_SURROUNDINGS, each pixel clipped at median + 5 sqrt(median)
+    + 5 counts) is at least GAP_MIN_RATE and the counts
     expected over the blocks reach GAP_EVIDENCE. Isolated zeros, and zero patches where counting makes
     them likely (faint regions), are measured values: there a gap needs a mask file or negative flags."""
     from scipy import ndimage
@@ -312,7 +313,11 @@ def zero_gaps(image: np.ndarray, quantum: float) -> np.ndarray:
         if not blocks.any():
             return blocks
         counted = np.isfinite(image) & (image >= 0)
-        total = ndimage.uniform_filter(np.where(counted, image / quantum, 0.0), GAP_SURROUNDINGS, mode="mirror")
+        counts = np.where(counted, image / quantum, 0.0)
+        # Outliers (Bragg peaks) must not raise the local rate around them: counts are clipped far above the median.
+        typical = float(np.median(_sample(counts, ~counted)))
+        np.minimum(counts, typical + 5.0 * np.sqrt(typical) + 5.0, out=counts)
+        total = ndimage.uniform_filter(counts, GAP_SURROUNDINGS, mode="mirror")
         weight = ndimage.uniform_filter(counted.astype(np.float64), GAP_SURROUNDINGS, mode="mirror")
     rate = np.where(weight > 1e-9, total / np.maximum(weight, 1e-9), 0.0)[blocks]
     regions, count = ndimage.label(blocks)
@@ -399,25 +404,63 @@ def bragg_peaks(
     if config.method == "lattice":
         if coordinates is None:
             raise DataError("the lattice Bragg finder needs the pixels' h, k (a calibration)")
-        peaks = np.empty(image.shape, dtype=bool)
-        for rows in _strips(image.shape):
-            h, k = coordinates(rows)
-            peaks[rows] = np.hypot(h - np.round(h), k - np.round(k)) <= config.lattice_radius
+        peaks = _near_lattice(image.shape, coordinates, config.lattice_radius)
     else:
-        near = None
-        if config.positions == "lattice" and coordinates is not None:
-            near = np.empty(image.shape, dtype=bool)
-            for rows in _strips(image.shape):
-                h, k = coordinates(rows)
-                near[rows] = np.hypot(h - np.round(h), k - np.round(k)) <= config.lattice_radius
+        lattice = config.positions == "lattice" and coordinates is not None
+        near = _near_lattice(image.shape, coordinates, config.lattice_radius) if lattice else None
         if config.method == "local":
             peaks = _local_outliers(image, invalid, config, near)
         else:
             peaks = _tophat_outliers(image, invalid, config) & (True if near is None else near)
+        del near
+        if lattice and peaks.any():
+            # Bragg peaks stand at every lattice point: the footprint of a typical peak found (the median of their
+            # radii) is masked at all of them, so that a point whose peak is faint here, or lies just outside the
+            # image, loses its tails too.
+            peaks |= _near_lattice(image.shape, coordinates, float(np.median(_peak_radii(peaks, coordinates))))
     if config.dilate and peaks.any():
         peaks = ndimage.binary_dilation(peaks, iterations=config.dilate)
     _, count = ndimage.label(peaks)
     return peaks, {"peaks": int(count), "peak_pixels": int(np.count_nonzero(peaks))}
+
+
+def _robust_sigma(values: np.ndarray) -> float:
+    """The noise's standard deviation from the median absolute deviation; where that is 0 (a faint image of
+    counts: most pixels zero, like their median) from the mean absolute deviation of all but the largest 1 %."""
+    deviation = np.abs(values - np.median(values))
+    sigma = 1.4826 * float(np.median(deviation))
+    if sigma == 0 and deviation.size:
+        bulk = deviation[deviation <= np.percentile(deviation, 99)]
+        sigma = 1.2533 * float(bulk.mean()) if bulk.size else 0.0
+    return sigma or float(values.std()) or 1.0
+
+
+def _lattice_distance(coordinates: Coordinates, rows: slice) -> np.ndarray:
+    """Distance (r.l.u.) of the pixel centres of ``rows`` from the nearest integer h, k."""
+    h, k = coordinates(rows)
+    return np.hypot(h - np.round(h), k - np.round(k))
+
+
+def _near_lattice(shape: tuple[int, int], coordinates: Coordinates, radius: float) -> np.ndarray:
+    """Pixels within ``radius`` r.l.u. of an integer h, k (strip by strip: no full-size float temporaries)."""
+    near = np.empty(shape, dtype=bool)
+    for rows in _strips(shape):
+        near[rows] = _lattice_distance(coordinates, rows) <= radius
+    return near
+
+
+def _peak_radii(peaks: np.ndarray, coordinates: Coordinates) -> np.ndarray:
+    """Per connected peak, the largest distance of its pixels from the nearest integer h, k."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(peaks)
+    radii = np.zeros(count + 1)
+    for rows in _strips(peaks.shape):
+        strip = labels[rows]
+        if strip.any():
+            distance = np.broadcast_to(_lattice_distance(coordinates, rows), strip.shape)
+            np.maximum.at(radii, strip[strip > 0], distance[strip > 0])
+    return radii[1:]
 
 
 def _tophat_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig) -> np.ndarray:
@@ -467,8 +510,7 @@ def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig,
         root[rows] -= median
     del local_median, median
     residual = root  # sqrt(I) minus its local median
-    values = _sample(residual, invalid)
-    sigma = 1.4826 * np.median(np.abs(values - np.median(values))) or values.std() or 1.0
+    sigma = _robust_sigma(_sample(residual, invalid))
     residual /= sigma  # the significance of each pixel
     np.copyto(residual, 0.0, where=invalid)
     seeds = np.greater(residual, config.local_threshold)
