@@ -102,7 +102,7 @@ def run(folder: Path, args) -> list[tuple[str, str, str]]:
     )
     settings = refined.refine
     return [
-        ("one 512 x 512 detector image end to end (read the model, correct, CNN, 4 decodes, figure)",
+        ("one 512 x 512 detector image end to end (model, correct, CNN, least squares, 4 decodes of each, figure)",
          f"{end_to_end:.2f} s", "< 2 s"),
         ("the same from the command line (Python start, TensorFlow import, model load)", f"{cold:.1f} s", "-"),
         (f"CNN only, batches of 256, {args.batch} images, with the transposed view",

@@ -63,10 +63,12 @@ class WarrenCowleyInversion:
             raise DataError(f"the encoding's vectors reach beyond the inversion range {self.max_range}")
         basis = half_window(self.max_range)
         index = {tuple(v): i for i, v in enumerate(basis)}
-        self.columns = np.array([index[tuple(v)] for v in self.vectors])
-        self.zero_column = index[(0, 0)]
         self.image_size = image_size
-        self._solve = np.linalg.pinv(cosine_design(basis, image_size, h_max, lot_size))  # (unknowns, M*M)
+        # Only the rows of the pseudo-inverse for g(0) and the encoding's vectors are ever used: row 0, then the rest.
+        design = cosine_design(basis, image_size, h_max, lot_size)
+        rows = [index[(0, 0)], *(index[tuple(v)] for v in self.vectors)]
+        picked = np.linalg.lstsq(design.T @ design, np.eye(len(basis))[:, rows], rcond=None)[0]  # rows of inv(A'A)
+        self._solve = picked.T @ design.T  # (1 + D, M*M): those rows of the pseudo-inverse of the design
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.float64)
@@ -75,7 +77,7 @@ class WarrenCowleyInversion:
         if images.shape[1:] != (self.image_size, self.image_size):
             raise DataError(f"images of shape {images.shape[1:]} do not fit a {self.image_size}-point grid")
         fitted = images.reshape(len(images), -1) @ self._solve.T
-        scale = fitted[:, self.zero_column : self.zero_column + 1]
+        scale = fitted[:, :1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            alpha = fitted[:, self.columns] / np.where(scale > 0, scale, np.nan)
+            alpha = fitted[:, 1:] / np.where(scale > 0, scale, np.nan)
         return np.clip(alpha, -1.0, 1.0)  # NaN where g(0) = c (1 - c) comes out <= 0: no diffuse pattern
