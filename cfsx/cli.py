@@ -178,6 +178,7 @@ def simulate(
             f"max |achieved - target| per sample: median {reach.median_max_deviation:.3f}, "
             f"95th percentile {reach.p95_max_deviation:.3f}, worst {reach.worst_max_deviation:.3f}"
         )
+        console.print(_stops_line(reach))
 
 
 @app.command()
@@ -261,6 +262,15 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
                 f"{reach.worst_max_deviation:.3f}; "
                 f"feedback cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}"
             )
+            out.print(_stops_line(reach))
+
+
+def _stops_line(reach) -> str:
+    """Why the feedback stopped, counted over the samples."""
+    if reach.stops is None:
+        return "stop reasons: not recorded (a file made before cfsx recorded them)"
+    counts = ", ".join(f"{name} {count}" for name, count in reach.stops.items())
+    return f"feedback stopped: {counts}; cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}"
 
 
 def _training_config(config: str, set_: list[str] | None, **flags):

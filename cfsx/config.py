@@ -69,18 +69,31 @@ class LatticeConfig:
         )
 
 
+TARGET_DISTRIBUTIONS = ("uniform", "couplings")
+
+
 @dataclass(frozen=True)
 class TargetConfig:
-    """Targets are drawn uniformly in the box [low, high] of correlation space (per component)."""
+    """Where the feedback's targets come from.
+
+    uniform: each component uniform in [low, high] (the seed study; few such targets are realisable
+    jointly by a binary lattice). couplings: realisable by construction, the alpha measured after
+    ``sweeps`` Monte Carlo sweeps at fixed couplings J = s u on the encoding's vectors, u uniform in
+    [-1, 1] per component and the strength s log-uniform in ``coupling_range``: that lattice is the
+    sample (achieved = target, 0 feedback cycles). Decoding a given encoding always uses the feedback.
+    [low, high] also bounds the refinement in ``interpret``.
+    """
 
     distribution: str = "uniform"
     low: float | list[float] = -0.5
     high: float | list[float] = 0.5
+    coupling_range: list[float] = field(default_factory=lambda: [0.02, 0.5])
+    sweeps: int = 20
 
     def __post_init__(self) -> None:
         _require(
-            self.distribution == "uniform",
-            f"targets.distribution must be 'uniform', got {self.distribution!r}",
+            self.distribution in TARGET_DISTRIBUTIONS,
+            f"targets.distribution must be one of {', '.join(TARGET_DISTRIBUTIONS)}, got {self.distribution!r}",
         )
         for name in ("low", "high"):
             value = getattr(self, name)
@@ -89,6 +102,16 @@ class TargetConfig:
                 len(values) > 0 and all(_is_number(v) and -1.0 <= v <= 1.0 for v in values),
                 f"targets.{name} must be a number or a list of numbers in [-1, 1], got {value!r}",
             )
+        scale = self.coupling_range
+        _require(
+            isinstance(scale, list) and len(scale) == 2 and all(_is_number(v) for v in scale)
+            and 0 < scale[0] <= scale[1] <= 50,
+            f"targets.coupling_range must be [low, high] with 0 < low <= high <= 50, got {scale!r}",
+        )  # fmt: skip
+        _require(
+            _is_int(self.sweeps) and 1 <= self.sweeps <= 100_000,
+            f"targets.sweeps must be an integer in 1..100000, got {self.sweeps!r}",
+        )
 
     def bounds(self, n_components: int) -> tuple[list[float], list[float]]:
         """Per-component (low, high), checked against the encoding size."""
@@ -115,6 +138,15 @@ class FeedbackConfig:
     tolerance: float = 0.02
     max_cycles: int = 60
     coupling_bound: float = 2.0
+    # Stop on stagnation: the misfit max |alpha - target| has not improved by more than the lattice's own
+    # noise (1/N) for this many cycles, or every component off target has its coupling at the bound. 0: never.
+    stall_cycles: int = 0
+    # The tolerance is at least this many times the lattice's own noise 1/N (0: the absolute tolerance only).
+    noise_tolerance: float = 0.0
+
+    def tolerance_for(self, lattice_size: int) -> float:
+        """The tolerance the loop uses on an N x N lattice."""
+        return max(float(self.tolerance), float(self.noise_tolerance) / lattice_size)
 
     def __post_init__(self) -> None:
         _require(
@@ -136,6 +168,14 @@ class FeedbackConfig:
         _require(
             _is_number(self.coupling_bound) and 0 < self.coupling_bound <= 50,
             f"feedback.coupling_bound must be in (0, 50], got {self.coupling_bound!r}",
+        )
+        _require(
+            _is_int(self.stall_cycles) and 0 <= self.stall_cycles <= 100_000,
+            f"feedback.stall_cycles must be an integer in 0..100000, got {self.stall_cycles!r}",
+        )
+        _require(
+            _is_number(self.noise_tolerance) and 0 <= self.noise_tolerance <= 100,
+            f"feedback.noise_tolerance must be in [0, 100], got {self.noise_tolerance!r}",
         )
 
 

@@ -34,6 +34,7 @@ SAMPLE_ARRAYS = {
     "encodings/target": np.float32,
     "interactions": np.float32,
     "cycles": np.int32,
+    "stop_reasons": np.uint8,  # index into engine.STOP_REASONS (files before it lack it)
     "lattices": np.uint8,
 }
 
@@ -176,9 +177,13 @@ class ReachSummary:
     worst_max_deviation: float
     mean_cycles: float
     max_cycles: int
+    stops: dict[str, int] | None = None  # samples per stop reason (engine.STOP_REASONS); None for older files
 
 
-def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, tolerance: float) -> ReachSummary:
+def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, tolerance: float,
+                  stop_reasons: np.ndarray | None = None) -> ReachSummary:  # fmt: skip
+    from .engine import STOP_REASONS
+
     deviation = np.abs(np.asarray(achieved, np.float64) - np.asarray(target, np.float64)).max(axis=1)
     # The float32 labels are compared with a rounding margin.
     reached = deviation <= tolerance + 1e-6
@@ -191,7 +196,9 @@ def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, 
         worst_max_deviation=float(deviation.max()),
         mean_cycles=float(np.mean(cycles)),
         max_cycles=int(np.max(cycles)),
-    )
+        stops=None if stop_reasons is None else
+        {name: int(np.count_nonzero(np.asarray(stop_reasons) == code)) for code, name in enumerate(STOP_REASONS)},
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,9 @@ def describe(path: str | Path) -> DatasetInfo:
         config_yaml = str(file.attrs.get("config", ""))
         config = config_from_yaml_text(config_yaml) if config_yaml else None
         if samples and labels.shape[1] and "encodings/target" in file and "cycles" in file and config:
-            reach = reach_summary(labels, file["encodings/target"][()], file["cycles"][()], config.feedback.tolerance)
+            stops = file["stop_reasons"][()] if "stop_reasons" in file else None
+            tolerance = config.feedback.tolerance_for(config.lattice.size)
+            reach = reach_summary(labels, file["encodings/target"][()], file["cycles"][()], tolerance, stops)
         shard = None
         if "shard_index" in file.attrs:
             shard = (int(file.attrs["shard_index"]), int(file.attrs["shard_count"]))

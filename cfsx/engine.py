@@ -151,6 +151,10 @@ def measure_alpha(lattice: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return np.asarray(alpha)
 
 
+# Why the feedback stopped: the index is the code the Fortran kernel returns (fortran/montecarlo.f90).
+STOP_REASONS = ("reached", "stalled", "max_cycles")
+
+
 @dataclass(frozen=True)
 class FeedbackResult:
     lattice: np.ndarray  # (N, N) uint8
@@ -159,6 +163,7 @@ class FeedbackResult:
     cycles: int
     n_accepted: int
     state: np.ndarray
+    reason: int = 0  # index into STOP_REASONS
 
 
 def feedback(
@@ -173,19 +178,29 @@ def feedback(
     max_cycles: int,
     coupling_bound: float,
     couplings: np.ndarray | None = None,
+    stall_cycles: int = 0,
+    stall_noise: float = 0.0,
 ) -> FeedbackResult:
-    """Drive the lattice towards target alpha by Welberry's feedback on J (DESIGN.md 1)."""
+    """Drive the lattice towards target alpha by Welberry's feedback on J (DESIGN.md 1).
+
+    ``stall_cycles`` > 0 also stops when the misfit max |alpha - target| has not improved by more than
+    ``stall_noise`` for that many cycles, or when every component still off target has its coupling at
+    the bound; 0 is Welberry's loop exactly. The result says why it stopped (STOP_REASONS).
+    """
     lattice_f = _as_lattice(lattice)
     vectors_f = _as_vectors(vectors, lattice_f.shape[0])
     n_vec = vectors_f.shape[1]
     target = _as_values(target, n_vec, "target correlations", bound=1.0)
     start = np.zeros(n_vec) if couplings is None else _as_values(couplings, n_vec, "couplings")
-    for name, value in (("gain", gain), ("tolerance", tolerance), ("coupling_bound", coupling_bound)):
+    named = (("gain", gain), ("tolerance", tolerance), ("coupling_bound", coupling_bound), ("stall_noise", stall_noise))
+    for name, value in named:
         if not np.isfinite(value) or value < 0:
             raise EngineError(f"{name} must be a finite number >= 0, got {value!r}")
     if lattice_f.min() == lattice_f.max():
         raise EngineError("feedback needs a lattice with both occupied and empty sites")
-    state, lattice_f, couplings_out, alpha, cycles, n_accepted, status = _engine.feedback_to_target(
+    if not isinstance(stall_cycles, (int, np.integer)) or isinstance(stall_cycles, bool) or stall_cycles < 0:
+        raise EngineError(f"stall_cycles must be an integer >= 0, got {stall_cycles!r}")
+    state, lattice_f, couplings_out, alpha, cycles, n_accepted, reason, status = _engine.feedback_to_target(
         vectors_f,
         target,
         float(gain),
@@ -193,6 +208,8 @@ def feedback(
         float(tolerance),
         _positive_int(max_cycles, "max_cycles"),
         float(coupling_bound),
+        int(stall_cycles),
+        float(stall_noise),
         _as_state(state),
         lattice_f,
         start.copy(),
@@ -205,6 +222,7 @@ def feedback(
         cycles=int(cycles),
         n_accepted=int(n_accepted),
         state=state,
+        reason=int(reason),
     )
 
 

@@ -33,6 +33,7 @@ from .errors import ClusterError, ConfigError, DataError
 from .outputs import check_output, claim_outputs, output_failure, writing
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, samples in this run)
+STOP_REACHED = engine.STOP_REASONS.index("reached")
 PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent dies (Linux)
 
 
@@ -54,30 +55,43 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
     stream is the same as for a drawn target, so the seed alone fixes the result.
     """
     vectors = cfs_vectors(config.encoding.cfs)
-    low, high = (np.array(bound) for bound in config.targets.bounds(len(vectors)))
+    targets, fb, size = config.targets, config.feedback, config.lattice.size
     state = engine.seed_state(seed)
-    uniform, state = engine.random_uniform(len(vectors), state)
-    if target is None:
-        target = low + (high - low) * uniform
+    if targets.distribution == "couplings" and target is None:
+        # Realisable by construction: the target is the alpha the lattice has after the fixed-coupling run,
+        # so that lattice is the sample and the feedback has nothing to do (0 cycles, reached).
+        uniform, state = engine.random_uniform(len(vectors) + 1, state)
+        low, high = np.log(targets.coupling_range)
+        couplings = np.exp(low + (high - low) * uniform[0]) * (2.0 * uniform[1:] - 1.0)
+        lattice, state = engine.random_lattice(size, config.lattice.concentration, state)
+        lattice, state, accepted = engine.metropolis_sweeps(lattice, vectors, couplings, targets.sweeps, state)
+        target = engine.measure_alpha(lattice, vectors)
+        result = engine.FeedbackResult(lattice, target, couplings, 0, accepted, state, STOP_REACHED)
     else:
-        target = np.asarray(target, dtype=np.float64)
-        if target.shape != (len(vectors),):
-            raise DataError(
-                f"an encoding for CFS{config.encoding.cfs} has {len(vectors)} components, got {target.shape}"
-            )
-    lattice, state = engine.random_lattice(config.lattice.size, config.lattice.concentration, state)
-    fb = config.feedback
-    result = engine.feedback(
-        lattice,
-        vectors,
-        target,
-        state,
-        gain=fb.gain,
-        sweeps_per_cycle=fb.sweeps_per_cycle,
-        tolerance=fb.tolerance,
-        max_cycles=fb.max_cycles,
-        coupling_bound=fb.coupling_bound,
-    )
+        low, high = (np.array(bound) for bound in targets.bounds(len(vectors)))
+        uniform, state = engine.random_uniform(len(vectors), state)
+        if target is None:
+            target = low + (high - low) * uniform
+        else:
+            target = np.asarray(target, dtype=np.float64)
+            if target.shape != (len(vectors),):
+                raise DataError(
+                    f"an encoding for CFS{config.encoding.cfs} has {len(vectors)} components, got {target.shape}"
+                )
+        lattice, state = engine.random_lattice(size, config.lattice.concentration, state)
+        result = engine.feedback(
+            lattice,
+            vectors,
+            target,
+            state,
+            gain=fb.gain,
+            sweeps_per_cycle=fb.sweeps_per_cycle,
+            tolerance=fb.tolerance_for(size),
+            max_cycles=fb.max_cycles,
+            coupling_bound=fb.coupling_bound,
+            stall_cycles=fb.stall_cycles,
+            stall_noise=1.0 / size,
+        )
     diffraction = config.diffraction
     origins = np.zeros((0, 2), dtype=np.int32)  # n_lots: all uses every origin
     if diffraction.n_lots == "all":
@@ -96,6 +110,7 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
         "encodings/target": target.astype(np.float32),
         "interactions": result.couplings.astype(np.float32),
         "cycles": np.int32(result.cycles),
+        "stop_reasons": np.uint8(result.reason),
         "lattices": result.lattice,
         "lot_origins": origins,  # not stored in datasets; for analyses of lot sampling
     }
@@ -435,10 +450,11 @@ def _simulate(
         "encodings/target": (d,),
         "interactions": (d,),
         "cycles": (),
+        "stop_reasons": (),
     }
     if config.output.store_lattices:
         shapes["lattices"] = (n, n)
-    labels, targets, cycles = [], [], []
+    labels, targets, cycles, stops = [], [], [], []
 
     def read_batches():
         for start, _ in batches:
@@ -446,6 +462,7 @@ def _simulate(
             labels.append(arrays["encodings/achieved"])
             targets.append(arrays["encodings/target"])
             cycles.append(arrays["cycles"])
+            stops.append(arrays["stop_reasons"])
             yield arrays
 
     dataset.write_dataset(
@@ -458,6 +475,7 @@ def _simulate(
     )
     shutil.rmtree(parts)
     reach = dataset.reach_summary(
-        np.concatenate(labels), np.concatenate(targets), np.concatenate(cycles), config.feedback.tolerance
-    )
+        np.concatenate(labels), np.concatenate(targets), np.concatenate(cycles),
+        config.feedback.tolerance_for(config.lattice.size), np.concatenate(stops),
+    )  # fmt: skip
     return SimulationReport(output, n_samples, resumed, seconds, reach)

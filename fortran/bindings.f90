@@ -98,7 +98,8 @@ subroutine measure_alpha(n, n_vec, vectors, lattice, alpha, status)
 end subroutine measure_alpha
 
 subroutine feedback_to_target(n, n_vec, vectors, target, gain, sweeps_per_cycle, tolerance, max_cycles, &
-                              coupling_bound, state, lattice, couplings, alpha, cycles, n_accepted, status)
+                              coupling_bound, stall_cycles, stall_noise, state, lattice, couplings, alpha, cycles, &
+                              n_accepted, reason, status)
    use cfsx_montecarlo, only: kernel => feedback_to_target
    implicit none
    !f2py intent(hide), depend(lattice) :: n = shape(lattice, 0)
@@ -108,8 +109,8 @@ subroutine feedback_to_target(n, n_vec, vectors, target, gain, sweeps_per_cycle,
    integer(4), intent(in) :: vectors(2, n_vec)
    !f2py intent(in), depend(n_vec) :: target
    real(8), intent(in) :: target(n_vec)
-   real(8), intent(in) :: gain, tolerance, coupling_bound
-   integer(4), intent(in) :: sweeps_per_cycle, max_cycles
+   real(8), intent(in) :: gain, tolerance, coupling_bound, stall_noise
+   integer(4), intent(in) :: sweeps_per_cycle, max_cycles, stall_cycles
    !f2py intent(in,out) :: state
    integer(8), intent(inout) :: state(4)
    !f2py intent(in,out) :: lattice
@@ -118,10 +119,10 @@ subroutine feedback_to_target(n, n_vec, vectors, target, gain, sweeps_per_cycle,
    real(8), intent(inout) :: couplings(n_vec)
    !f2py intent(out), depend(n_vec) :: alpha
    real(8), intent(out) :: alpha(n_vec)
-   integer(4), intent(out) :: cycles, status
+   integer(4), intent(out) :: cycles, reason, status
    integer(8), intent(out) :: n_accepted
    call kernel(n, n_vec, vectors, target, gain, sweeps_per_cycle, tolerance, max_cycles, coupling_bound, &
-               state, lattice, couplings, alpha, cycles, n_accepted, status)
+               stall_cycles, stall_noise, state, lattice, couplings, alpha, cycles, n_accepted, reason, status)
 end subroutine feedback_to_target
 
 subroutine lot_intensity(n, lattice, concentration, lot_size, n_lots, origins, n_h, h_values, n_k, k_values, &

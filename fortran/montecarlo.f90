@@ -18,6 +18,10 @@ module cfsx_montecarlo
    implicit none
    private
    public :: random_lattice, metropolis_sweeps, measure_alpha, feedback_to_target
+   public :: STOP_REACHED, STOP_STALLED, STOP_MAX_CYCLES
+
+   ! Why feedback_to_target stopped (cfsx.engine.STOP_REASONS in this order).
+   integer(i4), parameter :: STOP_REACHED = 0, STOP_STALLED = 1, STOP_MAX_CYCLES = 2
 
 contains
 
@@ -212,27 +216,38 @@ contains
    ! update J(v) += gain (alpha(v) - target(v)), |J| <= coupling_bound, until
    ! every |alpha - target| <= tolerance or max_cycles cycles have run. The
    ! couplings returned are the ones the returned lattice was made with.
+   ! With stall_cycles > 0 it also stops when nothing is left to gain: the misfit
+   ! max |alpha - target| has not improved by more than stall_noise for
+   ! stall_cycles cycles, or every component still off target has its coupling
+   ! at the bound, pushed outwards. reason: STOP_REACHED, STOP_STALLED or
+   ! STOP_MAX_CYCLES.
    subroutine feedback_to_target(n, n_vec, vectors, target, gain, sweeps_per_cycle, tolerance, &
-                                 max_cycles, coupling_bound, state, lattice, couplings, alpha, &
-                                 cycles, n_accepted, status)
-      integer(i4), intent(in) :: n, n_vec, sweeps_per_cycle, max_cycles
+                                 max_cycles, coupling_bound, stall_cycles, stall_noise, state, &
+                                 lattice, couplings, alpha, cycles, n_accepted, reason, status)
+      integer(i4), intent(in) :: n, n_vec, sweeps_per_cycle, max_cycles, stall_cycles
       integer(i4), intent(in) :: vectors(2, n_vec)
-      real(dp), intent(in) :: target(n_vec), gain, tolerance, coupling_bound
+      real(dp), intent(in) :: target(n_vec), gain, tolerance, coupling_bound, stall_noise
       integer(i8), intent(inout) :: state(4)
       integer(i1), intent(inout) :: lattice(0:n - 1, 0:n - 1)
       real(dp), intent(inout) :: couplings(n_vec)
       real(dp), intent(out) :: alpha(n_vec)
-      integer(i4), intent(out) :: cycles, status
+      integer(i4), intent(out) :: cycles, reason, status
       integer(i8), intent(out) :: n_accepted
       integer(i8) :: accepted
+      integer(i4) :: since_best
+      real(dp) :: misfit, best
+      logical :: pinned(n_vec)
       alpha = 0.0_dp
       cycles = 0
       n_accepted = 0_i8
+      reason = STOP_MAX_CYCLES
       status = 0
-      if (max_cycles < 1 .or. sweeps_per_cycle < 1) then
+      if (max_cycles < 1 .or. sweeps_per_cycle < 1 .or. stall_cycles < 0) then
          status = 1
          return
       end if
+      best = huge(1.0_dp)
+      since_best = 0
       couplings = max(-coupling_bound, min(coupling_bound, couplings))
       do cycles = 1, max_cycles
          call metropolis_sweeps(n, n_vec, vectors, couplings, sweeps_per_cycle, state, lattice, accepted, status)
@@ -240,9 +255,29 @@ contains
          n_accepted = n_accepted + accepted
          call measure_alpha(n, n_vec, vectors, lattice, alpha, status)
          if (status /= 0) return
-         if (maxval(abs(alpha - target)) <= tolerance .or. cycles == max_cycles) exit
+         misfit = maxval(abs(alpha - target))
+         if (misfit <= tolerance) then
+            reason = STOP_REACHED
+            exit
+         end if
+         if (cycles == max_cycles) exit
+         if (stall_cycles > 0) then
+            if (misfit < best - stall_noise) then
+               best = misfit
+               since_best = 0
+            else
+               since_best = since_best + 1
+            end if
+            pinned = abs(alpha - target) <= tolerance .or. &
+                     (abs(couplings) >= coupling_bound .and. couplings*(alpha - target) > 0.0_dp)
+            if (since_best >= stall_cycles .or. all(pinned)) then
+               reason = STOP_STALLED
+               exit
+            end if
+         end if
          couplings = max(-coupling_bound, min(coupling_bound, couplings + gain*(alpha - target)))
       end do
+      cycles = min(cycles, max_cycles)
    end subroutine feedback_to_target
 
 end module cfsx_montecarlo
