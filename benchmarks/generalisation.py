@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from report import markdown_table, replace_block
+from report import SEED_STUDY_TARGETS, markdown_table, replace_block
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -40,7 +40,10 @@ import generalisation_data as gd  # noqa: E402
 from cfsx.estimates import CNN, FINAL_RULE, LEAST_SQUARES, choose_final  # noqa: E402
 from cfsx.inversion import NO_WINDOW  # noqa: E402  (the lot size of "no lot window")
 
-DEFAULT_MODELS = ("cfs2", "cfs4")  # reference models (built-in configs, 5000 samples, default training)
+DEFAULT_MODELS = (
+    "cfs2",
+    "cfs4",
+)  # reference models (built-in configs with the seed study's targets, 5000 samples, default training)
 PARITY_GROUP = "n64-l32-k8"
 # Image sets of the parity group on which the alternative final-answer rule (lowest decoded misfit) is scored.
 RULE_SETS = (
@@ -78,7 +81,7 @@ def ensure_models(work: Path, workers: int) -> list[Path]:
         data, model = work / f"{name}.h5", work / f"{name}.keras"
         if not model.exists():
             if not data.exists():
-                cfsx_command("simulate", name, "-o", str(data), "--workers", str(workers))
+                cfsx_command("simulate", name, "-o", str(data), "--workers", str(workers), *SEED_STUDY_TARGETS)
             cfsx_command("train", str(data), "-o", str(model))
         paths.append(model)
     return paths

@@ -17,16 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-from report import markdown_table, replace_block
+from report import SEED_STUDY_TARGETS, markdown_table, replace_block
 
 DATASETS = {  # name: (config, samples, overrides)
     "cfs2": ("cfs2", 5000, []),
-    "cfs3": ("cfs3", 5000, []),
-    "cfs4": ("cfs4", 5000, []),
-    "cfs4-10k": ("cfs4", 10000, []),
+    "cfs3": ("cfs3", 5000, SEED_STUDY_TARGETS),
+    "cfs4": ("cfs4", 5000, SEED_STUDY_TARGETS),
+    "cfs4-10k": ("cfs4", 10000, SEED_STUDY_TARGETS),
     "cfs4-hires": ("cfs4-hires", 5000, []),
     # Not in the seed study: the standard lattice and lot size, averaged over every lot origin (no lot noise).
-    "cfs4-all": ("cfs4", 5000, ["--set", "diffraction.n_lots=all"]),
+    "cfs4-all": ("cfs4", 5000, [*SEED_STUDY_TARGETS, "--set", "diffraction.n_lots=all"]),
 }
 RUNS = [  # (model name, dataset, architecture, D of the seed table, seed MSE, seed R2)
     ("cfs2-small", "cfs2", "small", 3, 6.5e-4, 0.997),

@@ -132,19 +132,37 @@ def feedback(
     max_cycles,
     coupling_bound,
     couplings=None,
+    stall_cycles=0,
+    stall_noise=0.0,
 ):
-    """Welberry's feedback loop, step for step as the engine runs it."""
+    """Welberry's feedback loop, step for step as the engine runs it, with its stagnation stop.
+
+    Returns (lattice, alpha, couplings, cycles, reason), reason 0 reached, 1 stalled, 2 max_cycles.
+    """
     couplings = np.clip(
         np.zeros(len(vectors)) if couplings is None else np.array(couplings, float),
         -coupling_bound,
         coupling_bound,
     )
     target = np.asarray(target, dtype=np.float64)
+    best, since_best = np.inf, 0
     for cycle in range(1, max_cycles + 1):
         lattice, _ = metropolis_sweeps(lattice, vectors, couplings, sweeps_per_cycle, rng)
         alpha = measure_alpha(lattice, vectors)
-        if np.max(np.abs(alpha - target)) <= tolerance or cycle == max_cycles:
-            return lattice, alpha, couplings, cycle
+        misfit = np.max(np.abs(alpha - target))
+        if misfit <= tolerance:
+            return lattice, alpha, couplings, cycle, 0
+        if cycle == max_cycles:
+            return lattice, alpha, couplings, cycle, 2
+        if stall_cycles > 0:
+            if misfit < best - stall_noise:
+                best, since_best = misfit, 0
+            else:
+                since_best += 1
+            off = np.abs(alpha - target) > tolerance
+            pinned = (np.abs(couplings) >= coupling_bound) & (couplings * (alpha - target) > 0)
+            if since_best >= stall_cycles or np.all(pinned | ~off):
+                return lattice, alpha, couplings, cycle, 1
         couplings = np.clip(couplings + gain * (alpha - target), -coupling_bound, coupling_bound)
     raise AssertionError("unreachable")
 

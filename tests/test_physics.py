@@ -94,6 +94,21 @@ def test_unreachable_targets_stop_at_the_cycle_limit_with_bounded_couplings():
     assert np.all(np.isfinite(result.achieved))
 
 
+def test_stagnation_stops_early_on_unreachable_targets_and_not_on_reachable_ones():
+    vectors = cfs_vectors(2)
+    # The tolerance at 1.5 times the lattice's noise on alpha (1/N), as configs/cfs4.yaml sets it.
+    options = dict(gain=0.25, sweeps_per_cycle=4, tolerance=1.5 / 48, max_cycles=200, coupling_bound=2.0,
+                   stall_cycles=5, stall_noise=1 / 48)  # fmt: skip
+    lattice, state = engine.random_lattice(48, 0.5, engine.seed_state(22))
+    stuck = engine.feedback(lattice, vectors, np.array([-1.0, -1.0, -1.0]), state, **options)
+    assert stuck.cycles < 60 and engine.STOP_REASONS[stuck.reason] == "stalled"
+    reference_lattice, _ = equilibrated(48, vectors, [0.2, -0.15, 0.1], 200, seed=21)
+    target = engine.measure_alpha(reference_lattice, vectors)
+    reached = engine.feedback(lattice, vectors, target, state, **options)
+    assert engine.STOP_REASONS[reached.reason] == "reached"
+    assert np.abs(reached.achieved - target).max() <= 1.5 / 48
+
+
 def onsager_nearest_neighbour(coupling):
     """<sigma_0 sigma_1> of the infinite square-lattice Ising model (Onsager)."""
     k = 2 * np.sinh(2 * coupling) / np.cosh(2 * coupling) ** 2

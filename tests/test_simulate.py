@@ -1,5 +1,6 @@
 """simulate, merge, info: the dataset format, determinism, resume, shards and bad input."""
 
+import dataclasses
 import os
 import re
 import signal
@@ -50,6 +51,55 @@ def test_dataset_follows_format_1(tiny_config, tmp_path):
         np.testing.assert_allclose(engine.measure_alpha(lattice, cfs_vectors(2)), achieved, atol=1e-6)
     assert report.samples == 24 and 0 <= report.reach.reached_fraction <= 1
     assert not (tmp_path / "data.h5.parts").exists()
+
+
+def test_realisable_targets_are_the_alpha_of_the_stored_lattices(tiny_config, tmp_path):
+    """targets.distribution couplings: each sample's target and label are the measured alpha of its lattice,
+    made at the stored couplings (strength within coupling_range), with no feedback; workers do not matter."""
+    config = dataclasses.replace(tiny_config, targets=dataclasses.replace(
+        tiny_config.targets, distribution="couplings", coupling_range=[0.05, 0.8], sweeps=5))  # fmt: skip
+    report = simulate(config, tmp_path / "one.h5", workers=1)
+    simulate(config, tmp_path / "two.h5", workers=2)
+    assert_same_data(tmp_path / "one.h5", tmp_path / "two.h5")
+    data, _ = read_all(tmp_path / "one.h5")
+    for lattice, achieved in zip(data["lattices"], data["encodings/achieved"], strict=True):
+        np.testing.assert_allclose(engine.measure_alpha(lattice, cfs_vectors(2)), achieved, atol=1e-6)
+    assert np.array_equal(data["encodings/target"], data["encodings/achieved"])
+    assert (data["cycles"] == 0).all() and (data["stop_reasons"] == engine.STOP_REASONS.index("reached")).all()
+    strength = np.abs(data["interactions"]).max(axis=1)
+    assert (strength <= 0.8 + 1e-6).all() and strength.min() < 0.2 < strength.max()
+    assert report.reach.stops == {"reached": 24, "stalled": 0, "max_cycles": 0}
+
+
+def test_a_config_without_the_new_keys_runs_the_seed_studys_loop(tiny_config):
+    """A config without the issue-13 keys gives exactly the sample of Welberry's loop, rebuilt here from the
+    engine's pieces in the order the seed study's simulate ran them."""
+    seed = sample_seed(tiny_config.run.seed, 3)
+    sample = simulate_sample(tiny_config, seed)
+    vectors, fb, lattice_size = cfs_vectors(2), tiny_config.feedback, tiny_config.lattice.size
+    state = engine.seed_state(seed)
+    uniform, state = engine.random_uniform(3, state)
+    target = -0.5 + uniform  # demo: uniform in [-0.5, 0.5]
+    lattice, state = engine.random_lattice(lattice_size, tiny_config.lattice.concentration, state)
+    result = engine.feedback(
+        lattice,
+        vectors,
+        target,
+        state,
+        gain=fb.gain,
+        sweeps_per_cycle=fb.sweeps_per_cycle,
+        tolerance=fb.tolerance,
+        max_cycles=fb.max_cycles,
+        coupling_bound=fb.coupling_bound,
+    )
+    diffraction = tiny_config.diffraction
+    origins, _ = engine.random_origins(lattice_size, diffraction.n_lots, result.state)
+    image = engine.lot_intensity(result.lattice, diffraction.lot_size, origins, diffraction.image_size,
+                                 diffraction.h_max)  # fmt: skip
+    assert np.array_equal(sample["lattices"], result.lattice) and sample["cycles"] == result.cycles
+    assert np.array_equal(sample["images"], image.astype(np.float32))
+    assert np.array_equal(sample["encodings/target"], target.astype(np.float32))
+    assert sample["stop_reasons"] in (engine.STOP_REASONS.index("reached"), engine.STOP_REASONS.index("max_cycles"))
 
 
 def test_a_sample_is_reproduced_from_its_seed(tiny_config, tmp_path):
