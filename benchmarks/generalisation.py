@@ -40,10 +40,8 @@ import generalisation_data as gd  # noqa: E402
 from cfsx.estimates import CNN, FINAL_RULE, LEAST_SQUARES, choose_final  # noqa: E402
 from cfsx.inversion import NO_WINDOW  # noqa: E402  (the lot size of "no lot window")
 
-DEFAULT_MODELS = (
-    "cfs2",
-    "cfs4",
-)  # reference models (built-in configs with the seed study's targets, 5000 samples, default training)
+# The reference models: built-in configs with the seed study's targets, 5000 samples, default training.
+DEFAULT_MODELS = ("cfs2", "cfs4")
 PARITY_GROUP = "n64-l32-k8"
 # Image sets of the parity group on which the alternative final-answer rule (lowest decoded misfit) is scored.
 RULE_SETS = (
