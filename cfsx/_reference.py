@@ -134,8 +134,13 @@ def feedback(
     couplings=None,
     stall_cycles=0,
     stall_noise=0.0,
+    adaptive=False,
+    gain_up=1.2,
+    gain_down=0.7,
+    gain_min=0.02,
 ):
-    """Welberry's feedback loop, step for step as the engine runs it, with its stagnation stop.
+    """Welberry's feedback loop, step for step as the engine runs it, with its stagnation stop (which returns
+    the best lattice seen) and its adaptive per-component gains.
 
     Returns (lattice, alpha, couplings, cycles, reason), reason 0 reached, 1 stalled, 2 max_cycles.
     """
@@ -145,25 +150,37 @@ def feedback(
         coupling_bound,
     )
     target = np.asarray(target, dtype=np.float64)
-    best, since_best = np.inf, 0
+    best, since_best, seen = np.inf, 0, None
+    gains, previous = np.full(len(vectors), float(gain)), np.zeros(len(vectors))
+
+    def best_or(last, reason):
+        return (*seen[1:], cycle, reason) if stall_cycles > 0 and seen[0] < last[0] else (*last[1:], cycle, reason)
+
     for cycle in range(1, max_cycles + 1):
         lattice, _ = metropolis_sweeps(lattice, vectors, couplings, sweeps_per_cycle, rng)
         alpha = measure_alpha(lattice, vectors)
-        misfit = np.max(np.abs(alpha - target))
+        error = alpha - target
+        misfit = np.max(np.abs(error))
         if misfit <= tolerance:
             return lattice, alpha, couplings, cycle, 0
+        last = (misfit, lattice.copy(), alpha, couplings.copy())
+        if stall_cycles > 0 and (seen is None or misfit < seen[0]):
+            seen = last
         if cycle == max_cycles:
-            return lattice, alpha, couplings, cycle, 2
+            return best_or(last, 2)
         if stall_cycles > 0:
             if misfit < best - stall_noise:
                 best, since_best = misfit, 0
             else:
                 since_best += 1
-            off = np.abs(alpha - target) > tolerance
-            pinned = (np.abs(couplings) >= coupling_bound) & (couplings * (alpha - target) > 0)
-            if since_best >= stall_cycles or np.all(pinned | ~off):
-                return lattice, alpha, couplings, cycle, 1
-        couplings = np.clip(couplings + gain * (alpha - target), -coupling_bound, coupling_bound)
+            pinned = (np.abs(couplings) >= coupling_bound) & (couplings * error > 0)
+            if since_best >= stall_cycles or np.all(pinned | (np.abs(error) <= tolerance)):
+                return best_or(last, 1)
+        if adaptive and cycle > 1:
+            gains = np.where(error * previous > 0, np.minimum(gains * gain_up, coupling_bound), gains)
+            gains = np.where(error * previous < 0, np.maximum(gains * gain_down, gain_min), gains)
+        previous = error
+        couplings = np.clip(couplings + gains * error, -coupling_bound, coupling_bound)
     raise AssertionError("unreachable")
 
 

@@ -143,6 +143,9 @@ class FeedbackConfig:
     stall_cycles: int = 0
     # The tolerance is at least this many times the lattice's own noise 1/N (0: the absolute tolerance only).
     noise_tolerance: float = 0.0
+    # gain: J += gain (alpha - target). adaptive: each component's gain grows while its error keeps its sign and
+    # shrinks when it flips (cfsx.engine.ADAPTIVE_GAIN_*), starting from gain.
+    update: str = "gain"
 
     def tolerance_for(self, lattice_size: int) -> float:
         """The tolerance the loop uses on an N x N lattice."""
@@ -173,6 +176,7 @@ class FeedbackConfig:
             _is_int(self.stall_cycles) and 0 <= self.stall_cycles <= 100_000,
             f"feedback.stall_cycles must be an integer in 0..100000, got {self.stall_cycles!r}",
         )
+        _require(self.update in ("gain", "adaptive"), f"feedback.update must be gain or adaptive, got {self.update!r}")
         _require(
             _is_number(self.noise_tolerance) and 0 <= self.noise_tolerance <= 100,
             f"feedback.noise_tolerance must be in [0, 100], got {self.noise_tolerance!r}",

@@ -153,6 +153,10 @@ def measure_alpha(lattice: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 
 # Why the feedback stopped: the index is the code the Fortran kernel returns (fortran/montecarlo.f90).
 STOP_REASONS = ("reached", "stalled", "max_cycles")
+# The adaptive update: a component's gain grows by this factor while its error keeps its sign, shrinks by
+# the next when the sign flips, and stays within [ADAPTIVE_GAIN_MIN, coupling_bound]. Chosen on 30 CFS4
+# targets measured on lattices at known couplings (docs/performance.md, issue 13).
+ADAPTIVE_GAIN_UP, ADAPTIVE_GAIN_DOWN, ADAPTIVE_GAIN_MIN = 1.2, 0.7, 0.02
 
 
 @dataclass(frozen=True)
@@ -180,12 +184,15 @@ def feedback(
     couplings: np.ndarray | None = None,
     stall_cycles: int = 0,
     stall_noise: float = 0.0,
+    adaptive: bool = False,
 ) -> FeedbackResult:
     """Drive the lattice towards target alpha by Welberry's feedback on J (DESIGN.md 1).
 
     ``stall_cycles`` > 0 also stops when the misfit max |alpha - target| has not improved by more than
     ``stall_noise`` for that many cycles, or when every component still off target has its coupling at
-    the bound; 0 is Welberry's loop exactly. The result says why it stopped (STOP_REASONS).
+    the bound, and returns the best lattice seen; 0 is Welberry's loop exactly. ``adaptive`` gives each
+    component its own gain, adapted to the sign of its error (ADAPTIVE_GAIN_*). The result says why it
+    stopped (STOP_REASONS).
     """
     lattice_f = _as_lattice(lattice)
     vectors_f = _as_vectors(vectors, lattice_f.shape[0])
@@ -210,6 +217,10 @@ def feedback(
         float(coupling_bound),
         int(stall_cycles),
         float(stall_noise),
+        bool(adaptive),
+        ADAPTIVE_GAIN_UP,
+        ADAPTIVE_GAIN_DOWN,
+        ADAPTIVE_GAIN_MIN,
         _as_state(state),
         lattice_f,
         start.copy(),

@@ -91,6 +91,7 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
             coupling_bound=fb.coupling_bound,
             stall_cycles=fb.stall_cycles,
             stall_noise=1.0 / size,
+            adaptive=fb.update == "adaptive",
         )
     diffraction = config.diffraction
     origins = np.zeros((0, 2), dtype=np.int32)  # n_lots: all uses every origin

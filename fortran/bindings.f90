@@ -98,8 +98,8 @@ subroutine measure_alpha(n, n_vec, vectors, lattice, alpha, status)
 end subroutine measure_alpha
 
 subroutine feedback_to_target(n, n_vec, vectors, target, gain, sweeps_per_cycle, tolerance, max_cycles, &
-                              coupling_bound, stall_cycles, stall_noise, state, lattice, couplings, alpha, cycles, &
-                              n_accepted, reason, status)
+                              coupling_bound, stall_cycles, stall_noise, adaptive, gain_up, gain_down, gain_min, &
+                              state, lattice, couplings, alpha, cycles, n_accepted, reason, status)
    use cfsx_montecarlo, only: kernel => feedback_to_target
    implicit none
    !f2py intent(hide), depend(lattice) :: n = shape(lattice, 0)
@@ -109,8 +109,9 @@ subroutine feedback_to_target(n, n_vec, vectors, target, gain, sweeps_per_cycle,
    integer(4), intent(in) :: vectors(2, n_vec)
    !f2py intent(in), depend(n_vec) :: target
    real(8), intent(in) :: target(n_vec)
-   real(8), intent(in) :: gain, tolerance, coupling_bound, stall_noise
+   real(8), intent(in) :: gain, tolerance, coupling_bound, stall_noise, gain_up, gain_down, gain_min
    integer(4), intent(in) :: sweeps_per_cycle, max_cycles, stall_cycles
+   logical, intent(in) :: adaptive
    !f2py intent(in,out) :: state
    integer(8), intent(inout) :: state(4)
    !f2py intent(in,out) :: lattice
@@ -122,7 +123,8 @@ subroutine feedback_to_target(n, n_vec, vectors, target, gain, sweeps_per_cycle,
    integer(4), intent(out) :: cycles, reason, status
    integer(8), intent(out) :: n_accepted
    call kernel(n, n_vec, vectors, target, gain, sweeps_per_cycle, tolerance, max_cycles, coupling_bound, &
-               stall_cycles, stall_noise, state, lattice, couplings, alpha, cycles, n_accepted, reason, status)
+               stall_cycles, stall_noise, adaptive, gain_up, gain_down, gain_min, state, lattice, couplings, &
+               alpha, cycles, n_accepted, reason, status)
 end subroutine feedback_to_target
 
 subroutine lot_intensity(n, lattice, concentration, lot_size, n_lots, origins, n_h, h_values, n_k, k_values, &

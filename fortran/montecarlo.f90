@@ -219,14 +219,21 @@ contains
    ! With stall_cycles > 0 it also stops when nothing is left to gain: the misfit
    ! max |alpha - target| has not improved by more than stall_noise for
    ! stall_cycles cycles, or every component still off target has its coupling
-   ! at the bound, pushed outwards. reason: STOP_REACHED, STOP_STALLED or
+   ! at the bound, pushed outwards; the lattice returned is then the best seen
+   ! (lowest misfit), with its alpha and couplings. With adaptive = .true. each
+   ! component has its own gain, multiplied by gain_up while its error keeps its
+   ! sign and by gain_down when the sign flips (within [gain_min, coupling_bound]):
+   ! the measured response sets the step. reason: STOP_REACHED, STOP_STALLED or
    ! STOP_MAX_CYCLES.
    subroutine feedback_to_target(n, n_vec, vectors, target, gain, sweeps_per_cycle, tolerance, &
-                                 max_cycles, coupling_bound, stall_cycles, stall_noise, state, &
-                                 lattice, couplings, alpha, cycles, n_accepted, reason, status)
+                                 max_cycles, coupling_bound, stall_cycles, stall_noise, adaptive, &
+                                 gain_up, gain_down, gain_min, state, lattice, couplings, alpha, &
+                                 cycles, n_accepted, reason, status)
       integer(i4), intent(in) :: n, n_vec, sweeps_per_cycle, max_cycles, stall_cycles
       integer(i4), intent(in) :: vectors(2, n_vec)
       real(dp), intent(in) :: target(n_vec), gain, tolerance, coupling_bound, stall_noise
+      logical, intent(in) :: adaptive
+      real(dp), intent(in) :: gain_up, gain_down, gain_min
       integer(i8), intent(inout) :: state(4)
       integer(i1), intent(inout) :: lattice(0:n - 1, 0:n - 1)
       real(dp), intent(inout) :: couplings(n_vec)
@@ -235,7 +242,9 @@ contains
       integer(i8), intent(out) :: n_accepted
       integer(i8) :: accepted
       integer(i4) :: since_best
-      real(dp) :: misfit, best
+      real(dp) :: misfit, best, best_seen
+      real(dp) :: gains(n_vec), error(n_vec), previous(n_vec), best_alpha(n_vec), best_couplings(n_vec)
+      integer(i1), allocatable :: best_lattice(:, :)
       logical :: pinned(n_vec)
       alpha = 0.0_dp
       cycles = 0
@@ -247,7 +256,11 @@ contains
          return
       end if
       best = huge(1.0_dp)
+      best_seen = huge(1.0_dp)
       since_best = 0
+      gains = gain
+      previous = 0.0_dp
+      if (stall_cycles > 0) allocate (best_lattice(0:n - 1, 0:n - 1))
       couplings = max(-coupling_bound, min(coupling_bound, couplings))
       do cycles = 1, max_cycles
          call metropolis_sweeps(n, n_vec, vectors, couplings, sweeps_per_cycle, state, lattice, accepted, status)
@@ -255,10 +268,17 @@ contains
          n_accepted = n_accepted + accepted
          call measure_alpha(n, n_vec, vectors, lattice, alpha, status)
          if (status /= 0) return
-         misfit = maxval(abs(alpha - target))
+         error = alpha - target
+         misfit = maxval(abs(error))
          if (misfit <= tolerance) then
             reason = STOP_REACHED
             exit
+         end if
+         if (stall_cycles > 0 .and. misfit < best_seen) then
+            best_seen = misfit
+            best_lattice = lattice
+            best_alpha = alpha
+            best_couplings = couplings
          end if
          if (cycles == max_cycles) exit
          if (stall_cycles > 0) then
@@ -268,16 +288,30 @@ contains
             else
                since_best = since_best + 1
             end if
-            pinned = abs(alpha - target) <= tolerance .or. &
-                     (abs(couplings) >= coupling_bound .and. couplings*(alpha - target) > 0.0_dp)
+            pinned = abs(error) <= tolerance .or. (abs(couplings) >= coupling_bound .and. couplings*error > 0.0_dp)
             if (since_best >= stall_cycles .or. all(pinned)) then
                reason = STOP_STALLED
                exit
             end if
          end if
-         couplings = max(-coupling_bound, min(coupling_bound, couplings + gain*(alpha - target)))
+         if (adaptive .and. cycles > 1) then
+            where (error*previous > 0.0_dp)
+               gains = min(gains*gain_up, coupling_bound)
+            elsewhere (error*previous < 0.0_dp)
+               gains = max(gains*gain_down, gain_min)
+            end where
+         end if
+         previous = error
+         couplings = max(-coupling_bound, min(coupling_bound, couplings + gains*error))
       end do
       cycles = min(cycles, max_cycles)
+      if (reason /= STOP_REACHED .and. stall_cycles > 0) then
+         if (best_seen < misfit) then
+            lattice = best_lattice
+            alpha = best_alpha
+            couplings = best_couplings
+         end if
+      end if
    end subroutine feedback_to_target
 
 end module cfsx_montecarlo

@@ -77,17 +77,18 @@ def test_feedback_equals_reference_step_for_step():
     np.testing.assert_allclose(result.couplings, couplings, atol=1e-12)
 
 
-@pytest.mark.parametrize("bound", [0.25, 5.0])
-def test_stagnation_stop_equals_reference_step_for_step(bound):
+@pytest.mark.parametrize("bound, adaptive", [(0.25, False), (5.0, False), (5.0, True)])
+def test_stagnation_stop_equals_reference_step_for_step(bound, adaptive):
     """The stall rule (no improvement beyond the noise for stall_cycles cycles, or every off-target coupling
-    pushed against the bound) as the reference runs it: same cycle, same reason, same lattice."""
+    pushed against the bound; the best lattice seen returned) and the adaptive gains as the reference runs
+    them: same cycle, same reason, same lattice."""
     vectors = cfs_vectors(2)
     state = engine.seed_state(5)
     lattice, state = engine.random_lattice(10, 0.5, state)
     rng = reference.Xoshiro128(5)
     reference.random_lattice(10, 0.5, rng)
     options = dict(gain=0.5, sweeps_per_cycle=1, tolerance=0.01, max_cycles=40, coupling_bound=bound,
-                   stall_cycles=3, stall_noise=0.1)  # fmt: skip
+                   stall_cycles=3, stall_noise=0.1, adaptive=adaptive)  # fmt: skip
     target = np.array([-0.9, 0.9, 0.9])  # not jointly realisable: unlike along y and alike along x make (1,1) unlike
     result = engine.feedback(lattice, vectors, target, state, **options)
     lat, alpha, couplings, cycles, reason = reference.feedback(lattice, vectors, target, rng, **options)
