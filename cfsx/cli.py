@@ -259,8 +259,7 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
                 f"targets reached within {reach.tolerance:g}: {100 * reach.reached_fraction:.1f} % of samples; "
                 f"max |achieved - target| per sample: mean {reach.mean_max_deviation:.3f}, median "
                 f"{reach.median_max_deviation:.3f}, 95th percentile {reach.p95_max_deviation:.3f}, worst "
-                f"{reach.worst_max_deviation:.3f}; "
-                f"feedback cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}"
+                f"{reach.worst_max_deviation:.3f}"
             )
             out.print(_stops_line(reach))
 
@@ -268,7 +267,8 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
 def _stops_line(reach) -> str:
     """Why the feedback stopped, counted over the samples."""
     if reach.stops is None:
-        return "stop reasons: not recorded (a file made before cfsx recorded them)"
+        return (f"feedback cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}; stop reasons not recorded "
+                "(a file made before cfsx recorded them)")  # fmt: skip
     counts = ", ".join(f"{name} {count}" for name, count in reach.stops.items())
     return f"feedback stopped: {counts}; cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}"
 

@@ -1,0 +1,105 @@
+"""Old targets against new: does a CNN trained on realisable targets do as well where the old one was trained?
+
+Trains the small CNN (configs/train.yaml) on 5000 CFS4 samples of each kind: "old" (the seed study's
+uniform targets and loop: benchmarks/report.py SEED_STUDY_TARGETS) and "new" (configs/cfs4.yaml as
+shipped), then scores both models on 1000 fresh samples of each kind (another seed) and on the clean
+images of the generalisation benchmark (benchmarks/generalisation_data.py, when its data are there).
+Writes the marked block of docs/performance.md. `make targets-study`: about 20 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+from report import SEED_STUDY_TARGETS, machine_line, markdown_table, replace_block
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("old", "new")
+
+
+def cfsx(*arguments: str) -> None:
+    print("+ cfsx " + " ".join(arguments), flush=True)
+    subprocess.run([sys.executable, "-m", "cfsx", *arguments], check=True)
+
+
+def ensure(work: Path, kind: str, samples: int, seed: int) -> Path:
+    path = work / f"{kind}-{samples}-seed{seed}.h5"
+    if not path.exists():
+        flags = SEED_STUDY_TARGETS if kind == "old" else []
+        cfsx("simulate", "cfs4", "-o", str(path), "--samples", str(samples), "--set", f"run.seed={seed}", *flags)
+    return path
+
+
+def scores(model, path: Path) -> tuple[float, float]:
+    from cfsx.metrics import r2_per_component
+    from cfsx.training import predict
+
+    with h5py.File(path) as file:
+        images, truth = file["images"][()], file["encodings/achieved"][()].astype(np.float64)
+    predicted = predict(model, images, 256)
+    return float(np.abs(predicted - truth).mean()), float(r2_per_component(truth, predicted).mean())
+
+
+def generalisation_scores(model, folder: Path) -> float | None:
+    """CNN alpha MAE on the benchmark's clean images, mean of its groups (None without its data)."""
+    sys.path.insert(0, str(HERE))
+    import generalisation_data as gd
+
+    from cfsx.training import predict
+
+    values = []
+    for spec in gd.GROUPS:
+        path = folder / f"{spec.name}.h5"
+        if not path.exists():
+            return None
+        data = gd.load_group(path, detector=False)
+        predicted = predict(model, data["images_clean"].astype(np.float32), 256)
+        values.append(float(np.abs(predicted - data["alpha_cfs4"]).mean()))
+    return float(np.mean(values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("bench-output/targets-study"))
+    parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
+    parser.add_argument("--generalisation-data", type=Path, default=Path("bench-output/generalisation-data"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    train_data = {kind: ensure(args.work, kind, 5000, 0) for kind in KINDS}
+    test_data = {kind: ensure(args.work, kind, 1000, 7) for kind in KINDS}
+    models = {}
+    for kind in KINDS:
+        path = args.work / f"{kind}.keras"
+        if not path.exists():
+            cfsx("train", str(train_data[kind]), "-o", str(path))
+        models[kind] = path
+    from cfsx.models import load_model
+
+    rows = []
+    for kind in KINDS:
+        model, metadata = load_model(models[kind])
+        cells = []
+        for data in KINDS:
+            mae, r2 = scores(model, test_data[data])
+            cells.append(f"{mae:.4f} ({r2:.3f})")
+        general = generalisation_scores(model, args.generalisation_data)
+        rows.append((f"trained on {kind}", *cells, "-" if general is None else f"{general:.4f}"))
+    minutes = (time.perf_counter() - began) / 60
+    table = markdown_table(("model", "old test data: MAE (R2)", "new test data: MAE (R2)",
+                            "generalisation benchmark, clean: MAE (mean of groups)"), rows)  # fmt: skip
+    text = (f"{machine_line('make targets-study')} {minutes:.1f} minutes (data and models are kept in "
+            f"`{args.work}` and reused). Small CNN, configs/train.yaml; test data: 1000 fresh samples of each "
+            f"kind (seed 7).\n\n{table}")  # fmt: skip
+    print(text)
+    replace_block(args.output, "targets-study", text)
+
+
+if __name__ == "__main__":
+    main()
