@@ -155,7 +155,7 @@ def coverage_figure(old: np.ndarray, new: np.ndarray, labels: list[str], path: P
         axis.hist(new[:, index], bins, alpha=0.5, label="new (couplings)", density=True)
         axis.set_title(labels[index], fontsize=9)
         axis.set_yticks([])
-    pairs = [(0, 2), (0, 3), (3, 12)]  # alpha(0,1)-alpha(1,0), alpha(0,1)-alpha(1,1), alpha(1,1)-alpha(3,0)
+    pairs = [(0, 2), (0, 3), (3, 12)]  # alpha(0,1)-alpha(0,3), alpha(0,1)-alpha(1,0), alpha(1,0)-alpha(3,1)
     for axis, (a, b) in zip(axes.ravel()[len(labels) :], pairs, strict=False):
         axis.scatter(old[:, a], old[:, b], s=1, alpha=0.3, label="old")
         axis.scatter(new[:, a], new[:, b], s=1, alpha=0.3, label="new")
