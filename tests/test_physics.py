@@ -109,6 +109,22 @@ def test_stagnation_stops_early_on_unreachable_targets_and_not_on_reachable_ones
     assert np.abs(reached.achieved - target).max() <= 1.5 / 48
 
 
+@pytest.mark.parametrize("seed", [21, 23])
+def test_adaptive_update_recovers_known_couplings_within_noise(seed):
+    """Targets measured on a lattice equilibrated at known couplings: the adaptive loop reaches them and the
+    couplings it ends with are those couplings, within what 1/N noise on alpha allows (0.05 here)."""
+    vectors = cfs_vectors(2)
+    known = np.array([0.2, -0.15, 0.1])
+    reference_lattice, _ = equilibrated(64, vectors, known, 200, seed=seed)
+    target = engine.measure_alpha(reference_lattice, vectors)
+    lattice, state = engine.random_lattice(64, 0.5, engine.seed_state(seed + 100))
+    result = engine.feedback(lattice, vectors, target, state, gain=0.25, sweeps_per_cycle=4, tolerance=1.5 / 64,
+                             max_cycles=200, coupling_bound=2.0, stall_cycles=10, stall_noise=1 / 64,
+                             adaptive=True)  # fmt: skip
+    assert engine.STOP_REASONS[result.reason] == "reached"
+    assert np.abs(result.couplings - known).max() < 0.05
+
+
 def onsager_nearest_neighbour(coupling):
     """<sigma_0 sigma_1> of the infinite square-lattice Ising model (Onsager)."""
     k = 2 * np.sinh(2 * coupling) / np.cosh(2 * coupling) ** 2
