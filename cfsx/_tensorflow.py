@@ -32,6 +32,12 @@ with _quiet_stderr():
     import tensorflow as tf
     from keras import layers, ops
 
+    from .cpus import available_cpus
+
+    # As many threads as this process has CPUs (taskset, SLURM_CPUS_PER_TASK), not as the machine has.
+    tf.config.threading.set_intra_op_parallelism_threads(available_cpus())
+    tf.config.threading.set_inter_op_parallelism_threads(available_cpus())
+
     # The first operation prints the rest of the start-up messages. Not in a multi-worker run:
     # its collective operations must be configured before TensorFlow's runtime starts.
     if "TF_CONFIG" not in os.environ:

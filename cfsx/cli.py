@@ -27,10 +27,24 @@ SetOverrides = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
 ]
 state = {"debug": False}
+DEFAULT_WORKERS = "(default: the CPUs this process may use: its affinity, SLURM_CPUS_PER_TASK)."
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"cfsx {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     state["debug"] = debug
     signal.signal(signal.SIGTERM, _terminate)
 
@@ -127,7 +141,10 @@ def simulate(
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (.h5).")],
     samples: Annotated[int | None, typer.Option(help="Number of samples (run.samples).")] = None,
     seed: Annotated[int | None, typer.Option(help="Master seed (run.seed).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes " + DEFAULT_WORKERS),
+    ] = None,
     set_: SetOverrides = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoints.")] = False,
     shard: Annotated[str | None, typer.Option(help="Write shard i of N (i/N, 0-based) of the run.")] = None,
@@ -372,7 +389,10 @@ def evaluate(
     resimulated: Annotated[
         int | None, typer.Option(help="Encodings re-simulated for the image tests (evaluation.resimulated).")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes for the re-simulations [default: all cores].")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes for the re-simulations " + DEFAULT_WORKERS),
+    ] = None,
     corrupt: Annotated[
         float | None,
         typer.Option(help="Also score on corrupted, then corrected detector images with this many counts per pixel."),
@@ -532,7 +552,10 @@ def interpret(
     record: Annotated[
         Path | None, typer.Option(help="Knowledge store (.h5) to append the interpreted images to.")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes for decoding [default: all cores].")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes for decoding " + DEFAULT_WORKERS),
+    ] = None,
     correction: Annotated[str, typer.Option(help="Correction config for raw images.")] = "correct",
     mask: MaskFile = None,
     origin: Origin = None,

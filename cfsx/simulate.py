@@ -28,6 +28,7 @@ import numpy as np
 from . import dataset, engine
 from .cluster import BatchDone, Scheduler, run_batches
 from .config import SimulationConfig
+from .cpus import available_cpus
 from .encoding import cfs_vectors
 from .errors import ClusterError, ConfigError, DataError
 from .outputs import check_output, claim_outputs, output_failure, writing
@@ -351,9 +352,9 @@ def check_memory(config: SimulationConfig, workers: int) -> None:
 
 
 def worker_count(workers: int | None) -> int:
-    """The number of worker processes: all cores unless given; refuse fewer than one."""
+    """The number of worker processes: the available CPUs unless given; refuse fewer than one."""
     if workers is None:
-        return os.cpu_count() or 1
+        return available_cpus()
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     return workers

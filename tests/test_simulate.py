@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 from cfsx import dataset, engine
 from cfsx.cli import app
 from cfsx.encoding import cfs_vectors
-from cfsx.simulate import Shard, sample_seed, simulate, simulate_sample
+from cfsx.simulate import Shard, sample_seed, simulate, simulate_sample, worker_count
+
+runner = CliRunner()
 
 DATASETS = list(dataset.SAMPLE_ARRAYS)
 
@@ -215,3 +217,28 @@ def test_every_module_is_installed():
     listed = set(re.findall(r"'(cfsx/[\w/]+\.py)'", (root / "meson.build").read_text()))
     present = {str(path.relative_to(root)) for path in (root / "cfsx").glob("*.py")}
     assert present == listed
+
+
+def test_workers_follow_the_cpu_affinity_and_slurm(monkeypatch):
+    """Default workers (and TensorFlow threads): the CPUs this process may use, capped by SLURM_CPUS_PER_TASK."""
+    from cfsx.cpus import available_cpus
+
+    allowed = os.sched_getaffinity(0)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert available_cpus() == 1 and worker_count(None) == 1
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert available_cpus() == len(allowed)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert worker_count(None) == 1 and worker_count(3) == 3  # an explicit --workers wins
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "lots")
+    assert available_cpus() == len(allowed)
+
+
+def test_version_option():
+    from cfsx import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"cfsx {__version__}"

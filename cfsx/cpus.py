@@ -1,0 +1,18 @@
+"""How many CPUs cfsx may use: what a workstation, taskset or a batch system grants this process."""
+
+from __future__ import annotations
+
+import os
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its CPU affinity (taskset, a batch system's cgroup), and no more than
+    SLURM_CPUS_PER_TASK when a Slurm job sets it. The default for worker processes and TensorFlow's threads."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        count = os.cpu_count() or 1
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) >= 1:
+        count = min(count, int(slurm))
+    return max(count, 1)
