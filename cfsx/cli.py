@@ -212,13 +212,17 @@ def merge(
 
 
 @app.command()
-def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) -> None:
-    """Describe a dataset: size, settings, label statistics, how well the targets were reached."""
+def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or model (.keras).")]) -> None:
+    """Describe a dataset (size, settings, label statistics, how well the targets were reached) or a model
+    (encoding, grid, training data and run, hold-out metrics)."""
     with _reported_errors():
         from .dataset import describe, open_dataset
         from .encoding import vector_labels
 
         out = Console()
+        if path.suffix.lower() == ".keras":
+            _describe_model(path, out)
+            return
         with open_dataset(path) as file:
             if file.attrs.get("kind") == "corrected":
                 images = file["images"]
@@ -279,6 +283,39 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5).")]) ->
                 f"{reach.worst_max_deviation:.3f}"
             )
             out.print(_stops_line(reach))
+
+
+def _describe_model(path: Path, out: Console) -> None:
+    """cfsx info on a .keras model: its metadata, read without loading the weights."""
+    from .config import config_from_yaml_text
+    from .models import read_metadata
+
+    metadata = read_metadata(path)
+    training, test = metadata["training"], metadata["metrics"]["test"]
+    simulation = config_from_yaml_text(metadata["simulation_config"])
+    data = ", ".join(f"{item['path']} ({item['samples']} samples)" for item in training.get("data_files", []))
+    split = training.get("samples", {})
+    out.print(
+        f"[bold]{path}[/bold]: cfsx model, CFS{metadata['cfs']} (D = {len(metadata['vectors'])}), "
+        f"{training['config']['model']['architecture']} CNN, images {metadata['image_size']} x "
+        f"{metadata['image_size']} over h, k in [-{metadata['h_max']}, {metadata['h_max']})"
+    )
+    out.print(f"created {metadata['created']} by cfsx {metadata['cfsx_version']}")
+    out.print(
+        f"trained on {data or training.get('data')}: {split.get('train')} training, {split.get('validation')} "
+        f"validation, {split.get('test')} hold-out samples; {training['epochs_run']} epochs (best "
+        f"{training['best_epoch']}), {training['seconds'] / 60:.1f} minutes"
+        + (f"; fine-tuned from {training['initialised_from']}" if training.get("initialised_from") else "")
+        + ("; interrupted" if training.get("interrupted") else "")
+    )
+    out.print(
+        f"hold-out ({test['samples']} samples): R2 {test['r2']:.4f}, MAE {test['mae']:.4f}, MSE {test['mse']:.2e}"
+    )
+    out.print(
+        f"simulation: {simulation.lattice.size} x {simulation.lattice.size} lattice at c = "
+        f"{simulation.lattice.concentration}, {simulation.diffraction.n_lots} lots of {simulation.diffraction.lot_size}"
+        f" x {simulation.diffraction.lot_size}, targets {simulation.targets.distribution}"
+    )
 
 
 def _stops_line(reach) -> str:

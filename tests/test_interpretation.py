@@ -2,6 +2,7 @@
 figures, refinement, uncertainty, the knowledge store and fine-tuning, and bad input."""
 
 import json
+import re
 
 import h5py
 import jsonschema
@@ -318,3 +319,11 @@ def test_concatenated_reader_reads_across_files_from_memory_and_from_disk(setup,
             np.testing.assert_array_equal(got_images, images[wanted])
             np.testing.assert_array_equal(got_labels, labels[wanted])
             np.testing.assert_array_equal(reader.read(np.array([20, 30]))[1], labels[[20, 30]])
+
+
+def test_info_describes_a_model(setup):
+    result = runner.invoke(app, ["info", str(setup / "model.keras")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "cfsx model, CFS2 (D = 3)" in text and "train.h5 (240 samples)" in text
+    assert re.search(r"hold-out \(\d+ samples\): R2 0\.\d{4}", text)
