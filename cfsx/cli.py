@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+# Without a terminal (logs of batch jobs, pipes) lines are not wrapped at 80 columns.
+console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 SetOverrides = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
 ]
@@ -219,7 +221,7 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or mode
         from .dataset import describe, open_dataset
         from .encoding import vector_labels
 
-        out = Console()
+        out = Console(soft_wrap=not sys.stdout.isatty())
         if path.suffix.lower() == ".keras":
             _describe_model(path, out)
             return
@@ -249,10 +251,22 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or mode
             out.print(
                 f"lattice {lattice.size} x {lattice.size}, c = {lattice.concentration}; "
                 f"lots: {diffraction.n_lots} of {diffraction.lot_size} x {diffraction.lot_size}; "
-                f"h_max = {diffraction.h_max}; seed {details.config.run.seed}; "
-                f"feedback gain {feedback.gain}, {feedback.sweeps_per_cycle} sweeps/cycle, "
-                f"tolerance {feedback.tolerance}, <= {feedback.max_cycles} cycles, "
-                f"|J| <= {feedback.coupling_bound}"
+                f"h_max = {diffraction.h_max}; seed {details.config.run.seed}"
+            )
+            targets = details.config.targets
+            if targets.distribution == "couplings":
+                out.print(
+                    f"targets: alpha after {targets.sweeps} sweeps at fixed couplings of strength "
+                    f"{targets.coupling_range[0]}-{targets.coupling_range[1]} (log-uniform), no feedback"
+                )
+            else:
+                out.print(f"targets: uniform in [{targets.low}, {targets.high}]")
+            out.print(
+                f"feedback (decoding{'' if targets.distribution == 'couplings' else ' and targets'}): "
+                f"{feedback.update} update, gain {feedback.gain}, {feedback.sweeps_per_cycle} sweeps/cycle, "
+                f"tolerance {feedback.tolerance_for(lattice.size):g}, <= {feedback.max_cycles} cycles"
+                + (f", stop after {feedback.stall_cycles} cycles without progress" if feedback.stall_cycles else "")
+                + f", |J| <= {feedback.coupling_bound}"
             )
         if not details.label_mean.size:
             out.print("no labels (/encodings/achieved) in this file")
