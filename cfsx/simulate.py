@@ -52,8 +52,10 @@ def sample_seeds(master_seed: int, count: int) -> list[int]:
 def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """One sample: draw a target (or take the given one), reach it by feedback, and diffract the lattice.
 
-    With a given ``target`` this decodes an encoding into a structure and its image; the random
-    stream is the same as for a drawn target, so the seed alone fixes the result.
+    With ``targets.distribution: couplings`` the drawn target is the alpha of a lattice run at random
+    fixed couplings, and that lattice is the sample (no feedback). With a given ``target`` this decodes
+    an encoding into a structure and its image, always by the feedback; the random stream is then the
+    same as for a uniform target, so the seed alone fixes the result.
     """
     vectors = cfs_vectors(config.encoding.cfs)
     targets, fb, size = config.targets, config.feedback, config.lattice.size
