@@ -21,7 +21,7 @@ app = typer.Typer(
     help="Interpret X-ray diffuse scattering with CNNs trained on Monte Carlo simulations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 # Without a terminal (logs of batch jobs, pipes) lines are not wrapped at 80 columns.
 console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
@@ -30,6 +30,11 @@ SetOverrides = Annotated[
 ]
 state = {"debug": False}
 DEFAULT_WORKERS = "(default: the CPUs this process may use: its affinity, SLURM_CPUS_PER_TASK)."
+
+
+def _examples(commands: list[str]) -> str:
+    """An Examples section for a command's help (one command a line)."""
+    return "Examples:\n\n" + "\n\n".join(f"  $ {command}" for command in commands)
 
 
 def _version(value: bool) -> None:
@@ -135,7 +140,15 @@ def _progress_bar():
     )
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        [
+            "cfsx simulate cfs4 -o cfs4.h5",
+            "cfsx simulate cfs4 -o big.h5 --samples 100000 --seed 7 --resume",
+            "cfsx simulate my.yaml -o part.h5 --shard 0/4 --set run.samples=20000",
+        ]
+    )
+)
 def simulate(
     config: Annotated[
         str, typer.Argument(help="YAML config file, or a built-in name: demo, cfs2, cfs3, cfs4, cfs4-hires.")
@@ -200,7 +213,7 @@ def simulate(
         console.print(_stops_line(reach))
 
 
-@app.command()
+@app.command(epilog=_examples(["cfsx merge part-*.h5 -o data.h5"]))
 def merge(
     shards: Annotated[list[Path], typer.Argument(help="Shard files written with --shard i/N.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Merged dataset to write.")],
@@ -213,7 +226,7 @@ def merge(
         console.print(f"merged {len(shards)} shards, {total} samples, into {output}")
 
 
-@app.command()
+@app.command(epilog=_examples(["cfsx info cfs4.h5", "cfsx info cfs4.keras"]))
 def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or model (.keras).")]) -> None:
     """Describe a dataset (size, settings, label statistics, how well the targets were reached) or a model
     (encoding, grid, training data and run, hold-out metrics)."""
@@ -347,7 +360,11 @@ def _training_config(config: str, set_: list[str] | None, **flags):
     return load_config(config, set_ or (), root=TrainingConfig, **flags)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        ["cfsx train cfs4.h5 -o cfs4.keras", "cfsx train cfs4.h5 store.h5 --init cfs4.keras -o tuned.keras"]
+    )
+)
 def train(
     data: Annotated[
         list[Path], typer.Argument(help="Training datasets (.h5) of cfsx simulate, or knowledge stores of interpret.")
@@ -427,7 +444,11 @@ def train(
             raise typer.Exit(EXIT_SIGINT)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        ["cfsx evaluate cfs4.keras cfs4.h5 -o report/", "cfsx evaluate cfs4.keras cfs4.h5 -o corrupted/ --corrupt 3"]
+    )
+)
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Trained model (.keras) written by cfsx train.")],
     data: Annotated[Path, typer.Argument(help="Dataset (.h5): the training file (its hold-out is used) or another.")],
@@ -541,7 +562,14 @@ Centre = Annotated[
 MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded.")]
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        [
+            "cfsx correct 'scans/*.cbf' -o corrected.h5 --origin 1024,980 --pixels-per-rlu 160,160",
+            "cfsx correct plane.nxs -o plane.h5 --centre 4,-2 --set mask.edge=2 --figure figures/",
+        ]
+    )
+)
 def correct(
     images: Annotated[
         list[str], typer.Argument(help="Image files (.npy, TIFF, PNG, HDF5 file::/path, fabio formats), dirs, globs.")
@@ -582,7 +610,14 @@ def correct(
         )
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        [
+            "cfsx interpret cfs4.keras plane.tif -o plane/ --origin 1024,980 --pixels-per-rlu 160,160",
+            "cfsx interpret cfs4.keras corrected.h5 -o batch/ --replicates 0 --no-figures",
+        ]
+    )
+)
 def interpret(
     model: Annotated[Path, typer.Argument(help="Trained model (.keras) written by cfsx train.")],
     images: Annotated[

@@ -242,3 +242,9 @@ def test_version_option():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"cfsx {__version__}"
+
+
+@pytest.mark.parametrize("command", ["simulate", "merge", "info", "train", "evaluate", "correct", "interpret"])
+def test_every_command_has_examples_in_its_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Examples:" in result.output and f"$ cfsx {command} " in result.output
