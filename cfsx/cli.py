@@ -52,8 +52,11 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    from .cpus import limit_blas_threads
+
     state["debug"] = debug
     signal.signal(signal.SIGTERM, _terminate)
+    limit_blas_threads()
 
 
 def _terminate(signum, frame) -> None:

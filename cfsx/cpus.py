@@ -16,3 +16,10 @@ def available_cpus() -> int:
     if slurm.isdigit() and int(slurm) >= 1:
         count = min(count, int(slurm))
     return max(count, 1)
+
+
+def limit_blas_threads() -> None:
+    """BLAS (NumPy's, SciPy's) to available_cpus() threads: it starts one per core of the machine otherwise."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=available_cpus(), user_api="blas")

@@ -248,3 +248,19 @@ def test_version_option():
 def test_every_command_has_examples_in_its_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Examples:" in result.output and f"$ cfsx {command} " in result.output
+
+
+def test_blas_threads_follow_slurm_cpus_per_task(tmp_path):
+    """Every command limits NumPy's BLAS to the CPUs the job may use (here SLURM_CPUS_PER_TASK=1)."""
+    script = "\n".join([
+        "import numpy",
+        "from threadpoolctl import threadpool_info",
+        "from typer.testing import CliRunner",
+        "from cfsx.cli import app",
+        "CliRunner().invoke(app, ['info', 'missing.h5'])",
+        "print(sorted({pool['num_threads'] for pool in threadpool_info() if pool['user_api'] == 'blas'}))",
+    ])  # fmt: skip
+    environment = {**os.environ, "SLURM_CPUS_PER_TASK": "1"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            env=environment, check=True)  # fmt: skip
+    assert result.stdout.strip() == "[1]"
