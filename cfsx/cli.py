@@ -32,6 +32,36 @@ state = {"debug": False}
 DEFAULT_WORKERS = "(default: the CPUs this process may use: its affinity, SLURM_CPUS_PER_TASK)."
 
 
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the record as one JSON object on stdout (the human text goes to stderr).")
+]
+
+
+def _print_json(record: object) -> None:
+    """One JSON object on stdout: dataclasses, NumPy values and paths as plain JSON."""
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    def plain(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {item.name: plain(getattr(value, item.name)) for item in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            return {str(key): plain(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    sys.stdout.write(json.dumps(plain(record)) + "\n")
+
+
 def _examples(commands: list[str]) -> str:
     """An Examples section for a command's help (one command a line)."""
     return "Examples:\n\n" + "\n\n".join(f"  $ {command}" for command in commands)
@@ -173,6 +203,7 @@ def simulate(
         Path | None, typer.Option(help="Run on a Dask cluster: its scheduler file (dask-scheduler --scheduler-file).")
     ] = None,
     scheduler_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 30.0,
+    json_: JsonFlag = False,
 ) -> None:
     """Simulate image/encoding pairs with the Monte Carlo engine and write a dataset."""
     with _reported_errors():
@@ -214,6 +245,8 @@ def simulate(
             f"95th percentile {reach.p95_max_deviation:.3f}, worst {reach.worst_max_deviation:.3f}"
         )
         console.print(_stops_line(reach))
+        if json_:
+            _print_json(report)
 
 
 @app.command(epilog=_examples(["cfsx merge part-*.h5 -o data.h5"]))
@@ -230,16 +263,21 @@ def merge(
 
 
 @app.command(epilog=_examples(["cfsx info cfs4.h5", "cfsx info cfs4.keras"]))
-def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or model (.keras).")]) -> None:
+def info(
+    path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or model (.keras).")], json_: JsonFlag = False
+) -> None:
     """Describe a dataset (size, settings, label statistics, how well the targets were reached) or a model
     (encoding, grid, training data and run, hold-out metrics)."""
     with _reported_errors():
         from .dataset import describe, open_dataset
         from .encoding import vector_labels
 
-        out = Console(soft_wrap=not sys.stdout.isatty())
+        stream = sys.stderr if json_ else sys.stdout
+        out = Console(file=stream, soft_wrap=not stream.isatty())
         if path.suffix.lower() == ".keras":
-            _describe_model(path, out)
+            metadata = _describe_model(path, out)
+            if json_:
+                _print_json({key: value for key, value in metadata.items() if key != "split"})
             return
         with open_dataset(path) as file:
             if file.attrs.get("kind") == "corrected":
@@ -251,8 +289,13 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or mode
                     f"{file.attrs.get('created', 'at an unknown time')}; sources: {', '.join(sources)}"
                     + (" ..." if images.shape[0] > 3 else "")
                 )
+                if json_:
+                    _print_json({"path": path, "kind": "corrected", "images": images.shape[0],
+                                 "image_shape": images.shape[1:], "h_max": file.attrs["h_max"]})  # fmt: skip
                 return
         details = describe(path)
+        if json_:
+            _print_json(details)
         out.print(
             f"[bold]{details.path}[/bold]: cfsx dataset, {details.samples} samples, CFS{details.cfs} "
             f"(D = {len(details.vectors)}), images {' x '.join(map(str, details.image_shape))}"
@@ -315,8 +358,8 @@ def info(path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or mode
             out.print(_stops_line(reach))
 
 
-def _describe_model(path: Path, out: Console) -> None:
-    """cfsx info on a .keras model: its metadata, read without loading the weights."""
+def _describe_model(path: Path, out: Console) -> dict:
+    """cfsx info on a .keras model: its metadata, read without loading the weights; returns the metadata."""
     from .config import config_from_yaml_text
     from .models import read_metadata
 
@@ -346,6 +389,7 @@ def _describe_model(path: Path, out: Console) -> None:
         f"{simulation.lattice.concentration}, {simulation.diffraction.n_lots} lots of {simulation.diffraction.lot_size}"
         f" x {simulation.diffraction.lot_size}, targets {simulation.targets.distribution}"
     )
+    return metadata
 
 
 def _stops_line(reach) -> str:

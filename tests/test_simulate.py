@@ -264,3 +264,21 @@ def test_blas_threads_follow_slurm_cpus_per_task(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
                             env=environment, check=True)  # fmt: skip
     assert result.stdout.strip() == "[1]"
+
+
+def test_json_records_of_simulate_and_info(tmp_path):
+    """--json: one JSON object on stdout (parsed here), the human summary elsewhere."""
+    import json
+
+    out = tmp_path / "j.h5"
+    result = subprocess.run([sys.executable, "-m", "cfsx", "simulate", "demo", "-o", str(out), "--samples", "6",
+                             "--workers", "1", "--json"], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["samples"] == 6 and sum(record["reach"]["stops"].values()) == 6
+    assert "wrote 6 samples" in result.stderr
+    described = subprocess.run([sys.executable, "-m", "cfsx", "info", str(out), "--json"], capture_output=True,
+                               text=True, cwd=tmp_path)  # fmt: skip
+    info = json.loads(described.stdout)
+    assert info["samples"] == 6 and info["config"]["encoding"]["cfs"] == 2 and len(info["label_mean"]) == 3
+    assert "labels (achieved alpha)" in described.stderr
