@@ -10,6 +10,7 @@ Writes the marked block of docs/performance.md. `make targets-study`: about 20 m
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -94,9 +95,10 @@ def main() -> None:
     minutes = (time.perf_counter() - began) / 60
     table = markdown_table(("model", "old test data: MAE (R2)", "new test data: MAE (R2)",
                             "generalisation benchmark, clean: MAE (mean of groups)"), rows)  # fmt: skip
-    text = (f"{machine_line('make targets-study')} {minutes:.1f} minutes (data and models are kept in "
-            f"`{args.work}` and reused). Small CNN, configs/train.yaml; test data: 1000 fresh samples of each "
-            f"kind (seed 7).\n\n{table}")  # fmt: skip
+    work = os.path.relpath(args.work)
+    text = (f"{machine_line('make targets-study')} {minutes:.1f} minutes (data and models are kept in `{work}` "
+            f"and reused). Small CNN, configs/train.yaml; test data: 1000 fresh samples of each kind (seed 7)."
+            f"\n\n{table}")  # fmt: skip
     print(text)
     replace_block(args.output, "targets-study", text)
 
