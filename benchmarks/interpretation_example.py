@@ -18,7 +18,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from report import machine_line, markdown_table, replace_block
+from report import SEED_STUDY_TARGETS, machine_line, markdown_table, replace_block
 
 from cfsx import engine
 from cfsx.detector import CORRUPTIONS, Detector
@@ -42,7 +42,7 @@ def ensure_model(model: Path, work: Path) -> Path:
         return model
     model = work / "cfs4-small.keras"
     if not model.exists():
-        cfsx("simulate", "cfs4", "-o", str(work / "cfs4.h5"), cwd=work)
+        cfsx("simulate", "cfs4", "-o", str(work / "cfs4.h5"), *SEED_STUDY_TARGETS, cwd=work)
         cfsx("train", str(work / "cfs4.h5"), "-o", str(model), cwd=work)
     return model
 
@@ -50,7 +50,8 @@ def ensure_model(model: Path, work: Path) -> Path:
 def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
     data = work / "unseen.h5"
     if not data.exists():
-        cfsx("simulate", "cfs4", "-o", str(data), "--samples", str(count), "--seed", "4243", cwd=work)
+        cfsx("simulate", "cfs4", "-o", str(data), "--samples", str(count), "--seed", "4243", *SEED_STUDY_TARGETS,
+             cwd=work)  # fmt: skip
     with h5py.File(data) as file:
         lattices, truth = file["lattices"][()], file["encodings/achieved"][()]
     # The detector shows the exact all-origins lot average; that is the clean truth of each image.
