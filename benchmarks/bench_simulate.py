@@ -30,7 +30,7 @@ from report import SEED_STUDY_TARGETS, best_of, machine_line, markdown_table, re
 from cfsx import engine
 from cfsx.config import load_config
 from cfsx.encoding import cfs_vectors, vector_labels
-from cfsx.simulate import simulate
+from cfsx.simulate import run_feedback, simulate
 
 # The engine's functions, by the stage they make up (simulate_sample calls nothing else that takes time).
 STAGES = {
@@ -46,24 +46,6 @@ STAGES = {
 def overrides(old: bool) -> list[str]:
     """--set values as config overrides (the pairs of SEED_STUDY_TARGETS without the flags)."""
     return SEED_STUDY_TARGETS[1::2] if old else []
-
-
-def run_feedback(fb, lattice: np.ndarray, target: np.ndarray, state: np.ndarray, size: int):
-    """engine.feedback with a FeedbackConfig's settings, as simulate_sample calls it."""
-    return engine.feedback(
-        lattice,
-        cfs_vectors(4),
-        target,
-        state,
-        gain=fb.gain,
-        sweeps_per_cycle=fb.sweeps_per_cycle,
-        tolerance=fb.tolerance_for(size),
-        max_cycles=fb.max_cycles,
-        coupling_bound=fb.coupling_bound,
-        stall_cycles=fb.stall_cycles,
-        stall_noise=1.0 / size,
-        adaptive=fb.update == "adaptive",
-    )
 
 
 def reference_sweep() -> float:
@@ -129,11 +111,11 @@ def decoding(count: int) -> list[tuple[str, ...]]:
         targets.append(engine.measure_alpha(lattice, vectors))
     rows = []
     for name in ("old", "new"):
-        fb = load_config("cfs4", overrides(name == "old")).feedback
+        config = load_config("cfs4", overrides(name == "old"))
         cycles, worst, mean = [], [], []
         for index, target in enumerate(targets):
             lattice, state = engine.random_lattice(50, 0.5, engine.seed_state(9000 + index))
-            result = run_feedback(fb, lattice, target, state, 50)
+            result = run_feedback(config, lattice, target, state)
             cycles.append(result.cycles)
             worst.append(np.abs(result.achieved - target).max())
             mean.append(np.abs(result.achieved - target).mean())

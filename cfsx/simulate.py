@@ -58,7 +58,7 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
     same as for a uniform target, so the seed alone fixes the result.
     """
     vectors = cfs_vectors(config.encoding.cfs)
-    targets, fb, size = config.targets, config.feedback, config.lattice.size
+    targets, size = config.targets, config.lattice.size
     state = engine.seed_state(seed)
     if targets.distribution == "couplings" and target is None:
         # Realisable by construction: the target is the alpha the lattice has after the fixed-coupling run,
@@ -82,20 +82,7 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
                     f"an encoding for CFS{config.encoding.cfs} has {len(vectors)} components, got {target.shape}"
                 )
         lattice, state = engine.random_lattice(size, config.lattice.concentration, state)
-        result = engine.feedback(
-            lattice,
-            vectors,
-            target,
-            state,
-            gain=fb.gain,
-            sweeps_per_cycle=fb.sweeps_per_cycle,
-            tolerance=fb.tolerance_for(size),
-            max_cycles=fb.max_cycles,
-            coupling_bound=fb.coupling_bound,
-            stall_cycles=fb.stall_cycles,
-            stall_noise=1.0 / size,
-            adaptive=fb.update == "adaptive",
-        )
+        result = run_feedback(config, lattice, target, state)
     diffraction = config.diffraction
     origins = np.zeros((0, 2), dtype=np.int32)  # n_lots: all uses every origin
     if diffraction.n_lots == "all":
@@ -118,6 +105,26 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
         "lattices": result.lattice,
         "lot_origins": origins,  # not stored in datasets; for analyses of lot sampling
     }
+
+
+def run_feedback(config: SimulationConfig, lattice: np.ndarray, target: np.ndarray, state: np.ndarray
+                 ) -> engine.FeedbackResult:  # fmt: skip
+    """The config's feedback loop from ``lattice`` towards ``target`` (stall noise: the lattice's own, 1/N)."""
+    fb, size = config.feedback, config.lattice.size
+    return engine.feedback(
+        lattice,
+        cfs_vectors(config.encoding.cfs),
+        target,
+        state,
+        gain=fb.gain,
+        sweeps_per_cycle=fb.sweeps_per_cycle,
+        tolerance=fb.tolerance_for(size),
+        max_cycles=fb.max_cycles,
+        coupling_bound=fb.coupling_bound,
+        stall_cycles=fb.stall_cycles,
+        stall_noise=1.0 / size,
+        adaptive=fb.update == "adaptive",
+    )
 
 
 def simulate_batch(config: SimulationConfig, start: int, stop: int) -> dict[str, np.ndarray]:
