@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/cfsx simulate demo -o $(DEMO)/unseen.h5 --samples 4 --seed 7
 	@if [ -f "$(REALDATA)" ]; then set -x; \
 		$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --set mask.edge=2 --reference $(DEMO)/demo.h5 \
-			--figure $(DEMO)/figures && \
+			--figures $(DEMO)/figures && \
 		$(BIN)/cfsx interpret $(DEMO)/demo.keras $(DEMO)/unseen.h5 $(DEMO)/zro2.h5 -o $(DEMO)/interpretation --refine; \
 	else \
 		echo "$(REALDATA) not found: the real plane is left out (make demo REALDATA=path/to/ZrO2.nxs)"; set -x; \
@@ -57,7 +57,7 @@ validate-correct: $(STAMP)
 	$(BIN)/python benchmarks/validate_correction.py --images 12 --output docs/correction.md --figures docs/correction
 	@mkdir -p $(DEMO)
 	@if [ -f "$(REALDATA)" ]; then set -x; \
-		$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --set mask.edge=2 --figure docs/correction; \
+		$(BIN)/cfsx correct $(REALDATA) -o $(DEMO)/zro2.h5 --centre 4,-2 --set mask.edge=2 --figures docs/correction; \
 	else echo "$(REALDATA) not found: the real plane is left out"; fi
 
 # docs/interpretation.md: cfsx interpret on synthetic detector images and on the real ZrO2 plane. About

@@ -695,7 +695,7 @@ def draw_correct_options(d: Drawer, keys) -> dict:
         ]
     if d.chance(0.1):
         args += [
-            "--figure",
+            "--figures",
             d.choose([lambda: d.make("out/fig", "mkdir"), lambda: "out/nofig", lambda: image.partition("::")[0]]),
         ]
     return {"args": args}
@@ -814,7 +814,7 @@ def draw_interpret_options(d: Drawer, keys) -> dict:
         ]
     if d.chance(0.15):
         args += [
-            "--correction",
+            "--correct-config",
             d.choose([lambda: d.pick(["correct", "interpret", "nonexistent"]), lambda: _yaml_config(d, "correct")]),
         ]
     args += _correction_options(d, keys, "--correct-set")

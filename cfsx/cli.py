@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_RESUMABLE, EXIT_SIGINT, CfsxError, Terminated
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_RESUMABLE, EXIT_SIGINT, EXIT_USAGE, CfsxError, Terminated
 
 app = typer.Typer(
     name="cfsx",
@@ -60,6 +60,17 @@ def _print_json(record: object) -> None:
         return value
 
     sys.stdout.write(json.dumps(plain(record)) + "\n")
+
+
+def _renamed(old: str, old_value, new: str, new_value):
+    """The value of an option that was renamed: the new spelling, or the old one with a one-line notice
+    (old spellings keep working for one release)."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise _fail(f"{old} is the old spelling of {new}: give one of them", EXIT_USAGE)
+    console.print(f"note: {old} is deprecated and will be removed in the next release; use {new}", highlight=False)
+    return old_value
 
 
 def _examples(commands: list[str]) -> str:
@@ -613,7 +624,7 @@ MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels a
     epilog=_examples(
         [
             "cfsx correct 'scans/*.cbf' -o corrected.h5 --origin 1024,980 --pixels-per-rlu 160,160",
-            "cfsx correct plane.nxs -o plane.h5 --centre 4,-2 --set mask.edge=2 --figure figures/",
+            "cfsx correct plane.nxs -o plane.h5 --centre 4,-2 --set mask.edge=2 --figures figures/",
         ]
     )
 )
@@ -631,7 +642,10 @@ def correct(
     reference: Annotated[
         Path | None, typer.Option(help="Training dataset: match its intensity distribution (and plot it).")
     ] = None,
-    figure: Annotated[Path | None, typer.Option(help="Directory for one before/after figure per image.")] = None,
+    figures: Annotated[
+        Path | None, typer.Option("--figures", help="Directory for one before/after figure per image.")
+    ] = None,
+    figure: Annotated[Path | None, typer.Option("--figure", hidden=True, help="Old spelling of --figures.")] = None,
     set_: SetOverrides = None,
 ) -> None:
     """Clean measured images (mask, Bragg peaks, resample, fill, smooth, normalise) for the CNN."""
@@ -647,7 +661,7 @@ def correct(
                 resolved,
                 mask_file=mask,
                 reference=str(reference) if reference else None,
-                figure_dir=figure,
+                figure_dir=_renamed("--figure", figure, "--figures", figures),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         filled = sum(int((r.mask > 0).sum()) for r in results)
@@ -689,7 +703,12 @@ def interpret(
         int | None,
         typer.Option(help="Processes for decoding " + DEFAULT_WORKERS),
     ] = None,
-    correction: Annotated[str, typer.Option(help="Correction config for raw images.")] = "correct",
+    correct_config: Annotated[
+        str | None, typer.Option("--correct-config", help="Correction config for raw images [default: correct].")
+    ] = None,
+    correction: Annotated[
+        str | None, typer.Option("--correction", hidden=True, help="Old spelling of --correct-config.")
+    ] = None,
     mask: MaskFile = None,
     origin: Origin = None,
     pixels_per_rlu: PixelsPerRlu = None,
@@ -713,7 +732,8 @@ def interpret(
             root=InterpretationConfig,
             **{"refine.enabled": refine, "decode.replicates": replicates, "output.figures": figures},
         )
-        cleaning = _correction_config(correction, correct_set, origin, pixels_per_rlu, rotation, centre)
+        correction_name = _renamed("--correction", correction, "--correct-config", correct_config) or "correct"
+        cleaning = _correction_config(correction_name, correct_set, origin, pixels_per_rlu, rotation, centre)
         processes = worker_count(workers)
         with _progress_bar() as bar:
             tasks: dict[str, int] = {}

@@ -148,7 +148,7 @@ def test_cli_corrects_files_and_writes_provenance_and_figures(clean_image, tmp_p
             f"{tmp_path / 'b.h5'}::/entry/data",
             "-o",
             str(tmp_path / "c.h5"),
-            "--figure",
+            "--figures",
             str(tmp_path / "figures"),
         ],  # fmt: skip
     )
@@ -685,3 +685,13 @@ def test_faint_counts_find_bragg_peaks_and_their_tails_beyond_the_border():
     assert record["peaks"] >= 4
     assert found[300.0 * peaks > 3].all()  # every pixel where a peak adds > 3 counts, rows 62-63 (h = +1) too
     assert found[62:, 30:35].any() and not found[10:22, 10:22].any()  # nothing away from the lattice points
+
+
+def test_old_option_spellings_work_for_one_release_with_a_notice(clean_image, tmp_path):
+    np.save(tmp_path / "a.npy", np.kron(clean_image, np.ones((2, 2))))
+    old = CliRunner().invoke(app, ["correct", str(tmp_path / "a.npy"), "-o", str(tmp_path / "old.h5"),
+                                   "--figure", str(tmp_path)])  # fmt: skip
+    assert old.exit_code == 0 and "--figure is deprecated" in old.output and "use --figures" in old.output
+    both = CliRunner().invoke(app, ["correct", str(tmp_path / "a.npy"), "-o", str(tmp_path / "both.h5"),
+                                    "--figure", str(tmp_path), "--figures", str(tmp_path)])  # fmt: skip
+    assert both.exit_code == 2 and not (tmp_path / "both.h5").exists()
