@@ -449,6 +449,7 @@ def train(
         str | None, typer.Option(help="tf.distribute strategy: none, mirrored or multiworker (fit.strategy).")
     ] = None,
     set_: SetOverrides = None,
+    json_: JsonFlag = False,
 ) -> None:
     """Train a CNN that maps images to encodings; keeps the weights of the best validation epoch."""
     with _reported_errors():
@@ -498,6 +499,10 @@ def train(
             f"MSE {test['mse']:.2e}, MAE {test['mae']:.2e}"
         )
         console.print(f"history: {result.history_path}, loss curves: {result.curve_path}")
+        if json_:
+            metadata = {key: value for key, value in result.metadata.items() if key != "split"}  # split: indices
+            _print_json({"model": result.model_path, "history": result.history_path, "curves": result.curve_path,
+                         "metadata": metadata})  # fmt: skip
         if training["interrupted"]:
             raise typer.Exit(EXIT_SIGINT)
 
@@ -528,6 +533,7 @@ def evaluate(
         typer.Option(help="Also score on corrupted, then corrected detector images with this many counts per pixel."),
     ] = None,
     set_: SetOverrides = None,
+    json_: JsonFlag = False,
 ) -> None:
     """Score a model: encoding metrics, classical inversion, intrinsic error and decoded images."""
     with _reported_errors():
@@ -548,6 +554,8 @@ def evaluate(
             progress=lambda message: console.print(message, highlight=False),
         )
         metrics = result.metrics
+        if json_:
+            _print_json({"report": result.report_dir, "metrics": metrics})
         if metrics["samples"] == "unlabelled file":
             for name, scores in metrics["images"].items():
                 if name != "count":
@@ -647,6 +655,7 @@ def correct(
     ] = None,
     figure: Annotated[Path | None, typer.Option("--figure", hidden=True, help="Old spelling of --figures.")] = None,
     set_: SetOverrides = None,
+    json_: JsonFlag = False,
 ) -> None:
     """Clean measured images (mask, Bragg peaks, resample, fill, smooth, normalise) for the CNN."""
     with _reported_errors():
@@ -669,6 +678,9 @@ def correct(
             f"wrote {len(results)} corrected images to {output}; {filled} of "
             f"{len(results) * results[0].mask.size} cells filled by symmetry or inpainting"
         )
+        if json_:
+            _print_json({"output": output, "images": len(results), "filled_cells": filled,
+                         "provenance": [r.provenance for r in results]})  # fmt: skip
 
 
 @app.command(
@@ -718,6 +730,7 @@ def interpret(
     correct_set: Annotated[
         list[str] | None, typer.Option("--correct-set", help="Override a correction config value (repeatable).")
     ] = None,
+    json_: JsonFlag = False,
 ) -> None:
     """Interpret images: encoding, decoded structure and image, metrics, uncertainty, optional refinement."""
     with _reported_errors():
@@ -747,13 +760,15 @@ def interpret(
                 model, images, output, resolved, cleaning, mask_file=mask, record=record,
                 workers=processes, progress=progress,
             )  # fmt: skip
-        _print_interpretation(result.document)
+        _print_interpretation(result.document, Console(stderr=True) if json_ else Console())
         console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)")
         if record is not None:
             console.print(f"recorded into {record} (now {result.document['store_size']} images)")
+        if json_:
+            _print_json(result.document)
 
 
-def _print_interpretation(document: dict) -> None:
+def _print_interpretation(document: dict, out: Console) -> None:
     from .interpretation import short_name
 
     refined = document["images"][0]["refinement"] is not None
@@ -780,7 +795,7 @@ def _print_interpretation(document: dict) -> None:
                     f"{stages['start']['decoded_r2']:.3f}->{stages['refined']['decoded_r2']:.3f}" if stages else "-"
                 )
         table.add_row(*row)
-    Console().print(table)
+    out.print(table)
     console.print(f"final answer: {document['summary']['final_rule']}", highlight=False)
     if len(document["images"]) > 20:
         console.print(f"... and {len(document['images']) - 20} more images")

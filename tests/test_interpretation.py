@@ -3,6 +3,8 @@ figures, refinement, uncertainty, the knowledge store and fine-tuning, and bad i
 
 import json
 import re
+import subprocess
+import sys
 
 import h5py
 import jsonschema
@@ -327,3 +329,29 @@ def test_info_describes_a_model(setup):
     text = " ".join(result.output.split())
     assert "cfsx model, CFS2 (D = 3)" in text and "train.h5 (240 samples)" in text
     assert re.search(r"hold-out \(\d+ samples\): R2 0\.\d{4}", text)
+
+
+def test_json_records_of_train_evaluate_and_interpret(setup, tmp_path):
+    """--json: one JSON object on stdout for each command, the human text (tables included) on stderr."""
+
+    def run(*arguments: str) -> dict:
+        result = subprocess.run([sys.executable, "-m", "cfsx", *arguments, "--json"], capture_output=True, text=True,
+                                cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    with h5py.File(setup / "unseen.h5") as file:
+        np.save(tmp_path / "raw.npy", np.kron(file["images"][0], np.ones((2, 2))))
+    corrected = run("correct", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "corrected.h5"),
+                    "--set", "output.image_size=32")  # fmt: skip
+    assert corrected["images"] == 1 and corrected["provenance"][0][0]["step"] == "read"
+    trained = run("train", str(setup / "train.h5"), "-o", str(tmp_path / "one.keras"), "--epochs", "1")
+    assert trained["model"].endswith("one.keras") and trained["metadata"]["training"]["epochs_run"] == 1
+    evaluated = run("evaluate", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o", str(tmp_path / "report"),
+                    "--workers", "1", "--resimulated", "2")  # fmt: skip
+    assert evaluated["metrics"]["cnn"]["samples"] > 0
+    interpreted = run("interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o", str(tmp_path / "out"),
+                      "--workers", "1", "--replicates", "1", "--no-figures")  # fmt: skip
+    assert interpreted["summary"]["images"] == 12 and interpreted == json.loads(
+        (tmp_path / "out/results.json").read_text()
+    )
