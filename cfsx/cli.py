@@ -120,7 +120,9 @@ def _reported_errors() -> Iterator[None]:
     except typer.Exit:
         raise
     except Terminated:
-        console.print("[yellow]terminated (SIGTERM)[/yellow]: finished work is kept; simulate continues with --resume")
+        console.print(
+            "[yellow]terminated (SIGTERM)[/yellow]: finished work is kept; the same command with --resume continues"
+        )
         raise typer.Exit(EXIT_RESUMABLE) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
@@ -420,7 +422,11 @@ def _training_config(config: str, set_: list[str] | None, **flags):
 
 @app.command(
     epilog=_examples(
-        ["cfsx train cfs4.h5 -o cfs4.keras", "cfsx train cfs4.h5 store.h5 --init cfs4.keras -o tuned.keras"]
+        [
+            "cfsx train cfs4.h5 -o cfs4.keras",
+            "cfsx train cfs4.h5 -o cfs4.keras --resume",
+            "cfsx train cfs4.h5 store.h5 --init cfs4.keras -o tuned.keras",
+        ]
     )
 )
 def train(
@@ -448,6 +454,9 @@ def train(
     strategy: Annotated[
         str | None, typer.Option(help="tf.distribute strategy: none, mirrored or multiworker (fit.strategy).")
     ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue a killed or interrupted run from its last epoch (MODEL.parts/).")
+    ] = False,
     set_: SetOverrides = None,
     json_: JsonFlag = False,
 ) -> None:
@@ -486,13 +495,17 @@ def train(
                         f"epoch {report.epoch}: val_loss {logs['val_loss']:.3e} (best so far)", highlight=False
                     )
 
-            result = run_training(list(data), output, resolved, on_epoch=on_epoch, init=init)
+            result = run_training(list(data), output, resolved, on_epoch=on_epoch, init=init, resume=resume)
         test = result.metadata["metrics"]["test"]
         training = result.metadata["training"]
         if training["interrupted"]:
             console.print(
-                f"[yellow]interrupted after epoch {training['epochs_run']}[/yellow]: best weights so far kept"
+                f"[yellow]{'terminated (SIGTERM)' if result.terminated else 'interrupted'} after epoch "
+                f"{training['epochs_run']}[/yellow]: best weights so far kept; the same command with --resume "
+                "continues the run"
             )
+        elif training["resumed_at_epoch"]:
+            console.print(f"resumed after epoch {training['resumed_at_epoch']} from its checkpoint")
         console.print(
             f"wrote {result.model_path} (best epoch {training['best_epoch']} of {training['epochs_run']}, "
             f"{training['seconds']:.0f} s); hold-out of {test['samples']}: R2 {test['r2']:.4f}, "
@@ -504,7 +517,7 @@ def train(
             _print_json({"model": result.model_path, "history": result.history_path, "curves": result.curve_path,
                          "metadata": metadata})  # fmt: skip
         if training["interrupted"]:
-            raise typer.Exit(EXIT_SIGINT)
+            raise typer.Exit(EXIT_RESUMABLE if result.terminated else EXIT_SIGINT)
 
 
 @app.command(

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, models, plots
+from . import __version__, checkpoint, models, plots
 from ._tensorflow import keras, tf
 from .config import TrainingConfig, config_from_yaml_text
 from .dataset import open_dataset
 from .encoding import cfs_vectors, transpose_permutation, vector_labels
-from .errors import ClusterError, DataError
+from .errors import ClusterError, DataError, Terminated
 from .metrics import regression_metrics
 from .outputs import atomic_path, claim_outputs
 
@@ -208,13 +209,15 @@ def _batches(
     batch_size: int,
     shuffle_seed: int | None = None,
     transpose: np.ndarray | None = None,
+    first_pass: int = 0,
 ):
     """A re-iterable source of batches; shuffled anew (and reproducibly) on every pass when seeded.
 
     With ``transpose`` (a label permutation, see encoding.transpose_permutation) each sample is
-    transposed with probability 1/2, its labels permuted to match.
+    transposed with probability 1/2, its labels permuted to match. Pass p (epoch p, from 0) draws
+    from the seed (shuffle_seed, p), so a run resumed at epoch ``first_pass`` continues the same sequence.
     """
-    passes = iter(range(2**62))
+    passes = iter(range(first_pass, 2**62))
 
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order = indices
@@ -323,10 +326,16 @@ class _Monitor:
         self.best_weights = None
         self.started = time.perf_counter()
         self.history: list[dict[str, float]] = []
+        self.stopped = False
+
+    def restore(self, state: checkpoint.TrainingState) -> None:
+        self.best_loss, self.best_epoch, self.best_weights = state.best_loss, state.best_epoch, state.best_weights
+        self.history, self.stopped = list(state.history), state.stopped
 
     def epoch_end(self, model, epoch: int, logs: dict[str, Any]) -> None:
         seconds = time.perf_counter() - self.started
         row = {"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}, "seconds": seconds}
+        row["learning_rate"] = float(np.asarray(model.optimizer.learning_rate))  # the rate this epoch ran at
         self.history.append(row)
         best = bool(logs["val_loss"] < self.best_loss)
         if best:
@@ -335,7 +344,50 @@ class _Monitor:
         if self.on_epoch:
             self.on_epoch(EpochReport(epoch + 1, self.epochs, row, self.n_train / max(seconds, 1e-9), best))
         if self.patience and epoch + 1 - self.best_epoch >= self.patience:
-            model.stop_training = True
+            model.stop_training = self.stopped = True
+
+
+class _PlateauReducer(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters survive a resume (Keras resets them when training begins)."""
+
+    def __init__(self, restored: dict[str, float] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.restored = restored
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.restored:
+            self.wait, self.best, self.cooldown_counter = (self.restored[k] for k in ("wait", "best", "cooldown"))
+
+    def counters(self) -> dict[str, float]:
+        return {"wait": int(self.wait), "best": float(self.best), "cooldown": int(self.cooldown_counter)}
+
+
+class _Checkpointer(keras.callbacks.Callback):
+    """Writes MODEL.parts/state.npz after every epoch (the last callback: it sees every counter updated)."""
+
+    def __init__(self, parts: Path, monitor: _Monitor, reducer: _PlateauReducer | None, seconds: float) -> None:
+        super().__init__()
+        self.parts, self.monitor, self.reducer, self.seconds = parts, monitor, reducer, seconds
+        self.run_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        monitor = self.monitor
+        checkpoint.save(
+            self.parts,
+            checkpoint.TrainingState(
+                epoch=epoch + 1,
+                weights=self.model.get_weights(),
+                optimizer=[np.asarray(variable.numpy()) for variable in self.model.optimizer.variables],
+                best_weights=monitor.best_weights,
+                best_loss=monitor.best_loss,
+                best_epoch=monitor.best_epoch,
+                history=monitor.history,
+                plateau=self.reducer.counters() if self.reducer else {},
+                stopped=monitor.stopped,
+                seconds=self.seconds + time.perf_counter() - self.run_started,
+            ),
+        )
 
 
 def history_csv(history: list[dict[str, float]]) -> str:
@@ -353,6 +405,7 @@ class TrainingResult:
     history_path: Path
     curve_path: Path
     metadata: dict[str, Any]
+    terminated: bool = False  # stopped by SIGTERM (a batch system's time limit): resumable
 
 
 def side_paths(model_path: Path) -> tuple[Path, Path]:
@@ -367,18 +420,23 @@ def train(
     config: TrainingConfig,
     on_epoch: Callable[[EpochReport], None] | None = None,
     init: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainingResult:
     """Train the configured architecture on one or more datasets and save the model with its metadata.
 
     With ``init`` (a saved model) training starts from that model's weights and architecture:
     fine-tuning, for example on simulated data plus a knowledge store of interpreted images.
+    Every epoch is checkpointed in MODEL.parts/ (removed when training completes); with ``resume``
+    a killed or interrupted run continues from its last completed epoch and ends with the weights
+    an uninterrupted run gives (without checkpoints it starts afresh).
     """
     output = Path(output)
     if output.suffix != ".keras":
         raise DataError(f"the model file must end in .keras: {output}")
     paths = data_paths if isinstance(data_paths, list) else [data_paths]
-    with claim_outputs(files=[output, *side_paths(output)], inputs=[*paths, init]):
-        return _train(paths, output, config, on_epoch, init)
+    with claim_outputs(files=[output, *side_paths(output)], directories=[checkpoint.parts_dir(output)],
+                       inputs=[*paths, init]):  # fmt: skip
+        return _train(paths, output, config, on_epoch, init, resume)
 
 
 def _train(
@@ -387,6 +445,7 @@ def _train(
     config: TrainingConfig,
     on_epoch: Callable[[EpochReport], None] | None,
     init: str | Path | None,
+    resume: bool,
 ) -> TrainingResult:
     summary = summarise_datasets(data_paths)
     initial_metadata = _check_init(init, summary) if init is not None else None
@@ -410,19 +469,38 @@ def _train(
             loss="mse",
             metrics=["mae", keras.metrics.R2Score(name="r2")],
         )
+    chief = is_chief(strategy)
+    parts = checkpoint.parts_dir(output)
+    manifest = {"config": config.to_dict(), "data": [fingerprint for _, _, fingerprint in summary.parts],
+                "init": None if init is None else str(init)}  # fmt: skip
+    state = checkpoint.prepare(parts, manifest, resume) if chief else None
+    if state is not None:
+        model.set_weights(state.weights)
+        model.optimizer.build(model.trainable_variables)
+        for variable, value in zip(model.optimizer.variables, state.optimizer, strict=True):
+            variable.assign(value)
     transpose = transpose_permutation(cfs_vectors(summary.cfs)) if fit.augment else None
     monitor = _Monitor(len(split.train), fit.patience, on_epoch, fit.epochs)
-    callbacks = [monitor.callback]
+    reducer = None
+    if state is not None:
+        monitor.restore(state)
     if fit.reduce_lr_patience:
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=fit.reduce_lr_patience, min_lr=learning_rate / 64)
+        reducer = _PlateauReducer(
+            state.plateau if state else None,
+            factor=0.5,
+            patience=fit.reduce_lr_patience,
+            min_lr=learning_rate / 64,
         )
-    started = time.perf_counter()
-    interrupted = False
+    first_epoch = state.epoch if state else 0
+    callbacks = [monitor.callback, *([reducer] if reducer else [])]
+    if chief:
+        callbacks.append(_Checkpointer(parts, monitor, reducer, state.seconds if state else 0.0))
+    started = time.perf_counter() - (state.seconds if state else 0.0)
+    interrupted = terminated = False
     with open_reader(summary, fit.memory_limit_mb) as reader:
         shapes = (summary.image_size, summary.n_components)
         train_data = _tf_dataset(
-            _batches(reader, split.train, fit.batch_size, fit.seed, transpose),
+            _batches(reader, split.train, fit.batch_size, fit.seed, transpose, first_pass=first_epoch),
             -(-len(split.train) // fit.batch_size),
             *shapes,
         )
@@ -430,22 +508,25 @@ def _train(
             _batches(reader, split.validation, 256), -(-len(split.validation) // 256), *shapes
         )
         try:
-            model.fit(
-                train_data,
-                validation_data=validation_data,
-                epochs=fit.epochs,
-                verbose=0,
-                shuffle=False,
-                callbacks=callbacks,
-            )
+            if not monitor.stopped:
+                model.fit(
+                    train_data,
+                    validation_data=validation_data,
+                    epochs=fit.epochs,
+                    initial_epoch=first_epoch,
+                    verbose=0,
+                    shuffle=False,
+                    callbacks=callbacks,
+                )
         except tf.errors.OpError as error:  # an exception in the input pipeline arrives wrapped
             raise reader.failure or DataError(f"training failed: {error.message.splitlines()[0]}") from None
-        except KeyboardInterrupt:
-            # Ctrl-C: keep what was learned. With at least one finished epoch the best weights so far
-            # are saved (the metadata says "interrupted"); before that there is nothing to keep.
+        except KeyboardInterrupt as stop:
+            # Ctrl-C or SIGTERM: keep what was learned. With at least one finished epoch the best weights
+            # so far are saved (the metadata says "interrupted") and MODEL.parts/ stays for --resume.
             if monitor.best_weights is None:
                 raise
             interrupted = True
+            terminated = isinstance(stop, Terminated)
         model.set_weights(monitor.best_weights)
         labels = vector_labels(cfs_vectors(summary.cfs))
         scores = {
@@ -477,6 +558,7 @@ def _train(
             "replicas": strategy.num_replicas_in_sync,
             "epochs_run": len(monitor.history),
             "interrupted": interrupted,
+            "resumed_at_epoch": first_epoch or None,
             "best_epoch": monitor.best_epoch,
             "seconds": seconds,
             "history": monitor.history,
@@ -485,17 +567,19 @@ def _train(
         "metrics": scores,
     }
     history_path, curve_path = side_paths(output)
-    if not is_chief(strategy):
+    if not chief:
         # Every worker of a multi-worker run must save (saving can involve collective operations);
         # only the chief's file is kept.
         with tempfile.TemporaryDirectory() as folder:
             models.save_model(model, metadata, Path(folder) / output.name)
-        return TrainingResult(output, history_path, curve_path, metadata)
+        return TrainingResult(output, history_path, curve_path, metadata, terminated)
     models.save_model(model, metadata, output)
     with atomic_path(history_path) as temporary:
         temporary.write_text(history_csv(monitor.history))
     plots.loss_curves(monitor.history, curve_path, title=f"{config.model.architecture} on CFS{summary.cfs}")
-    return TrainingResult(output, history_path, curve_path, metadata)
+    if not interrupted:
+        shutil.rmtree(parts, ignore_errors=True)
+    return TrainingResult(output, history_path, curve_path, metadata, terminated)
 
 
 def _check_init(init: str | Path, summary: DataSummary) -> dict[str, Any]:

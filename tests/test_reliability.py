@@ -297,6 +297,27 @@ def test_sigterm_to_the_whole_job_stops_it_resumably_with_exit_5(tmp_path):
         assert np.array_equal(again["images"][()], clean["images"][()])
 
 
+def test_sigterm_during_training_then_resume_gives_the_uninterrupted_weights(tmp_path, small_run):
+    """A training job that hits its time limit (SIGTERM), requeued with --resume."""
+    from cfsx.config import TrainingConfig
+    from cfsx.training import train
+
+    data = tmp_path / "d.h5"
+    simulate(small_run(2, 200), data, workers=1)
+    args = ["train", str(data), "-o", str(tmp_path / "m.keras"), "--config", "train-demo", "--epochs", "40"]
+    run = cfsx_process(*args, cwd=tmp_path)
+    wait_for(lambda: (tmp_path / "m.keras.parts" / "state.npz").exists(), timeout=120)
+    run.send_signal(signal.SIGTERM)
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == EXIT_RESUMABLE and "Traceback" not in out and "--resume" in out, out
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0 and "resumed after epoch" in resumed.output, resumed.output
+    whole = train(data, tmp_path / "whole.keras", load_config("train-demo", ["fit.epochs=40"], root=TrainingConfig))
+    resumed_weights = models.load_model(tmp_path / "m.keras")[0].get_weights()
+    for mine, theirs in zip(resumed_weights, models.load_model(whole.model_path)[0].get_weights(), strict=True):
+        assert np.array_equal(mine, theirs)
+
+
 # 6, 12. Models that disagree with their metadata, and tampered models ----------------------------------
 
 

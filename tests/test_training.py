@@ -102,6 +102,46 @@ def test_interrupted_training_keeps_the_best_weights_so_far(data_dir, tmp_path):
     assert metadata["training"]["interrupted"] and metadata["training"]["epochs_run"] == 2
 
 
+def _weights(path):
+    return models.load_model(path)[0].get_weights()
+
+
+def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp_path):
+    """Killed after epoch 3 (the checkpoint holds 2 epochs), resumed: same weights, optimizer and counters.
+
+    reduce_lr_patience 1 and patience 3 make the learning-rate and early-stopping counters matter."""
+
+    def interrupt_in_third_epoch(report):
+        if report.epoch == 3:
+            raise KeyboardInterrupt
+
+    config = training_config(epochs=7, reduce_lr_patience=1, patience=3, learning_rate=0.1)
+    whole = train(data_dir / "cfs2.h5", tmp_path / "whole.keras", config)
+    stopped = train(data_dir / "cfs2.h5", tmp_path / "m.keras", config, on_epoch=interrupt_in_third_epoch)
+    assert stopped.metadata["training"]["interrupted"] and (tmp_path / "m.keras.parts" / "state.npz").exists()
+    resumed = train(data_dir / "cfs2.h5", tmp_path / "m.keras", config, resume=True)
+    assert resumed.metadata["training"]["resumed_at_epoch"] == 2
+    assert not (tmp_path / "m.keras.parts").exists() and not (tmp_path / "whole.keras.parts").exists()
+    for name in ("epochs_run", "best_epoch"):
+        assert resumed.metadata["training"][name] == whole.metadata["training"][name]
+    learning_rates = {row["learning_rate"] for row in whole.metadata["training"]["history"]}
+    assert whole.metadata["training"]["epochs_run"] < 7 or len(learning_rates) > 1  # the counters were exercised
+    for mine, theirs in zip(_weights(resumed.model_path), _weights(whole.model_path), strict=True):
+        assert np.array_equal(mine, theirs)
+    assert resumed.metadata["metrics"] == whole.metadata["metrics"]
+
+
+def test_resume_refuses_the_checkpoint_of_another_run_and_starts_afresh_without_one(data_dir, tmp_path):
+    def interrupt(report):
+        raise KeyboardInterrupt
+
+    train(data_dir / "cfs2.h5", tmp_path / "m.keras", training_config(epochs=3, seed=0), on_epoch=interrupt)
+    with pytest.raises(DataError, match="belongs to a training run with other data, config"):
+        train(data_dir / "cfs2.h5", tmp_path / "m.keras", training_config(epochs=3, seed=1), resume=True)
+    fresh = train(data_dir / "cfs2.h5", tmp_path / "n.keras", training_config(epochs=1), resume=True)
+    assert fresh.metadata["training"]["resumed_at_epoch"] is None and fresh.metadata["training"]["epochs_run"] == 1
+
+
 def test_split_is_deterministic_disjoint_and_complete():
     split = split_indices(103, 0.2, 0.1, seed=5)
     again = split_indices(103, 0.2, 0.1, seed=5)
