@@ -55,6 +55,29 @@ def run(command: list[str], log: Path) -> float:
     return seconds
 
 
+def planned_steps(work: Path, epochs: int) -> list[tuple[str, Path, list[str]]]:
+    """(key, output, cfsx arguments) of every step, in order; tests/test_command_lines.py parses them."""
+    steps = []
+    for name, (config, samples, overrides) in DATASETS.items():
+        data = str(work / f"{name}.h5")
+        steps.append((f"simulate {name}", work / f"{name}.h5",
+                      ["simulate", config, "-o", data, "--samples", str(samples), *overrides]))  # fmt: skip
+    for model, data, architecture, *_ in RUNS:
+        arguments = ["train", str(work / f"{data}.h5"), "-o", str(work / f"{model}.keras"), "--arch", architecture]
+        steps.append((f"train {model}", work / f"{model}.keras", [*arguments, "--epochs", str(epochs)]))
+    for model, data, *_ in RUNS:
+        compare = []
+        if model == "cfs4-small":  # the decoded-image test of the seed: D = 3, 8, 15 models on CFS4 images
+            compare = ["--compare", str(work / "cfs2-small.keras"), "--compare", str(work / "cfs3-small.keras")]
+        report = work / f"{model}-report"
+        steps.append((f"evaluate {model}", report / "metrics.json", ["evaluate", str(work / f"{model}.keras"),
+                      str(work / f"{data}.h5"), "-o", str(report), *compare]))  # fmt: skip
+    report = work / "cfs4-small-corrupted-report"
+    arguments = ["evaluate", str(work / "cfs4-small.keras"), str(work / "cfs4.h5"), "-o", str(report), "--corrupt", "3"]
+    steps.append(("evaluate cfs4-small on corrupted images", report / "metrics.json", arguments))
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, default=Path("study-output"), help="datasets, models, reports")
@@ -68,29 +91,10 @@ def main() -> None:
     times_path = work / "times.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
     began = time.perf_counter()
-
-    def step(key: str, output: Path, command: list[str]) -> None:
+    for key, output, arguments in planned_steps(work, args.epochs):
         if not output.exists():
-            times[key] = run(command, log)
+            times[key] = run([*cfsx, *arguments], log)
             times_path.write_text(json.dumps(times, indent=1))
-
-    for name, (config, samples, overrides) in DATASETS.items():
-        data = str(work / f"{name}.h5")
-        step(f"simulate {name}", work / f"{name}.h5", [*cfsx, "simulate", config, "-o", data, "--samples", str(samples),
-                                                       *overrides])  # fmt: skip
-    for model, data, architecture, *_ in RUNS:
-        step(f"train {model}", work / f"{model}.keras", [*cfsx, "train", str(work / f"{data}.h5"),
-             "-o", str(work / f"{model}.keras"), "--arch", architecture, "--epochs", str(args.epochs)])  # fmt: skip
-    for model, data, *_ in RUNS:
-        compare = []
-        if model == "cfs4-small":  # the decoded-image test of the seed: D = 3, 8, 15 models on CFS4 images
-            compare = ["--compare", str(work / "cfs2-small.keras"), "--compare", str(work / "cfs3-small.keras")]
-        report = work / f"{model}-report"
-        step(f"evaluate {model}", report / "metrics.json", [*cfsx, "evaluate", str(work / f"{model}.keras"),
-             str(work / f"{data}.h5"), "-o", str(report), *compare])  # fmt: skip
-    report = work / "cfs4-small-corrupted-report"
-    step("evaluate cfs4-small on corrupted images", report / "metrics.json", [*cfsx, "evaluate",
-         str(work / "cfs4-small.keras"), str(work / "cfs4.h5"), "-o", str(report), "--corrupt", "3"])  # fmt: skip
     times["this invocation of make reproduce (wall)"] = time.perf_counter() - began
     times["all steps (sum)"] = sum(value for key, value in times.items() if key.split()[0] in STEPS)
     times_path.write_text(json.dumps(times, indent=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -78,6 +79,12 @@ def _examples(commands: list[str]) -> str:
     return "Examples:\n\n" + "\n\n".join(f"  $ {command}" for command in commands)
 
 
+def _result_console(json_: bool) -> Console:
+    """Where a command's human-readable result goes: stdout, or stderr when stdout carries --json's record."""
+    stream = sys.stderr if json_ else sys.stdout
+    return Console(file=stream, soft_wrap=not stream.isatty(), quiet=console.quiet)
+
+
 def _version(value: bool) -> None:
     if value:
         from . import __version__
@@ -89,15 +96,34 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log what is done: -v steps, -vv details (stderr).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (and --json's record).")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     from .cpus import limit_blas_threads
 
+    if verbose and quiet:
+        raise _fail("-v and -q contradict each other: give one of them", EXIT_USAGE)
     state["debug"] = debug
+    console.quiet = quiet
+    _configure_logging(logging.WARNING if quiet or not verbose else logging.INFO if verbose == 1 else logging.DEBUG)
     signal.signal(signal.SIGTERM, _terminate)
     limit_blas_threads()
+
+
+def _configure_logging(level: int) -> None:
+    """cfsx's loggers (``cfsx.*``) to stderr, one plain line each, at ``level``."""
+    logger = logging.getLogger("cfsx")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def _terminate(signum, frame) -> None:
@@ -108,7 +134,8 @@ def _terminate(signum, frame) -> None:
 def _fail(message: str, code: int) -> typer.Exit:
     from rich.markup import escape
 
-    console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True)  # also under -q
+    errors.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False)
     return typer.Exit(code)
 
 
@@ -285,8 +312,7 @@ def info(
         from .dataset import describe, open_dataset
         from .encoding import vector_labels
 
-        stream = sys.stderr if json_ else sys.stdout
-        out = Console(file=stream, soft_wrap=not stream.isatty())
+        out = _result_console(json_)
         if path.suffix.lower() == ".keras":
             metadata = _describe_model(path, out)
             if json_:
@@ -403,6 +429,59 @@ def _describe_model(path: Path, out: Console) -> dict:
         f" x {simulation.diffraction.lot_size}, targets {simulation.targets.distribution}"
     )
     return metadata
+
+
+config_app = typer.Typer(help="Show the built-in configs and what a config resolves to.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+CONFIG_KINDS = ("simulate", "train", "correct", "interpret")
+
+
+def _config_root(kind: str):
+    from .config import SimulationConfig, TrainingConfig
+    from .correction import CorrectionConfig
+    from .interpretation import InterpretationConfig
+
+    roots = (SimulationConfig, TrainingConfig, CorrectionConfig, InterpretationConfig)
+    return dict(zip(CONFIG_KINDS, roots, strict=True))[kind]
+
+
+@config_app.command(
+    "show",
+    epilog=_examples(
+        ["cfsx config show cfs4", "cfsx config show cfs4 --set lattice.size=64", "cfsx config show my.yaml"]
+    ),
+)
+def config_show(
+    name: Annotated[str, typer.Argument(help="A built-in config's name or a YAML file.")],
+    set_: SetOverrides = None,
+    kind: Annotated[
+        str | None, typer.Option(help="simulate, train, correct or interpret (default: from the file's sections).")
+    ] = None,
+) -> None:
+    """Print a config as the commands resolve it (defaults filled in, --set applied), with its comments."""
+    with _reported_errors():
+        import yaml
+
+        from .config import annotated_yaml, load_config, resolve_config_path
+        from .errors import ConfigError
+
+        path = resolve_config_path(name)
+        text = path.read_text()
+        if kind is not None and kind not in CONFIG_KINDS:
+            raise ConfigError(f"--kind must be one of {', '.join(CONFIG_KINDS)}, got {kind!r}")
+        sections = set(yaml.safe_load(text) or {}) if kind is None else set()
+        kinds = [kind] if kind else [k for k in CONFIG_KINDS if sections <= set(_section_names(_config_root(k)))]
+        if not kinds:
+            raise ConfigError(f"{path}: its sections {sorted(sections)} are not those of any cfsx config")
+        resolved = load_config(path, set_ or (), root=_config_root(kinds[0]))
+        changed = [text.split("=", 1)[0].strip() for text in set_ or ()]
+        sys.stdout.write(f"# {path} ({kinds[0]} config)\n" + annotated_yaml(resolved, text, changed))
+
+
+def _section_names(root) -> list[str]:
+    import dataclasses
+
+    return [field.name for field in dataclasses.fields(root)]
 
 
 def _stops_line(reach) -> str:
@@ -719,8 +798,10 @@ def interpret(
         int | None, typer.Option(help="Decoded structures per image (decode.replicates); 0: the CNN only.")
     ] = None,
     figures: Annotated[
-        bool | None, typer.Option("--figures/--no-figures", help="One figure per image (output.figures).")
+        Path | None,
+        typer.Option("--figures", help="Directory for the figures, one per image (default: OUTPUT/figures)."),
     ] = None,
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="Write no figures (output.figures: false).")] = False,
     record: Annotated[
         Path | None, typer.Option(help="Knowledge store (.h5) to append the interpreted images to.")
     ] = None,
@@ -729,7 +810,7 @@ def interpret(
         typer.Option(help="Processes for decoding " + DEFAULT_WORKERS),
     ] = None,
     correct_config: Annotated[
-        str | None, typer.Option("--correct-config", help="Correction config for raw images [default: correct].")
+        str | None, typer.Option("--correct-config", help="Correction config for raw images (default: correct).")
     ] = None,
     correction: Annotated[
         str | None, typer.Option("--correction", hidden=True, help="Old spelling of --correct-config.")
@@ -752,11 +833,17 @@ def interpret(
         from .interpretation import interpret as run_interpretation
         from .simulate import worker_count
 
+        if figures is not None and no_figures:
+            raise _fail("--figures DIR and --no-figures contradict each other: give one of them", EXIT_USAGE)
         resolved = load_config(
             config,
             set_ or (),
             root=InterpretationConfig,
-            **{"refine.enabled": refine, "decode.replicates": replicates, "output.figures": figures},
+            **{
+                "refine.enabled": refine,
+                "decode.replicates": replicates,
+                "output.figures": False if no_figures else None,
+            },
         )
         correction_name = _renamed("--correction", correction, "--correct-config", correct_config) or "correct"
         cleaning = _correction_config(correction_name, correct_set, origin, pixels_per_rlu, rotation, centre)
@@ -771,9 +858,9 @@ def interpret(
 
             result = run_interpretation(
                 model, images, output, resolved, cleaning, mask_file=mask, record=record,
-                workers=processes, progress=progress,
+                workers=processes, progress=progress, figure_dir=figures,
             )  # fmt: skip
-        _print_interpretation(result.document, Console(stderr=True) if json_ else Console())
+        _print_interpretation(result.document, _result_console(json_))
         console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)")
         if record is not None:
             console.print(f"recorded into {record} (now {result.document['store_size']} images)")

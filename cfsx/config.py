@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -475,3 +477,50 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     context = getattr(error, "context", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return where + problem + (f" ({context})" if context else "")
+
+
+def annotated_yaml(config: Sections, source_text: str = "", changed: Iterable[str] = ()) -> str:
+    """The resolved ``config`` as YAML with the comments of the file it came from (``source_text``).
+
+    Keys the file does not set show their defaults; ``changed`` ("section.key") are marked as set on
+    the command line."""
+    comments = _yaml_comments(source_text)
+    changed = set(changed)
+    lines = list(comments.get(("", ""), ([], ""))[0])
+    for section, values in config.to_dict().items():
+        above, inline = comments.get((section, ""), ([], ""))
+        lines += [*above, f"{section}:" + (f"  {inline}" if inline else "")]
+        for key, value in values.items():
+            above, inline = comments.get((section, key), ([], ""))
+            if f"{section}.{key}" in changed:
+                inline = "# set on the command line" + (f" (file: {inline.lstrip('# ')})" if inline else "")
+            text = yaml.safe_dump([value], default_flow_style=True, width=1000).strip()[1:-1]  # flow style, one line
+            lines += [f"  {line}" for line in above]
+            lines.append(f"  {key}: {text}" + (f"  {inline}" if inline else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_comments(text: str) -> dict[tuple[str, str], tuple[list[str], str]]:
+    """(section, key) -> (the comment lines above it, its end-of-line comment); ("", "") is the file's header."""
+    comments: dict[tuple[str, str], tuple[list[str], str]] = {}
+    pending: list[str] = []
+    section = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped)
+            continue
+        match = re.match(r"^(\s*)([A-Za-z_][\w-]*):(.*?)(?:\s+(#.*))?$", line)
+        if not match:
+            continue
+        indent, name, _, inline = match.groups()
+        if not indent:
+            if not section and pending and ("", "") not in comments:
+                comments[("", "")] = (pending, "")
+                pending = []
+            section = name
+            comments[(section, "")] = (pending, inline or "")
+        else:
+            comments[(section, name)] = (pending, inline or "")
+        pending = []
+    return comments

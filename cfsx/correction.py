@@ -32,6 +32,8 @@ import numpy as np
 from .config import Sections, _is_int, _is_number, _require
 from .errors import DataError
 
+log = logging.getLogger(__name__)
+
 # Large images are worked on in strips of rows of about this many pixels, so that per-pixel temporaries
 # (coordinates, cell indices) stay small; and robust statistics (medians) of larger images use an even
 # subsample of about this many pixels.
@@ -1070,6 +1072,8 @@ def _correct_files(
         raw, corrected = correct_file(spec, config, extra_mask, reference_set, within)
         results.append(corrected)
         sources.append(spec)
+        log.info("%s: corrected (%s)", spec, ", ".join(step["step"] for step in corrected.provenance))
+        log.debug("%s: %s", spec, json.dumps(corrected.provenance, default=float))
         if figure_dir is not None:
             from . import plots
 

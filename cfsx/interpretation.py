@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from .inversion import NO_WINDOW
 from .metrics import image_mse, scaled_image_r2
 from .outputs import atomic_directory, claim_outputs, hdf5_writer
 from .simulate import decode, sample_seeds
+
+log = logging.getLogger(__name__)
 
 RESULTS_FORMAT = "cfsx-interpretation"
 RESULTS_FORMAT_VERSION = 1
@@ -275,12 +278,17 @@ def interpret(
     record: str | Path | None = None,
     workers: int = 1,
     progress: Progress | None = None,
+    figure_dir: str | Path | None = None,
 ) -> InterpretationResult:
-    """Interpret images with a model; see the module docstring for what is written."""
+    """Interpret images with a model; see the module docstring for what is written.
+
+    Figures (``output.figures``) go to OUTPUT/figures/, or to the existing directory ``figure_dir``."""
     files = [spec.partition("::")[0] for spec in inputs if not any(char in spec for char in "*?[")]
+    if figure_dir is not None and not Path(figure_dir).is_dir():
+        raise DataError(f"figure directory {figure_dir} does not exist")
     with claim_outputs(files=[record], directories=[output_dir], inputs=[model_path, *files]):
         return _interpret(model_path, inputs, Path(output_dir), config, correction, mask_file, record, workers,
-                          progress)  # fmt: skip
+                          progress, figure_dir)  # fmt: skip
 
 
 def _interpret(
@@ -293,6 +301,7 @@ def _interpret(
     record: str | Path | None,
     workers: int,
     progress: Progress | None,
+    figure_dir: str | Path | None,
 ) -> InterpretationResult:
     from .models import load_model
 
@@ -350,9 +359,11 @@ def _interpret(
         if config.output.figures:
             from . import plots
 
-            (temporary / "figures").mkdir()
+            if figure_dir is None:
+                (temporary / "figures").mkdir()
             for index, entry in enumerate(document["images"]):
-                entry["figure"] = f"figures/{index:04d}-{_stem(observed.sources[index])}.png"
+                name = f"{index:04d}-{_stem(observed.sources[index])}.png"
+                entry["figure"] = f"figures/{name}" if figure_dir is None else str(Path(figure_dir) / name)
                 title = short_name(observed.sources[index])
                 if decoded is not None:
                     title += f": image R2 {decoded.image_r2[index].mean():.3f}"
@@ -360,7 +371,7 @@ def _interpret(
                     observed.images[index], None if decoded is None else decoded.lattices[index, 0],
                     None if decoded is None else decoded.images[index, 0], final[index],
                     transpose_difference[index] if replicate_std is None else replicate_std[index], vectors,
-                    temporary / entry["figure"], title=title,
+                    temporary / entry["figure"] if figure_dir is None else Path(entry["figure"]), title=title,
                 )  # fmt: skip
                 if progress:
                     progress("figures", index + 1, len(final))
@@ -368,6 +379,7 @@ def _interpret(
         _write_arrays(temporary / "results.h5", document, observed, estimates, transpose_difference,
                       replicate_std, decoded, decoded_by, refinements)  # fmt: skip
         document["seconds"] = _durations(clock)
+        log.info("%d images interpreted; seconds per stage: %s", len(final), document["seconds"])
         indent = 1 if len(document["images"]) <= INDENTED_RESULTS else None  # None: the C encoder, ~10x faster
         (temporary / "results.json").write_text(json.dumps(document, indent=indent))
         if record is not None:  # inside: a store that cannot take the images leaves no results either

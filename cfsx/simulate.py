@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import functools
 import json
+import logging
 import os
 import shutil
 import signal
@@ -32,6 +33,8 @@ from .cpus import available_cpus
 from .encoding import cfs_vectors
 from .errors import ClusterError, ConfigError, DataError
 from .outputs import check_output, claim_outputs, output_failure, writing
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, samples in this run)
 STOP_REACHED = engine.STOP_REASONS.index("reached")
@@ -419,6 +422,8 @@ def _simulate(
     resumed = sum(stop - start for start, stop in batches if start in done)
     todo = [batch for batch in batches if batch[0] not in done]
     n_samples = last - first
+    log.info("%s: samples %d-%d in %d batches of %d, %d workers; %d samples from checkpoints in %s",
+             output, first, last - 1, len(batches), size, workers, resumed, parts)  # fmt: skip
     if progress:
         progress(resumed, n_samples)
 
@@ -429,6 +434,7 @@ def _simulate(
         nonlocal finished
         _save_batch(parts, start, arrays)
         finished += stop - start
+        log.debug("samples %d-%d done (%d of %d)", start, stop - 1, finished, n_samples)
         if progress:
             progress(finished, n_samples)
 

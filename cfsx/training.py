@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import logging
 import shutil
 import tempfile
 import time
@@ -32,6 +33,8 @@ from .encoding import cfs_vectors, transpose_permutation, vector_labels
 from .errors import ClusterError, DataError, Terminated
 from .metrics import regression_metrics
 from .outputs import atomic_path, claim_outputs
+
+log = logging.getLogger(__name__)
 
 MIN_SAMPLES_PER_PART = 1  # every part of the split (train, validation, hold-out) needs at least this many
 
@@ -373,6 +376,7 @@ class _Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         monitor = self.monitor
+        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{key} {value:.4g}" for key, value in (logs or {}).items()))
         checkpoint.save(
             self.parts,
             checkpoint.TrainingState(
@@ -492,6 +496,9 @@ def _train(
             min_lr=learning_rate / 64,
         )
     first_epoch = state.epoch if state else 0
+    log.info("%s: %d training, %d validation, %d hold-out samples; %s from epoch %d of %d",
+             output, len(split.train), len(split.validation), len(split.test), config.model.architecture,
+             first_epoch + 1, fit.epochs)  # fmt: skip
     callbacks = [monitor.callback, *([reducer] if reducer else [])]
     if chief:
         callbacks.append(_Checkpointer(parts, monitor, reducer, state.seconds if state else 0.0))

@@ -1,11 +1,13 @@
-"""Every cfsx command line written outside the tests (README's examples, the Makefile, examples/slurm) is
-parsed by the CLI's own parser, without running it: a renamed or removed option breaks this test, not a
-user's script. (benchmarks/reproduce.py builds its command lines in Python: not covered yet.)"""
+"""Every cfsx command line written outside the tests (README's examples, the Makefile, examples/slurm and
+the steps of benchmarks/reproduce.py) is parsed by the CLI's own parser, without running it: a renamed or
+removed option breaks this test, not a user's script."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,7 +66,20 @@ def documented_commands() -> list[tuple[str, list[str]]]:
             if line.lstrip().startswith("#"):
                 continue
             found += [(path.name, command) for command in cfsx_commands(line)]
+    found += [("reproduce.py", arguments) for _, _, arguments in reproduce_steps()]
     return found
+
+
+def reproduce_steps() -> list:
+    """benchmarks/reproduce.py's planned steps (it is a script, not a package: loaded from its path)."""
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "benchmarks" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its own `from report import ...`
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module.planned_steps(Path("study-output"), 100)
 
 
 def parse(arguments: list[str]) -> None:
@@ -81,7 +96,9 @@ COMMANDS = documented_commands()
 
 def test_the_documented_commands_were_found():
     sources = {source for source, _ in COMMANDS}
-    assert {"README.md", "Makefile"} <= sources and any(source.endswith(".sbatch") for source in sources)
+    assert {"README.md", "Makefile", "reproduce.py"} <= sources and any(
+        source.endswith(".sbatch") for source in sources
+    )
     assert len(COMMANDS) >= 20
 
 

@@ -355,3 +355,20 @@ def test_json_records_of_train_evaluate_and_interpret(setup, tmp_path):
     assert interpreted["summary"]["images"] == 12 and interpreted == json.loads(
         (tmp_path / "out/results.json").read_text()
     )
+
+
+def test_interpret_writes_figures_where_asked_or_none(setup, tmp_path):
+    base = ["interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "--workers", "1", "--replicates", "1"]
+    (tmp_path / "figs").mkdir()
+    elsewhere = runner.invoke(app, [*base, "-o", str(tmp_path / "a"), "--figures", str(tmp_path / "figs")])
+    assert elsewhere.exit_code == 0, elsewhere.output
+    document = json.loads((tmp_path / "a" / "results.json").read_text())
+    figures = sorted((tmp_path / "figs").glob("*.png"))
+    assert len(figures) == 12 and document["images"][0]["figure"] == str(figures[0])
+    assert not (tmp_path / "a" / "figures").exists()
+    none = runner.invoke(app, [*base, "-o", str(tmp_path / "b"), "--no-figures"])
+    assert none.exit_code == 0 and not (tmp_path / "b" / "figures").exists()
+    both = runner.invoke(app, [*base, "-o", str(tmp_path / "c"), "--no-figures", "--figures", str(tmp_path)])
+    assert both.exit_code == 2 and "contradict" in both.output
+    missing = runner.invoke(app, [*base, "-o", str(tmp_path / "d"), "--figures", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 3 and "does not exist" in missing.output and not (tmp_path / "d").exists()

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from cfsx import dataset, engine
 from cfsx.cli import app
+from cfsx.config import BUILTIN_CONFIGS, load_config
 from cfsx.encoding import cfs_vectors
 from cfsx.simulate import Shard, sample_seed, simulate, simulate_sample, worker_count
 
@@ -244,10 +245,54 @@ def test_version_option():
     assert result.exit_code == 0 and result.output.strip() == f"cfsx {__version__}"
 
 
-@pytest.mark.parametrize("command", ["simulate", "merge", "info", "train", "evaluate", "correct", "interpret"])
+@pytest.mark.parametrize(
+    "command", ["simulate", "merge", "info", "train", "evaluate", "correct", "interpret", "config show"]
+)
 def test_every_command_has_examples_in_its_help(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "300"})
     assert result.exit_code == 0 and "Examples:" in result.output and f"$ cfsx {command} " in result.output
+    eaten = re.findall(r"\w+ \.(?= |$)", result.output, flags=re.M)  # "[default: ...]" taken for rich markup
+    assert not eaten, eaten
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in BUILTIN_CONFIGS.glob("*.yaml")))
+def test_config_show_prints_the_resolved_config_with_its_comments(name, tmp_path):
+    """What config show prints reads back as the same config; the file's comments are kept."""
+    from cfsx.cli import CONFIG_KINDS, _config_root
+
+    result = runner.invoke(app, ["config", "show", name])
+    assert result.exit_code == 0, result.output
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(result.stdout)
+    kind = re.search(r"\((\w+) config\)", result.stdout.splitlines()[0]).group(1)
+    assert kind in CONFIG_KINDS
+    assert load_config(shown, root=_config_root(kind)) == load_config(name, root=_config_root(kind))
+    source_comments = [line.strip() for line in (BUILTIN_CONFIGS / f"{name}.yaml").read_text().splitlines()
+                       if line.strip().startswith("#")]  # fmt: skip
+    assert all(comment in result.stdout for comment in source_comments)
+
+
+def test_config_show_applies_and_marks_overrides(tmp_path):
+    result = runner.invoke(app, ["config", "show", "cfs4", "--set", "lattice.size=64"])
+    assert result.exit_code == 0 and "  size: 64  # set on the command line" in result.stdout
+    assert "  n_lots: 8" in result.stdout and "  store_lattices: true" in result.stdout
+    bad = runner.invoke(app, ["config", "show", "cfs4", "--set", "lattice.size=-3"])
+    assert bad.exit_code == 3 and "lattice.size" in bad.output
+    assert runner.invoke(app, ["config", "show", "cfs4", "--kind", "nonsense"]).exit_code == 3
+
+
+def test_verbose_logs_the_steps_and_quiet_prints_nothing_but_errors(tmp_path):
+    command = [sys.executable, "-m", "cfsx"]
+    args = ["simulate", "demo", "--samples", "4", "--workers", "1", "--set", "lattice.size=16",
+            "--set", "diffraction.lot_size=8", "--set", "diffraction.image_size=16"]  # fmt: skip
+    verbose = subprocess.run([*command, "-vv", *args, "-o", "v.h5"], capture_output=True, text=True, cwd=tmp_path)
+    assert verbose.returncode == 0 and "cfsx.simulate: v.h5: samples 0-3" in verbose.stderr
+    assert "samples 0-3 done" in verbose.stderr  # -vv: the details
+    quiet = subprocess.run([*command, "-q", *args, "-o", "q.h5"], capture_output=True, text=True, cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "" and (tmp_path / "q.h5").exists()
+    failed = subprocess.run([*command, "-q", "info", "missing.h5"], capture_output=True, text=True, cwd=tmp_path)
+    assert failed.returncode == 3 and failed.stderr.strip() == "error: no such file: missing.h5"
+    assert runner.invoke(app, ["-v", "-q", "info", "x.h5"]).exit_code == 2
 
 
 def test_blas_threads_follow_slurm_cpus_per_task(tmp_path):
