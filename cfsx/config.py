@@ -59,6 +59,9 @@ class EncodingConfig:
 class LatticeConfig:
     size: int = 50  # N: the lattice is N x N, periodic
     concentration: float = 0.5
+    # [low, high]: each drawn sample's concentration uniform in this range (from its own seed); null: the
+    # fixed concentration above, which is also the one used to decode a given encoding.
+    concentration_range: list[float] | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -69,6 +72,12 @@ class LatticeConfig:
             _is_number(self.concentration) and 0.0 < self.concentration < 1.0,
             f"lattice.concentration must be in (0, 1), got {self.concentration!r}",
         )
+        span = self.concentration_range
+        _require(
+            span is None or (isinstance(span, list) and len(span) == 2 and all(_is_number(v) for v in span)
+                             and 0.0 < span[0] <= span[1] < 1.0),
+            f"lattice.concentration_range must be null or [low, high] with 0 < low <= high < 1, got {span!r}",
+        )  # fmt: skip
 
 
 TARGET_DISTRIBUTIONS = ("uniform", "couplings")

@@ -63,13 +63,18 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
     vectors = cfs_vectors(config.encoding.cfs)
     targets, size = config.targets, config.lattice.size
     state = engine.seed_state(seed)
+    concentration = config.lattice.concentration
+    if config.lattice.concentration_range is not None and target is None:
+        low, high = config.lattice.concentration_range
+        uniform, state = engine.random_uniform(1, state)
+        concentration = low + (high - low) * float(uniform[0])
     if targets.distribution == "couplings" and target is None:
         # Realisable by construction: the target is the alpha the lattice has after the fixed-coupling run,
         # so that lattice is the sample and the feedback has nothing to do (0 cycles, reached).
         uniform, state = engine.random_uniform(len(vectors) + 1, state)
         low, high = np.log(targets.coupling_range)
         couplings = np.exp(low + (high - low) * uniform[0]) * (2.0 * uniform[1:] - 1.0)
-        lattice, state = engine.random_lattice(size, config.lattice.concentration, state)
+        lattice, state = engine.random_lattice(size, concentration, state)
         lattice, state, accepted = engine.metropolis_sweeps(lattice, vectors, couplings, targets.sweeps, state)
         target = engine.measure_alpha(lattice, vectors)
         result = engine.FeedbackResult(lattice, target, couplings, 0, accepted, state, STOP_REACHED)
@@ -84,7 +89,7 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
                 raise DataError(
                     f"an encoding for CFS{config.encoding.cfs} has {len(vectors)} components, got {target.shape}"
                 )
-        lattice, state = engine.random_lattice(size, config.lattice.concentration, state)
+        lattice, state = engine.random_lattice(size, concentration, state)
         result = run_feedback(config, lattice, target, state)
     diffraction = config.diffraction
     origins = np.zeros((0, 2), dtype=np.int32)  # n_lots: all uses every origin

@@ -18,6 +18,7 @@ from cfsx import dataset, engine
 from cfsx.cli import app
 from cfsx.config import BUILTIN_CONFIGS, load_config
 from cfsx.encoding import cfs_vectors
+from cfsx.errors import ConfigError
 from cfsx.simulate import Shard, sample_seed, simulate, simulate_sample, worker_count
 
 runner = CliRunner()
@@ -327,3 +328,17 @@ def test_json_records_of_simulate_and_info(tmp_path):
     info = json.loads(described.stdout)
     assert info["samples"] == 6 and info["config"]["encoding"]["cfs"] == 2 and len(info["label_mean"]) == 3
     assert "labels (achieved alpha)" in described.stderr
+
+
+def test_concentration_range_draws_each_samples_concentration_from_its_seed():
+    """Every sample's lattice holds round(c N^2) ones for its own c in the range; decoding keeps the fixed c."""
+    config = load_config("general-n32-l16-k8", ["lattice.size=20", "diffraction.lot_size=10"])
+    samples = [simulate_sample(config, sample_seed(5, i)) for i in range(12)]
+    fractions = np.array([sample["lattices"].mean() for sample in samples])
+    assert np.all((fractions >= 0.2 - 1 / 400) & (fractions <= 0.8 + 1 / 400)) and fractions.std() > 0.05
+    again = simulate_sample(config, sample_seed(5, 3))
+    assert np.array_equal(again["lattices"], samples[3]["lattices"])
+    decoded = simulate_sample(config, sample_seed(5, 3), target=np.zeros(15))
+    assert decoded["lattices"].sum() == round(0.5 * 400)
+    with pytest.raises(ConfigError, match="concentration_range"):
+        load_config("general-n32-l16-k8", ["lattice.concentration_range=[0.9, 0.1]"])
