@@ -641,7 +641,7 @@ def test_links_out_of_the_folder_are_refused_with_one_line(linked_files, name, m
     with pytest.raises(DataError, match=message) as error:
         read_image(f"{master}::/{name}")
     assert str(master) in str(error.value) and "\n" not in str(error.value)
-    assert "100" not in str(error.value)
+    assert "100" not in str(error.value).replace(str(master), "")  # no data from outside (the path may hold 100)
     result = CliRunner().invoke(app, ["correct", f"{master}::/{name}", "-o", str(master.parent / "out.h5")])
     assert result.exit_code != 0 and "Traceback" not in result.output
 
