@@ -19,6 +19,7 @@ import yaml
 from .errors import ConfigError
 
 BUILTIN_CONFIGS = Path(__file__).parent / "configs"
+ARCHITECTURES = ("small", "wide", "large")  # models.build_model builds each
 
 
 def _require(condition: bool, message: str) -> None:
@@ -280,12 +281,24 @@ class SimulationConfig(Sections):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: str = "small"  # small: plain conv/pool stack; large: residual, He-normal, batch norm
+    architecture: str = "small"  # small: plain conv/pool stack; wide: the same, twice the filters; large: residual
+    cfs: int | None = None  # predict this CFS's sub-encoding of the data's labels (null: the data's own CFS)
+    # the simulation config (name or path) the model records for decoding its encodings in interpret;
+    # null: the first data file's. For models trained on a family of settings.
+    decode_config: str | None = None
 
     def __post_init__(self) -> None:
         _require(
-            self.architecture in ("small", "large"),
-            f"model.architecture must be small or large, got {self.architecture!r}",
+            self.architecture in ARCHITECTURES,
+            f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}",
+        )
+        _require(
+            self.cfs is None or (_is_int(self.cfs) and self.cfs >= 2),
+            f"model.cfs must be null or >= 2, got {self.cfs!r}",
+        )
+        _require(
+            self.decode_config is None or isinstance(self.decode_config, str),
+            f"model.decode_config must be null or a config name or path, got {self.decode_config!r}",
         )
 
 

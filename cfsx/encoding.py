@@ -12,6 +12,16 @@ def cfs_vectors(cfs: int) -> np.ndarray:
     return np.array([(dx, dy) for dx in range(cfs) for dy in range(cfs) if (dx, dy) != (0, 0)], dtype=np.int32)
 
 
+def sub_encoding(data_cfs: int, cfs: int) -> np.ndarray:
+    """Columns of a CFS-``data_cfs`` encoding that hold the CFS-``cfs`` encoding (its vectors, in its order).
+
+    CFS-n's vectors are those of every larger CFS, so a CFS4 dataset also labels CFS2 and CFS3 models."""
+    if cfs > data_cfs:
+        raise ConfigError(f"a CFS{data_cfs} dataset cannot label a CFS{cfs} model (it lacks the longer vectors)")
+    position = {(int(dx), int(dy)): i for i, (dx, dy) in enumerate(cfs_vectors(data_cfs))}
+    return np.array([position[(int(dx), int(dy))] for dx, dy in cfs_vectors(cfs)])
+
+
 def vector_labels(vectors: np.ndarray) -> list[str]:
     """Human-readable component names, for example 'alpha(0,1)'."""
     return [f"alpha({int(dx)},{int(dy)})" for dx, dy in vectors]

@@ -108,17 +108,20 @@ def _evaluate(
     model, metadata = load_model(model_path)
     data = summarise_data(data_path)
     _check_grid(metadata, data.image_size, data.h_max, str(model_path))
-    if metadata["cfs"] != data.cfs:
+    if metadata["cfs"] > data.cfs:
         raise DataError(
             f"{model_path} predicts CFS{metadata['cfs']} encodings but {data_path} holds CFS{data.cfs}; score it "
-            f"on CFS{metadata['cfs']} data, or pass it with --compare for the decoded-image test"
+            f"on CFS{metadata['cfs']} (or larger) data, or pass it with --compare for the decoded-image test"
         )
+    if metadata["cfs"] < data.cfs:  # a CFS4 dataset labels CFS2 and CFS3 models too
+        data = summarise_data(data_path, metadata["cfs"])
     others = []
     for path in compare:
         other_model, other_metadata = load_model(path)
         _check_grid(other_metadata, data.image_size, data.h_max, str(path))
         others.append((Path(path), other_model, other_metadata))
     simulation = config_from_yaml_text(data.config_text)
+    simulation = dataclasses.replace(simulation, encoding=dataclasses.replace(simulation.encoding, cfs=data.cfs))
     labels = vector_labels(cfs_vectors(data.cfs))
     indices = hold_out_indices(metadata, data)
     same_data = indices is not None
@@ -157,7 +160,7 @@ def _evaluate_into(
         cfs_vectors(data.cfs), data.image_size, data.h_max, data.lot_size, evaluation.inversion_range
     )
     with open_dataset(data.path) as file:
-        reader = SampleReader(file, memory_limit_mb=1024)
+        reader = SampleReader(file, memory_limit_mb=1024, columns=data.columns)
         say(f"predicting {len(indices)} samples")
         truth, predicted = predict_indices(model, reader, indices)
         classical = np.concatenate(

@@ -29,7 +29,7 @@ from . import __version__
 from .config import Sections, _is_int, _require, config_from_yaml_text
 from .correction import CorrectionConfig
 from .dataset import FORMAT
-from .encoding import named, transpose_permutation, vector_labels
+from .encoding import named, sub_encoding, transpose_permutation, vector_labels
 from .errors import ConfigError, DataError
 from .estimates import CNN, FINAL_RULE, LEAST_SQUARES, REFINED, Estimates, choose_final, least_squares
 from .inversion import NO_WINDOW
@@ -161,7 +161,10 @@ def read_observed(
                     )
                 block = np.asarray(stored[()], dtype=np.float64)
                 labels = file["encodings/achieved"][()] if "encodings/achieved" in file else None
-                same_encoding = labels is not None and int(file.attrs.get("cfs", 0)) == int(metadata["cfs"])
+                file_cfs = int(file.attrs.get("cfs", 0))
+                same_encoding = labels is not None and file_cfs >= int(metadata["cfs"])
+                if same_encoding:  # a CFS4 file labels a CFS2 model's images too
+                    labels = labels[:, sub_encoding(file_cfs, int(metadata["cfs"]))]
                 file_masks = file["masks"][()] if "masks" in file else np.zeros(block.shape, np.uint8)
             images.append(block)
             lots.append(np.full(len(block), lot_size))

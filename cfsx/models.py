@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ._tensorflow import keras, layers, ops
+from .config import ARCHITECTURES
 from .errors import DataError
 from .outputs import atomic_path, existing_input
 
-ARCHITECTURES = ("small", "large")
 METADATA_ENTRY = "cfsx_metadata.json"
 MODEL_FORMAT = "cfsx-model"
 MODEL_FORMAT_VERSION = 1
@@ -45,13 +45,14 @@ class RelativeLogIntensity(keras.layers.Layer):
         return {**super().get_config(), "floor": self.floor}
 
 
-def _small_body(features, n_outputs: int):
-    """Plain convolution/pooling stack with Keras default initialisation and a dense head."""
+def _small_body(features, n_outputs: int, width: int = 1):
+    """Plain convolution/pooling stack with Keras default initialisation and a dense head (``width``: filter
+    and unit multiplier; 2 is the wide model)."""
     for filters in (16, 32, 64, 64):
-        features = layers.Conv2D(filters, 3, padding="same", activation="relu")(features)
+        features = layers.Conv2D(width * filters, 3, padding="same", activation="relu")(features)
         features = layers.MaxPooling2D(2)(features)
     features = layers.Flatten()(features)
-    features = layers.Dense(128, activation="relu")(features)
+    features = layers.Dense(width * 128, activation="relu")(features)
     return layers.Dense(n_outputs, name="encoding")(features)
 
 
@@ -90,8 +91,11 @@ def build_model(architecture: str, image_size: int, n_outputs: int) -> keras.Mod
     images = keras.Input(shape=(image_size, image_size), name="image")
     features = RelativeLogIntensity(name="relative_log_intensity")(images)
     features = layers.Reshape((image_size, image_size, 1))(features)
-    body = _small_body if architecture == "small" else _large_body
-    return keras.Model(images, body(features, n_outputs), name=f"cfsx_{architecture}")
+    if architecture == "large":
+        outputs = _large_body(features, n_outputs)
+    else:
+        outputs = _small_body(features, n_outputs, width=2 if architecture == "wide" else 1)
+    return keras.Model(images, outputs, name=f"cfsx_{architecture}")
 
 
 def save_model(model: keras.Model, metadata: dict[str, Any], path: str | Path) -> Path:

@@ -29,7 +29,7 @@ from . import __version__, checkpoint, models, plots
 from ._tensorflow import keras, tf
 from .config import TrainingConfig, config_from_yaml_text
 from .dataset import open_dataset
-from .encoding import cfs_vectors, transpose_permutation, vector_labels
+from .encoding import cfs_vectors, sub_encoding, transpose_permutation, vector_labels
 from .errors import ClusterError, DataError, Terminated
 from .metrics import regression_metrics
 from .outputs import atomic_path, claim_outputs
@@ -53,6 +53,7 @@ class DataSummary:
     config_text: str
     fingerprint: str
     parts: tuple[tuple[Path, int, str], ...] = ()  # (path, samples, fingerprint) of each file of the data
+    columns: tuple[int, ...] | None = None  # the label columns of a sub-encoding (model.cfs below the data's)
 
 
 def data_fingerprint(file) -> str:
@@ -64,9 +65,10 @@ def data_fingerprint(file) -> str:
     return digest.hexdigest()[:16]
 
 
-def summarise_data(path: str | Path) -> DataSummary:
-    """Check that a dataset can be used to train or evaluate, and describe it."""
-    path = Path(path)
+def summarise_data(path: str | Path, cfs: int | None = None) -> DataSummary:
+    """Check that a dataset can be used to train or evaluate, and describe it; with ``cfs`` (below the
+    data's), as a dataset of that sub-encoding."""
+    path, cfs_wanted = Path(path), cfs
     with open_dataset(path) as file:
         images = file["images"]
         if images.ndim != 3 or images.shape[1] != images.shape[2]:
@@ -84,12 +86,14 @@ def summarise_data(path: str | Path) -> DataSummary:
             raise DataError(
                 f"{path}: images are {images.shape[1]} wide but its config says {config.diffraction.image_size}"
             )
+        columns = None if cfs_wanted in (None, cfs) else tuple(int(c) for c in sub_encoding(cfs, cfs_wanted))
         return DataSummary(
             path=path,
             samples=int(images.shape[0]),
             image_size=int(images.shape[1]),
-            cfs=cfs,
-            n_components=int(labels.shape[1]),
+            cfs=cfs if columns is None else cfs_wanted,
+            n_components=int(labels.shape[1]) if columns is None else len(columns),
+            columns=columns,
             h_max=float(config.diffraction.h_max),
             lot_size=int(config.diffraction.lot_size),
             config_text=str(file.attrs["config"]),
@@ -98,17 +102,21 @@ def summarise_data(path: str | Path) -> DataSummary:
         )
 
 
-def summarise_datasets(paths: list[str | Path]) -> DataSummary:
+def summarise_datasets(paths: list[str | Path], cfs: int | None = None) -> DataSummary:
     """One summary of several datasets trained on together (for example simulated data and a store).
 
     They must share the encoding and the image grid; the first file's simulation config stands for all.
     """
     if not paths:
         raise DataError("no training data given")
-    summaries = [summarise_data(path) for path in paths]
+    summaries = [summarise_data(path, cfs) for path in paths]
     first = summaries[0]
     for other in summaries[1:]:
-        if (other.cfs, other.image_size) != (first.cfs, first.image_size) or not np.isclose(other.h_max, first.h_max):
+        if (other.cfs, other.image_size, other.columns) != (
+            first.cfs,
+            first.image_size,
+            first.columns,
+        ) or not np.isclose(other.h_max, first.h_max):
             raise DataError(
                 f"{other.path} (CFS{other.cfs}, {other.image_size}-point images, h_max {other.h_max}) cannot be "
                 f"trained on with {first.path} (CFS{first.cfs}, {first.image_size}-point images, h_max {first.h_max})"
@@ -149,16 +157,43 @@ def split_indices(samples: int, validation_split: float, test_split: float, seed
     )
 
 
+def split_by_seed(seeds: np.ndarray, validation_split: float, test_split: float, seed: int) -> Split:
+    """split_indices over the distinct sample seeds: the copies of one sample (a clean image and its
+    corrupted copy) fall in the same part, so the hold-out never holds a copy of a training sample.
+    Without copies it is split_indices itself."""
+    distinct, group = np.unique(seeds, axis=0, return_inverse=True)
+    group = group.ravel()
+    if len(distinct) == len(seeds):
+        return split_indices(len(seeds), validation_split, test_split, seed)
+    parts = split_indices(len(distinct), validation_split, test_split, seed)
+    return Split(*(np.flatnonzero(np.isin(group, chosen)) for chosen in (parts.train, parts.validation, parts.test)))
+
+
+def dataset_seeds(summary: DataSummary) -> np.ndarray:
+    """A key per sample of every file of ``summary``: (seed, 0), or (index, file number + 1) in a file without
+    seeds (a knowledge store), so only samples made from the same seed share a key."""
+    keys = []
+    for number, (path, samples, _) in enumerate(summary.parts):
+        with open_dataset(path) as file:
+            if "seeds" in file:
+                keys.append(np.stack([file["seeds"][()].astype(np.uint64), np.zeros(samples, np.uint64)], axis=1))
+            else:
+                keys.append(np.stack([np.arange(samples, dtype=np.uint64), np.full(samples, number + 1, np.uint64)], 1))
+    return np.concatenate(keys)
+
+
 class SampleReader:
     """Images and labels by index, from memory when they fit the limit, else from the open file."""
 
-    def __init__(self, file, memory_limit_mb: int) -> None:
+    def __init__(self, file, memory_limit_mb: int, columns: tuple[int, ...] | None = None) -> None:
         self._images = file["images"]
         self._labels = file["encodings/achieved"]
+        self.columns = None if columns is None else list(columns)
         self.failure: DataError | None = None  # an error raised inside TensorFlow's input pipeline
         if self._images.size * 4 <= memory_limit_mb * 2**20:
             self._images = self._images[:]
-            self._labels = self._labels[:]
+            self._labels = self._labels[:] if self.columns is None else self._labels[:][:, self.columns]
+            self.columns = None
             self._check(self._images, self._labels, np.arange(len(self._images)))
 
     def _check(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
@@ -171,6 +206,8 @@ class SampleReader:
         """Samples at sorted ``indices`` as float32 arrays."""
         images = np.asarray(self._images[indices], dtype=np.float32)
         labels = np.asarray(self._labels[indices], dtype=np.float32)
+        if self.columns is not None:
+            labels = labels[:, self.columns]
         self._check(images, labels, np.asarray(indices))
         return images, labels
 
@@ -202,7 +239,7 @@ def open_reader(summary: DataSummary, memory_limit_mb: int) -> Iterator[SampleRe
     with contextlib.ExitStack() as stack:
         files = [stack.enter_context(open_dataset(path)) for path, _, _ in summary.parts]
         share = memory_limit_mb // len(files)
-        readers = [SampleReader(file, share) for file in files]
+        readers = [SampleReader(file, share, summary.columns) for file in files]
         yield readers[0] if len(readers) == 1 else ConcatenatedReader(readers, [n for _, n, _ in summary.parts])
 
 
@@ -451,14 +488,14 @@ def _train(
     init: str | Path | None,
     resume: bool,
 ) -> TrainingResult:
-    summary = summarise_datasets(data_paths)
+    summary = summarise_datasets(data_paths, config.model.cfs)
     initial_metadata = _check_init(init, summary) if init is not None else None
     if initial_metadata is not None:
         architecture = initial_metadata["training"]["config"]["model"]["architecture"]
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, architecture=architecture))
     fit = config.fit
     learning_rate = fit.learning_rate if init is None else fit.fine_tune_learning_rate
-    split = split_indices(summary.samples, fit.validation_split, fit.test_split, fit.seed)
+    split = split_by_seed(dataset_seeds(summary), fit.validation_split, fit.test_split, fit.seed)
 
     keras.utils.set_random_seed(fit.seed)
     tf.config.experimental.enable_op_determinism()
@@ -550,7 +587,7 @@ def _train(
         "image_size": summary.image_size,
         "h_max": summary.h_max,
         "lot_size": summary.lot_size,
-        "simulation_config": summary.config_text,
+        "simulation_config": decode_config_text(config.model.decode_config, summary),
         "training": {
             "config": config.to_dict(),
             "data": ", ".join(str(path) for path, _, _ in summary.parts),
@@ -587,6 +624,17 @@ def _train(
     if not interrupted:
         shutil.rmtree(parts, ignore_errors=True)
     return TrainingResult(output, history_path, curve_path, metadata, terminated)
+
+
+def decode_config_text(name: str | None, summary: DataSummary) -> str:
+    """The simulation config a model records for decoding: ``model.decode_config`` (a name or path) or the
+    first data file's, with the model's encoding."""
+    if name is None and summary.columns is None:
+        return summary.config_text
+    from .config import load_config
+
+    simulation = load_config(name) if name is not None else config_from_yaml_text(summary.config_text)
+    return dataclasses.replace(simulation, encoding=dataclasses.replace(simulation.encoding, cfs=summary.cfs)).to_yaml()
 
 
 def _check_init(init: str | Path, summary: DataSummary) -> dict[str, Any]:

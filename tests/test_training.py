@@ -16,7 +16,7 @@ from cfsx.errors import DataError
 from cfsx.evaluation import evaluate
 from cfsx.inversion import WarrenCowleyInversion
 from cfsx.simulate import simulate
-from cfsx.training import split_indices, train
+from cfsx.training import SampleReader, split_indices, summarise_data, train
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +281,45 @@ def test_bad_input_gives_one_clear_line(args, message, trained, data_dir, tmp_pa
     assert message in result.output
     assert not (tmp_path / "m.keras").exists() and not (tmp_path / "r").exists()
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_sub_encoding_columns_are_the_smaller_cfs_vectors():
+    from cfsx.encoding import sub_encoding
+
+    for small, large in ((2, 3), (2, 4), (3, 4)):
+        columns = sub_encoding(large, small)
+        assert cfs_vectors(large)[columns].tolist() == cfs_vectors(small).tolist()
+    with pytest.raises(Exception, match="cannot label a CFS4 model"):
+        sub_encoding(2, 4)
+
+
+def test_a_cfs2_model_trains_and_is_scored_on_cfs3_data(data_dir, tmp_path):
+    """model.cfs: a CFS3 dataset labels a CFS2 model through its sub-encoding; evaluate reads it the same way."""
+    config = load_config("train-demo", ["model.cfs=2", "fit.epochs=1", "model.decode_config=demo"],
+                         root=TrainingConfig)  # fmt: skip
+    result = train(data_dir / "cfs3.h5", tmp_path / "two.keras", config)
+    model, metadata = models.load_model(result.model_path)
+    assert metadata["cfs"] == 2 and model.output_shape[-1] == 3
+    assert metadata["simulation_config"] == load_config("demo").to_yaml()
+    report = evaluate(result.model_path, data_dir / "cfs3.h5", tmp_path / "report", training_config())
+    assert report.metrics["cnn"]["samples"] == len(metadata["split"]["test"])
+    summary = summarise_data(data_dir / "cfs3.h5", cfs=2)
+    with h5py.File(data_dir / "cfs3.h5") as file:
+        expected = file["encodings/achieved"][()][:, [0, 2, 3]]  # (0,1), (1,0), (1,1) among CFS3's vectors
+        for limit in (0, 100):  # streamed and in memory
+            labels = SampleReader(file, limit, summary.columns).read(np.arange(7))[1]
+            np.testing.assert_array_equal(labels, expected[:7])
+
+
+def test_copies_of_a_sample_fall_in_the_same_part_of_the_split():
+    from cfsx.training import split_by_seed
+
+    seeds = np.array([[s, 0] for s in range(50)] * 2, dtype=np.uint64)  # every sample twice (clean, corrupted)
+    split = split_by_seed(seeds, 0.2, 0.2, seed=3)
+    parts = [set(seeds[indices, 0].tolist()) for indices in (split.train, split.validation, split.test)]
+    assert parts[0].isdisjoint(parts[1]) and parts[0].isdisjoint(parts[2]) and parts[1].isdisjoint(parts[2])
+    assert len(split.test) == 20 and sorted(np.concatenate([split.train, split.validation, split.test])) == list(
+        range(100)
+    )
+    unique = np.array([[s, 0] for s in range(50)], dtype=np.uint64)
+    np.testing.assert_array_equal(split_by_seed(unique, 0.2, 0.2, 3).test, split_indices(50, 0.2, 0.2, 3).test)
