@@ -289,6 +289,40 @@ def simulate(
             _print_json(report)
 
 
+@app.command(
+    epilog=_examples(
+        ["cfsx corrupt cfs4.h5 -o cfs4-corrupted.h5", "cfsx train cfs4.h5 cfs4-corrupted.h5 -o cfs4.keras"]
+    )
+)
+def corrupt(
+    data: Annotated[Path, typer.Argument(help="Dataset (.h5) of cfsx simulate.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset of corrected copies to write (.h5).")],
+    seed: Annotated[int, typer.Option(help="Seed of the corruptions (image i draws from (seed, i)).")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Processes " + DEFAULT_WORKERS)] = None,
+) -> None:
+    """Copy a dataset with every image corrupted like a detector image (falloff, Bragg peaks, counting noise,
+    gaps, beamstop; each with probability 1/2) and then cleaned by cfsx correct: training data for images that
+    reach the CNN through correct."""
+    with _reported_errors():
+        from .corruption import corrupted_copy
+        from .outputs import claim_outputs
+        from .simulate import worker_count
+
+        with claim_outputs(files=[output], inputs=[data]), _progress_bar() as bar:
+            task = bar.add_task("corrupt", total=None, rate="")
+            started = time.perf_counter()
+            count = corrupted_copy(
+                data,
+                output,
+                seed,
+                worker_count(workers),
+                lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        console.print(
+            f"wrote {count} corrupted and corrected copies to {output} in {time.perf_counter() - started:.0f} s"
+        )
+
+
 @app.command(epilog=_examples(["cfsx merge part-*.h5 -o data.h5"]))
 def merge(
     shards: Annotated[list[Path], typer.Argument(help="Shard files written with --shard i/N.")],
