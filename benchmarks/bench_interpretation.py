@@ -63,9 +63,10 @@ def run(folder: Path, args) -> list[tuple[str, str, str]]:
 
     one_image()
     end_to_end = best_of(one_image)
-    command = [sys.executable, "-m", "cfsx", "interpret", str(folder / "model.keras"), str(folder / "detector.npy"),
-               "-o", str(folder / "cold"), "--origin", "280,220", "--pixels-per-rlu", "160,160",
-               "--correct-set", "bragg.method=lattice", "--correct-set", "mask.zeros=values"]  # fmt: skip
+    command = [sys.executable, "-m", "cfsx", "interpret", "--model", str(folder / "model.keras"),
+               str(folder / "detector.npy"), "-o", str(folder / "cold"), "--origin", "280,220",
+               "--pixels-per-rlu", "160,160", "--correct-set", "bragg.method=lattice",
+               "--correct-set", "mask.zeros=values"]  # fmt: skip
     started = time.perf_counter()
     finished = subprocess.run(command, capture_output=True, text=True, cwd=folder)  # not the source tree's cfsx
     if finished.returncode:

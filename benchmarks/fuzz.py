@@ -760,7 +760,7 @@ def draw_interpret_images(d: Drawer, keys) -> dict:
             images.append(d.make(f"in/a{number}.npy", "image", format="npy", array=d.array_recipe()))
         else:
             images.append(d.image_file(f"i{number}"))
-    return {"args": ["interpret", d.shared("model.keras"), *images, *_interpret_base(d)]}
+    return {"args": ["interpret", "--model", d.shared("model.keras"), *images, *_interpret_base(d)]}
 
 
 def draw_interpret_files(d: Drawer, keys) -> dict:
@@ -774,7 +774,7 @@ def draw_interpret_files(d: Drawer, keys) -> dict:
     else:
         source = d.shared({"data": "data.h5", "corrected": "corrected.h5", "store": "store.h5",
                            "cfs3": "data-cfs3.h5"}[kind])  # fmt: skip
-    args = ["interpret", model, source, *_interpret_base(d)]
+    args = ["interpret", "--model", model, source, *_interpret_base(d)]
     if d.chance(0.3):
         kind = d.pick(["new", "copy", "broken", "h5", "data", "dir"])
         if kind == "new":
@@ -795,9 +795,16 @@ def draw_interpret_files(d: Drawer, keys) -> dict:
 
 def draw_interpret_options(d: Drawer, keys) -> dict:
     source = d.valid_image() if d.chance(0.7) else d.shared(d.pick(["data.h5", "corrected.h5"]))
-    args = ["interpret", d.shared("model.keras"), source, "-o", d.output("r", directory=True, existing="interp")]
+    args = [
+        "interpret",
+        "--model",
+        d.shared("model.keras"),
+        source,
+        "-o",
+        d.output("r", directory=True, existing="interp"),
+    ]
     args += ["--replicates", d.pick(["-1", "0", "1", "2", "9223372036854775808", "x"]) if d.chance(0.3) else "1"]
-    args.append("--figures" if d.chance(0.1) else "--no-figures")
+    args += ["--figures", "out"] if d.chance(0.1) else ["--no-figures"]
     if d.chance(0.15):
         args += ["--refine", "--set", "refine.expected_iterations=5", "--set", "refine.decoded_iterations=1",
                  "--set", "refine.seeds=1"]  # fmt: skip
@@ -1483,8 +1490,8 @@ def setup_shared(worker: Worker, shared: Path) -> None:
          "encoding.cfs=3"],
         ["train", "data.h5", "-o", "model.keras", "--config", "train-demo", "--epochs", "1"],
         ["correct", "image.npy", "-o", "corrected.h5", "--set", "output.image_size=16"],
-        ["interpret", "model.keras", "image.npy", "-o", "interp", "--replicates", "1", "--no-figures", "--record",
-         "store.h5"],
+        ["interpret", "--model", "model.keras", "image.npy", "-o", "interp", "--replicates", "1", "--no-figures",
+         "--record", "store.h5"],
         ["evaluate", "model.keras", "data.h5", "-o", "report", "--config", "train-demo", "--resimulated", "2",
          "--workers", "1"],
     ]  # fmt: skip

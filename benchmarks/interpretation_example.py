@@ -65,8 +65,8 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
         raw = detector.corrupt(detector.render(lattice, 25), set(CORRUPTIONS), rng, 3.0)
         np.save(folder / f"image-{index:02d}.npy", raw.astype(np.float32))
     calibration = [f"--correct-set={item}" for item in detector.correction_overrides()]
-    seconds = cfsx("interpret", str(model), str(folder), "-o", str(work / "synthetic"), "--refine", *calibration,
-                   cwd=work)  # fmt: skip
+    seconds = cfsx("interpret", "--model", str(model), str(folder), "-o", str(work / "synthetic"), "--refine",
+                   *calibration, cwd=work)  # fmt: skip
     document = json.loads((work / "synthetic" / "results.json").read_text())
     with h5py.File(work / "synthetic" / "results.h5") as file:
         decoded, observed = file["decoded/images"][:, 0], file["observed"][()]
@@ -131,8 +131,8 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
 
 
 def zro2(model: Path, work: Path, docs: Path) -> str:
-    seconds = cfsx("interpret", str(model), str(REALDATA), "-o", str(work / "zro2"), "--refine", "--centre", "4,-2",
-                   "--correct-set", "mask.edge=2", cwd=work)  # fmt: skip
+    seconds = cfsx("interpret", "--model", str(model), str(REALDATA), "-o", str(work / "zro2"), "--refine",
+                   "--centre", "4,-2", "--correct-set", "mask.edge=2", cwd=work)  # fmt: skip
     document = json.loads((work / "zro2" / "results.json").read_text())
     record = document["images"][0]
     shutil.copy(work / "zro2" / record["figure"], docs / "interpretation" / "zro2.png")

@@ -336,18 +336,46 @@ def merge(
         console.print(f"merged {len(shards)} shards, {total} samples, into {output}")
 
 
-@app.command(epilog=_examples(["cfsx info cfs4.h5", "cfsx info cfs4.keras"]))
+@app.command(epilog=_examples(["cfsx models", "cfsx models --json"]))
+def models(json_: JsonFlag = False) -> None:
+    """List the built-in models: what they were trained on and how they score on the generalisation benchmark."""
+    with _reported_errors():
+        from .builtin import DEFAULT_MODEL, builtin_models
+
+        found = builtin_models()
+        if json_:
+            _print_json([{**vars(model), "path": model.path, "installed": model.path.is_file()} for model in found])
+        if not found:
+            console.print("no built-in models are installed (make models builds them)")
+            return
+        table = Table(title="built-in models (docs/models.md: their model card)")
+        for column in ("name", "CFS", "architecture", "trained on", "benchmark", "sha256"):
+            table.add_column(column)
+        for model in found:
+            figures = ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                                for key, value in model.benchmark.items())  # fmt: skip
+            name = model.name + (" (default)" if model.name == DEFAULT_MODEL else "")
+            name += "" if model.path.is_file() else " [not installed]"
+            table.add_row(name, str(model.cfs), model.architecture, model.trained_on, figures or "-", model.sha256[:12])
+        _result_console(json_).print(table)
+
+
+@app.command(epilog=_examples(["cfsx info cfs4.h5", "cfsx info cfs4.keras", "cfsx info general-cfs4"]))
 def info(
-    path: Annotated[Path, typer.Argument(help="A cfsx dataset (.h5) or model (.keras).")], json_: JsonFlag = False
+    path: Annotated[
+        Path, typer.Argument(help="A cfsx dataset (.h5), model (.keras) or built-in model's name (cfsx models).")
+    ],
+    json_: JsonFlag = False,
 ) -> None:
     """Describe a dataset (size, settings, label statistics, how well the targets were reached) or a model
     (encoding, grid, training data and run, hold-out metrics)."""
     with _reported_errors():
+        from .builtin import builtin_model
         from .dataset import describe, open_dataset
         from .encoding import vector_labels
 
         out = _result_console(json_)
-        if path.suffix.lower() == ".keras":
+        if path.suffix.lower() == ".keras" or (not path.exists() and builtin_model(str(path)) is not None):
             metadata = _describe_model(path, out)
             if json_:
                 _print_json({key: value for key, value in metadata.items() if key != "split"})
@@ -812,18 +840,22 @@ def correct(
 @app.command(
     epilog=_examples(
         [
-            "cfsx interpret cfs4.keras plane.tif -o plane/ --origin 1024,980 --pixels-per-rlu 160,160",
-            "cfsx interpret cfs4.keras corrected.h5 -o batch/ --replicates 0 --no-figures",
+            "cfsx interpret plane.tif -o plane/ --origin 1024,980 --pixels-per-rlu 160,160",
+            "cfsx interpret corrected.h5 -o batch/ --model general-cfs2 --replicates 0 --no-figures",
+            "cfsx interpret corrected.h5 -o mine/ --model my.keras",
         ]
     )
 )
 def interpret(
-    model: Annotated[Path, typer.Argument(help="Trained model (.keras) written by cfsx train.")],
     images: Annotated[
         list[str],
         typer.Argument(help="Raw images (as for cfsx correct) or .h5 files of cfsx correct or simulate; dirs, globs."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory: results.json, results.h5, figures.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="A built-in model's name (cfsx models) or a .keras file (default: general-cfs4)."),
+    ] = None,
     config: Annotated[str, typer.Option(help="Interpretation config: a YAML file or a built-in name.")] = "interpret",
     refine: Annotated[
         bool | None, typer.Option("--refine/--no-refine", help="Refine each encoding against its image.")
@@ -869,6 +901,11 @@ def interpret(
 
         if figures is not None and no_figures:
             raise _fail("--figures DIR and --no-figures contradict each other: give one of them", EXIT_USAGE)
+        if images[0].endswith(".keras") and len(images) > 1:  # the old form: cfsx interpret MODEL IMAGES...
+            model = _renamed("a first argument MODEL.keras", images[0], "--model", model)
+            images = images[1:]
+        from .builtin import DEFAULT_MODEL
+
         resolved = load_config(
             config,
             set_ or (),
@@ -891,7 +928,7 @@ def interpret(
                 bar.update(tasks[stage], completed=done, total=total)
 
             result = run_interpretation(
-                model, images, output, resolved, cleaning, mask_file=mask, record=record,
+                model or DEFAULT_MODEL, images, output, resolved, cleaning, mask_file=mask, record=record,
                 workers=processes, progress=progress, figure_dir=figures,
             )  # fmt: skip
         _print_interpretation(result.document, _result_console(json_))

@@ -26,7 +26,8 @@ import numpy as np
 import yaml
 
 from . import __version__
-from .config import Sections, _is_int, _require, config_from_yaml_text
+from .builtin import builtin_models, file_sha256, resolve_model
+from .config import Sections, _is_int, _is_number, _require, config_from_yaml_text
 from .correction import CorrectionConfig
 from .dataset import FORMAT
 from .encoding import named, sub_encoding, transpose_permutation, vector_labels
@@ -40,7 +41,7 @@ from .simulate import decode, sample_seeds
 log = logging.getLogger(__name__)
 
 RESULTS_FORMAT = "cfsx-interpretation"
-RESULTS_FORMAT_VERSION = 1
+RESULTS_FORMAT_VERSION = 2  # 2: model.sha256, model.builtin, config.decode.concentration
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 INDENTED_RESULTS = 256  # results.json of more images is written on one line
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -60,10 +61,16 @@ class InferenceConfig:
 class DecodeConfig:
     replicates: int = 4  # decoded structures per image, each with its own seed; 0: the CNN only
     seed: int = 0
+    # the concentration of the decoded (and refined) structures; null: the model's decoding config's
+    concentration: float | None = None
 
     def __post_init__(self) -> None:
         _require(_is_int(self.replicates) and self.replicates >= 0, "decode.replicates must be >= 0")
         _require(_is_int(self.seed) and self.seed >= 0, "decode.seed must be an integer >= 0")
+        _require(
+            self.concentration is None or (_is_number(self.concentration) and 0 < self.concentration < 1),
+            f"decode.concentration must be null or in (0, 1), got {self.concentration!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -289,6 +296,7 @@ def interpret(
     files = [spec.partition("::")[0] for spec in inputs if not any(char in spec for char in "*?[")]
     if figure_dir is not None and not Path(figure_dir).is_dir():
         raise DataError(f"figure directory {figure_dir} does not exist")
+    model_path = resolve_model(model_path)
     with claim_outputs(files=[record], directories=[output_dir], inputs=[model_path, *files]):
         return _interpret(model_path, inputs, Path(output_dir), config, correction, mask_file, record, workers,
                           progress, figure_dir)  # fmt: skip
@@ -311,6 +319,9 @@ def _interpret(
     clock = {"start": time.perf_counter()}
     model, metadata = load_model(model_path)
     simulation = config_from_yaml_text(metadata["simulation_config"])
+    if config.decode.concentration is not None:  # the user knows the composition
+        lattice = dataclasses.replace(simulation.lattice, concentration=config.decode.concentration)
+        simulation = dataclasses.replace(simulation, lattice=lattice)
     vectors = np.asarray(metadata["vectors"])
     labels = vector_labels(vectors)
     if record is not None:
@@ -508,6 +519,8 @@ def _document(model_path, metadata, config, observed: Observed, labels, estimate
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {
             "path": str(model_path),
+            "sha256": file_sha256(model_path),
+            "builtin": next((m.name for m in builtin_models() if m.path.resolve() == Path(model_path).resolve()), None),
             "cfs": int(metadata["cfs"]),
             "architecture": metadata["training"]["config"]["model"]["architecture"],
             "image_size": int(metadata["image_size"]),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._tensorflow import keras, layers, ops
+from .builtin import resolve_model
 from .config import ARCHITECTURES
 from .errors import DataError
 from .outputs import atomic_path, existing_input
@@ -140,8 +141,8 @@ NESTED_METADATA = (
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The cfsx metadata of a saved model, without loading TensorFlow weights."""
-    path = existing_input(path, "model file")
+    """The cfsx metadata of a saved model (a path or a built-in model's name), without loading TensorFlow weights."""
+    path = existing_input(resolve_model(path), "model file")
     try:
         with zipfile.ZipFile(path) as archive:
             document = json.loads(archive.read(METADATA_ENTRY))
@@ -168,7 +169,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
-    """The model (loaded in Keras' safe mode) and its metadata, checked against each other."""
+    """The model (a path or a built-in model's name; loaded in Keras' safe mode) and its metadata, checked
+    against each other."""
+    path = resolve_model(path)
     metadata = read_metadata(path)
     try:
         with _quiet():

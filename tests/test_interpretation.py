@@ -1,6 +1,7 @@
 """cfsx interpret: recovered encodings, decoded images against the intrinsic floor, the results' schema,
 figures, refinement, uncertainty, the knowledge store and fine-tuning, and bad input."""
 
+import hashlib
 import json
 import re
 import subprocess
@@ -190,9 +191,9 @@ def test_a_raw_detector_image_is_corrected_and_interpreted(setup, tmp_path):
     np.save(tmp_path / "detector.npy", raw)
     result = runner.invoke(
         app,
-        ["interpret", str(setup / "model.keras"), str(tmp_path / "detector.npy"), "-o", str(tmp_path / "raw"),
-         "--origin", "70,60", "--pixels-per-rlu", "48,48", "--correct-set", "bragg.method=lattice",
-         "--correct-set", "mask.zeros=values", "--workers", "1"],
+        ["interpret", "--model", str(setup / "model.keras"), str(tmp_path / "detector.npy"),
+         "-o", str(tmp_path / "raw"), "--origin", "70,60", "--pixels-per-rlu", "48,48",
+         "--correct-set", "bragg.method=lattice", "--correct-set", "mask.zeros=values", "--workers", "1"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     document = json.loads((tmp_path / "raw" / "results.json").read_text())
@@ -217,7 +218,7 @@ def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
     with h5py.File(other, "w") as file:
         file.attrs.update(format="cfsx-dataset", format_version=1, kind="store", cfs=3, config="x")
         file["images"] = np.ones((1, 32, 32), np.float32)
-    refused = runner.invoke(app, ["interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o",
+    refused = runner.invoke(app, ["interpret", "--model", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o",
                                   str(tmp_path / "refused"), "--record", str(other)])  # fmt: skip
     assert refused.exit_code != 0 and "holds other data" in refused.output and not (tmp_path / "refused").exists()
     config = load_config("train-demo", root=TrainingConfig, **{"fit.epochs": 2})
@@ -244,7 +245,9 @@ def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
 )
 def test_bad_input_gives_one_clear_line(setup, tmp_path, make_input, message):
     path = make_input(tmp_path)
-    result = runner.invoke(app, ["interpret", str(setup / "model.keras"), str(path), "-o", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["interpret", "--model", str(setup / "model.keras"), str(path), "-o", str(tmp_path / "out")]
+    )
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -253,7 +256,9 @@ def test_bad_input_gives_one_clear_line(setup, tmp_path, make_input, message):
 
 def test_a_file_that_is_not_a_model_is_refused(setup, tmp_path):
     (tmp_path / "fake.keras").write_text("nothing")
-    result = runner.invoke(app, ["interpret", str(tmp_path / "fake.keras"), str(setup / "unseen.h5"), "-o", "x"])
+    result = runner.invoke(
+        app, ["interpret", "--model", str(tmp_path / "fake.keras"), str(setup / "unseen.h5"), "-o", "x"]
+    )
     assert result.exit_code != 0 and "not a cfsx model" in result.output
 
 
@@ -302,7 +307,7 @@ def test_cnn_only_interpretation_skips_decoding(setup, tmp_path):
     assert (tmp_path / "cnn" / record["figure"]).exists()
     with h5py.File(tmp_path / "cnn" / "results.h5") as file:
         assert "decoded" not in file and file["encodings/cnn"].shape == (12, 3)
-    refused = runner.invoke(app, ["interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o",
+    refused = runner.invoke(app, ["interpret", "--model", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o",
                                   str(tmp_path / "x"), "--replicates", "0", "--refine"])  # fmt: skip
     assert refused.exit_code != 0 and "refinement needs decoding" in refused.output
 
@@ -350,15 +355,24 @@ def test_json_records_of_train_evaluate_and_interpret(setup, tmp_path):
     evaluated = run("evaluate", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o", str(tmp_path / "report"),
                     "--workers", "1", "--resimulated", "2")  # fmt: skip
     assert evaluated["metrics"]["cnn"]["samples"] > 0
-    interpreted = run("interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o", str(tmp_path / "out"),
-                      "--workers", "1", "--replicates", "1", "--no-figures")  # fmt: skip
+    interpreted = run("interpret", "--model", str(setup / "model.keras"), str(setup / "unseen.h5"),
+                      "-o", str(tmp_path / "out"), "--workers", "1", "--replicates", "1", "--no-figures")  # fmt: skip
     assert interpreted["summary"]["images"] == 12 and interpreted == json.loads(
         (tmp_path / "out/results.json").read_text()
     )
 
 
 def test_interpret_writes_figures_where_asked_or_none(setup, tmp_path):
-    base = ["interpret", str(setup / "model.keras"), str(setup / "unseen.h5"), "--workers", "1", "--replicates", "1"]
+    base = [
+        "interpret",
+        "--model",
+        str(setup / "model.keras"),
+        str(setup / "unseen.h5"),
+        "--workers",
+        "1",
+        "--replicates",
+        "1",
+    ]
     (tmp_path / "figs").mkdir()
     elsewhere = runner.invoke(app, [*base, "-o", str(tmp_path / "a"), "--figures", str(tmp_path / "figs")])
     assert elsewhere.exit_code == 0, elsewhere.output
@@ -372,3 +386,19 @@ def test_interpret_writes_figures_where_asked_or_none(setup, tmp_path):
     assert both.exit_code == 2 and "contradict" in both.output
     missing = runner.invoke(app, [*base, "-o", str(tmp_path / "d"), "--figures", str(tmp_path / "nowhere")])
     assert missing.exit_code == 3 and "does not exist" in missing.output and not (tmp_path / "d").exists()
+
+
+def test_the_old_form_with_the_model_first_still_works_with_a_notice(setup, tmp_path):
+    model, images = str(setup / "model.keras"), str(setup / "unseen.h5")
+    old = runner.invoke(
+        app, ["interpret", model, images, "-o", str(tmp_path / "a"), "--replicates", "0", "--no-figures"]
+    )
+    assert old.exit_code == 0, old.output
+    assert "note: a first argument MODEL.keras is deprecated" in old.output and "use --model" in old.output
+    document = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert document["model"]["path"] == str(setup / "model.keras") and document["model"]["builtin"] is None
+    assert document["model"]["sha256"] == hashlib.sha256((setup / "model.keras").read_bytes()).hexdigest()
+    both = runner.invoke(app, ["interpret", model, images, "-o", str(tmp_path / "b"), "--model", model])
+    assert both.exit_code == 2 and "give one of them" in both.output
+    unknown = runner.invoke(app, ["interpret", str(setup / "unseen.h5"), "-o", str(tmp_path / "c"), "--model", "nope"])
+    assert unknown.exit_code == 3 and "no model file or built-in model named 'nope'" in unknown.output

@@ -175,7 +175,7 @@ def test_correct_train_and_interpret_refuse_an_output_that_is_an_input(shards, t
     commands = [
         ["correct", f"{detector}::/data", "-o", str(detector)],
         ["train", str(store), "--init", str(model), "-o", str(model)],
-        ["interpret", str(model), str(store), "-o", str(tmp_path / "out"), "--record", str(store)],
+        ["interpret", "--model", str(model), str(store), "-o", str(tmp_path / "out"), "--record", str(store)],
     ]
     for command in commands:
         before = {path: digest(path) for path in (detector, model, store)}
@@ -346,7 +346,7 @@ def test_a_model_whose_outputs_disagree_with_its_encoding_is_refused_when_loaded
     model = _model(tmp_path / "five.keras", outputs=5)
     with pytest.raises(DataError, match=r"\(5,\) outputs, its metadata says CFS2 \(3 components\)"):
         models.load_model(model)
-    interpreted = runner.invoke(app, ["interpret", str(model), str(image_file), "-o", str(tmp_path / "out")])
+    interpreted = runner.invoke(app, ["interpret", "--model", str(model), str(image_file), "-o", str(tmp_path / "out")])
     one_line_error(interpreted, EXIT_BAD_INPUT, "five.keras", "5,")
     evaluated = runner.invoke(app, ["evaluate", str(model), str(shards / "s0.h5"), "-o", str(tmp_path / "rep")])
     one_line_error(evaluated, EXIT_BAD_INPUT, "five.keras", "5,")
@@ -372,7 +372,7 @@ def test_a_tampered_model_is_refused_in_one_line_without_running_code(tmp_path, 
     with zipfile.ZipFile(tampered, "w") as archive:
         for name, content in entries.items():
             archive.writestr(name, content)
-    result = runner.invoke(app, ["interpret", str(tampered), str(image_file), "-o", str(tmp_path / "out")])
+    result = runner.invoke(app, ["interpret", "--model", str(tampered), str(image_file), "-o", str(tmp_path / "out")])
     one_line_error(result, EXIT_BAD_INPUT, "cannot load the model")
     assert not marker.exists() and not (tmp_path / "out").exists()
 
@@ -498,13 +498,15 @@ def test_fuzz_findings_in_configs_outputs_and_stores_are_one_line(shards, tmp_pa
     deep = tmp_path / "deep.yaml"
     deep.write_text("lattice:\n  size: " + "[" * 20000 + "]" * 20000 + "\n")
     one_line_error(runner.invoke(app, ["simulate", str(deep), "-o", str(tmp_path / "x.h5")]), EXIT_BAD_INPUT, "deep")
-    nameless = runner.invoke(app, ["interpret", str(_model(tmp_path / "m.keras", 3)), str(image_file), "-o", ""])
+    nameless = runner.invoke(
+        app, ["interpret", "--model", str(_model(tmp_path / "m.keras", 3)), str(image_file), "-o", ""]
+    )
     one_line_error(nameless, EXIT_OUTPUT, "no name of its own")
     store = _edited_copy(shards / "s0.h5", tmp_path / "store.h5", lambda file: None)
     with h5py.File(store, "a") as file:
         file.attrs["kind"] = "store"
     model = tmp_path / "m.keras"
-    result = runner.invoke(app, ["interpret", str(model), str(image_file), "-o", str(tmp_path / "out"),
+    result = runner.invoke(app, ["interpret", "--model", str(model), str(image_file), "-o", str(tmp_path / "out"),
                                  "--record", str(store), "--replicates", "1", "--no-figures"])  # fmt: skip
     assert result.exit_code == EXIT_BAD_INPUT and "Traceback" not in result.output, result.output
     assert not (tmp_path / "out").exists()
@@ -538,5 +540,5 @@ def test_info_describes_a_file_without_labels_and_models_need_numeric_grids(shar
     assert result.exit_code == 0 and "no labels" in result.output, result.output
     metadata = {**_metadata(), "h_max": ""}
     model = models.save_model(models.build_model("small", 16, 3), metadata, tmp_path / "h.keras")
-    interpreted = runner.invoke(app, ["interpret", str(model), str(image_file), "-o", str(tmp_path / "out")])
+    interpreted = runner.invoke(app, ["interpret", "--model", str(model), str(image_file), "-o", str(tmp_path / "out")])
     one_line_error(interpreted, EXIT_BAD_INPUT, "h_max = ''")

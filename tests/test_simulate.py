@@ -247,7 +247,8 @@ def test_version_option():
 
 
 @pytest.mark.parametrize(
-    "command", ["simulate", "corrupt", "merge", "info", "train", "evaluate", "correct", "interpret", "config show"]
+    "command",
+    ["simulate", "corrupt", "merge", "info", "models", "train", "evaluate", "correct", "interpret", "config show"],
 )
 def test_every_command_has_examples_in_its_help(command):
     result = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "300"})

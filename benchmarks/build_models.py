@@ -1,0 +1,158 @@
+"""make models: build one built-in general model from scratch with cfsx's own commands.
+
+For ``--cfs N``: simulate every setting of configs/general-*.yaml (``cfsx simulate --resume``),
+make its corrupted-and-corrected copy (``cfsx corrupt``), train ``general-cfsN`` on all of them
+(``cfsx train --config train-general --set model.cfs=N --resume``), score it on the
+generalisation benchmark (benchmarks/generalisation.py) and install it into cfsx/builtin/ with its
+entry in cfsx/builtin/models.json (sha256, recipe, benchmark figures).
+
+Every step is skipped when its output is complete, and a killed run continues where it stopped
+(the simulations and the training resume from their checkpoints), so the whole job may span several
+runs. The recipe is a hash of every config that shapes the model (the settings, the corruptions,
+the correction, the training); a model installed from the same recipe is not built again. Same
+recipe, same seeds: the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORRUPTION_SEED = 15
+TRAINING_CONFIG = "train-general"
+
+
+def settings() -> list[str]:
+    return sorted(path.stem.removeprefix("general-") for path in (ROOT / "configs").glob("general-*.yaml"))
+
+
+def recipe(cfs: int) -> str:
+    """sha256 of everything that shapes the model: the resolved configs and the corruption settings."""
+    from cfsx import corruption
+    from cfsx.config import TrainingConfig, load_config
+    from cfsx.correction import CorrectionConfig
+
+    parts = [load_config(f"general-{name}").to_yaml() for name in settings()]
+    parts.append(
+        json.dumps({"seed": CORRUPTION_SEED, "probability": corruption.PROBABILITY, "ranges": corruption.RANGES})
+    )
+    parts.append(load_config("correct", root=CorrectionConfig).to_yaml())
+    parts.append(load_config(TRAINING_CONFIG, [f"model.cfs={cfs}"], root=TrainingConfig).to_yaml())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def cfsx(*arguments: str, log: Path) -> float:
+    """Run a cfsx command (this interpreter's), its output appended to ``log``; return its wall time."""
+    command = [sys.executable, "-m", "cfsx", *arguments]
+    print("$ cfsx", " ".join(arguments), flush=True)
+    started = time.perf_counter()
+    with log.open("a") as stream:
+        stream.write("$ cfsx " + " ".join(arguments) + "\n")
+        stream.flush()
+        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=log.parent)
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): cfsx {' '.join(arguments)}; see {log}")
+    return time.perf_counter() - started
+
+
+def benchmark_figures(results: Path, cfs: int) -> dict[str, float]:
+    """The model's headline figures from benchmarks/generalisation.py's results.json (means over the groups)."""
+    rows = [row for row in json.loads(results.read_text())["rows"] if row["method"] == f"CNN-CFS{cfs}"]
+
+    def mean_mae(**match) -> float:
+        chosen = [row["mae"] for row in rows if all(row[key] == value for key, value in match.items())]
+        return float(sum(chosen) / len(chosen)) if chosen else float("nan")
+
+    return {
+        "clean MAE": mean_mae(image="clean"),
+        "all-origins MAE": mean_mae(image="all-origins"),
+        "corrected, level 2 MAE": mean_mae(treatment="corrected", level=2),
+    }
+
+
+def main() -> int:
+    from cfsx.builtin import BUILTIN_DIR, BuiltinModel, builtin_model, file_sha256, register
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cfs", type=int, required=True, choices=(2, 3, 4))
+    parser.add_argument("--work", type=Path, default=ROOT / "model-work", help="data, runs and logs")
+    parser.add_argument("--no-benchmark", dest="benchmark", action="store_false", help="install without scoring")
+    args = parser.parse_args()
+    name = f"general-cfs{args.cfs}"
+    wanted = recipe(args.cfs)
+    installed = builtin_model(name)
+    if installed is not None and installed.recipe == wanted and installed.path.is_file():
+        print(f"{name} is up to date (recipe {wanted[:12]}): nothing to do")
+        return 0
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / f"{name}.log"
+    times_path = work / "times.json"
+    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+
+    data, copies = [], []
+    for setting in settings():
+        clean, copy = work / f"general-{setting}.h5", work / f"general-{setting}-corrupted.h5"
+        if not clean.exists():
+            times[f"simulate {setting}"] = cfsx("simulate", f"general-{setting}", "-o", str(clean), "--resume", log=log)
+        if not copy.exists():
+            times[f"corrupt {setting}"] = cfsx("corrupt", str(clean), "-o", str(copy), "--seed", str(CORRUPTION_SEED),
+                                               log=log)  # fmt: skip
+        times_path.write_text(json.dumps(times, indent=1))
+        data.append(str(clean))
+        copies.append(str(copy))
+
+    model, stamp = work / f"{name}.keras", work / f"{name}.recipe"
+    if (
+        model.exists()
+        and (not stamp.exists() or stamp.read_text() != wanted)
+        and not model.with_name(model.name + ".parts").exists()
+    ):
+        model.unlink()  # made from another recipe
+    if not model.exists() or model.with_name(model.name + ".parts").exists():
+        stamp.write_text(wanted)
+        times[f"train {name}"] = times.get(f"train {name}", 0.0) + cfsx(
+            "train", *data, *copies, "-o", str(model), "--config", TRAINING_CONFIG, "--set", f"model.cfs={args.cfs}",
+            "--resume", log=log,
+        )  # fmt: skip
+        times_path.write_text(json.dumps(times, indent=1))
+
+    figures: dict[str, float] = {}
+    if args.benchmark:
+        bench = work / f"benchmark-{name}"
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generalisation.py"), "--model", str(model),
+                        "--work", str(bench), "--output", str(bench / "generalisation.md"), "--figures", str(bench),
+                        "--refine-cases", "0", "--rule-cases", "0"], check=True, cwd=ROOT)  # fmt: skip
+        times[f"benchmark {name}"] = time.perf_counter() - started
+        figures = benchmark_figures(bench / "results.json", args.cfs)
+
+    BUILTIN_DIR.mkdir(exist_ok=True)
+    target = BUILTIN_DIR / f"{name}.keras"
+    shutil.copyfile(model, target)
+    register(BuiltinModel(
+        name=name, file=target.name, sha256=file_sha256(target), cfs=args.cfs,
+        architecture=_architecture(model), recipe=wanted,
+        trained_on=f"{len(data)} settings of configs/general-*.yaml with their corrupted-and-corrected copies",
+        benchmark=figures,
+    ))  # fmt: skip
+    times_path.write_text(json.dumps(times, indent=1))
+    print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) and its entry in cfsx/builtin/models.json")
+    return 0
+
+
+def _architecture(model: Path) -> str:
+    from cfsx.models import read_metadata
+
+    return read_metadata(model)["training"]["config"]["model"]["architecture"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
