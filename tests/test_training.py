@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -323,3 +324,29 @@ def test_copies_of_a_sample_fall_in_the_same_part_of_the_split():
     )
     unique = np.array([[s, 0] for s in range(50)], dtype=np.uint64)
     np.testing.assert_array_equal(split_by_seed(unique, 0.2, 0.2, 3).test, split_indices(50, 0.2, 0.2, 3).test)
+
+
+def test_training_on_several_lot_sizes_generalises_to_an_unseen_lot_size(tmp_path):
+    """The reason the general models learn from a family of settings: a small CNN trained on lot sizes 3, 8
+    and 24 reads images of lot size 4 (never seen) better than the same CNN trained as long on lot size 24 only
+    (whose Fejer window it then misreads as weaker order)."""
+    from cfsx.training import predict
+
+    def data(name: str, lot_size: int, samples: int, seed: int) -> Path:
+        config = load_config("general-n32-l16-k8", ["encoding.cfs=2", "lattice.size=24", "diffraction.image_size=16",
+                                                    "diffraction.n_lots=all", f"diffraction.lot_size={lot_size}",
+                                                    f"run.samples={samples}", f"run.seed={seed}"])  # fmt: skip
+        simulate(config, tmp_path / f"{name}.h5", workers=1)
+        return tmp_path / f"{name}.h5"
+
+    several = [data(f"l{lot}", lot, 160, seed) for lot, seed in ((3, 1), (8, 2), (24, 3))]
+    single = data("single", 24, 480, 4)
+    unseen = data("unseen", 4, 120, 5)
+    config = training_config(epochs=12, batch_size=32)  # also holds with fit.seed 1 and 2
+    scores = {}
+    for name, files in (("several", several), ("single", [single])):
+        model = models.load_model(train(files, tmp_path / f"{name}.keras", config).model_path)[0]
+        with h5py.File(unseen) as file:
+            predicted = predict(model, file["images"][()])
+            scores[name] = float(np.abs(predicted - file["encodings/achieved"][()]).mean())
+    assert scores["several"] < 0.8 * scores["single"], scores
