@@ -579,7 +579,9 @@ def train(
         Path | None, typer.Option(help="Start from this model's weights and architecture (fine-tuning).")
     ] = None,
     config: Annotated[str, typer.Option(help="Training config: a YAML file or a built-in name.")] = "train",
-    arch: Annotated[str | None, typer.Option("--arch", help="small, wide or large (model.architecture).")] = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="small, wide, large or hybrid (model.architecture).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (fit.epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (fit.batch_size).")] = None,
     val_split: Annotated[float | None, typer.Option(help="Validation fraction (fit.validation_split).")] = None,

@@ -19,7 +19,7 @@ import yaml
 from .errors import ConfigError
 
 BUILTIN_CONFIGS = Path(__file__).parent / "configs"
-ARCHITECTURES = ("small", "wide", "large")  # models.build_model builds each
+ARCHITECTURES = ("small", "wide", "large", "hybrid")  # models.build_model builds each
 
 
 def _require(condition: bool, message: str) -> None:
@@ -281,7 +281,9 @@ class SimulationConfig(Sections):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: str = "small"  # small: plain conv/pool stack; wide: the same, twice the filters; large: residual
+    # small: plain conv/pool stack; wide: the same, twice the filters; large: residual; hybrid: the least squares
+    # (a fixed layer) plus the small CNN's learned correction of it
+    architecture: str = "small"
     cfs: int | None = None  # predict this CFS's sub-encoding of the data's labels (null: the data's own CFS)
     # the simulation config (name or path) the model records for decoding its encodings in interpret;
     # null: the first data file's. For models trained on a family of settings.

@@ -46,6 +46,30 @@ class RelativeLogIntensity(keras.layers.Layer):
         return {**super().get_config(), "floor": self.floor}
 
 
+@keras.saving.register_keras_serializable(package="cfsx")
+class WarrenCowleyEstimate(keras.layers.Layer):
+    """The classical least squares (cfsx.inversion, no lot window) as a fixed layer: alpha = g(v) / g(0), each g
+    a fixed linear map of the image. Rebuilt from its config (vectors, grid) when loaded: no weights are stored."""
+
+    def __init__(self, vectors: list, image_size: int, h_max: float, **kwargs: Any) -> None:
+        from .inversion import NO_WINDOW, WarrenCowleyInversion
+
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
+        self.vectors, self.image_size, self.h_max = [list(map(int, v)) for v in vectors], int(image_size), float(h_max)
+        solve = WarrenCowleyInversion(self.vectors, self.image_size, self.h_max, NO_WINDOW)._solve
+        self.solve = ops.convert_to_tensor(solve.T.astype("float32"))  # (M*M, 1 + D)
+
+    def call(self, images):
+        flat = ops.reshape(images, (-1, self.image_size * self.image_size))
+        flat = flat / ops.maximum(ops.mean(flat, axis=1, keepdims=True), 1e-30)  # scale-free, as the CNN's input
+        fitted = ops.matmul(flat, self.solve)
+        return ops.clip(fitted[:, 1:] / ops.maximum(fitted[:, :1], 1e-6), -1.0, 1.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "vectors": self.vectors, "image_size": self.image_size, "h_max": self.h_max}
+
+
 def _small_body(features, n_outputs: int, width: int = 1):
     """Plain convolution/pooling stack with Keras default initialisation and a dense head (``width``: filter
     and unit multiplier; 2 is the wide model)."""
@@ -85,8 +109,23 @@ def _large_body(features, n_outputs: int):
     return layers.Dense(n_outputs, name="encoding")(features)
 
 
-def build_model(architecture: str, image_size: int, n_outputs: int) -> keras.Model:
-    """An uncompiled model: (batch, M, M) intensities -> (batch, D) correlations."""
+def _hybrid(images, features, vectors: list, image_size: int, h_max: float):
+    """The Warren-Cowley least squares plus the small CNN's correction of it (zero at the start)."""
+    estimate = WarrenCowleyEstimate(vectors, image_size, h_max, name="least_squares")(images)
+    for filters in (16, 32, 64, 64):
+        features = layers.Conv2D(filters, 3, padding="same", activation="relu")(features)
+        features = layers.MaxPooling2D(2)(features)
+    features = layers.Concatenate()([layers.Flatten()(features), estimate])
+    features = layers.Dense(128, activation="relu")(features)
+    correction = layers.Dense(len(vectors), kernel_initializer="zeros", name="correction")(features)
+    return layers.Add(name="encoding")([estimate, correction])
+
+
+def build_model(
+    architecture: str, image_size: int, n_outputs: int, vectors: list | None = None, h_max: float = 1.0
+) -> keras.Model:
+    """An uncompiled model: (batch, M, M) intensities -> (batch, D) correlations (``hybrid`` needs the
+    encoding's ``vectors`` and the grid's ``h_max``)."""
     if architecture not in ARCHITECTURES:
         raise DataError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     images = keras.Input(shape=(image_size, image_size), name="image")
@@ -94,6 +133,10 @@ def build_model(architecture: str, image_size: int, n_outputs: int) -> keras.Mod
     features = layers.Reshape((image_size, image_size, 1))(features)
     if architecture == "large":
         outputs = _large_body(features, n_outputs)
+    elif architecture == "hybrid":
+        if vectors is None or len(vectors) != n_outputs:
+            raise DataError("the hybrid architecture needs the encoding's vectors")
+        outputs = _hybrid(images, features, [list(map(int, v)) for v in vectors], image_size, h_max)
     else:
         outputs = _small_body(features, n_outputs, width=2 if architecture == "wide" else 1)
     return keras.Model(images, outputs, name=f"cfsx_{architecture}")

@@ -502,7 +502,8 @@ def _train(
     strategy = distribution_strategy(fit.strategy)
     with strategy.scope():
         if init is None:
-            model = models.build_model(config.model.architecture, summary.image_size, summary.n_components)
+            model = models.build_model(config.model.architecture, summary.image_size, summary.n_components,
+                                       cfs_vectors(summary.cfs).tolist(), summary.h_max)  # fmt: skip
         else:
             model = models.load_model(init)[0]
         model.compile(

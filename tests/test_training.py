@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cfsx import engine, metrics, models
+from cfsx._tensorflow import keras
 from cfsx.cli import app
 from cfsx.config import TrainingConfig, load_config
 from cfsx.encoding import cfs_vectors, transpose_permutation
@@ -69,9 +70,9 @@ def test_saved_model_keeps_metadata_and_outputs(trained, data_dir):
         assert not any(name.endswith((".pkl", ".pickle")) for name in archive.namelist())
 
 
-@pytest.mark.parametrize("architecture", ["small", "large"])
+@pytest.mark.parametrize("architecture", ["small", "wide", "large", "hybrid"])
 def test_output_does_not_change_with_the_image_scale(architecture):
-    model = models.build_model(architecture, 32, 3)
+    model = models.build_model(architecture, 32, 3, cfs_vectors(2).tolist(), 1.0)
     images = np.random.default_rng(0).gamma(2.0, 0.1, size=(4, 32, 32)).astype(np.float32)
     reference = np.asarray(model.predict_on_batch(images))
     for factor in (1e-4, 0.37, 3.0, 1e5):
@@ -350,3 +351,19 @@ def test_training_on_several_lot_sizes_generalises_to_an_unseen_lot_size(tmp_pat
             predicted = predict(model, file["images"][()])
             scores[name] = float(np.abs(predicted - file["encodings/achieved"][()]).mean())
     assert scores["several"] < 0.8 * scores["single"], scores
+
+
+def test_the_hybrid_model_starts_as_the_least_squares_and_loads_in_safe_mode(tmp_path, small_run):
+    """hybrid = the Warren-Cowley least squares (a fixed layer, no lot window) + a correction initialised to zero."""
+    from cfsx.inversion import NO_WINDOW
+
+    simulate(small_run(3, 6), tmp_path / "d.h5", workers=1)
+    with h5py.File(tmp_path / "d.h5") as file:
+        images = file["images"][()]
+    model = models.build_model("hybrid", 32, 8, cfs_vectors(3).tolist(), 1.0)
+    classical = WarrenCowleyInversion(cfs_vectors(3), 32, 1.0, NO_WINDOW)(images)
+    np.testing.assert_allclose(model.predict_on_batch(images), classical, atol=1e-5)
+    model.save(tmp_path / "h.keras")
+    again = keras.models.load_model(tmp_path / "h.keras", safe_mode=True, compile=False)
+    np.testing.assert_array_equal(again.predict_on_batch(images), model.predict_on_batch(images))
+    assert not any(layer.trainable_weights for layer in model.layers if layer.name == "least_squares")
