@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BUILTIN_DIR = ROOT / "cfsx" / "builtin"
 CORRUPTION_SEED = 15
 TRAINING_CONFIG = "train-general"
 
@@ -78,7 +79,7 @@ def benchmark_figures(results: Path, cfs: int) -> dict[str, float]:
 
 
 def main() -> int:
-    from cfsx.builtin import BUILTIN_DIR, BuiltinModel, builtin_model, file_sha256, register
+    from cfsx.builtin import BuiltinModel, builtin_model, file_sha256, register
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cfs", type=int, required=True, choices=(2, 3, 4))
@@ -87,8 +88,8 @@ def main() -> int:
     args = parser.parse_args()
     name = f"general-cfs{args.cfs}"
     wanted = recipe(args.cfs)
-    installed = builtin_model(name)
-    if installed is not None and installed.recipe == wanted and installed.path.is_file():
+    installed = builtin_model(name, BUILTIN_DIR)
+    if installed is not None and installed.recipe == wanted and (BUILTIN_DIR / installed.file).is_file():
         print(f"{name} is up to date (recipe {wanted[:12]}): nothing to do")
         return 0
     work = args.work.resolve()
@@ -134,7 +135,7 @@ def main() -> int:
         times[f"benchmark {name}"] = time.perf_counter() - started
         figures = benchmark_figures(bench / "results.json", args.cfs)
 
-    BUILTIN_DIR.mkdir(exist_ok=True)
+    BUILTIN_DIR.mkdir(exist_ok=True)  # the source tree's: meson installs it with the package
     target = BUILTIN_DIR / f"{name}.keras"
     shutil.copyfile(model, target)
     register(BuiltinModel(
@@ -142,7 +143,7 @@ def main() -> int:
         architecture=_architecture(model), recipe=wanted,
         trained_on=f"{len(data)} settings of configs/general-*.yaml with their corrupted-and-corrected copies",
         benchmark=figures,
-    ))  # fmt: skip
+    ), BUILTIN_DIR)  # fmt: skip
     times_path.write_text(json.dumps(times, indent=1))
     print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) and its entry in cfsx/builtin/models.json")
     return 0

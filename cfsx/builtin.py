@@ -40,19 +40,20 @@ class BuiltinModel:
         return BUILTIN_DIR / self.file
 
 
-def builtin_models() -> list[BuiltinModel]:
+def builtin_models(directory: Path = BUILTIN_DIR) -> list[BuiltinModel]:
     """Every model of the registry (none when cfsx was installed without them)."""
-    if not REGISTRY.is_file():
+    registry = directory / REGISTRY.name
+    if not registry.is_file():
         return []
     try:
-        entries = json.loads(REGISTRY.read_text())
+        entries = json.loads(registry.read_text())
         return [BuiltinModel(name=name, **entry) for name, entry in entries.items()]
     except (ValueError, TypeError) as error:
-        raise DataError(f"the built-in model registry {REGISTRY} is damaged ({error}); reinstall cfsx") from None
+        raise DataError(f"the built-in model registry {registry} is damaged ({error}); reinstall cfsx") from None
 
 
-def builtin_model(name: str) -> BuiltinModel | None:
-    return next((model for model in builtin_models() if model.name == name), None)
+def builtin_model(name: str, directory: Path = BUILTIN_DIR) -> BuiltinModel | None:
+    return next((model for model in builtin_models(directory) if model.name == name), None)
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
@@ -77,9 +78,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def register(model: BuiltinModel) -> None:
-    """Add or replace ``model`` in the registry (make models)."""
-    entries = json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {}
-    entry = {key: value for key, value in model.__dict__.items() if key != "name"}
-    entries[model.name] = entry
-    REGISTRY.write_text(json.dumps(dict(sorted(entries.items())), indent=1) + "\n")
+def register(model: BuiltinModel, directory: Path = BUILTIN_DIR) -> None:
+    """Add or replace ``model`` in the registry of ``directory`` (make models: the source tree's cfsx/builtin)."""
+    registry = directory / REGISTRY.name
+    entries = json.loads(registry.read_text()) if registry.is_file() else {}
+    entries[model.name] = {key: value for key, value in model.__dict__.items() if key != "name"}
+    registry.write_text(json.dumps(dict(sorted(entries.items())), indent=1) + "\n")
