@@ -79,7 +79,7 @@ def benchmark_figures(results: Path, cfs: int) -> dict[str, float]:
 
 
 def main() -> int:
-    from cfsx.builtin import BuiltinModel, builtin_model, file_sha256, register
+    from cfsx.builtin import BuiltinModel, builtin_model, check_mae, file_sha256, register
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cfs", type=int, required=True, choices=(2, 3, 4))
@@ -142,7 +142,7 @@ def main() -> int:
         name=name, file=target.name, sha256=file_sha256(target), cfs=args.cfs,
         architecture=_architecture(model), recipe=wanted,
         trained_on=f"{len(data)} settings of configs/general-*.yaml with their corrupted-and-corrected copies",
-        benchmark=figures,
+        benchmark=figures, check_mae=check_mae(target),
     ), BUILTIN_DIR)  # fmt: skip
     times_path.write_text(json.dumps(times, indent=1))
     print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) and its entry in cfsx/builtin/models.json")

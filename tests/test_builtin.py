@@ -1,0 +1,68 @@
+"""The built-in general models: shipped with the package, loaded by name in safe mode, true to their card."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cfsx.builtin import (
+    CHECK_TOLERANCE,
+    DEFAULT_MODEL,
+    builtin_models,
+    check_mae,
+    file_sha256,
+    resolve_model,
+)
+from cfsx.cli import app
+from cfsx.models import load_model, read_metadata
+from cfsx.simulate import simulate
+
+runner = CliRunner()
+MODELS = builtin_models()
+
+
+def test_the_default_model_ships_with_the_package():
+    assert DEFAULT_MODEL in {model.name for model in MODELS}
+    assert all(model.path.is_file() for model in MODELS)
+    assert sum(model.path.stat().st_size for model in MODELS) < 20e6  # a few MB in all
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[model.name for model in MODELS])
+def test_a_builtin_model_loads_by_name_and_reproduces_its_card(model):
+    assert resolve_model(model.name) == model.path and file_sha256(model.path) == model.sha256
+    network, metadata = load_model(model.name)  # safe mode, metadata checked against the network
+    assert metadata["cfs"] == model.cfs and network.output_shape[-1] == model.cfs**2 - 1
+    assert metadata["training"]["config"]["model"]["architecture"] == model.architecture
+    assert model.check_mae is not None and abs(check_mae(model.name) - model.check_mae) < CHECK_TOLERANCE
+    assert read_metadata(model.name)["simulation_config"] == metadata["simulation_config"]
+
+
+def test_interpret_without_a_model_uses_the_default_and_records_it(tmp_path, small_run):
+    config = small_run(2, 3)
+    images = tmp_path / "images.npy"
+    simulate(config, tmp_path / "d.h5", workers=1)
+    import h5py
+
+    with h5py.File(tmp_path / "d.h5") as file:
+        np.save(images, np.kron(file["images"][0], np.ones((2, 2))))  # a 64 x 64 raw image
+    result = runner.invoke(app, ["interpret", str(images), "-o", str(tmp_path / "out"), "--replicates", "0",
+                                 "--no-figures"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    default = next(model for model in MODELS if model.name == DEFAULT_MODEL)
+    assert document["model"]["builtin"] == DEFAULT_MODEL and document["model"]["sha256"] == default.sha256
+    named = runner.invoke(app, ["interpret", str(images), "-o", str(tmp_path / "named"), "--model", DEFAULT_MODEL,
+                                "--replicates", "0", "--no-figures"])  # fmt: skip
+    assert named.exit_code == 0
+    again = json.loads((tmp_path / "named" / "results.json").read_text())
+    assert again["images"][0]["encoding"] == document["images"][0]["encoding"]
+
+
+def test_cfsx_models_lists_them_and_info_describes_one_by_name():
+    listed = runner.invoke(app, ["models", "--json"])
+    assert listed.exit_code == 0
+    names = {entry["name"] for entry in json.loads(listed.stdout)}
+    assert names == {model.name for model in MODELS}
+    described = runner.invoke(app, ["info", DEFAULT_MODEL])
+    assert described.exit_code == 0 and "cfsx model, CFS4" in " ".join(described.output.split())
