@@ -102,6 +102,7 @@ def run(folder: Path, args) -> list[tuple[str, str, str]]:
         ]
     )
     settings = refined.refine
+    builtin = builtin_rows(folder, images, correction, plain)
     return [
         ("one 512 x 512 detector image end to end (model, correct, CNN, least squares, 4 decodes of each, figure)",
          f"{end_to_end:.2f} s", "< 2 s"),
@@ -115,6 +116,35 @@ def run(folder: Path, args) -> list[tuple[str, str, str]]:
         (f"refinement, CFS4 standard settings, from the CNN and from zero ({settings.seeds} seeds, "
          f"{settings.decoded_iterations} Gauss-Newton trials; {evaluations:.0f} decoded evaluations per start)",
          f"{per_image:.1f} s per image", "< 30 s"),
+        *builtin,
+    ]  # fmt: skip
+
+
+def builtin_rows(folder: Path, images: np.ndarray, correction, plain) -> list[tuple[str, str, str]]:
+    """The same for the built-in general-cfs4 (issue 15's targets), when it is installed."""
+    from cfsx.builtin import DEFAULT_MODEL, builtin_model
+
+    model_entry = builtin_model(DEFAULT_MODEL)
+    if model_entry is None or not model_entry.path.is_file():
+        return []
+    without_decodes = load_config("interpret", root=InterpretationConfig, **{"decode.replicates": 0})
+
+    def one_image(config) -> None:
+        interpret(DEFAULT_MODEL, [str(folder / "detector.npy")], folder / "builtin-one", config, correction)
+
+    one_image(plain)
+    seconds = best_of(lambda: one_image(plain))
+    cnn_seconds = best_of(lambda: one_image(without_decodes))
+    model, metadata = load_model(DEFAULT_MODEL)
+    permutation = transpose_permutation(metadata["vectors"])
+    predict_encodings(model, images[:256], permutation, 256)
+    rate = len(images) / best_of(lambda: predict_encodings(model, images, permutation, 256))
+    return [
+        (f"{DEFAULT_MODEL} (built in): one 512 x 512 detector image end to end, as above", f"{seconds:.2f} s", "-"),
+        (f"{DEFAULT_MODEL}: the same without decoding (model, correct, CNN, least squares, figure)",
+         f"{cnn_seconds:.2f} s", "< 1 s"),
+        (f"{DEFAULT_MODEL}: CNN only, batches of 256, {len(images)} images, with the transposed view",
+         f"{rate:.0f} images/s", ">= 2500 images/s"),
     ]  # fmt: skip
 
 
