@@ -85,6 +85,13 @@ def ensure_models(work: Path, workers: int) -> list[Path]:
     return paths
 
 
+def installed_builtin_models() -> list[Path]:
+    """The built-in general models (cfsx/builtin/, make models) that are installed, scored beside the references."""
+    from cfsx.builtin import builtin_models
+
+    return [model.path for model in builtin_models() if model.path.is_file()]
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -823,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = ensure_data(args.data, args.workers)
     if args.groups:
         paths = [path for path in paths if path.stem in args.groups]
-    model_paths = args.model or ensure_models(args.work, args.workers)
+    model_paths = args.model or [*ensure_models(args.work, args.workers), *installed_builtin_models()]
     context = multiprocessing.get_context("spawn")  # before TensorFlow: workers need only cfsx.correction
     pool = ProcessPoolExecutor(args.workers, mp_context=context) if args.workers > 1 else None
     models: list[Model] = []
