@@ -45,6 +45,7 @@ RANGES = {
     "beamstop_arm": (0.02, 0.1),  # r.l.u., the arm's width
 }
 BEAMSTOP_FLAG = -1.0
+MAX_DRAWS = 10  # corruptions drawn for an image until correct accepts one (then: the clean image)
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,8 @@ def beamstop(size: int, h_max: float, radius: float, arm: float, angle: float) -
 def corrupted_images(images: np.ndarray, h_max: float, seed: int, first_index: int = 0) -> tuple[np.ndarray, list]:
     """Corrupt and correct images (S, M, M); image i's corruptions come from the seed (seed, first_index + i).
 
-    Returns the corrected images and each image's Corruption."""
+    An image whose corrupted copy correct refuses (as it would refuse such a measurement) gets new
+    corruptions from the same stream. Returns the corrected images and each image's Corruption."""
     from .config import load_config
     from .correction import CorrectionConfig, correct_image
 
@@ -169,9 +171,16 @@ def corrupted_images(images: np.ndarray, h_max: float, seed: int, first_index: i
     corrected, drawn = [], []
     for offset, image in enumerate(images):
         rng = np.random.default_rng([seed, first_index + offset])
-        corruption = draw(rng, image.shape[0])
-        raw = apply(image, corruption, h_max, rng)
-        corrected.append(correct_image(raw, config).image)
+        for _ in range(MAX_DRAWS):  # correct refuses an image it cannot use (too little measured): draw again
+            corruption = draw(rng, image.shape[0])
+            try:
+                corrected.append(correct_image(apply(image, corruption, h_max, rng), config).image)
+                break
+            except DataError:
+                continue
+        else:
+            corruption = Corruption()
+            corrected.append(correct_image(image, config).image)
         drawn.append(corruption)
     return np.stack(corrected).astype(np.float32), drawn
 

@@ -76,3 +76,12 @@ def test_corrupted_copy_keeps_labels_and_changes_only_images(tmp_path, small_run
         assert copy.attrs["config"] == clean.attrs["config"] and '"seed": 5' in copy.attrs["corruption"]
         assert not np.allclose(clean["images"][()], copy["images"][()])
         assert np.isfinite(copy["images"][()]).all()
+
+
+def test_an_image_correct_refuses_is_corrupted_again(monkeypatch):
+    """Gaps over the whole image leave nothing measured: correct refuses it, and the next draw is used."""
+    drawn = iter([Corruption(gaps=((0, 0, SIZE),)), Corruption(falloff_b=0.5)])
+    monkeypatch.setattr(corruption, "draw", lambda rng, size: next(drawn))
+    image = np.random.default_rng(4).uniform(0.5, 1.5, (1, SIZE, SIZE))
+    corrected, used = corrupted_images(image, H_MAX, seed=1)
+    assert used == [Corruption(falloff_b=0.5)] and np.isfinite(corrected).all()
