@@ -145,8 +145,66 @@ def main() -> int:
         benchmark=figures, check_mae=check_mae(target),
     ), BUILTIN_DIR)  # fmt: skip
     times_path.write_text(json.dumps(times, indent=1))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import replace_block
+
+    docs = ROOT / "docs" / "models.md"
+    replace_block(docs, "models-benchmark", card_tables(work))
+    replace_block(
+        docs,
+        "models-times",
+        "Run times of the last `make models` steps (2-core development machine, "
+        "shared):\n\n" + "\n".join(f"- {key}: {value / 60:.1f} minutes" for key, value in times.items()),
+    )
     print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) and its entry in cfsx/builtin/models.json")
     return 0
+
+
+def card_tables(work: Path) -> str:
+    """docs/models.md's benchmark block: per installed model, its generalisation figures against the goals."""
+    import generalisation_data as gd
+    from report import markdown_table
+
+    from cfsx.builtin import builtin_models
+
+    blocks = []
+    for model in builtin_models(BUILTIN_DIR):
+        results = work / f"benchmark-{model.name}" / "results.json"
+        if not results.exists():
+            continue
+        document = json.loads(results.read_text())
+        rows = document["rows"]
+        names = (f"CNN-CFS{model.cfs}", f"LS-CFS{model.cfs} no window", f"final-CFS{model.cfs}")
+
+        def mae(name: str, **match) -> float:
+            chosen = [row["mae"] for row in rows if row["method"] == name
+                      and all(row[key] == value for key, value in match.items())]  # fmt: skip
+            return sum(chosen) / len(chosen) if chosen else float("nan")
+
+        clean = {name: mae(name, image="clean", treatment="raw") for name in names}
+        table = []
+
+        def add(label: str, values: list[float], goal: str) -> None:
+            table.append((label, *(f"{value:.4f}" for value in values), goal))
+
+        add(
+            "clean",
+            list(clean.values()),
+            f"CNN <= 1.1 x least squares: {clean[names[0]] / clean[names[1]]:.2f} x; "
+            f"final <= least squares: {'met' if clean[names[2]] <= clean[names[1]] + 1e-9 else 'missed'}",
+        )
+        exact = [mae(name, image="all-origins", treatment="raw") for name in names]
+        add("exact expected (all origins)", exact, f"CNN <= 0.006: {'met' if exact[0] <= 0.006 else 'missed'}")
+        add("clean, through correct", [mae(name, image="clean", treatment="corrected") for name in names], "-")
+        for kind in gd.KINDS:
+            values = [mae(name, image="corrupted", kind=kind, level=2, treatment="corrected") for name in names]
+            add(f"{kind}, level 2, through correct", values,
+                f"final <= 1.5 x final clean: {values[2] / clean[names[2]]:.2f} x")  # fmt: skip
+        header = ("images (alpha MAE, mean of the six groups)", f"CNN ({model.name})", "least squares, no window",
+                  "final answer", "goal")  # fmt: skip
+        blocks.append(f"**{model.name}** (sha256 `{model.sha256[:16]}...`; `{document['command']}`, "
+                      f"{document['seconds'] / 60:.1f} minutes):\n\n{markdown_table(header, table)}")  # fmt: skip
+    return "\n\n".join(blocks) or "No model is installed yet."
 
 
 def _architecture(model: Path) -> str:
