@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 import generalisation_data as gd  # noqa: E402
 
-from cfsx.estimates import CNN, FINAL_RULE, LEAST_SQUARES, choose_final  # noqa: E402
+from cfsx.estimates import CNN, CORRECTION_TRAINED, FINAL_RULE, LEAST_SQUARES, choose_final  # noqa: E402
 from cfsx.inversion import NO_WINDOW  # noqa: E402  (the lot size of "no lot window")
 
 # The reference models: built-in configs with the seed study's targets, 5000 samples, default training.
@@ -301,12 +301,16 @@ def run_group(path: Path, models: list[Model], inversions: Inversions, pool, arg
         for label, lot in ((f"LS-CFS{cfs} no window", NO_WINDOW), (f"LS-CFS{cfs} true L", lot_size)):
             flat = inversions(cfs, lot, np.nan_to_num(stacked))
             predictions[label] = {key: flat[bounds[i] : bounds[i + 1]] for i, key in enumerate(keys)}
-        # The final answer as interpret gives it for a measured image: its rule on the CNN and the no-window fit.
-        cnn = predictions[next(model.name for model in models if model.cfs == cfs)]
-        fitted = predictions[f"LS-CFS{cfs} no window"]
+        # The final answer as interpret gives it: its rule on the CNN and the no-window fit, the images through
+        # correct (corrected, calibrated) counted as interpret's raw images, the raw sets as simulated data.
+        model = next(model for model in models if model.cfs == cfs)
+        cnn, fitted = predictions[model.name], predictions[f"LS-CFS{cfs} no window"]
+        hybrid = model.metadata["training"]["config"]["model"]["architecture"] in CORRECTION_TRAINED
         predictions[f"final-CFS{cfs}"] = {
-            key: choose_final({CNN: cnn[key], LEAST_SQUARES: fitted[key]}).final for key in keys
-        }
+            key: choose_final({CNN: cnn[key], LEAST_SQUARES: fitted[key]},
+                              np.full(len(cnn[key]), hybrid and key[-1] != "raw")).final
+            for key in keys
+        }  # fmt: skip
 
     rows = []
     for method, per_set in predictions.items():

@@ -4,10 +4,13 @@ Every image gets the CNN's encoding and the classical least-squares one (cfsx.in
 window of a simulated dataset, and none for a measured image, whose domain size is unknown), and with
 ``--refine`` the refined one.
 The final answer is chosen by FINAL_RULE, which was measured on the generalisation benchmark
-(docs/generalisation.md): on images cfsx did not make, the least squares beat every CNN cfsx has
-trained so far, on clean images and on every corrupted kind and level after ``cfsx correct``, while
-the decoded-image misfit (the refinement's objective) picked the better of the two only about half
-the time. The rule is one function so that a better one replaces it in one place.
+(docs/generalisation.md, docs/models.md): on images cfsx did not make, the least squares beat every CNN
+trained on one setting's clean images, on clean images and on every corrupted kind and level after
+``cfsx correct``; the built-in general models (``hybrid``: the least squares plus a learned correction,
+trained on images cleaned by ``correct``) beat it on images that went through ``correct`` (18 of the 19
+corrected sets), but not on clean simulated images. The decoded-image misfit (the refinement's objective)
+picked the better of CNN and least squares only about half the time. The rule is one function so that a
+better one replaces it in one place.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from .inversion import NO_WINDOW, WarrenCowleyInversion
 
 CNN, LEAST_SQUARES, REFINED = "cnn", "least_squares", "refined"
 FINAL_RULE = (
-    "least squares (Warren-Cowley; the lot window of a simulated dataset, none for measured images) wherever it "
-    "is defined (finite, fitted g(0) > 0), else the CNN; measured on the generalisation benchmark "
-    "(docs/generalisation.md), where it is the better estimate on clean images and on every corrupted kind and "
-    "level after cfsx correct. The CNN's and the refined encodings are reported beside it with their decoded "
-    "image R2."
+    "the CNN for an image that went through cfsx correct when the model is a hybrid (the least squares plus a "
+    "correction learned on corrected images: the built-in general models); otherwise the least squares "
+    "(Warren-Cowley; the lot window of a simulated dataset, none for measured images) wherever it is defined "
+    "(finite, fitted g(0) > 0), else the CNN. Measured on the generalisation benchmark (docs/generalisation.md, "
+    "docs/models.md). The other estimates are reported beside it with their decoded image R2."
 )
+CORRECTION_TRAINED = ("hybrid",)  # architectures whose CNN is the final answer for corrected images
 
 
 @dataclass
@@ -52,9 +56,12 @@ def least_squares(images: np.ndarray, vectors: np.ndarray, h_max: float, lot_siz
     return out
 
 
-def choose_final(by_method: dict[str, np.ndarray]) -> Estimates:
-    """FINAL_RULE applied per image to the methods' (S, D) encodings (CNN and least squares at least)."""
+def choose_final(by_method: dict[str, np.ndarray], cnn_first: np.ndarray | None = None) -> Estimates:
+    """FINAL_RULE applied per image to the methods' (S, D) encodings (CNN and least squares at least);
+    ``cnn_first`` (S,): the images whose final answer is the CNN's (corrected images, a hybrid model)."""
     cnn, fitted = by_method[CNN], by_method[LEAST_SQUARES]
-    defined = np.isfinite(fitted).all(axis=1)
-    final = np.where(defined[:, None], fitted, cnn)
-    return Estimates(by_method, final, [LEAST_SQUARES if ok else CNN for ok in defined])
+    use_fit = np.isfinite(fitted).all(axis=1)
+    if cnn_first is not None:
+        use_fit &= ~np.asarray(cnn_first, dtype=bool)
+    final = np.where(use_fit[:, None], fitted, cnn)
+    return Estimates(by_method, final, [LEAST_SQUARES if fit else CNN for fit in use_fit])

@@ -32,7 +32,16 @@ from .correction import CorrectionConfig
 from .dataset import FORMAT
 from .encoding import named, sub_encoding, transpose_permutation, vector_labels
 from .errors import ConfigError, DataError
-from .estimates import CNN, FINAL_RULE, LEAST_SQUARES, REFINED, Estimates, choose_final, least_squares
+from .estimates import (
+    CNN,
+    CORRECTION_TRAINED,
+    FINAL_RULE,
+    LEAST_SQUARES,
+    REFINED,
+    Estimates,
+    choose_final,
+    least_squares,
+)
 from .inversion import NO_WINDOW
 from .metrics import image_mse, scaled_image_r2
 from .outputs import atomic_directory, claim_outputs, hdf5_writer
@@ -347,7 +356,9 @@ def _interpret(
     if config.refine.enabled:
         refinements, by_method[REFINED] = _refine_all(observed.images, cnn, simulation, vectors, labels,
                                                       config.refine, progress)  # fmt: skip
-    estimates = choose_final(by_method)
+    architecture = metadata["training"]["config"]["model"]["architecture"]
+    corrected = observed.lot_sizes == NO_WINDOW  # raw images and files of cfsx correct; not simulated datasets
+    estimates = choose_final(by_method, corrected if architecture in CORRECTION_TRAINED else None)
     final = estimates.final
     clock["refine"] = time.perf_counter()
 

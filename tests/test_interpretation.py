@@ -100,6 +100,8 @@ def test_final_answer_rule_on_constructed_images():
     chosen = choose_final({"cnn": cnn, "least_squares": fitted})
     assert chosen.final_source == ["least_squares", "least_squares", "cnn"]
     np.testing.assert_allclose(chosen.final, [fitted[0], fitted[1], cnn[2]])
+    corrected_by_hybrid = choose_final({"cnn": cnn, "least_squares": fitted}, np.array([True, False, False]))
+    assert corrected_by_hybrid.final_source == ["cnn", "least_squares", "cnn"]
 
 
 def test_the_reported_floor_is_two_decodes_of_one_encoding_against_each_other(setup, interpreted):
