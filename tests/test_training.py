@@ -256,7 +256,7 @@ def test_inversion_range_is_checked():
         (["train", "{d}/cfs3.h5", "-o", "{t}/m.keras", "--val-split", "0.02", "--test-split", "0.02"], "too few"),
         (["train", "{t}/garbage.h5", "-o", "{t}/m.keras"], "not a readable HDF5"),
         (["evaluate", "{t}/garbage.h5", "{d}/cfs2.h5", "-o", "{t}/r"], "not a cfsx model"),
-        (["evaluate", "{d}/model.keras", "{d}/cfs3.h5", "-o", "{t}/r"], "CFS2 encodings"),
+        (["evaluate", "{t}/cfs3.keras", "{d}/cfs2.h5", "-o", "{t}/r"], "CFS3 encodings"),  # CFS2 data lack vectors
         (["evaluate", "{d}/model.keras", "{t}/wide.h5", "-o", "{t}/r"], "32-point images"),
         (["train", "{t}/nan.h5", "-o", "{t}/m.keras", "--epochs", "1"], "NaN"),
         (["train", "{t}/nan.h5", "-o", "{t}/m.keras", "--epochs", "1", "--set", "fit.memory_limit_mb=0"], "NaN"),
@@ -264,6 +264,9 @@ def test_inversion_range_is_checked():
 )
 def test_bad_input_gives_one_clear_line(args, message, trained, data_dir, tmp_path):
     (tmp_path / "garbage.h5").write_bytes(b"not hdf5 at all")
+    metadata = models.read_metadata(data_dir / "model.keras")
+    metadata.update(cfs=3, vectors=cfs_vectors(3).tolist())
+    models.save_model(models.build_model("small", 32, 8), metadata, tmp_path / "cfs3.keras")
     with h5py.File(data_dir / "cfs2.h5") as source, h5py.File(tmp_path / "wide.h5", "w") as wide:
         wide.attrs.update(source.attrs)
         config = source.attrs["config"].replace("image_size: 32", "image_size: 16")
