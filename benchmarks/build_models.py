@@ -51,16 +51,9 @@ def recipe(cfs: int) -> str:
 
 def cfsx(*arguments: str, log: Path) -> float:
     """Run a cfsx command (this interpreter's), its output appended to ``log``; return its wall time."""
-    command = [sys.executable, "-m", "cfsx", *arguments]
-    print("$ cfsx", " ".join(arguments), flush=True)
-    started = time.perf_counter()
-    with log.open("a") as stream:
-        stream.write("$ cfsx " + " ".join(arguments) + "\n")
-        stream.flush()
-        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=log.parent)
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}): cfsx {' '.join(arguments)}; see {log}")
-    return time.perf_counter() - started
+    from report import run_logged
+
+    return run_logged([sys.executable, "-m", "cfsx", *arguments], log)
 
 
 def benchmark_figures(results: Path, cfs: int) -> dict[str, float]:

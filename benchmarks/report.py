@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,3 +55,16 @@ SEED_STUDY_TARGETS = [
     "--set", "targets.distribution=uniform", "--set", "targets.low=-0.5", "--set", "targets.high=0.5",
     "--set", "feedback.stall_cycles=0", "--set", "feedback.noise_tolerance=0", "--set", "feedback.update=gain",
 ]  # fmt: skip
+
+
+def run_logged(command: list[str], log: Path) -> float:
+    """Run a command, its output appended to ``log`` (run in the log's folder); exit on failure; return its wall time."""
+    print("$", " ".join(command), flush=True)
+    start = time.perf_counter()
+    with log.open("a") as stream:
+        stream.write("$ " + " ".join(command) + "\n")
+        stream.flush()
+        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=log.parent)
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): {' '.join(command)}; see {log}")
+    return time.perf_counter() - start

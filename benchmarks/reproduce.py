@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from report import SEED_STUDY_TARGETS, markdown_table, replace_block
+from report import SEED_STUDY_TARGETS, markdown_table, replace_block, run_logged
 
 DATASETS = {  # name: (config, samples, overrides)
     "cfs2": ("cfs2", 5000, []),
@@ -39,20 +38,6 @@ RUNS = [  # (model name, dataset, architecture, D of the seed table, seed MSE, s
 ]
 STEPS = ("simulate", "train", "evaluate")
 SEED_DECODED = {3: (-0.034, 0.309), 8: (0.113, 0.265), 15: (0.675, 0.097)}  # D: (image R2, image MSE)
-
-
-def run(command: list[str], log: Path) -> float:
-    """Run a cfsx command, appending its output to the log; return its wall time."""
-    print("$", " ".join(command), flush=True)
-    start = time.perf_counter()
-    with log.open("a") as stream:
-        stream.write("$ " + " ".join(command) + "\n")
-        stream.flush()
-        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=log.parent)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}): {' '.join(command)}; see {log}")
-    return seconds
 
 
 def planned_steps(work: Path, epochs: int) -> list[tuple[str, Path, list[str]]]:
@@ -93,7 +78,7 @@ def main() -> None:
     began = time.perf_counter()
     for key, output, arguments in planned_steps(work, args.epochs):
         if not output.exists():
-            times[key] = run([*cfsx, *arguments], log)
+            times[key] = run_logged([*cfsx, *arguments], log)
             times_path.write_text(json.dumps(times, indent=1))
     times["this invocation of make reproduce (wall)"] = time.perf_counter() - began
     times["all steps (sum)"] = sum(value for key, value in times.items() if key.split()[0] in STEPS)
