@@ -58,7 +58,7 @@ SEED_STUDY_TARGETS = [
 
 
 def run_logged(command: list[str], log: Path) -> float:
-    """Run a command, its output appended to ``log`` (run in the log's folder); exit on failure; return its wall time."""
+    """Run a command, its output appended to ``log`` (run in its folder); exit on failure; return its wall time."""
     print("$", " ".join(command), flush=True)
     start = time.perf_counter()
     with log.open("a") as stream:
