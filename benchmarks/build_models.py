@@ -65,9 +65,9 @@ def benchmark_figures(results: Path, cfs: int) -> dict[str, float]:
         return float(sum(chosen) / len(chosen)) if chosen else float("nan")
 
     return {
-        "clean MAE": mean_mae(image="clean"),
-        "all-origins MAE": mean_mae(image="all-origins"),
-        "corrected, level 2 MAE": mean_mae(treatment="corrected", level=2),
+        "clean MAE": mean_mae(image="clean", treatment="raw"),
+        "all-origins MAE": mean_mae(image="all-origins", treatment="raw"),
+        "corrected, level 2 MAE": mean_mae(image="corrupted", treatment="corrected", level=2),
     }
 
 
