@@ -61,11 +61,6 @@ class Corruption:
     beamstop_arm: float = 0.0
     beamstop_angle: float = 0.0  # radians, direction of the arm in the (h, k) plane
 
-    def kinds(self) -> list[str]:
-        applied = {"falloff": self.falloff_b, "bragg": self.bragg_height, "poisson": self.flux,
-                   "gaps": self.gaps or None, "beamstop": self.beamstop_radius}  # fmt: skip
-        return [kind for kind, value in applied.items() if value is not None]
-
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
