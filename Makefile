@@ -72,7 +72,7 @@ interpretation-example: $(STAMP)
 # measured run times are in docs/models.md.
 models: models-cfs4 models-cfs3 models-cfs2
 
-models-cfs%: $(STAMP)
+models-cfs2 models-cfs3 models-cfs4: models-cfs%: $(STAMP)
 	$(BIN)/python benchmarks/build_models.py --cfs $*
 
 # The seed study: datasets, models, evaluations, docs/results.md (hours; not part of CI).
