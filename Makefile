@@ -41,7 +41,7 @@ demo: $(STAMP)
 	@echo "interpretation figures: $(DEMO)/interpretation/figures/"
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check cfsx tests benchmarks examples
+	$(BIN)/python -m ruff check cfsx tests benchmarks examples tools
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
@@ -100,12 +100,12 @@ fuzz: $(STAMP)
 	$(BIN)/python benchmarks/fuzz.py --output docs/reliability.md
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check cfsx tests benchmarks examples
-	$(BIN)/python -m ruff format --check cfsx tests benchmarks examples
+	$(BIN)/python -m ruff check cfsx tests benchmarks examples tools
+	$(BIN)/python -m ruff format --check cfsx tests benchmarks examples tools
 
 format: $(STAMP)
-	$(BIN)/python -m ruff format cfsx tests benchmarks examples
-	$(BIN)/python -m ruff check --fix cfsx tests benchmarks examples
+	$(BIN)/python -m ruff format cfsx tests benchmarks examples tools
+	$(BIN)/python -m ruff check --fix cfsx tests benchmarks examples tools
 
 clean:
 	rm -rf $(VENV) build $(DEMO) bench-output

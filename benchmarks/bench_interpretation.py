@@ -27,7 +27,7 @@ from cfsx.detector import CORRUPTIONS, Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.interpretation import InterpretationConfig, interpret, predict_encodings
 from cfsx.models import load_model
-from cfsx.simulate import simulate
+from cfsx.simulation import simulate
 from cfsx.training import train
 
 

@@ -377,7 +377,7 @@ def decoded_misfit_rule(model: Model, parity: dict, cases: int, workers: int) ->
     explain the observation best, on the first ``cases`` images of each RULE_SETS set of the parity group."""
     from cfsx.config import config_from_yaml_text
     from cfsx.interpretation import DecodeConfig, decode_replicates
-    from cfsx.simulate import sample_seeds
+    from cfsx.simulation import sample_seeds
 
     simulation = config_from_yaml_text(model.metadata["simulation_config"])
     settings = DecodeConfig()

@@ -101,7 +101,7 @@ def lot_sampling_ceiling(data: Path, model: Path, count: int = 300) -> dict[str,
     from cfsx.encoding import cfs_vectors, vector_labels
     from cfsx.metrics import regression_metrics
     from cfsx.models import read_metadata
-    from cfsx.simulate import simulate_sample
+    from cfsx.simulation import simulate_sample
 
     indices = np.asarray(read_metadata(model)["split"]["test"][:count])
     with h5py.File(data) as file:

@@ -54,6 +54,7 @@ def builtin_models(directory: Path = BUILTIN_DIR) -> list[BuiltinModel]:
 
 
 def builtin_model(name: str, directory: Path = BUILTIN_DIR) -> BuiltinModel | None:
+    """The registry entry of the built-in model ``name``, or None."""
     return next((model for model in builtin_models(directory) if model.name == name), None)
 
 
@@ -72,6 +73,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
 
 
 def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -104,7 +106,7 @@ def check_mae(model_path: str | Path) -> float:
     from .encoding import sub_encoding, transpose_permutation
     from .interpretation import predict_encodings
     from .models import load_model
-    from .simulate import simulate
+    from .simulation import simulate
 
     model, metadata = load_model(model_path)
     config = load_config(CHECK_CONFIG, list(CHECK_OVERRIDES))

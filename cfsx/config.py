@@ -47,6 +47,8 @@ class Sections:
 
 @dataclass(frozen=True)
 class EncodingConfig:
+    """The CFS-n encoding the images are labelled with (section ``encoding``)."""
+
     cfs: int = 4  # CFS-n: D = n*n - 1 correlation components
 
     def __post_init__(self) -> None:
@@ -58,6 +60,8 @@ class EncodingConfig:
 
 @dataclass(frozen=True)
 class LatticeConfig:
+    """The periodic N x N lattice and its composition (section ``lattice``)."""
+
     size: int = 50  # N: the lattice is N x N, periodic
     concentration: float = 0.5
     # [low, high]: each drawn sample's concentration uniform in this range (from its own seed); null: the
@@ -197,6 +201,8 @@ class FeedbackConfig:
 
 @dataclass(frozen=True)
 class DiffractionConfig:
+    """The simulated image: reciprocal grid and the lots averaged into it (section ``diffraction``)."""
+
     image_size: int = 64  # M: the image is M x M
     h_max: float = 1.0  # the grid spans h, k in [-h_max, h_max)
     n_lots: int | str = 8  # number of random lots, or "all" for the exact average over every origin
@@ -220,6 +226,8 @@ class DiffractionConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """How many samples, from which master seed, in batches of what size (section ``run``)."""
+
     samples: int = 5000
     seed: int = 0  # master seed: sample i gets its own seed derived from (seed, i)
     batch_size: int = 16  # samples per task and per checkpoint file
@@ -241,6 +249,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """What a dataset file keeps and how it is compressed (section ``output``)."""
+
     store_lattices: bool = True
     compression: int = 4  # gzip level, 0 for none
 
@@ -257,6 +267,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class SimulationConfig(Sections):
+    """Everything ``cfsx simulate`` needs: a YAML file of these sections (configs/cfs4.yaml, ...)."""
+
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     lattice: LatticeConfig = field(default_factory=LatticeConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
@@ -281,6 +293,8 @@ class SimulationConfig(Sections):
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The network: architecture, the CFS it predicts, the settings it decodes with (section ``model``)."""
+
     # small: plain conv/pool stack; wide: the same, twice the filters; large: residual; hybrid: the least squares
     # (a fixed layer) plus the small CNN's learned correction of it
     architecture: str = "small"
@@ -306,6 +320,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
+    """The optimisation: epochs, batches, learning rate, split, augmentation, stops (section ``fit``)."""
+
     epochs: int = 100
     batch_size: int = 32
     learning_rate: float = 0.001  # Adam; the other Adam settings are Keras defaults
@@ -359,6 +375,8 @@ class FitConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
+    """What ``cfsx evaluate`` scores beyond the hold-out metrics (section ``evaluation``)."""
+
     resimulated: int = 100  # hold-out samples re-simulated for the intrinsic error and the decoded-image test
     seed: int = 1  # master seed of the re-simulations (new seeds, never those of the dataset)
     inversion_range: int = 0  # largest |v| component of the Warren-Cowley inversion; 0 = as far as the grid allows
@@ -385,6 +403,8 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig(Sections):
+    """Everything ``cfsx train`` and ``cfsx evaluate`` need (configs/train.yaml, ...)."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)

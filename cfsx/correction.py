@@ -56,6 +56,8 @@ MAX_MEDIAN_COUNTS = 1e4  # a "quantum" that makes the median pixel more counts t
 
 @dataclass(frozen=True)
 class MaskConfig:
+    """Which pixels are not measurements (step 1, section ``mask``)."""
+
     # auto: in an image of counts (docs/correction.md) zero regions at least 2 px wide that counting cannot
     # explain are gaps and every other zero is a measured value; in any other image a zero is "not measured"
     # (the usual mark in reduced data). unmeasured: every zero is masked. values: no zero is masked.
@@ -77,6 +79,8 @@ class MaskConfig:
 
 @dataclass(frozen=True)
 class BraggConfig:
+    """How Bragg peaks are found and masked (step 2, section ``bragg``)."""
+
     enabled: bool = True
     # local: sharp outliers above a local median (below); tophat: white top-hat with a disk;
     # lattice: disks at integer h, k (needs a calibration)
@@ -146,6 +150,8 @@ class GeometryConfig:
 
 @dataclass(frozen=True)
 class ReconstructionConfig:
+    """How cells without data are filled (step 4, section ``reconstruction``)."""
+
     friedel: bool = True  # fill (h, k) from (-h, -k)
     mirrors: bool = False  # also from (-h, k) and (h, -k): only for crystals with those mirror planes
     inpaint: bool = True  # biharmonic inpainting of what is still missing
@@ -157,6 +163,8 @@ class ReconstructionConfig:
 
 @dataclass(frozen=True)
 class BackgroundConfig:
+    """Optional background subtraction and falloff division (step 5, section ``background``)."""
+
     subtract_percentile: float | None = None  # subtract this percentile of the image (clipped at zero)
     radial_falloff: bool = False  # divide by a fitted exp(-B (h^2 + k^2))
 
@@ -171,6 +179,8 @@ class BackgroundConfig:
 
 @dataclass(frozen=True)
 class SmoothingConfig:
+    """Optional smoothing on the output grid (step 6, section ``smoothing``)."""
+
     method: str = "none"  # gaussian, median or none
     size: float = 0.7  # Gaussian sigma or median window, in output pixels
 
@@ -181,6 +191,8 @@ class SmoothingConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """The training-like grid and intensity scale the image is brought to (section ``output``)."""
+
     image_size: int = 64
     h_max: float = 1.0
     mean: float = 0.25  # normalised mean intensity: c (1 - c) of the training data at c = 0.5
@@ -195,6 +207,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class CorrectionConfig(Sections):
+    """Everything ``cfsx correct`` needs (configs/correct.yaml); every step switchable."""
+
     mask: MaskConfig = field(default_factory=MaskConfig)
     bragg: BraggConfig = field(default_factory=BraggConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
@@ -216,6 +230,8 @@ MEASURED, FILLED_BY_SYMMETRY, INPAINTED = 0, 1, 2
 
 @dataclass
 class Corrected:
+    """One corrected image on the training grid, which pixels were measured, and what every step did."""
+
     image: np.ndarray  # (M, M) float32
     mask: np.ndarray  # (M, M) uint8: MEASURED, FILLED_BY_SYMMETRY or INPAINTED
     provenance: list[dict[str, Any]]
@@ -702,6 +718,15 @@ def correct_image(
         return _correct_image(raw, config, extra_mask, reference, progress or (lambda fraction: None))
 
 
+def correct_images(
+    images: Any, config: CorrectionConfig | None = None, reference: np.ndarray | None = None
+) -> list[Corrected]:
+    """``correct_image`` on each of several raw images (a (S, H, W) array or a list of 2-D arrays), with the
+    built-in config's defaults when no ``config`` is given."""
+    config = config or CorrectionConfig()
+    return [correct_image(image, config, reference=reference) for image in images]
+
+
 def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, progress: Progress) -> Corrected:
     from scipy import ndimage
     from skimage import restoration
@@ -1078,8 +1103,8 @@ def _correct_files(
             from . import plots
 
             name = f"{number:04d}-{Path(spec.partition('::')[0]).stem}.png"
-            plots.correction_figure(_preview(raw), corrected.image, corrected.mask, Path(figure_dir) / name,
-                                    reference_set)  # fmt: skip
+            figure = plots.correction_figure(_preview(raw), corrected.image, corrected.mask, reference_set)
+            plots.save(figure, Path(figure_dir) / name)
         del raw
         if progress:
             progress(number + 1, len(specs))

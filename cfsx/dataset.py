@@ -182,6 +182,7 @@ class ReachSummary:
 
 def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, tolerance: float,
                   stop_reasons: np.ndarray | None = None) -> ReachSummary:  # fmt: skip
+    """How closely the samples reached their targets (largest component deviation), and why they stopped."""
     from .engine import STOP_REASONS
 
     deviation = np.abs(np.asarray(achieved, np.float64) - np.asarray(target, np.float64)).max(axis=1)
@@ -203,6 +204,8 @@ def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """What ``cfsx info`` shows of a dataset: size, encoding, config, label statistics, feedback reach."""
+
     path: str
     samples: int
     cfs: int

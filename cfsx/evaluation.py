@@ -34,7 +34,7 @@ from .inversion import WarrenCowleyInversion
 from .metrics import image_mse, image_r2, regression_metrics, summary
 from .models import load_model
 from .outputs import atomic_directory, claim_outputs
-from .simulate import decode
+from .simulation import decode
 from .training import SampleReader, predict, predict_indices, summarise_data
 
 HISTOGRAM_IMAGES = 2000  # pixel histograms use at most this many images
@@ -42,6 +42,8 @@ HISTOGRAM_IMAGES = 2000  # pixel histograms use at most this many images
 
 @dataclass(frozen=True)
 class EvaluationResult:
+    """Where ``evaluate`` wrote its report, and the metrics in it (metrics.json)."""
+
     report_dir: Path
     metrics: dict[str, Any]
 
@@ -183,12 +185,13 @@ def _evaluate_into(
         "classical_range": inversion.max_range,
         "training": {key: metadata["training"][key] for key in ("epochs_run", "best_epoch", "seconds", "samples")},
     }
-    plots.parity(truth, predicted, labels, folder / "parity.png")
-    plots.residuals(truth, predicted, labels, folder / "residuals.png")
-    plots.parity(truth, np.nan_to_num(classical), labels, folder / "parity-classical.png")
-    plots.loss_curves(metadata["training"]["history"], folder / "training.png", title="training history")
-    plots.component_histograms(all_labels, labels, folder / "encodings.png", title="labels (achieved alpha)")
-    plots.intensity_histograms({"images": histogram_images}, folder / "intensities.png")
+    plots.save(plots.parity(truth, predicted, labels), folder / "parity.png")
+    plots.save(plots.residuals(truth, predicted, labels), folder / "residuals.png")
+    plots.save(plots.parity(truth, np.nan_to_num(classical), labels), folder / "parity-classical.png")
+    plots.save(plots.loss_curves(metadata["training"]["history"], title="training history"), folder / "training.png")
+    labels_figure = plots.component_histograms(all_labels, labels, title="labels (achieved alpha)")
+    plots.save(labels_figure, folder / "encodings.png")
+    plots.save(plots.intensity_histograms({"images": histogram_images}), folder / "intensities.png")
 
     if evaluation.corrupted_flux:
         if lattices is None:
@@ -216,13 +219,11 @@ def _evaluate_into(
             "count": n_resimulated,
             **{name: _image_scores(originals, v) for name, v in images.items()},
         }
-        plots.score_histograms({name: image_r2(originals, v) for name, v in images.items()}, folder / "image-r2.png")
+        scores = {name: image_r2(originals, v) for name, v in images.items()}
+        plots.save(plots.score_histograms(scores), folder / "image-r2.png")
         examples = min(4, n_resimulated)
-        plots.image_rows(
-            [[originals[i], *(v[i] for v in images.values())] for i in range(examples)],
-            ["input", *images],
-            folder / "images.png",
-        )
+        rows = [[originals[i], *(v[i] for v in images.values())] for i in range(examples)]
+        plots.save(plots.image_rows(rows, ["input", *images]), folder / "images.png")
     return metrics
 
 
@@ -279,16 +280,14 @@ def evaluate_unlabelled(
         },  # fmt: skip
     }
     with atomic_directory(Path(report_dir), "metrics.json") as temporary:
-        plots.component_histograms(estimates["CNN"], labels, temporary / "encodings.png", title="CNN encodings")
-        plots.intensity_histograms({"images": images}, temporary / "intensities.png")
-        plots.score_histograms(
-            {f"decoded {n}": d.image_r2[:, 0] for n, d in decoded.items()}, temporary / "image-r2.png"
-        )
-        plots.image_rows(
-            [[images[i], *(d.images[i, 0] for d in decoded.values())] for i in range(min(4, count))],
-            ["input", *(f"decoded {name}" for name in decoded)],
-            temporary / "images.png",
-        )
+        plots.save(plots.component_histograms(estimates["CNN"], labels, title="CNN encodings"),
+                   temporary / "encodings.png")  # fmt: skip
+        plots.save(plots.intensity_histograms({"images": images}), temporary / "intensities.png")
+        scores = {f"decoded {n}": d.image_r2[:, 0] for n, d in decoded.items()}
+        plots.save(plots.score_histograms(scores), temporary / "image-r2.png")
+        rows = [[images[i], *(d.images[i, 0] for d in decoded.values())] for i in range(min(4, count))]
+        plots.save(plots.image_rows(rows, ["input", *(f"decoded {name}" for name in decoded)]),
+                   temporary / "images.png")  # fmt: skip
         metrics["seconds"] = time.perf_counter() - started
         (temporary / "metrics.json").write_text(json.dumps(metrics, indent=1))
         (temporary / "report.md").write_text(_unlabelled_markdown(metrics, Path(model_path), Path(data_path)))
@@ -331,7 +330,7 @@ def _corrupted_scores(model, inversion, lattices, truth, labels, simulation, eva
                                evaluation.corrupted_flux)  # fmt: skip
         result = correct_image(raw, correction)
         if not corrected:
-            plots.correction_figure(raw, result.image, result.mask, folder / "corrupted-example.png")
+            plots.save(plots.correction_figure(raw, result.image, result.mask), folder / "corrupted-example.png")
         corrected.append(result.image)
     corrected = np.stack(corrected)
     return {

@@ -134,6 +134,8 @@ def summarise_datasets(paths: list[str | Path], cfs: int | None = None) -> DataS
 
 @dataclass(frozen=True)
 class Split:
+    """Sample indices of the training, validation and hold-out parts."""
+
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
@@ -339,6 +341,8 @@ def predict_indices(model, reader: SampleReader | ConcatenatedReader, indices: n
 
 @dataclass
 class EpochReport:
+    """One finished epoch, as the progress callback sees it."""
+
     epoch: int
     epochs: int
     logs: dict[str, float]
@@ -432,6 +436,7 @@ class _Checkpointer(keras.callbacks.Callback):
 
 
 def history_csv(history: list[dict[str, float]]) -> str:
+    """The per-epoch history as CSV text, one row per epoch."""
     buffer = io.StringIO()
     if history:
         writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
@@ -442,6 +447,8 @@ def history_csv(history: list[dict[str, float]]) -> str:
 
 @dataclass(frozen=True)
 class TrainingResult:
+    """What ``train`` wrote: the model, its history (CSV) and loss curves, and the metadata saved in it."""
+
     model_path: Path
     history_path: Path
     curve_path: Path
@@ -621,7 +628,7 @@ def _train(
     models.save_model(model, metadata, output)
     with atomic_path(history_path) as temporary:
         temporary.write_text(history_csv(monitor.history))
-    plots.loss_curves(monitor.history, curve_path, title=f"{config.model.architecture} on CFS{summary.cfs}")
+    plots.save(plots.loss_curves(monitor.history, title=f"{config.model.architecture} on CFS{summary.cfs}"), curve_path)
     if not interrupted:
         shutil.rmtree(parts, ignore_errors=True)
     return TrainingResult(output, history_path, curve_path, metadata, terminated)

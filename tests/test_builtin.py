@@ -16,7 +16,7 @@ from cfsx.builtin import (
 )
 from cfsx.cli import app
 from cfsx.models import load_model, read_metadata
-from cfsx.simulate import simulate
+from cfsx.simulation import simulate
 
 runner = CliRunner()
 MODELS = builtin_models()

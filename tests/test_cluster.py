@@ -14,7 +14,7 @@ from cfsx.cli import app
 from cfsx.cluster import Scheduler
 from cfsx.config import TrainingConfig, load_config
 from cfsx.errors import ClusterError, ConfigError
-from cfsx.simulate import simulate
+from cfsx.simulation import simulate
 
 distributed = pytest.importorskip("distributed")
 

@@ -25,7 +25,7 @@ from cfsx.interpretation import SCHEMA_PATH, InterpretationConfig, interpret, pr
 from cfsx.inversion import NO_WINDOW
 from cfsx.metrics import image_r2
 from cfsx.refinement import ExpectedIntensity, scaled_r2
-from cfsx.simulate import decode, sample_seeds, simulate
+from cfsx.simulation import decode, sample_seeds, simulate
 from cfsx.training import summarise_data, train
 
 runner = CliRunner()

@@ -17,7 +17,7 @@ from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.errors import DataError
 from cfsx.evaluation import evaluate
 from cfsx.inversion import WarrenCowleyInversion
-from cfsx.simulate import simulate
+from cfsx.simulation import simulate
 from cfsx.training import SampleReader, split_indices, summarise_data, train
 
 

@@ -19,7 +19,7 @@ from cfsx.cli import app
 from cfsx.config import BUILTIN_CONFIGS, load_config
 from cfsx.encoding import cfs_vectors
 from cfsx.errors import ConfigError
-from cfsx.simulate import Shard, sample_seed, simulate, simulate_sample, worker_count
+from cfsx.simulation import Shard, sample_seed, simulate, simulate_sample, worker_count
 
 runner = CliRunner()
 
@@ -288,7 +288,7 @@ def test_verbose_logs_the_steps_and_quiet_prints_nothing_but_errors(tmp_path):
     args = ["simulate", "demo", "--samples", "4", "--workers", "1", "--set", "lattice.size=16",
             "--set", "diffraction.lot_size=8", "--set", "diffraction.image_size=16"]  # fmt: skip
     verbose = subprocess.run([*command, "-vv", *args, "-o", "v.h5"], capture_output=True, text=True, cwd=tmp_path)
-    assert verbose.returncode == 0 and "cfsx.simulate: v.h5: samples 0-3" in verbose.stderr
+    assert verbose.returncode == 0 and "cfsx.simulation: v.h5: samples 0-3" in verbose.stderr
     assert "samples 0-3 done" in verbose.stderr  # -vv: the details
     quiet = subprocess.run([*command, "-q", *args, "-o", "q.h5"], capture_output=True, text=True, cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "" and (tmp_path / "q.h5").exists()
