@@ -122,3 +122,20 @@ def test_docs_api_md_is_generated_from_the_current_docstrings():
     script = Path(__file__).resolve().parents[1] / "tools" / "api_docs.py"
     checked = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_quickstart_notebook_runs_and_shows_the_interpretation(tmp_path):
+    from pathlib import Path
+
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb", as_version=4)
+    # Run outside the source tree, so the kernel imports the installed cfsx (with its compiled engine).
+    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
+    client.execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "hold-out R2" in text and text.count("| truth") == 4
+    assert any("image/png" in output.get("data", {}) for output in outputs), "the figure was not shown"
