@@ -37,8 +37,7 @@ def settings() -> list[str]:
 def recipe(cfs: int) -> str:
     """sha256 of everything that shapes the model: the resolved configs and the corruption settings."""
     from cfsx import corruption
-    from cfsx.config import TrainingConfig, load_config
-    from cfsx.correction import CorrectionConfig
+    from cfsx.config import CorrectionConfig, TrainingConfig, load_config
 
     parts = [load_config(f"general-{name}").to_yaml() for name in settings()]
     parts.append(
@@ -203,9 +202,9 @@ def card_tables(work: Path) -> str:
 
 
 def _architecture(model: Path) -> str:
-    from cfsx.models import read_metadata
+    from cfsx.model_card import read_model_card
 
-    return read_metadata(model)["training"]["config"]["model"]["architecture"]
+    return read_model_card(model).architecture
 
 
 if __name__ == "__main__":

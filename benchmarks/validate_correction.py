@@ -20,8 +20,8 @@ import numpy as np
 from report import SEED_STUDY_TARGETS, markdown_table, replace_block
 
 from cfsx import engine
-from cfsx.config import load_config
-from cfsx.correction import CorrectionConfig, correct_image
+from cfsx.config import CorrectionConfig, load_config
+from cfsx.correction import correct_image
 from cfsx.detector import Detector
 from cfsx.metrics import image_r2
 from cfsx.simulation import simulate_sample

@@ -104,17 +104,16 @@ def check_mae(model_path: str | Path) -> float:
 
     from .config import load_config
     from .encoding import sub_encoding, transpose_permutation
-    from .interpretation import predict_encodings
-    from .models import load_model
+    from .models import load_model, predict_encodings
     from .simulation import simulate
 
-    model, metadata = load_model(model_path)
+    model, card = load_model(model_path)
     config = load_config(CHECK_CONFIG, list(CHECK_OVERRIDES))
     with tempfile.TemporaryDirectory() as folder:
         simulate(config, Path(folder) / "check.h5", workers=1)
         with h5py.File(Path(folder) / "check.h5") as file:
             images, labels = file["images"][()], file["encodings/achieved"][()]
-    labels = labels[:, sub_encoding(config.encoding.cfs, int(metadata["cfs"]))]
-    permutation = transpose_permutation(metadata["vectors"])
+    labels = labels[:, sub_encoding(config.encoding.cfs, card.cfs)]
+    permutation = transpose_permutation(card.vectors)
     predicted = predict_encodings(model, images, permutation, 256)[0]
     return float(abs(predicted - labels).mean())

@@ -462,36 +462,11 @@ def info(
 
 def _describe_model(path: Path, out: Console) -> dict:
     """cfsx info on a .keras model: its metadata, read without loading the weights; returns the metadata."""
-    from .config import config_from_yaml_text
-    from .models import read_metadata
+    from .model_card import read_model_card
 
-    metadata = read_metadata(path)
-    training, test = metadata["training"], metadata["metrics"]["test"]
-    simulation = config_from_yaml_text(metadata["simulation_config"])
-    data = ", ".join(f"{item['path']} ({item['samples']} samples)" for item in training.get("data_files", []))
-    split = training.get("samples", {})
-    out.print(
-        f"[bold]{path}[/bold]: cfsx model, CFS{metadata['cfs']} (D = {len(metadata['vectors'])}), "
-        f"{training['config']['model']['architecture']} CNN, images {metadata['image_size']} x "
-        f"{metadata['image_size']} over h, k in [-{metadata['h_max']}, {metadata['h_max']})"
-    )
-    out.print(f"created {metadata['created']} by cfsx {metadata['cfsx_version']}")
-    out.print(
-        f"trained on {data or training.get('data')}: {split.get('train')} training, {split.get('validation')} "
-        f"validation, {split.get('test')} hold-out samples; {training['epochs_run']} epochs (best "
-        f"{training['best_epoch']}), {training['seconds'] / 60:.1f} minutes"
-        + (f"; fine-tuned from {training['initialised_from']}" if training.get("initialised_from") else "")
-        + ("; interrupted" if training.get("interrupted") else "")
-    )
-    out.print(
-        f"hold-out ({test['samples']} samples): R2 {test['r2']:.4f}, MAE {test['mae']:.4f}, MSE {test['mse']:.2e}"
-    )
-    out.print(
-        f"simulation: {simulation.lattice.size} x {simulation.lattice.size} lattice at c = "
-        f"{simulation.lattice.concentration}, {simulation.diffraction.n_lots} lots of {simulation.diffraction.lot_size}"
-        f" x {simulation.diffraction.lot_size}, targets {simulation.targets.distribution}"
-    )
-    return metadata
+    card = read_model_card(path)
+    out.print(card.summary(), highlight=False, markup=False)
+    return card.metadata
 
 
 config_app = typer.Typer(help="Show the built-in configs and what a config resolves to.", no_args_is_help=True)
@@ -500,9 +475,7 @@ CONFIG_KINDS = ("simulate", "train", "correct", "interpret")
 
 
 def _config_root(kind: str):
-    from .config import SimulationConfig, TrainingConfig
-    from .correction import CorrectionConfig
-    from .interpretation import InterpretationConfig
+    from .config import CorrectionConfig, InterpretationConfig, SimulationConfig, TrainingConfig
 
     roots = (SimulationConfig, TrainingConfig, CorrectionConfig, InterpretationConfig)
     return dict(zip(CONFIG_KINDS, roots, strict=True))[kind]
@@ -749,8 +722,7 @@ def _pair(text: str | None, name: str) -> list[float] | None:
 
 
 def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_rlu, rotation, centre=None):
-    from .config import load_config
-    from .correction import CorrectionConfig
+    from .config import CorrectionConfig, load_config
 
     return load_config(
         config,
@@ -897,8 +869,7 @@ def interpret(
 ) -> None:
     """Interpret images: encoding, decoded structure and image, metrics, uncertainty, optional refinement."""
     with _reported_errors():
-        from .config import load_config
-        from .interpretation import InterpretationConfig
+        from .config import InterpretationConfig, load_config
         from .interpretation import interpret as run_interpretation
         from .simulation import worker_count
 

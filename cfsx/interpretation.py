@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,7 @@ import numpy as np
 
 from . import __version__
 from .builtin import builtin_models, file_sha256, resolve_model
-from .config import Sections, _is_int, _is_number, _require, config_from_yaml_text
-from .correction import CorrectionConfig
+from .config import CorrectionConfig, InterpretationConfig, RefineConfig, config_from_yaml_text
 from .dataset import FORMAT
 from .encoding import sub_encoding, transpose_permutation, vector_labels
 from .errors import ConfigError, DataError
@@ -41,6 +40,7 @@ from .estimates import (
 )
 from .inversion import NO_WINDOW
 from .metrics import image_mse, scaled_image_r2
+from .model_card import ModelCard
 from .outputs import atomic_directory, claim_outputs
 from .results import (
     DecodedReplicates,
@@ -59,81 +59,6 @@ log = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 INDENTED_RESULTS = 256  # results.json of more images is written on one line
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    """How the CNN is run: batch size and the transposed-image average (section ``inference``)."""
-
-    batch_size: int = 256
-    transpose: bool = True  # average with the transposed image's prediction (test-time augmentation)
-
-    def __post_init__(self) -> None:
-        _require(_is_int(self.batch_size) and self.batch_size >= 1, "inference.batch_size must be >= 1")
-        _require(isinstance(self.transpose, bool), "inference.transpose must be true or false")
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    """How many structures are decoded from each estimate, from which seed, at what composition."""
-
-    replicates: int = 4  # decoded structures per image, each with its own seed; 0: the CNN only
-    seed: int = 0
-    # the concentration of the decoded (and refined) structures; null: the model's decoding config's
-    concentration: float | None = None
-
-    def __post_init__(self) -> None:
-        _require(_is_int(self.replicates) and self.replicates >= 0, "decode.replicates must be >= 0")
-        _require(_is_int(self.seed) and self.seed >= 0, "decode.seed must be an integer >= 0")
-        _require(
-            self.concentration is None or (_is_number(self.concentration) and 0 < self.concentration < 1),
-            f"decode.concentration must be null or in (0, 1), got {self.concentration!r}",
-        )
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """The refinement of an encoding against its image (``--refine``; cfsx.refinement)."""
-
-    enabled: bool = False
-    expected_iterations: int = 200
-    decoded_iterations: int = 10
-    seeds: int = 4  # decoded images averaged per evaluation of the refinement objective
-    seed: int = 1000
-    from_zero: bool = True  # also refine from zero correlations, to measure what the CNN's start is worth
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.enabled, bool), "refine.enabled must be true or false")
-        _require(isinstance(self.from_zero, bool), "refine.from_zero must be true or false")
-        for name in ("expected_iterations", "decoded_iterations", "seed"):
-            _require(_is_int(getattr(self, name)) and getattr(self, name) >= 0, f"refine.{name} must be >= 0")
-        _require(_is_int(self.seeds) and self.seeds >= 1, "refine.seeds must be >= 1")
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """Whether ``interpret`` draws one figure per image (section ``output``)."""
-
-    figures: bool = True
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.figures, bool), "output.figures must be true or false")
-
-
-@dataclass(frozen=True)
-class InterpretationConfig(Sections):
-    """Everything ``cfsx interpret`` needs (configs/interpret.yaml)."""
-
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    refine: RefineConfig = field(default_factory=RefineConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-
-    def __post_init__(self) -> None:
-        _require(
-            self.decode.replicates > 0 or not self.refine.enabled,
-            "refinement needs decoding: decode.replicates must be >= 1 with refine.enabled",
-        )
 
 
 @dataclass
@@ -162,7 +87,7 @@ def _cfsx_dataset(spec: str) -> bool:
 
 def read_observed(
     inputs: list[str],
-    metadata: dict[str, Any],
+    card: ModelCard,
     correction: CorrectionConfig,
     mask_file: str | None = None,
     progress: Progress | None = None,
@@ -171,7 +96,7 @@ def read_observed(
     from .correction import correct_file, expand_inputs, read_image
     from .dataset import open_dataset
 
-    size, h_max = int(metadata["image_size"]), float(metadata["h_max"])
+    size, h_max = card.image_size, card.h_max
     grid = dataclasses.replace(correction.output, image_size=size, h_max=h_max)
     correction = dataclasses.replace(correction, output=grid)
     extra_mask = read_image(mask_file)[0] != 0 if mask_file else None
@@ -193,22 +118,22 @@ def read_observed(
                 block = np.asarray(stored[()], dtype=np.float64)
                 labels = file["encodings/achieved"][()] if "encodings/achieved" in file else None
                 file_cfs = int(file.attrs.get("cfs", 0))
-                same_encoding = labels is not None and file_cfs >= int(metadata["cfs"])
+                same_encoding = labels is not None and file_cfs >= card.cfs
                 if same_encoding:  # a CFS4 file labels a CFS2 model's images too
-                    labels = labels[:, sub_encoding(file_cfs, int(metadata["cfs"]))]
+                    labels = labels[:, sub_encoding(file_cfs, card.cfs)]
                 file_masks = file["masks"][()] if "masks" in file else np.zeros(block.shape, np.uint8)
             images.append(block)
             lots.append(np.full(len(block), lot_size))
             sources += [f"{spec}::/images[{i}]" for i in range(len(block))]
             masks.append(file_masks)
-            truths.append(labels if same_encoding else np.full((len(block), len(metadata["vectors"])), np.nan))
+            truths.append(labels if same_encoding else np.full((len(block), card.components), np.nan))
         else:
             corrected = correct_file(spec, correction, extra_mask)[1]
             images.append(corrected.image[None].astype(np.float64))
             lots.append(np.array([NO_WINDOW]))
             sources.append(spec)
             masks.append(corrected.mask[None])
-            truths.append(np.full((1, len(metadata["vectors"])), np.nan))
+            truths.append(np.full((1, card.components), np.nan))
         if progress:
             progress("read", number + 1, len(specs))
     truth = np.concatenate(truths).astype(np.float64)
@@ -217,17 +142,6 @@ def read_observed(
                         np.concatenate(lots).astype(np.int64))  # fmt: skip
     check_images(observed)
     return observed
-
-
-def predict_encodings(model, images: np.ndarray, permutation: np.ndarray | None, batch_size: int):
-    """CNN encodings, and half the difference between the plain and the transposed-image predictions."""
-    from .training import predict
-
-    plain = predict(model, images, batch_size)
-    if permutation is None:
-        return plain, np.zeros_like(plain)
-    transposed = predict(model, np.swapaxes(images, 1, 2), batch_size)[:, permutation]
-    return (plain + transposed) / 2.0, np.abs(plain - transposed) / 2.0
 
 
 @dataclass
@@ -348,9 +262,9 @@ def interpret_images(
     from .models import load_model
 
     model_path = resolve_model(model)
-    network, metadata = load_model(model_path)
+    network, card = load_model(model_path)
     images = np.asarray(images, dtype=np.float64)
-    size = int(metadata["image_size"])
+    size = card.image_size
     if images.ndim == 2:
         images = images[None]
     if images.ndim != 3 or images.shape[1:] != (size, size):
@@ -360,8 +274,7 @@ def interpret_images(
         raise DataError(f"{len(sources)} sources named for {len(images)} images")
     observed = Observed(images, list(sources), lot_sizes=np.full(len(images), NO_WINDOW))
     check_images(observed)
-    model_card = (network, metadata, model_path)
-    return interpret_observed(model_card, observed, config or InterpretationConfig(), workers, progress)
+    return interpret_observed(network, card, observed, config or InterpretationConfig(), workers, progress)
 
 
 def check_images(observed: Observed) -> None:
@@ -373,43 +286,45 @@ def check_images(observed: Observed) -> None:
         raise DataError(f"image {source} has NaN, inf, no positive mean or no contrast at all")
 
 
-def decoding_settings(metadata: dict[str, Any], config: InterpretationConfig):
+def decoding_settings(card: ModelCard, config: InterpretationConfig):
     """The simulation config that decodes (and refines) with a model: its decoding config, with the user's
     composition where given (``decode.concentration``)."""
-    simulation = config_from_yaml_text(metadata["simulation_config"])
+    simulation = card.decoding()
     if config.decode.concentration is None:
         return simulation
     lattice = dataclasses.replace(simulation.lattice, concentration=config.decode.concentration)
     return dataclasses.replace(simulation, lattice=lattice)
 
 
-def _model_summary(metadata: dict[str, Any], model_path: Path) -> ModelSummary:
+def _model_summary(card: ModelCard) -> ModelSummary:
     return ModelSummary(
-        path=str(model_path),
-        sha256=file_sha256(model_path),
-        builtin=next((m.name for m in builtin_models() if m.path.resolve() == Path(model_path).resolve()), None),
-        cfs=int(metadata["cfs"]),
-        architecture=metadata["training"]["config"]["model"]["architecture"],
-        image_size=int(metadata["image_size"]),
-        h_max=float(metadata["h_max"]),
-        hold_out_r2=float(metadata["metrics"]["test"]["r2"]),
+        path=str(card.path),
+        sha256=file_sha256(card.path),
+        builtin=next((m.name for m in builtin_models() if m.path.resolve() == card.path.resolve()), None),
+        cfs=card.cfs,
+        architecture=card.architecture,
+        image_size=card.image_size,
+        h_max=card.h_max,
+        hold_out_r2=card.hold_out_r2,
     )
 
 
 def interpret_observed(
-    model_card: tuple[Any, dict[str, Any], Path],
+    network,
+    card: ModelCard,
     observed: Observed,
     config: InterpretationConfig,
     workers: int = 1,
     progress: Progress | None = None,
     clock: dict[str, float] | None = None,
 ) -> list[Interpretation]:
-    """The interpretation of every observed image by a loaded (network, metadata, path): estimates, final
+    """The interpretation of every observed image by a loaded network and its card: estimates, final
     answer, decoded replicates, uncertainty and refinement. ``clock`` collects the stage times."""
-    network, metadata, model_path = model_card
+    from .models import predict_encodings
+
     clock = {} if clock is None else clock
-    simulation = decoding_settings(metadata, config)
-    vectors = np.asarray(metadata["vectors"])
+    simulation = decoding_settings(card, config)
+    vectors = card.vectors
     permutation = transpose_permutation(vectors) if config.inference.transpose else None
     cnn, transpose_difference = predict_encodings(network, observed.images, permutation, config.inference.batch_size)
     clock["cnn"] = time.perf_counter()
@@ -418,15 +333,14 @@ def interpret_observed(
 
     by_method = {
         CNN: cnn,
-        LEAST_SQUARES: least_squares(observed.images, vectors, float(metadata["h_max"]), observed.lot_sizes),
+        LEAST_SQUARES: least_squares(observed.images, vectors, card.h_max, observed.lot_sizes),
     }
     refinements: list[dict[str, Any]] | None = None
     if config.refine.enabled:
         refinements, by_method[REFINED] = _refine_all(observed.images, cnn, simulation, vectors,
                                                       vector_labels(vectors), config.refine, progress)  # fmt: skip
-    architecture = metadata["training"]["config"]["model"]["architecture"]
     corrected = observed.lot_sizes == NO_WINDOW  # raw images and files of cfsx correct; not simulated datasets
-    estimates = choose_final(by_method, corrected if architecture in CORRECTION_TRAINED else None)
+    estimates = choose_final(by_method, corrected if card.architecture in CORRECTION_TRAINED else None)
     final = estimates.final
     clock["refine"] = time.perf_counter()
 
@@ -447,7 +361,7 @@ def interpret_observed(
     clock["decode"] = time.perf_counter()
 
     provenance = Provenance(
-        model=_model_summary(metadata, model_path),
+        model=_model_summary(card),
         config=config.to_dict(),
         decode_seeds=tuple(int(seed) for seed in seeds),
         cfsx_version=__version__,
@@ -489,16 +403,16 @@ def _interpret(
     from .models import load_model
 
     clock = {"start": time.perf_counter()}
-    network, metadata = load_model(model_path)
+    network, card = load_model(model_path)
     if record is not None:
         from .dataset import check_appendable
 
         if config.decode.replicates == 0:
             raise ConfigError("--record stores decoded structures: decode.replicates must be >= 1")
-        check_appendable(record, store_attributes(metadata))
-    observed = read_observed(inputs, metadata, correction, mask_file, progress)
+        check_appendable(record, store_attributes(card))
+    observed = read_observed(inputs, card, correction, mask_file, progress)
     clock["read"] = time.perf_counter()
-    interpretations = interpret_observed((network, metadata, model_path), observed, config, workers, progress, clock)
+    interpretations = interpret_observed(network, card, observed, config, workers, progress, clock)
 
     with atomic_directory(output_dir, "results.json") as temporary:
         figures: list[str | None] = [None] * len(interpretations)
@@ -522,7 +436,7 @@ def _interpret(
         indent = 1 if len(interpretations) <= INDENTED_RESULTS else None  # None: the C encoder, ~10x faster
         (temporary / "results.json").write_text(json.dumps(document, indent=indent))
         if record is not None:  # inside: a store that cannot take the images leaves no results either
-            document["store_size"] = record_store(record, metadata, interpretations)
+            document["store_size"] = record_store(record, card, interpretations)
     return InterpretationResult(output_dir, interpretations, document, document["seconds"])
 
 
@@ -570,7 +484,7 @@ def _refine_all(images, cnn, simulation, vectors, labels, settings: RefineConfig
     return records, np.asarray(refined)
 
 
-def record_store(path, metadata, interpretations: list[Interpretation]) -> int:
+def record_store(path, card: ModelCard, interpretations: list[Interpretation]) -> int:
     """Append the interpreted images to a knowledge store (dataset layout); returns the store's size.
 
     Each image is stored in the engine's units (divided by its fitted scale) with the first decoded
@@ -590,14 +504,14 @@ def record_store(path, metadata, interpretations: list[Interpretation]) -> int:
         "seeds": np.full(len(interpretations), interpretations[0].provenance.decode_seeds[0], dtype=np.uint64),
     }
     sources = [item.source for item in interpretations]
-    return append_samples(path, store_attributes(metadata), arrays, {"sources": sources})
+    return append_samples(path, store_attributes(card), arrays, {"sources": sources})
 
 
-def store_attributes(metadata: dict[str, Any]) -> dict[str, Any]:
+def store_attributes(card: ModelCard) -> dict[str, Any]:
     """The root attributes of a knowledge store for a model's interpretations."""
     return {
         "kind": "store",
-        "cfs": int(metadata["cfs"]),
-        "vectors": np.asarray(metadata["vectors"], dtype=np.int64),
-        "config": metadata["simulation_config"],
+        "cfs": card.cfs,
+        "vectors": card.vectors,
+        "config": card.decoding_config,
     }

@@ -216,6 +216,7 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
     """results.h5: every array behind results.json, one row per image."""
     import h5py
 
+    from .nexus import add_view
     from .outputs import hdf5_writer
 
     first, provenance = interpretations[0], interpretations[0].provenance
@@ -234,6 +235,8 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
             file[f"encodings/{name}"] = stacked(interpretations, name).astype(np.float32)
         file.create_dataset("final_source", data=[i.final_source for i in interpretations], dtype=h5py.string_dtype())
         file["uncertainty/transpose"] = np.stack([i.transpose_difference for i in interpretations]).astype(np.float32)
+        add_view(file, signal="observed", h_max=provenance.model.h_max, title="cfsx interpret",
+                 config_text=yaml.safe_dump(provenance.config, sort_keys=False))  # fmt: skip
         if first.decoded is None:
             return
         file["uncertainty/replicates"] = np.stack([i.replicate_std for i in interpretations]).astype(np.float32)

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 import cfsx
-from cfsx.config import TrainingConfig, load_config
-from cfsx.correction import CorrectionConfig
+from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
 from cfsx.errors import DataError
-from cfsx.interpretation import InterpretationConfig, interpret, interpret_images
+from cfsx.interpretation import interpret, interpret_images
 from cfsx.results import results_document
 from cfsx.simulation import simulate
 from cfsx.training import train
@@ -139,3 +138,22 @@ def test_the_quickstart_notebook_runs_and_shows_the_interpretation(tmp_path):
     text = "".join(output.get("text", "") for output in outputs)
     assert "hold-out R2" in text and text.count("| truth") == 4
     assert any("image/png" in output.get("data", {}) for output in outputs), "the figure was not shown"
+
+
+def test_a_correction_step_is_added_in_one_place_and_reports_its_provenance(monkeypatch):
+    """docs/architecture.md: a new step goes into correction.STEPS; its provenance follows the others'."""
+    from cfsx import correction
+
+    def halve(work, config):
+        work.resampled = work.resampled / 2
+        return [{"step": "halve"}]
+
+    image = np.random.default_rng(0).gamma(3.0, 1.0, size=(64, 64))
+    plain = correction.correct_image(image, CorrectionConfig())
+    steps = list(correction.STEPS)
+    steps.insert(len(steps) - 1, (halve, None))  # before the normalisation
+    monkeypatch.setattr(correction, "STEPS", tuple(steps))
+    corrected = correction.correct_image(image, CorrectionConfig())
+    names = [entry["step"] for entry in corrected.provenance]
+    assert names == [entry["step"] for entry in plain.provenance][:-1] + ["halve", "normalise"]
+    assert corrected.provenance[-1]["factor"] == pytest.approx(2 * plain.provenance[-1]["factor"])

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from test_simulate import assert_same_data
+from test_simulation import assert_same_data
 from typer.testing import CliRunner
 
 from cfsx.cli import app

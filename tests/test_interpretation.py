@@ -15,15 +15,17 @@ from typer.testing import CliRunner
 
 from cfsx import engine, models
 from cfsx.cli import app
-from cfsx.config import TrainingConfig, load_config
-from cfsx.correction import CorrectionConfig, correct_files
+from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
+from cfsx.correction import correct_files
 from cfsx.detector import Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.estimates import choose_final, least_squares
 from cfsx.evaluation import hold_out_indices
-from cfsx.interpretation import SCHEMA_PATH, InterpretationConfig, interpret, predict_encodings
+from cfsx.interpretation import SCHEMA_PATH, interpret
 from cfsx.inversion import NO_WINDOW
 from cfsx.metrics import image_r2
+from cfsx.model_card import read_model_card
+from cfsx.models import predict_encodings
 from cfsx.refinement import ExpectedIntensity, scaled_r2
 from cfsx.simulation import decode, sample_seeds, simulate
 from cfsx.training import summarise_data, train
@@ -230,7 +232,7 @@ def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
     assert [part["samples"] for part in training["data_files"]] == [240, 24]
     # Started from a trained model with small steps, the hold-out stays good after two epochs.
     assert tuned.metadata["metrics"]["test"]["r2"] > 0.7
-    held_out = hold_out_indices(tuned.metadata, summarise_data(setup / "train.h5"))
+    held_out = hold_out_indices(read_model_card(tuned.model_path), summarise_data(setup / "train.h5"))
     test = np.asarray(tuned.metadata["split"]["test"])
     assert np.array_equal(held_out, test[test < 240])
 

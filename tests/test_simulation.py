@@ -38,11 +38,12 @@ def assert_same_data(a, b):
         assert np.array_equal(data_a[name], data_b[name]), name
 
 
-def test_dataset_follows_format_1(tiny_config, tmp_path):
+def test_dataset_follows_format_2(tiny_config, tmp_path):
+    """Format 2 is format 1's paths (which format-1 readers use) plus the NeXus entry (tests/test_nexus.py)."""
     out = tmp_path / "data.h5"
     report = simulate(tiny_config, out, workers=1)
     data, attrs = read_all(out)
-    assert attrs["format"] == "cfsx-dataset" and attrs["format_version"] == 1
+    assert attrs["format"] == "cfsx-dataset" and attrs["format_version"] == 2
     assert attrs["cfs"] == 2 and np.array_equal(attrs["vectors"], cfs_vectors(2))
     assert "lattice:" in attrs["config"] and attrs["created"] and attrs["cfsx_version"]
     assert data["images"].shape == (24, 16, 16) and data["images"].dtype == np.float32
