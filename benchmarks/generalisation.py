@@ -66,13 +66,15 @@ def ensure_data(folder: Path, workers: int) -> list[Path]:
 
 
 def cfsx_command(*arguments: str) -> None:
+    """Run the installed cfsx (from outside the source tree, whose cfsx/ has no compiled engine)."""
     command = [sys.executable, "-m", "cfsx", *arguments]
     print("+ cfsx " + " ".join(arguments), flush=True)
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, cwd=HERE)
 
 
 def ensure_models(work: Path, workers: int) -> list[Path]:
     """The reference models of the issue, made in ``work`` when missing (about 7 minutes each on 2 cores)."""
+    work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in DEFAULT_MODELS:
