@@ -370,7 +370,7 @@ def interpret_observed(
     return [
         Interpretation(
             source=source,
-            observed=observed.images[index],
+            observed=observed.images[index].astype(np.float32),
             vectors=vectors,
             encoding=final[index],
             final_source=estimates.final_source[index],

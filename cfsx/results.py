@@ -7,7 +7,8 @@ their ``summary``, ``results_document`` makes results.json from them (cfsx/resul
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ class Interpretation:
     decoded structures and their scores, the refinement (when asked for) and what made it."""
 
     source: str
-    observed: np.ndarray  # (M, M) the image on the model's grid, as interpreted
+    observed: np.ndarray  # (M, M) float32: the image on the model's grid, as interpreted
     vectors: np.ndarray  # (D, 2) the encoding's lattice vectors
     encoding: np.ndarray  # (D,) the final answer
     final_source: str  # the estimate the final answer is (FINAL_RULE)
@@ -98,7 +99,7 @@ class Interpretation:
     def defined(self, method: str) -> bool:
         return bool(np.isfinite(self.estimates[method]).all())
 
-    def to_json(self, index: int, figure: str | None = None) -> dict[str, Any]:
+    def results_record(self, index: int, figure: str | None = None) -> dict[str, Any]:
         """The image's record in results.json (cfsx/results.schema.json)."""
         labels, decoded = self.labels, self.decoded
         record: dict[str, Any] = {
@@ -144,6 +145,15 @@ class Interpretation:
             }  # fmt: skip
         return record
 
+    def to_json(self) -> str:
+        """The whole record as JSON text (arrays as nested lists with their dtype): ``from_json`` gives it back."""
+        return json.dumps(_plain(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Interpretation:
+        """The record ``to_json`` wrote."""
+        return _from_plain(cls, json.loads(text))
+
     def summary(self) -> str:
         """One line: the final encoding with its uncertainty, and which estimate it is."""
         values = ", ".join(
@@ -151,6 +161,49 @@ class Interpretation:
             for label, value, sigma in zip(self.labels, self.encoding, self.uncertainty, strict=True)
         )
         return f"{short_name(self.source)} ({self.final_source.replace('_', ' ')}): {values}"
+
+
+# Fields that hold records, for from_json.
+_RECORD_FIELDS = {
+    ("Interpretation", "provenance"): Provenance,
+    ("Interpretation", "decoded"): DecodedReplicates,
+    ("Provenance", "model"): ModelSummary,
+}
+
+
+def _plain(value: Any) -> Any:
+    """A record as JSON values: dataclasses as dicts, arrays as {"array": lists, "dtype": name}."""
+    if is_dataclass(value):
+        return {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
+    if isinstance(value, np.ndarray):
+        return {"array": value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _from_plain(kind: type, data: Any) -> Any:
+    """The inverse of ``_plain`` for dataclass ``kind``: fields typed as records are rebuilt as records."""
+    values = {}
+    for item in fields(kind):
+        value = data[item.name]
+        nested = _RECORD_FIELDS.get((kind.__name__, item.name))
+        values[item.name] = _from_plain(nested, value) if nested and value is not None else _arrays(value)
+    if kind is Provenance:
+        values["decode_seeds"] = tuple(values["decode_seeds"])
+    return kind(**values)
+
+
+def _arrays(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"array", "dtype"}:
+        return np.asarray(value["array"], dtype=np.dtype(value["dtype"]))
+    if isinstance(value, dict):
+        return {key: _arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_arrays(item) for item in value]
+    return value
 
 
 def short_name(source: str) -> str:
@@ -178,7 +231,7 @@ def results_document(interpretations: list[Interpretation], figures: list[str | 
     provenance = interpretations[0].provenance
     methods = list(interpretations[0].estimates)
     figures = figures or [None] * len(interpretations)
-    records = [item.to_json(index, figure) for index, (item, figure) in enumerate(zip(interpretations, figures,
+    records = [item.results_record(index, figure) for index, (item, figure) in enumerate(zip(interpretations, figures,
                                                                                        strict=True))]  # fmt: skip
     decoded = [item.decoded for item in interpretations]
     r2 = None if decoded[0] is None else np.array([d.image_r2.mean() for d in decoded])
@@ -212,41 +265,92 @@ def results_document(interpretations: list[Interpretation], figures: list[str | 
     return document
 
 
+DECODED_ARRAYS = tuple(item.name for item in fields(DecodedReplicates))
+
+
 def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
-    """results.h5: every array behind results.json, one row per image."""
+    """results.h5: every array behind results.json, one row per image, at the records' own precision;
+    ``read_results_h5`` gives the records back."""
     import h5py
 
     from .nexus import add_view
     from .outputs import hdf5_writer
 
     first, provenance = interpretations[0], interpretations[0].provenance
+    text = h5py.string_dtype()
     with hdf5_writer(path) as file:
         file.attrs.update(format=RESULTS_FORMAT, format_version=RESULTS_FORMAT_VERSION,
                           cfsx_version=provenance.cfsx_version, model=provenance.model.path, labels=first.labels,
-                          config=yaml.safe_dump(provenance.config, sort_keys=False))  # fmt: skip
-        file["observed"] = np.stack([i.observed for i in interpretations]).astype(np.float32)
-        file.create_dataset("sources", data=[i.source for i in interpretations], dtype=h5py.string_dtype())
+                          config=yaml.safe_dump(provenance.config, sort_keys=False),
+                          provenance=json.dumps(_plain(provenance)))  # fmt: skip
+        file["observed"] = np.stack([i.observed for i in interpretations])
+        file["vectors"] = first.vectors
+        file.create_dataset("sources", data=[i.source for i in interpretations], dtype=text)
         if first.mask is not None:
             file["masks"] = np.stack([i.mask for i in interpretations])
         if first.truth is not None:
-            file["truth"] = np.stack([i.truth for i in interpretations]).astype(np.float32)
-        file["encodings/final"] = stacked(interpretations).astype(np.float32)
+            file["truth"] = np.stack([i.truth for i in interpretations])
+        file["encodings/final"] = stacked(interpretations)
         for name in first.estimates:
-            file[f"encodings/{name}"] = stacked(interpretations, name).astype(np.float32)
-        file.create_dataset("final_source", data=[i.final_source for i in interpretations], dtype=h5py.string_dtype())
-        file["uncertainty/transpose"] = np.stack([i.transpose_difference for i in interpretations]).astype(np.float32)
+            file[f"encodings/{name}"] = stacked(interpretations, name)
+        file["encodings"].attrs["methods"] = list(first.estimates)
+        file.create_dataset("final_source", data=[i.final_source for i in interpretations], dtype=text)
+        file["uncertainty/transpose"] = np.stack([i.transpose_difference for i in interpretations])
         add_view(file, signal="observed", h_max=provenance.model.h_max, title="cfsx interpret",
                  config_text=yaml.safe_dump(provenance.config, sort_keys=False))  # fmt: skip
+        if first.refinement is not None:
+            for start in first.refinement:
+                encodings = [list(i.refinement[start]["refined"]["encoding"].values()) for i in interpretations]
+                file[f"refinement/{start}"] = np.array(encodings)
+            file.create_dataset("refinement/records", data=[json.dumps(i.refinement) for i in interpretations],
+                                dtype=text)  # fmt: skip
         if first.decoded is None:
             return
-        file["uncertainty/replicates"] = np.stack([i.replicate_std for i in interpretations]).astype(np.float32)
-        for name in ("images", "lattices", "achieved", "interactions", "cycles", "image_r2", "image_mse", "scale",
-                     "image_r2_floor"):  # fmt: skip
+        file["uncertainty/replicates"] = np.stack([i.replicate_std for i in interpretations])
+        for name in DECODED_ARRAYS:
             file[f"decoded/{name}"] = np.stack([getattr(i.decoded, name) for i in interpretations])
         file["decoded/seeds"] = np.asarray(provenance.decode_seeds, dtype=np.uint64)
         for name in first.decoded_image_r2:
             file[f"decoded_image_r2/{name}"] = np.stack([i.decoded_image_r2[name] for i in interpretations])
-        if first.refinement is not None:
-            for start in first.refinement:
-                encodings = [list(i.refinement[start]["refined"]["encoding"].values()) for i in interpretations]
-                file[f"refinement/{start}"] = np.array(encodings, dtype=np.float32)
+
+
+def read_results_h5(path: str | Path) -> list[Interpretation]:
+    """The Interpretation records of a results.h5 that ``write_results_h5`` wrote."""
+    import h5py
+
+    from .errors import DataError
+
+    with h5py.File(path, "r") as file:
+        if file.attrs.get("format") != RESULTS_FORMAT or "provenance" not in file.attrs:
+            raise DataError(f"{path} is not a results.h5 of this cfsx (format {RESULTS_FORMAT}, with provenance)")
+        provenance = _from_plain(Provenance, json.loads(file.attrs["provenance"]))
+        methods = [str(name) for name in file["encodings"].attrs["methods"]]
+        arrays = {name: file[name][()] for name in ("observed", "vectors", "masks", "truth") if name in file}
+        sources = [text.decode() for text in file["sources"][()]]
+        final_sources = [text.decode() for text in file["final_source"][()]]
+        encodings = {name: file[f"encodings/{name}"][()] for name in ["final", *methods]}
+        transpose = file["uncertainty/transpose"][()]
+        replicates = file["uncertainty/replicates"][()] if "uncertainty/replicates" in file else None
+        decoded = {name: file[f"decoded/{name}"][()] for name in DECODED_ARRAYS} if "decoded" in file else None
+        decoded_r2 = {name: file[f"decoded_image_r2/{name}"][()] for name in file.get("decoded_image_r2", [])}
+        refinements = file.get("refinement/records")
+        refinements = None if refinements is None else [json.loads(text) for text in refinements[()]]
+    return [
+        Interpretation(
+            source=source,
+            observed=arrays["observed"][index],
+            vectors=arrays["vectors"],
+            encoding=encodings["final"][index],
+            final_source=final_sources[index],
+            estimates={name: encodings[name][index] for name in methods},
+            transpose_difference=transpose[index],
+            provenance=provenance,
+            replicate_std=None if replicates is None else replicates[index],
+            decoded=None if decoded is None else DecodedReplicates(**{k: v[index] for k, v in decoded.items()}),
+            decoded_image_r2=None if decoded is None else {name: r2[index] for name, r2 in decoded_r2.items()},
+            mask=arrays["masks"][index] if "masks" in arrays else None,
+            truth=arrays["truth"][index] if "truth" in arrays else None,
+            refinement=None if refinements is None else refinements[index],
+        )
+        for index, source in enumerate(sources)
+    ]

@@ -157,3 +157,43 @@ def test_a_correction_step_is_added_in_one_place_and_reports_its_provenance(monk
     names = [entry["step"] for entry in corrected.provenance]
     assert names == [entry["step"] for entry in plain.provenance][:-1] + ["halve", "normalise"]
     assert corrected.provenance[-1]["factor"] == pytest.approx(2 * plain.provenance[-1]["factor"])
+
+
+def assert_same_record(first, second) -> None:
+    """Two records hold the same values, arrays compared exactly (with their dtypes)."""
+    import dataclasses
+
+    def same(a, b, where: str) -> None:
+        if dataclasses.is_dataclass(a):
+            assert type(a) is type(b), where
+            for item in dataclasses.fields(a):
+                same(getattr(a, item.name), getattr(b, item.name), f"{where}.{item.name}")
+        elif isinstance(a, np.ndarray):
+            assert isinstance(b, np.ndarray) and a.dtype == b.dtype, where
+            np.testing.assert_array_equal(a, b, err_msg=where)
+        elif isinstance(a, dict):
+            assert isinstance(b, dict) and list(a) == list(b), where
+            for key in a:
+                same(a[key], b[key], f"{where}[{key}]")
+        else:
+            assert a == b, where
+
+    same(first, second, "record")
+
+
+def test_interpretation_records_round_trip_through_json_and_hdf5(model_and_images, tmp_path):
+    from cfsx.interpretation import interpret
+    from cfsx.results import Interpretation, read_results_h5
+
+    folder, images = model_and_images
+    config = load_config("interpret", root=InterpretationConfig,
+                         **{"decode.replicates": 2, "refine.enabled": True, "refine.decoded_iterations": 1,
+                            "output.figures": False})  # fmt: skip
+    written = interpret(folder / "model.keras", [str(folder / "unseen.h5")], tmp_path / "out", config,
+                        CorrectionConfig())  # fmt: skip
+    records = written.interpretations
+    assert records[0].truth is not None and records[0].refinement is not None  # every optional part present
+    for record in records:
+        assert_same_record(record, Interpretation.from_json(record.to_json()))
+    for record, read in zip(records, read_results_h5(tmp_path / "out" / "results.h5"), strict=True):
+        assert_same_record(record, read)
