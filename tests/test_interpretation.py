@@ -11,12 +11,12 @@ import h5py
 import jsonschema
 import numpy as np
 import pytest
+from conftest import corrected_file
 from typer.testing import CliRunner
 
 from cfsx import engine, models
 from cfsx.cli import app
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
-from cfsx.correction import correct_files
 from cfsx.detector import Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.estimates import choose_final, least_squares
@@ -283,11 +283,7 @@ def _wrong_grid_dataset(folder):
 
 def test_interpret_and_evaluate_read_a_file_of_cfsx_correct(setup, tmp_path):
     with h5py.File(setup / "unseen.h5") as file:
-        images = file["images"][:3]
-    for index, image in enumerate(images):
-        np.save(tmp_path / f"measured-{index}.npy", np.kron(image, np.ones((4, 4))) * 77.0)
-    config = load_config("correct", ["output.image_size=32", "bragg.enabled=false"], root=CorrectionConfig)
-    correct_files([str(tmp_path / "measured-*.npy")], tmp_path / "corrected.h5", config)
+        corrected_file(file["images"][:3], tmp_path, 77.0)
     result = interpret(setup / "model.keras", [str(tmp_path / "corrected.h5")], tmp_path / "out",
                        interpretation_config(**{"output.figures": False}), CorrectionConfig())  # fmt: skip
     assert len(result.document["images"]) == 3 and result.document["images"][0]["truth"] is None

@@ -4,10 +4,10 @@ in r.l.u., the format-1 paths read the same array, and format-1 files (no entry)
 import h5py
 import numpy as np
 import pytest
+from conftest import corrected_file
 from nexusformat.nexus import nxload
 
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
-from cfsx.correction import correct_files
 from cfsx.dataset import describe, merge_shards
 from cfsx.engine import reciprocal_grid
 from cfsx.interpretation import interpret
@@ -42,11 +42,7 @@ def made(tmp_path_factory, small_run):
         simulate(small_run(2, 8), folder / f"shard{index}.h5", workers=1, shard=Shard(index, 2))
     merge_shards([folder / "shard0.h5", folder / "shard1.h5"], folder / "merged.h5")
     with h5py.File(folder / "data.h5") as file:
-        images = file["images"][:2]
-    for index, image in enumerate(images):
-        np.save(folder / f"raw-{index}.npy", np.kron(image, np.ones((4, 4))) * 50.0)
-    correction = load_config("correct", ["output.image_size=32", "bragg.enabled=false"], root=CorrectionConfig)
-    correct_files([str(folder / "raw-*.npy")], folder / "corrected.h5", correction)
+        corrected_file(file["images"][:2], folder, 50.0)
     train(folder / "data.h5", folder / "model.keras", load_config("train-demo", root=TrainingConfig,
                                                                    **{"fit.epochs": 1}))  # fmt: skip
     config = load_config("interpret", root=InterpretationConfig, **{"decode.replicates": 2, "output.figures": False})
