@@ -10,7 +10,7 @@ DEMO := demo-output
 REALDATA ?= ../shared/realdata/javelin-zro2-h0l/ZrO2.nxs
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test bench models models-cfs2 models-cfs3 models-cfs4 reproduce validate-correct interpretation-example generalisation targets-study fuzz lint format clean
+.PHONY: install demo test bench models models-cfs2 models-cfs3 models-cfs4 models-pilot reproduce validate-correct interpretation-example generalisation targets-study fuzz lint format clean
 
 install: $(STAMP)
 
@@ -74,6 +74,11 @@ models: models-cfs4 models-cfs3 models-cfs2
 
 models-cfs2 models-cfs3 models-cfs4: models-cfs%: $(STAMP)
 	$(BIN)/python benchmarks/build_models.py --cfs $*
+
+# docs/models.md's pilot: a wider model, longer training and more data, on the data of make models (about
+# 30 minutes; not in CI).
+models-pilot: $(STAMP)
+	$(BIN)/python benchmarks/model_pilot.py
 
 # The seed study: datasets, models, evaluations, docs/results.md (hours; not part of CI).
 reproduce: $(STAMP)
