@@ -4,13 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := pyproject.toml meson.build $(wildcard fortran/*.f90 cfsx/*.py configs/*.yaml)
+SOURCES := pyproject.toml meson.build $(wildcard fortran/*.f90 cfsx/*.py cfsx/*.json cfsx/builtin/* configs/*.yaml)
 DEMO := demo-output
 # The real measured plane (shared beside the checkout; make demo REALDATA=path/to/ZrO2.nxs elsewhere).
 REALDATA ?= ../shared/realdata/javelin-zro2-h0l/ZrO2.nxs
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test bench models models-cfs2 models-cfs3 models-cfs4 reproduce validate-correct interpretation-example generalisation targets-study fuzz lint format clean
+.PHONY: install demo test bench models models-cfs2 models-cfs3 models-cfs4 models-pilot reproduce validate-correct interpretation-example generalisation targets-study fuzz lint format clean
 
 install: $(STAMP)
 
@@ -41,7 +41,7 @@ demo: $(STAMP)
 	@echo "interpretation figures: $(DEMO)/interpretation/figures/"
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check cfsx tests benchmarks examples
+	$(BIN)/python -m ruff check cfsx tests benchmarks examples tools
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
@@ -75,6 +75,11 @@ models: models-cfs4 models-cfs3 models-cfs2
 models-cfs2 models-cfs3 models-cfs4: models-cfs%: $(STAMP)
 	$(BIN)/python benchmarks/build_models.py --cfs $*
 
+# docs/models.md's pilot: a wider model, longer training and more data, on the data of make models (about
+# 30 minutes; not in CI).
+models-pilot: $(STAMP)
+	$(BIN)/python benchmarks/model_pilot.py
+
 # The seed study: datasets, models, evaluations, docs/results.md (hours; not part of CI).
 reproduce: $(STAMP)
 	$(BIN)/python benchmarks/reproduce.py --work study-output --docs docs
@@ -100,12 +105,12 @@ fuzz: $(STAMP)
 	$(BIN)/python benchmarks/fuzz.py --output docs/reliability.md
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check cfsx tests benchmarks examples
-	$(BIN)/python -m ruff format --check cfsx tests benchmarks examples
+	$(BIN)/python -m ruff check cfsx tests benchmarks examples tools
+	$(BIN)/python -m ruff format --check cfsx tests benchmarks examples tools
 
 format: $(STAMP)
-	$(BIN)/python -m ruff format cfsx tests benchmarks examples
-	$(BIN)/python -m ruff check --fix cfsx tests benchmarks examples
+	$(BIN)/python -m ruff format cfsx tests benchmarks examples tools
+	$(BIN)/python -m ruff check --fix cfsx tests benchmarks examples tools
 
 clean:
 	rm -rf $(VENV) build $(DEMO) bench-output

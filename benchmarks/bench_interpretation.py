@@ -21,13 +21,12 @@ import h5py
 import numpy as np
 from report import best_of, machine_line, markdown_table, replace_block
 
-from cfsx.config import TrainingConfig, load_config
-from cfsx.correction import CorrectionConfig
+from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
 from cfsx.detector import CORRUPTIONS, Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
-from cfsx.interpretation import InterpretationConfig, interpret, predict_encodings
-from cfsx.models import load_model
-from cfsx.simulate import simulate
+from cfsx.interpretation import interpret
+from cfsx.models import load_model, predict_encodings
+from cfsx.simulation import simulate
 from cfsx.training import train
 
 
@@ -135,8 +134,8 @@ def builtin_rows(folder: Path, images: np.ndarray, correction, plain) -> list[tu
     one_image(plain)
     seconds = best_of(lambda: one_image(plain))
     cnn_seconds = best_of(lambda: one_image(without_decodes))
-    model, metadata = load_model(DEFAULT_MODEL)
-    permutation = transpose_permutation(metadata["vectors"])
+    model, card = load_model(DEFAULT_MODEL)
+    permutation = transpose_permutation(card.vectors)
     predict_encodings(model, images[:256], permutation, 256)
     rate = len(images) / best_of(lambda: predict_encodings(model, images, permutation, 256))
     return [

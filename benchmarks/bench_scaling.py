@@ -1,6 +1,6 @@
 """Simulation throughput against the number of workers: local process pool and Dask.
 
-Measures samples/s of ``cfsx.simulate.simulate`` (CFS4, the seed study's targets and loop) with 1 and 2
+Measures samples/s of ``cfsx.simulation.simulate`` (CFS4, the seed study's targets and loop) with 1 and 2
 workers for the process pool and for a Dask LocalCluster of single-threaded worker processes,
 and Dask's per-task overhead (a batch of no-op tasks). Writes its table into the marked block
 of docs/scaling.md; the projection in that file is derived from these figures by hand.
@@ -19,7 +19,7 @@ from report import SEED_STUDY_TARGETS, machine_line, markdown_table, replace_blo
 
 from cfsx.cluster import Scheduler
 from cfsx.config import load_config
-from cfsx.simulate import simulate
+from cfsx.simulation import simulate
 
 
 def no_op(value: int) -> int:

@@ -30,7 +30,7 @@ from report import SEED_STUDY_TARGETS, best_of, machine_line, markdown_table, re
 from cfsx import engine
 from cfsx.config import load_config
 from cfsx.encoding import cfs_vectors, vector_labels
-from cfsx.simulate import run_feedback, simulate
+from cfsx.simulation import run_feedback, simulate
 
 # The engine's functions, by the stage they make up (simulate_sample calls nothing else that takes time).
 STAGES = {

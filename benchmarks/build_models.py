@@ -37,8 +37,7 @@ def settings() -> list[str]:
 def recipe(cfs: int) -> str:
     """sha256 of everything that shapes the model: the resolved configs and the corruption settings."""
     from cfsx import corruption
-    from cfsx.config import TrainingConfig, load_config
-    from cfsx.correction import CorrectionConfig
+    from cfsx.config import CorrectionConfig, TrainingConfig, load_config
 
     parts = [load_config(f"general-{name}").to_yaml() for name in settings()]
     parts.append(
@@ -141,71 +140,69 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from report import replace_block
 
+    # One block per model: a build replaces its own model's figures and times and keeps the others'.
     docs = ROOT / "docs" / "models.md"
-    replace_block(docs, "models-benchmark", card_tables(work))
+    if args.benchmark:
+        replace_block(docs, f"models-benchmark-{name}", card_table(work, builtin_model(name, BUILTIN_DIR)))
+    others = [f"general-cfs{cfs}" for cfs in (2, 3, 4) if cfs != args.cfs]
+    steps = {key: value for key, value in times.items() if not any(other in key for other in others)}
     replace_block(
         docs,
-        "models-times",
-        "Run times of the last `make models` steps (2-core development machine, "
-        "shared):\n\n" + "\n".join(f"- {key}: {value / 60:.1f} minutes" for key, value in times.items()),
+        f"models-times-{name}",
+        f"Run times of the `make models-cfs{args.cfs}` steps (2-core development machine, shared; the data steps "
+        "are those of the run that made model-work/):\n\n"
+        + "\n".join(f"- {key}: {value / 60:.1f} minutes" for key, value in steps.items()),
     )
     print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) and its entry in cfsx/builtin/models.json")
     return 0
 
 
-def card_tables(work: Path) -> str:
-    """docs/models.md's benchmark block: per installed model, its generalisation figures against the goals."""
+def card_table(work: Path, model) -> str:
+    """docs/models.md's benchmark block of one installed model: its generalisation figures against the goals."""
     import generalisation_data as gd
     from report import markdown_table
 
-    from cfsx.builtin import builtin_models
+    results = work / f"benchmark-{model.name}" / "results.json"
+    document = json.loads(results.read_text())
+    rows = document["rows"]
+    names = (f"CNN-CFS{model.cfs}", f"LS-CFS{model.cfs} no window", f"final-CFS{model.cfs}")
 
-    blocks = []
-    for model in builtin_models(BUILTIN_DIR):
-        results = work / f"benchmark-{model.name}" / "results.json"
-        if not results.exists():
-            continue
-        document = json.loads(results.read_text())
-        rows = document["rows"]
-        names = (f"CNN-CFS{model.cfs}", f"LS-CFS{model.cfs} no window", f"final-CFS{model.cfs}")
+    def mae(name: str, **match) -> float:
+        chosen = [row["mae"] for row in rows if row["method"] == name
+                  and all(row[key] == value for key, value in match.items())]  # fmt: skip
+        return sum(chosen) / len(chosen) if chosen else float("nan")
 
-        def mae(name: str, **match) -> float:
-            chosen = [row["mae"] for row in rows if row["method"] == name
-                      and all(row[key] == value for key, value in match.items())]  # fmt: skip
-            return sum(chosen) / len(chosen) if chosen else float("nan")
+    clean = {name: mae(name, image="clean", treatment="raw") for name in names}
+    table = []
 
-        clean = {name: mae(name, image="clean", treatment="raw") for name in names}
-        table = []
+    def add(label: str, values: list[float], goal: str) -> None:
+        table.append((label, *(f"{value:.4f}" for value in values), goal))
 
-        def add(label: str, values: list[float], goal: str) -> None:
-            table.append((label, *(f"{value:.4f}" for value in values), goal))
-
-        add(
-            "clean",
-            list(clean.values()),
-            f"CNN <= 1.1 x least squares: {clean[names[0]] / clean[names[1]]:.3f} x "
-            f"({'met' if clean[names[0]] <= 1.1 * clean[names[1]] else 'missed'}); "
-            f"final <= least squares: {'met' if clean[names[2]] <= clean[names[1]] + 1e-9 else 'missed'}",
-        )
-        exact = [mae(name, image="all-origins", treatment="raw") for name in names]
-        add("exact expected (all origins)", exact, f"CNN <= 0.006: {'met' if exact[0] <= 0.006 else 'missed'}")
-        add("clean, through correct", [mae(name, image="clean", treatment="corrected") for name in names], "-")
-        for kind in gd.KINDS:
-            values = [mae(name, image="corrupted", kind=kind, level=2, treatment="corrected") for name in names]
-            ratio = values[2] / clean[names[2]]
-            add(f"{kind}, level 2, through correct", values,
-                f"final <= 1.5 x final clean: {ratio:.2f} x ({'met' if ratio <= 1.5 else 'missed'})")  # fmt: skip
-        header = ("images (alpha MAE, mean of the six groups)", f"CNN ({model.name})", "least squares, no window",
-                  "final answer", "goal")  # fmt: skip
-        blocks.append(f"**{model.name}** (sha256 `{model.sha256[:16]}...`; `{document['command']}`, "
-                      f"{document['seconds'] / 60:.1f} minutes):\n\n{markdown_table(header, table)}")  # fmt: skip
-    return "\n\n".join(blocks) or "No model is installed yet."
+    add(
+        "clean",
+        list(clean.values()),
+        f"CNN <= 1.1 x least squares: {clean[names[0]] / clean[names[1]]:.3f} x "
+        f"({'met' if clean[names[0]] <= 1.1 * clean[names[1]] else 'missed'}); "
+        f"final <= least squares: {'met' if clean[names[2]] <= clean[names[1]] + 1e-9 else 'missed'}",
+    )
+    exact = [mae(name, image="all-origins", treatment="raw") for name in names]
+    add("exact expected (all origins)", exact, f"CNN <= 0.006: {'met' if exact[0] <= 0.006 else 'missed'}")
+    add("clean, through correct", [mae(name, image="clean", treatment="corrected") for name in names], "-")
+    for kind in gd.KINDS:
+        values = [mae(name, image="corrupted", kind=kind, level=2, treatment="corrected") for name in names]
+        ratio = values[2] / clean[names[2]]
+        add(f"{kind}, level 2, through correct", values,
+            f"final <= 1.5 x final clean: {ratio:.2f} x ({'met' if ratio <= 1.5 else 'missed'})")  # fmt: skip
+    header = ("images (alpha MAE, mean of the six groups)", f"CNN ({model.name})", "least squares, no window",
+              "final answer", "goal")  # fmt: skip
+    return (f"**{model.name}** (sha256 `{model.sha256[:16]}...`; `{document['command']}`, "
+            f"{document['seconds'] / 60:.1f} minutes):\n\n{markdown_table(header, table)}")  # fmt: skip
 
 
 def _architecture(model: Path) -> str:
-    from cfsx.models import read_metadata
+    from cfsx.model_card import read_model_card
 
-    return read_metadata(model)["training"]["config"]["model"]["architecture"]
+    return read_model_card(model).architecture
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ class Model:
         from cfsx.models import load_model
 
         self.path = Path(path)
-        self.network, self.metadata = load_model(path)
+        self.network, card = load_model(path)
+        self.metadata = card.metadata
         self.cfs = int(self.metadata["cfs"])
         self.vectors = np.asarray(self.metadata["vectors"])
         self.permutation = transpose_permutation(self.vectors)
@@ -133,7 +134,7 @@ class Model:
         }
 
     def predict(self, images: np.ndarray, batch_size: int) -> np.ndarray:
-        from cfsx.interpretation import predict_encodings
+        from cfsx.models import predict_encodings
 
         return predict_encodings(self.network, images.astype(np.float32), self.permutation, batch_size)[0]
 
@@ -144,8 +145,7 @@ _CONFIGS: dict = {}
 
 
 def _config(overrides: tuple[str, ...]):
-    from cfsx.config import load_config
-    from cfsx.correction import CorrectionConfig
+    from cfsx.config import CorrectionConfig, load_config
 
     if overrides not in _CONFIGS:
         _CONFIGS[overrides] = load_config("correct", list(overrides), root=CorrectionConfig)
@@ -348,9 +348,9 @@ def run_group(path: Path, models: list[Model], inversions: Inversions, pool, arg
 
 def refine_subsample(model: Model, parity: dict, cases: int) -> list[dict]:
     """interpret --refine (from the CNN only) on the first clean images of the parity group."""
-    from cfsx.config import config_from_yaml_text
+    from cfsx.config import RefineConfig, config_from_yaml_text
     from cfsx.encoding import vector_labels
-    from cfsx.interpretation import RefineConfig, _refine_all
+    from cfsx.interpretation import _refine_all
 
     simulation = config_from_yaml_text(model.metadata["simulation_config"])
     images = parity["clean_images"][:cases].astype(np.float64)
@@ -377,9 +377,9 @@ def decoded_misfit_rule(model: Model, parity: dict, cases: int, workers: int) ->
     """The rule the issue suggested, scored against the stated one: per image, the estimate (CNN or least
     squares, no window) whose decoded images (interpret's decode settings: its default seeds and replicates)
     explain the observation best, on the first ``cases`` images of each RULE_SETS set of the parity group."""
-    from cfsx.config import config_from_yaml_text
-    from cfsx.interpretation import DecodeConfig, decode_replicates
-    from cfsx.simulate import sample_seeds
+    from cfsx.config import DecodeConfig, config_from_yaml_text
+    from cfsx.interpretation import decode_replicates
+    from cfsx.simulation import sample_seeds
 
     simulation = config_from_yaml_text(model.metadata["simulation_config"])
     settings = DecodeConfig()

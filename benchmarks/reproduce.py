@@ -100,10 +100,10 @@ def lot_sampling_ceiling(data: Path, model: Path, count: int = 300) -> dict[str,
     from cfsx.config import config_from_yaml_text
     from cfsx.encoding import cfs_vectors, vector_labels
     from cfsx.metrics import regression_metrics
-    from cfsx.models import read_metadata
-    from cfsx.simulate import simulate_sample
+    from cfsx.model_card import read_model_card
+    from cfsx.simulation import simulate_sample
 
-    indices = np.asarray(read_metadata(model)["split"]["test"][:count])
+    indices = read_model_card(model).hold_out_indices[:count]
     with h5py.File(data) as file:
         config = config_from_yaml_text(file.attrs["config"])
         labels = file["encodings/achieved"][indices]

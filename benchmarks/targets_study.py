@@ -39,7 +39,7 @@ def ensure(work: Path, kind: str, samples: int, seed: int) -> Path:
 
 def scores(model, path: Path) -> tuple[float, float]:
     from cfsx.metrics import r2_per_component
-    from cfsx.training import predict
+    from cfsx.models import predict
 
     with h5py.File(path) as file:
         images, truth = file["images"][()], file["encodings/achieved"][()].astype(np.float64)
@@ -52,7 +52,7 @@ def generalisation_scores(model, folder: Path) -> float | None:
     sys.path.insert(0, str(HERE))
     import generalisation_data as gd
 
-    from cfsx.training import predict
+    from cfsx.models import predict
 
     values = []
     for spec in gd.GROUPS:
@@ -85,7 +85,7 @@ def main() -> None:
 
     rows = []
     for kind in KINDS:
-        model, metadata = load_model(models[kind])
+        model, _ = load_model(models[kind])
         cells = []
         for data in KINDS:
             mae, r2 = scores(model, test_data[data])

@@ -20,11 +20,11 @@ import numpy as np
 from report import SEED_STUDY_TARGETS, markdown_table, replace_block
 
 from cfsx import engine
-from cfsx.config import load_config
-from cfsx.correction import CorrectionConfig, correct_image
+from cfsx.config import CorrectionConfig, load_config
+from cfsx.correction import correct_image
 from cfsx.detector import Detector
 from cfsx.metrics import image_r2
-from cfsx.simulate import simulate_sample
+from cfsx.simulation import simulate_sample
 
 DETECTOR = Detector()
 FLUXES = (0.3, 3.0, 30.0)  # mean counts per detector pixel (a 64 x 64 cell holds about 25 pixels)
@@ -137,7 +137,8 @@ def main() -> None:
         truth, detector = pairs[0]
         image = DETECTOR.corrupt(detector, everything, rng, 3.0)
         corrected = correct_image(image, correction)
-        plots.correction_figure(image, corrected.image, corrected.mask, args.figures / "synthetic.png", truth[None])
+        figure = plots.correction_figure(image, corrected.image, corrected.mask, truth[None])
+        plots.save(figure, args.figures / "synthetic.png")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,59 @@
-"""cfsx: interpret X-ray diffuse scattering with CNNs trained on Monte Carlo simulations."""
+"""cfsx: interpret X-ray diffuse scattering with CNNs trained on Monte Carlo simulations.
 
+The functions below are the Python face of the command line, on arrays where that makes sense::
+
+    import cfsx
+
+    config = cfsx.load_config("demo")                          # a built-in config or a YAML file
+    cfsx.simulate(config, "demo.h5")                            # images and their encodings
+    cfsx.train("demo.h5", "demo.keras", cfsx.load_config("train-demo", root=cfsx.TrainingConfig))
+    corrected = cfsx.correct_images(raw_images)                 # measured -> training-like 64 x 64
+    results = cfsx.interpret_images("general-cfs4", images)     # one Interpretation record per image
+    cfsx.plots.interpretation(results[0])                       # a matplotlib Figure
+
+They are imported on first use, so ``import cfsx`` is quick and loads neither TensorFlow nor a
+matplotlib backend.
+"""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
     __version__ = version("cfsx")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "load_config": "cfsx.config",
+    "SimulationConfig": "cfsx.config",
+    "TrainingConfig": "cfsx.config",
+    "simulate": "cfsx.simulation",
+    "train": "cfsx.training",
+    "load_model": "cfsx.models",
+    "CorrectionConfig": "cfsx.config",
+    "correct_image": "cfsx.correction",
+    "correct_images": "cfsx.correction",
+    "InterpretationConfig": "cfsx.config",
+    "interpret_images": "cfsx.interpretation",
+    "Interpretation": "cfsx.results",
+    "evaluate": "cfsx.evaluation",
+}
+_SUBMODULES = ("plots",)
+
+__all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = import_module(f"cfsx.{name}")
+    else:
+        raise AttributeError(f"module 'cfsx' has no attribute {name!r}")
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

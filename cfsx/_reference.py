@@ -185,6 +185,7 @@ def feedback(
 
 
 def reciprocal_grid(image_size: int, h_max: float) -> np.ndarray:
+    """h_m = -h_max + 2 h_max m / M, m = 0..M-1 (DESIGN.md)."""
     return -h_max + 2.0 * h_max * np.arange(image_size) / image_size
 
 

@@ -54,6 +54,7 @@ def builtin_models(directory: Path = BUILTIN_DIR) -> list[BuiltinModel]:
 
 
 def builtin_model(name: str, directory: Path = BUILTIN_DIR) -> BuiltinModel | None:
+    """The registry entry of the built-in model ``name``, or None."""
     return next((model for model in builtin_models(directory) if model.name == name), None)
 
 
@@ -72,6 +73,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
 
 
 def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -102,17 +104,16 @@ def check_mae(model_path: str | Path) -> float:
 
     from .config import load_config
     from .encoding import sub_encoding, transpose_permutation
-    from .interpretation import predict_encodings
-    from .models import load_model
-    from .simulate import simulate
+    from .models import load_model, predict_encodings
+    from .simulation import simulate
 
-    model, metadata = load_model(model_path)
+    model, card = load_model(model_path)
     config = load_config(CHECK_CONFIG, list(CHECK_OVERRIDES))
     with tempfile.TemporaryDirectory() as folder:
         simulate(config, Path(folder) / "check.h5", workers=1)
         with h5py.File(Path(folder) / "check.h5") as file:
             images, labels = file["images"][()], file["encodings/achieved"][()]
-    labels = labels[:, sub_encoding(config.encoding.cfs, int(metadata["cfs"]))]
-    permutation = transpose_permutation(metadata["vectors"])
+    labels = labels[:, sub_encoding(config.encoding.cfs, card.cfs)]
+    permutation = transpose_permutation(card.vectors)
     predicted = predict_encodings(model, images, permutation, 256)[0]
     return float(abs(predicted - labels).mean())

@@ -90,6 +90,7 @@ def save(parts: Path, state: TrainingState) -> None:
 
 
 def load(parts: Path) -> TrainingState:
+    """The training state of the last completed epoch saved in ``parts``."""
     path = parts / STATE_FILE
     try:
         with np.load(path) as data:

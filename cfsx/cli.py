@@ -104,6 +104,7 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    """Interpret X-ray diffuse scattering with CNNs trained on Monte Carlo simulations."""
     from .cpus import limit_blas_threads
 
     if verbose and quiet:
@@ -247,7 +248,7 @@ def simulate(
 ) -> None:
     """Simulate image/encoding pairs with the Monte Carlo engine and write a dataset."""
     with _reported_errors():
-        from . import simulate as simulation
+        from . import simulation
         from .cluster import Scheduler
         from .config import load_config
         from .errors import ConfigError
@@ -306,7 +307,7 @@ def corrupt(
     with _reported_errors():
         from .corruption import corrupted_copy
         from .outputs import claim_outputs
-        from .simulate import worker_count
+        from .simulation import worker_count
 
         with claim_outputs(files=[output], inputs=[data]), _progress_bar() as bar:
             task = bar.add_task("corrupt", total=None, rate="")
@@ -461,36 +462,11 @@ def info(
 
 def _describe_model(path: Path, out: Console) -> dict:
     """cfsx info on a .keras model: its metadata, read without loading the weights; returns the metadata."""
-    from .config import config_from_yaml_text
-    from .models import read_metadata
+    from .model_card import read_model_card
 
-    metadata = read_metadata(path)
-    training, test = metadata["training"], metadata["metrics"]["test"]
-    simulation = config_from_yaml_text(metadata["simulation_config"])
-    data = ", ".join(f"{item['path']} ({item['samples']} samples)" for item in training.get("data_files", []))
-    split = training.get("samples", {})
-    out.print(
-        f"[bold]{path}[/bold]: cfsx model, CFS{metadata['cfs']} (D = {len(metadata['vectors'])}), "
-        f"{training['config']['model']['architecture']} CNN, images {metadata['image_size']} x "
-        f"{metadata['image_size']} over h, k in [-{metadata['h_max']}, {metadata['h_max']})"
-    )
-    out.print(f"created {metadata['created']} by cfsx {metadata['cfsx_version']}")
-    out.print(
-        f"trained on {data or training.get('data')}: {split.get('train')} training, {split.get('validation')} "
-        f"validation, {split.get('test')} hold-out samples; {training['epochs_run']} epochs (best "
-        f"{training['best_epoch']}), {training['seconds'] / 60:.1f} minutes"
-        + (f"; fine-tuned from {training['initialised_from']}" if training.get("initialised_from") else "")
-        + ("; interrupted" if training.get("interrupted") else "")
-    )
-    out.print(
-        f"hold-out ({test['samples']} samples): R2 {test['r2']:.4f}, MAE {test['mae']:.4f}, MSE {test['mse']:.2e}"
-    )
-    out.print(
-        f"simulation: {simulation.lattice.size} x {simulation.lattice.size} lattice at c = "
-        f"{simulation.lattice.concentration}, {simulation.diffraction.n_lots} lots of {simulation.diffraction.lot_size}"
-        f" x {simulation.diffraction.lot_size}, targets {simulation.targets.distribution}"
-    )
-    return metadata
+    card = read_model_card(path)
+    out.print(card.summary(), highlight=False, markup=False)
+    return card.metadata
 
 
 config_app = typer.Typer(help="Show the built-in configs and what a config resolves to.", no_args_is_help=True)
@@ -499,9 +475,7 @@ CONFIG_KINDS = ("simulate", "train", "correct", "interpret")
 
 
 def _config_root(kind: str):
-    from .config import SimulationConfig, TrainingConfig
-    from .correction import CorrectionConfig
-    from .interpretation import InterpretationConfig
+    from .config import CorrectionConfig, InterpretationConfig, SimulationConfig, TrainingConfig
 
     roots = (SimulationConfig, TrainingConfig, CorrectionConfig, InterpretationConfig)
     return dict(zip(CONFIG_KINDS, roots, strict=True))[kind]
@@ -694,7 +668,7 @@ def evaluate(
     """Score a model: encoding metrics, classical inversion, intrinsic error and decoded images."""
     with _reported_errors():
         from .evaluation import evaluate as run_evaluation
-        from .simulate import worker_count
+        from .simulation import worker_count
 
         resolved = _training_config(
             config, set_, **{"evaluation.resimulated": resimulated, "evaluation.corrupted_flux": corrupt}
@@ -748,8 +722,7 @@ def _pair(text: str | None, name: str) -> list[float] | None:
 
 
 def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_rlu, rotation, centre=None):
-    from .config import load_config
-    from .correction import CorrectionConfig
+    from .config import CorrectionConfig, load_config
 
     return load_config(
         config,
@@ -896,10 +869,9 @@ def interpret(
 ) -> None:
     """Interpret images: encoding, decoded structure and image, metrics, uncertainty, optional refinement."""
     with _reported_errors():
-        from .config import load_config
-        from .interpretation import InterpretationConfig
+        from .config import InterpretationConfig, load_config
         from .interpretation import interpret as run_interpretation
-        from .simulate import worker_count
+        from .simulation import worker_count
 
         if figures is not None and no_figures:
             raise _fail("--figures DIR and --no-figures contradict each other: give one of them", EXIT_USAGE)
@@ -933,7 +905,7 @@ def interpret(
                 model or DEFAULT_MODEL, images, output, resolved, cleaning, mask_file=mask, record=record,
                 workers=processes, progress=progress, figure_dir=figures,
             )  # fmt: skip
-        _print_interpretation(result.document, _result_console(json_))
+        _print_interpretation(result.interpretations, _result_console(json_))
         console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)")
         if record is not None:
             console.print(f"recorded into {record} (now {result.document['store_size']} images)")
@@ -941,41 +913,45 @@ def interpret(
             _print_json(result.document)
 
 
-def _print_interpretation(document: dict, out: Console) -> None:
-    from .interpretation import short_name
+def _print_interpretation(interpretations, out: Console) -> None:
+    import numpy as np
 
-    refined = document["images"][0]["refinement"] is not None
-    methods = list(document["images"][0]["estimates"])
-    table = Table(title=f"CFS{document['model']['cfs']} interpretation: image R2 of the decoded images")
+    from .estimates import FINAL_RULE
+    from .results import short_name
+
+    first = interpretations[0]
+    refined = first.refinement is not None
+    methods = list(first.estimates)
+    table = Table(title=f"CFS{first.provenance.model.cfs} interpretation: image R2 of the decoded images")
     columns = ["image", "final answer", *methods, "floor: two decodes"]
     if refined:
         columns += ["refinement from CNN", "from zero"]
     for column in columns:
         table.add_column(column.replace("_", " "), justify="right")
 
-    def spread(value: dict | None) -> str:
-        return f"{value['mean']:.3f} ± {value['std']:.3f}" if value else "-"
+    def spread(values) -> str:
+        return "-" if values is None or not len(values) else f"{np.mean(values):.3f} ± {_std(values):.3f}"
 
-    for record in document["images"][:20]:
-        floor = record["decoded"]["image_r2_floor"] if record["decoded"] else None
-        row = [short_name(record["source"]), record["final_source"].replace("_", " ")]
-        row += [spread(record["estimates"][name]["decoded_image_r2"]) for name in methods]
-        row.append(spread(floor))
+    for item in interpretations[:20]:
+        r2 = item.decoded_image_r2 or {}
+        row = [short_name(item.source), item.final_source.replace("_", " ")]
+        row += [spread(r2.get(name) if item.defined(name) else None) for name in methods]
+        row.append(spread(None if item.decoded is None else item.decoded.image_r2_floor))
         if refined:
             for start in ("from_cnn", "from_zero"):
-                stages = record["refinement"].get(start)
+                stages = item.refinement.get(start)
                 row.append(
                     f"{stages['start']['decoded_r2']:.3f}->{stages['refined']['decoded_r2']:.3f}" if stages else "-"
                 )
         table.add_row(*row)
     out.print(table)
-    console.print(f"final answer: {document['summary']['final_rule']}", highlight=False)
-    if len(document["images"]) > 20:
-        console.print(f"... and {len(document['images']) - 20} more images")
-    first = document["images"][0]
-    sigma = first["uncertainty"]["replicates"] or first["uncertainty"]["transpose"]
-    console.print(
-        f"encoding of {first['source']}: "
-        + ", ".join(f"{label} {value:+.3f}±{sigma[label]:.3f}" for label, value in first["encoding"].items()),
-        highlight=False,
-    )
+    console.print(f"final answer: {FINAL_RULE}", highlight=False)
+    if len(interpretations) > 20:
+        console.print(f"... and {len(interpretations) - 20} more images")
+    console.print(f"encoding of {first.summary()}", highlight=False)
+
+
+def _std(values) -> float:
+    import numpy as np
+
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0

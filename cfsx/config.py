@@ -1,4 +1,6 @@
-"""Configuration of simulation and training: frozen dataclasses, loaded from YAML with overrides.
+"""Every config of cfsx: simulate, train and evaluate, correct, interpret. Frozen dataclasses, one per
+section of a YAML file, each validated on creation (``require``, ``is_int``, ``is_number``), loaded with
+overrides by ``load_config(name_or_path, overrides, root=...)``.
 
 Layering: dataclass defaults < YAML file < ``--set section.key=value`` < dedicated CLI flags.
 The resolved configuration is written, as YAML text, into every output file.
@@ -22,16 +24,19 @@ BUILTIN_CONFIGS = Path(__file__).parent / "configs"
 ARCHITECTURES = ("small", "wide", "large", "hybrid")  # models.build_model builds each
 
 
-def _require(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
+    """Refuse a config value: ``message`` (naming the key and what it must be) when ``condition`` is false."""
     if not condition:
         raise ConfigError(message)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool (YAML's true is not 1)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An int, not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -47,17 +52,21 @@ class Sections:
 
 @dataclass(frozen=True)
 class EncodingConfig:
+    """The CFS-n encoding the images are labelled with (section ``encoding``)."""
+
     cfs: int = 4  # CFS-n: D = n*n - 1 correlation components
 
     def __post_init__(self) -> None:
-        _require(
-            _is_int(self.cfs) and 2 <= self.cfs <= 8,
+        require(
+            is_int(self.cfs) and 2 <= self.cfs <= 8,
             f"encoding.cfs must be an integer in 2..8, got {self.cfs!r}",
         )
 
 
 @dataclass(frozen=True)
 class LatticeConfig:
+    """The periodic N x N lattice and its composition (section ``lattice``)."""
+
     size: int = 50  # N: the lattice is N x N, periodic
     concentration: float = 0.5
     # [low, high]: each drawn sample's concentration uniform in this range (from its own seed); null: the
@@ -65,17 +74,17 @@ class LatticeConfig:
     concentration_range: list[float] | None = None
 
     def __post_init__(self) -> None:
-        _require(
-            _is_int(self.size) and 2 <= self.size <= 4096,
+        require(
+            is_int(self.size) and 2 <= self.size <= 4096,
             f"lattice.size must be an integer in 2..4096, got {self.size!r}",
         )
-        _require(
-            _is_number(self.concentration) and 0.0 < self.concentration < 1.0,
+        require(
+            is_number(self.concentration) and 0.0 < self.concentration < 1.0,
             f"lattice.concentration must be in (0, 1), got {self.concentration!r}",
         )
         span = self.concentration_range
-        _require(
-            span is None or (isinstance(span, list) and len(span) == 2 and all(_is_number(v) for v in span)
+        require(
+            span is None or (isinstance(span, list) and len(span) == 2 and all(is_number(v) for v in span)
                              and 0.0 < span[0] <= span[1] < 1.0),
             f"lattice.concentration_range must be null or [low, high] with 0 < low <= high < 1, got {span!r}",
         )  # fmt: skip
@@ -103,25 +112,25 @@ class TargetConfig:
     sweeps: int = 20
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             self.distribution in TARGET_DISTRIBUTIONS,
             f"targets.distribution must be one of {', '.join(TARGET_DISTRIBUTIONS)}, got {self.distribution!r}",
         )
         for name in ("low", "high"):
             value = getattr(self, name)
             values = value if isinstance(value, list) else [value]
-            _require(
-                len(values) > 0 and all(_is_number(v) and -1.0 <= v <= 1.0 for v in values),
+            require(
+                len(values) > 0 and all(is_number(v) and -1.0 <= v <= 1.0 for v in values),
                 f"targets.{name} must be a number or a list of numbers in [-1, 1], got {value!r}",
             )
         scale = self.coupling_range
-        _require(
-            isinstance(scale, list) and len(scale) == 2 and all(_is_number(v) for v in scale)
+        require(
+            isinstance(scale, list) and len(scale) == 2 and all(is_number(v) for v in scale)
             and 0 < scale[0] <= scale[1] <= 50,
             f"targets.coupling_range must be [low, high] with 0 < low <= high <= 50, got {scale!r}",
         )  # fmt: skip
-        _require(
-            _is_int(self.sweeps) and 1 <= self.sweeps <= 100_000,
+        require(
+            is_int(self.sweeps) and 1 <= self.sweeps <= 100_000,
             f"targets.sweeps must be an integer in 1..100000, got {self.sweeps!r}",
         )
 
@@ -131,13 +140,13 @@ class TargetConfig:
         for name in ("low", "high"):
             value = getattr(self, name)
             values = value if isinstance(value, list) else [value] * n_components
-            _require(
+            require(
                 len(values) == n_components,
                 f"targets.{name} has {len(values)} values but the encoding has {n_components} components",
             )
             result.append([float(v) for v in values])
         low, high = result
-        _require(all(lo <= hi for lo, hi in zip(low, high, strict=True)), "targets.low must not exceed targets.high")
+        require(all(lo <= hi for lo, hi in zip(low, high, strict=True)), "targets.low must not exceed targets.high")
         return low, high
 
 
@@ -164,114 +173,122 @@ class FeedbackConfig:
         return max(float(self.tolerance), float(self.noise_tolerance) / lattice_size)
 
     def __post_init__(self) -> None:
-        _require(
-            _is_number(self.gain) and 0 < self.gain <= 10,
+        require(
+            is_number(self.gain) and 0 < self.gain <= 10,
             f"feedback.gain must be in (0, 10], got {self.gain!r}",
         )
-        _require(
-            _is_int(self.sweeps_per_cycle) and 1 <= self.sweeps_per_cycle <= 100_000,
+        require(
+            is_int(self.sweeps_per_cycle) and 1 <= self.sweeps_per_cycle <= 100_000,
             f"feedback.sweeps_per_cycle must be an integer in 1..100000, got {self.sweeps_per_cycle!r}",
         )
-        _require(
-            _is_number(self.tolerance) and 0 <= self.tolerance <= 2,
+        require(
+            is_number(self.tolerance) and 0 <= self.tolerance <= 2,
             f"feedback.tolerance must be in [0, 2], got {self.tolerance!r}",
         )
-        _require(
-            _is_int(self.max_cycles) and 1 <= self.max_cycles <= 100_000,
+        require(
+            is_int(self.max_cycles) and 1 <= self.max_cycles <= 100_000,
             f"feedback.max_cycles must be an integer in 1..100000, got {self.max_cycles!r}",
         )
-        _require(
-            _is_number(self.coupling_bound) and 0 < self.coupling_bound <= 50,
+        require(
+            is_number(self.coupling_bound) and 0 < self.coupling_bound <= 50,
             f"feedback.coupling_bound must be in (0, 50], got {self.coupling_bound!r}",
         )
-        _require(
-            _is_int(self.stall_cycles) and 0 <= self.stall_cycles <= 100_000,
+        require(
+            is_int(self.stall_cycles) and 0 <= self.stall_cycles <= 100_000,
             f"feedback.stall_cycles must be an integer in 0..100000, got {self.stall_cycles!r}",
         )
-        _require(self.update in ("gain", "adaptive"), f"feedback.update must be gain or adaptive, got {self.update!r}")
-        _require(
-            _is_number(self.noise_tolerance) and 0 <= self.noise_tolerance <= 100,
+        require(self.update in ("gain", "adaptive"), f"feedback.update must be gain or adaptive, got {self.update!r}")
+        require(
+            is_number(self.noise_tolerance) and 0 <= self.noise_tolerance <= 100,
             f"feedback.noise_tolerance must be in [0, 100], got {self.noise_tolerance!r}",
         )
 
 
 @dataclass(frozen=True)
 class DiffractionConfig:
+    """The simulated image: reciprocal grid and the lots averaged into it (section ``diffraction``)."""
+
     image_size: int = 64  # M: the image is M x M
     h_max: float = 1.0  # the grid spans h, k in [-h_max, h_max)
     n_lots: int | str = 8  # number of random lots, or "all" for the exact average over every origin
     lot_size: int = 25  # L: lots are L x L sites
 
     def __post_init__(self) -> None:
-        _require(
-            _is_int(self.image_size) and 2 <= self.image_size <= 2048,
+        require(
+            is_int(self.image_size) and 2 <= self.image_size <= 2048,
             f"diffraction.image_size must be an integer in 2..2048, got {self.image_size!r}",
         )
-        _require(_is_number(self.h_max) and self.h_max > 0, f"diffraction.h_max must be > 0, got {self.h_max!r}")
-        _require(
-            self.n_lots == "all" or (_is_int(self.n_lots) and 1 <= self.n_lots <= 100_000),
+        require(is_number(self.h_max) and self.h_max > 0, f"diffraction.h_max must be > 0, got {self.h_max!r}")
+        require(
+            self.n_lots == "all" or (is_int(self.n_lots) and 1 <= self.n_lots <= 100_000),
             f"diffraction.n_lots must be an integer >= 1 or 'all', got {self.n_lots!r}",
         )
-        _require(
-            _is_int(self.lot_size) and self.lot_size >= 1,
+        require(
+            is_int(self.lot_size) and self.lot_size >= 1,
             f"diffraction.lot_size must be an integer >= 1, got {self.lot_size!r}",
         )
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """How many samples, from which master seed, in batches of what size (section ``run``)."""
+
     samples: int = 5000
     seed: int = 0  # master seed: sample i gets its own seed derived from (seed, i)
     batch_size: int = 16  # samples per task and per checkpoint file
 
     def __post_init__(self) -> None:
-        _require(
-            _is_int(self.samples) and self.samples >= 1,
+        require(
+            is_int(self.samples) and self.samples >= 1,
             f"run.samples must be an integer >= 1, got {self.samples!r}",
         )
-        _require(
-            _is_int(self.seed) and 0 <= self.seed < 2**63,
+        require(
+            is_int(self.seed) and 0 <= self.seed < 2**63,
             f"run.seed must be an integer in [0, 2**63), got {self.seed!r}",
         )
-        _require(
-            _is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
+        require(
+            is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
             f"run.batch_size must be an integer in 1..4096, got {self.batch_size!r}",
         )
 
 
 @dataclass(frozen=True)
-class OutputConfig:
+class SimulationOutputConfig:
+    """What a dataset file keeps and how it is compressed (section ``output``)."""
+
     store_lattices: bool = True
     compression: int = 4  # gzip level, 0 for none
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             isinstance(self.store_lattices, bool),
             f"output.store_lattices must be true or false, got {self.store_lattices!r}",
         )
-        _require(
-            _is_int(self.compression) and 0 <= self.compression <= 9,
+        require(
+            is_int(self.compression) and 0 <= self.compression <= 9,
             f"output.compression must be an integer in 0..9, got {self.compression!r}",
         )
 
 
 @dataclass(frozen=True)
 class SimulationConfig(Sections):
+    """Everything ``cfsx simulate`` needs: a YAML file of these sections (configs/cfs4.yaml, ...)."""
+
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     lattice: LatticeConfig = field(default_factory=LatticeConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     diffraction: DiffractionConfig = field(default_factory=DiffractionConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
+    output: SimulationOutputConfig = field(default_factory=SimulationOutputConfig)
 
     def __post_init__(self) -> None:
         n = self.lattice.size
-        _require(
+        require(
             self.diffraction.lot_size <= n,
             f"diffraction.lot_size ({self.diffraction.lot_size}) is larger than the lattice ({n} x {n})",
         )
-        _require(
+        require(
             self.encoding.cfs <= n // 2 + 1,
             f"encoding.cfs ({self.encoding.cfs}) needs vectors up to {self.encoding.cfs - 1}, "
             f"which do not fit a {n} x {n} periodic lattice",
@@ -281,6 +298,8 @@ class SimulationConfig(Sections):
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The network: architecture, the CFS it predicts, the settings it decodes with (section ``model``)."""
+
     # small: plain conv/pool stack; wide: the same, twice the filters; large: residual; hybrid: the least squares
     # (a fixed layer) plus the small CNN's learned correction of it
     architecture: str = "small"
@@ -290,15 +309,15 @@ class ModelConfig:
     decode_config: str | None = None
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             self.architecture in ARCHITECTURES,
             f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}",
         )
-        _require(
-            self.cfs is None or (_is_int(self.cfs) and self.cfs >= 2),
+        require(
+            self.cfs is None or (is_int(self.cfs) and self.cfs >= 2),
             f"model.cfs must be null or >= 2, got {self.cfs!r}",
         )
-        _require(
+        require(
             self.decode_config is None or isinstance(self.decode_config, str),
             f"model.decode_config must be null or a config name or path, got {self.decode_config!r}",
         )
@@ -306,6 +325,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
+    """The optimisation: epochs, batches, learning rate, split, augmentation, stops (section ``fit``)."""
+
     epochs: int = 100
     batch_size: int = 32
     learning_rate: float = 0.001  # Adam; the other Adam settings are Keras defaults
@@ -320,74 +341,330 @@ class FitConfig:
     augment: bool = True  # transpose half the training images at random, with alpha(dx, dy) <-> alpha(dy, dx)
 
     def __post_init__(self) -> None:
-        _require(_is_int(self.epochs) and self.epochs >= 1, f"fit.epochs must be an integer >= 1, got {self.epochs!r}")
-        _require(
-            _is_int(self.batch_size) and 1 <= self.batch_size <= 65536,
+        require(is_int(self.epochs) and self.epochs >= 1, f"fit.epochs must be an integer >= 1, got {self.epochs!r}")
+        require(
+            is_int(self.batch_size) and 1 <= self.batch_size <= 65536,
             f"fit.batch_size must be an integer in 1..65536, got {self.batch_size!r}",
         )
-        _require(
-            _is_number(self.learning_rate) and self.learning_rate > 0,
+        require(
+            is_number(self.learning_rate) and self.learning_rate > 0,
             f"fit.learning_rate must be a number > 0, got {self.learning_rate!r}",
         )
-        _require(
-            _is_number(self.fine_tune_learning_rate) and self.fine_tune_learning_rate > 0,
+        require(
+            is_number(self.fine_tune_learning_rate) and self.fine_tune_learning_rate > 0,
             f"fit.fine_tune_learning_rate must be a number > 0, got {self.fine_tune_learning_rate!r}",
         )
         for name in ("validation_split", "test_split"):
             value = getattr(self, name)
-            _require(_is_number(value) and 0 < value < 1, f"fit.{name} must be a number in (0, 1), got {value!r}")
-        _require(
+            require(is_number(value) and 0 < value < 1, f"fit.{name} must be a number in (0, 1), got {value!r}")
+        require(
             self.validation_split + self.test_split < 0.9,
             "fit.validation_split + fit.test_split must leave at least 10 % of the data for training",
         )
-        _require(_is_int(self.seed) and 0 <= self.seed < 2**32, f"fit.seed must be in [0, 2**32), got {self.seed!r}")
-        _require(_is_int(self.patience) and self.patience >= 0, f"fit.patience must be >= 0, got {self.patience!r}")
-        _require(
-            _is_int(self.reduce_lr_patience) and self.reduce_lr_patience >= 0,
+        require(is_int(self.seed) and 0 <= self.seed < 2**32, f"fit.seed must be in [0, 2**32), got {self.seed!r}")
+        require(is_int(self.patience) and self.patience >= 0, f"fit.patience must be >= 0, got {self.patience!r}")
+        require(
+            is_int(self.reduce_lr_patience) and self.reduce_lr_patience >= 0,
             f"fit.reduce_lr_patience must be >= 0, got {self.reduce_lr_patience!r}",
         )
-        _require(
+        require(
             self.strategy in ("none", "mirrored", "multiworker"),
             f"fit.strategy must be none, mirrored or multiworker, got {self.strategy!r}",
         )
-        _require(isinstance(self.augment, bool), f"fit.augment must be true or false, got {self.augment!r}")
-        _require(
-            _is_int(self.memory_limit_mb) and self.memory_limit_mb >= 0,
+        require(isinstance(self.augment, bool), f"fit.augment must be true or false, got {self.augment!r}")
+        require(
+            is_int(self.memory_limit_mb) and self.memory_limit_mb >= 0,
             f"fit.memory_limit_mb must be an integer >= 0, got {self.memory_limit_mb!r}",
         )
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
+    """What ``cfsx evaluate`` scores beyond the hold-out metrics (section ``evaluation``)."""
+
     resimulated: int = 100  # hold-out samples re-simulated for the intrinsic error and the decoded-image test
     seed: int = 1  # master seed of the re-simulations (new seeds, never those of the dataset)
     inversion_range: int = 0  # largest |v| component of the Warren-Cowley inversion; 0 = as far as the grid allows
     corrupted_flux: float = 0.0  # > 0: also score on synthetic detector images with this many counts per pixel
 
     def __post_init__(self) -> None:
-        _require(
-            _is_int(self.resimulated) and self.resimulated >= 0,
+        require(
+            is_int(self.resimulated) and self.resimulated >= 0,
             f"evaluation.resimulated must be an integer >= 0, got {self.resimulated!r}",
         )
-        _require(
-            _is_int(self.seed) and 0 <= self.seed < 2**63,
+        require(
+            is_int(self.seed) and 0 <= self.seed < 2**63,
             f"evaluation.seed must be an integer in [0, 2**63), got {self.seed!r}",
         )
-        _require(
-            _is_number(self.corrupted_flux) and self.corrupted_flux >= 0,
+        require(
+            is_number(self.corrupted_flux) and self.corrupted_flux >= 0,
             f"evaluation.corrupted_flux must be a number >= 0, got {self.corrupted_flux!r}",
         )
-        _require(
-            _is_int(self.inversion_range) and self.inversion_range >= 0,
+        require(
+            is_int(self.inversion_range) and self.inversion_range >= 0,
             f"evaluation.inversion_range must be an integer >= 0, got {self.inversion_range!r}",
         )
 
 
 @dataclass(frozen=True)
 class TrainingConfig(Sections):
+    """Everything ``cfsx train`` and ``cfsx evaluate`` need (configs/train.yaml, ...)."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+# --- cfsx correct --------------------------------------------------------------------------------------
+
+
+ZERO_RULES = ("auto", "unmeasured", "values")
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Which pixels are not measurements (step 1, section ``mask``)."""
+
+    # auto: in an image of counts (docs/correction.md) zero regions at least 2 px wide that counting cannot
+    # explain are gaps and every other zero is a measured value; in any other image a zero is "not measured"
+    # (the usual mark in reduced data). unmeasured: every zero is masked. values: no zero is masked.
+    zeros: str = "auto"
+    negative: bool = True  # values < 0: the usual flag of detector gaps and dead pixels
+    saturated: float | None = None  # values >= this are masked
+    values: list[float] = field(default_factory=list)  # exact values to mask (for example a gap marker)
+    edge: int = 0  # also mask valid pixels within this many pixels of a masked one (partly covered edge bins)
+
+    def __post_init__(self) -> None:
+        require(is_int(self.edge) and self.edge >= 0, "mask.edge must be an integer >= 0")
+        require(self.zeros in ZERO_RULES, f"mask.zeros must be one of {', '.join(ZERO_RULES)}, got {self.zeros!r}")
+        require(isinstance(self.negative, bool), "mask.negative must be true or false")
+        require(self.saturated is None or is_number(self.saturated), "mask.saturated must be a number or null")
+        require(isinstance(self.values, list) and all(is_number(v) for v in self.values), "mask.values must be numbers")
+
+
+@dataclass(frozen=True)
+class BraggConfig:
+    """How Bragg peaks are found and masked (step 2, section ``bragg``)."""
+
+    enabled: bool = True
+    # local: sharp outliers above a local median (below); tophat: white top-hat with a disk;
+    # lattice: disks at integer h, k (needs a calibration)
+    method: str = "local"
+    radius: int = 3  # top-hat disk radius in detector pixels
+    threshold: float = 5.0  # top-hat: robust standard deviations of the top-hat image
+    dilate: int = 2  # grow each masked peak by this many pixels
+    lattice_radius: float = 0.08  # lattice method: mask radius around integer h, k, in reciprocal lattice units
+    # local and tophat: where a peak may be. lattice: its seed within lattice_radius of an integer h, k (the
+    # calibration's, or the training window's when uncalibrated), so that superstructure peaks of ordered
+    # crystals are kept; anywhere: for images whose axes are not known
+    positions: str = "lattice"
+    local_size: int = 15  # local: median window (pixels), wider than a Bragg peak, narrower than diffuse features
+    local_threshold: float = 20.0  # local: a peak's seed stands this many robust sigmas above the local median
+    local_contrast: float = 3.0  # local: ... and sqrt(I) this many times the local median's (9x the intensity)
+    local_grow: float = 5.0  # local: a peak extends over connected pixels this many sigmas above the median
+    # local: images with more pixels take the median of local_size blocks, interpolated between their
+    # centres, as the local median (linear time) instead of the sliding median (3 s per 1024 x 1024)
+    local_coarse_above: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.enabled, bool), "bragg.enabled must be true or false")
+        require(
+            self.method in ("local", "tophat", "lattice"),
+            f"bragg.method must be local, tophat or lattice, got {self.method!r}",
+        )
+        for name in ("radius", "dilate", "local_size", "local_coarse_above"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"bragg.{name} >= 0")
+        for name in ("threshold", "local_threshold", "local_contrast", "local_grow"):
+            require(is_number(getattr(self, name)) and getattr(self, name) > 0, f"bragg.{name} must be a number > 0")
+        require(is_number(self.lattice_radius) and self.lattice_radius > 0, "bragg.lattice_radius must be > 0")
+        require(self.positions in ("lattice", "anywhere"), f"bragg.positions must be lattice or anywhere, got "
+                 f"{self.positions!r}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """Reciprocal-space calibration; without origin the whole image is taken as the training window."""
+
+    origin: list[float] | None = None  # [row, column] pixel of h = k = 0
+    pixels_per_rlu: list[float] | None = None  # [along rows (h), along columns (k)]
+    rotation: float = 0.0  # degrees, of the (h, k) axes against the pixel axes
+    file_axes: bool = True  # without origin: calibrate from the file's own r.l.u. axes (Mantid MDHisto)
+    centre: list[int] = field(default_factory=lambda: [0, 0])  # reciprocal lattice point the window is centred on
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.file_axes, bool), "geometry.file_axes must be true or false")
+        require(
+            isinstance(self.centre, list) and len(self.centre) == 2 and all(is_int(v) for v in self.centre),
+            f"geometry.centre must be two integers [h, k] (a reciprocal lattice point), got {self.centre!r}",
+        )
+        for name in ("origin", "pixels_per_rlu"):
+            value = getattr(self, name)
+            require(
+                value is None or (isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value)),
+                f"geometry.{name} must be [row, column] numbers or null",
+            )
+        require((self.origin is None) == (self.pixels_per_rlu is None), "geometry needs origin and pixels_per_rlu")
+        require(self.pixels_per_rlu is None or min(self.pixels_per_rlu) > 0, "geometry.pixels_per_rlu must be > 0")
+        require(is_number(self.rotation), "geometry.rotation must be a number")
+
+    @property
+    def calibrated(self) -> bool:
+        return self.origin is not None
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig:
+    """How cells without data are filled (step 4, section ``reconstruction``)."""
+
+    friedel: bool = True  # fill (h, k) from (-h, -k)
+    mirrors: bool = False  # also from (-h, k) and (h, -k): only for crystals with those mirror planes
+    inpaint: bool = True  # biharmonic inpainting of what is still missing
+
+    def __post_init__(self) -> None:
+        for name in ("friedel", "mirrors", "inpaint"):
+            require(isinstance(getattr(self, name), bool), f"reconstruction.{name} must be true or false")
+
+
+@dataclass(frozen=True)
+class BackgroundConfig:
+    """Optional background subtraction and falloff division (step 5, section ``background``)."""
+
+    subtract_percentile: float | None = None  # subtract this percentile of the image (clipped at zero)
+    radial_falloff: bool = False  # divide by a fitted exp(-B (h^2 + k^2))
+
+    def __post_init__(self) -> None:
+        require(
+            self.subtract_percentile is None
+            or (is_number(self.subtract_percentile) and 0 <= self.subtract_percentile < 100),
+            "background.subtract_percentile must be in [0, 100) or null",
+        )
+        require(isinstance(self.radial_falloff, bool), "background.radial_falloff must be true or false")
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """Optional smoothing on the output grid (step 6, section ``smoothing``)."""
+
+    method: str = "none"  # gaussian, median or none
+    size: float = 0.7  # Gaussian sigma or median window, in output pixels
+
+    def __post_init__(self) -> None:
+        require(self.method in ("gaussian", "median", "none"), "smoothing.method must be gaussian, median or none")
+        require(is_number(self.size) and self.size >= 0, "smoothing.size must be a number >= 0")
+
+
+@dataclass(frozen=True)
+class CorrectionOutputConfig:
+    """The training-like grid and intensity scale the image is brought to (section ``output``)."""
+
+    image_size: int = 64
+    h_max: float = 1.0
+    mean: float = 0.25  # normalised mean intensity: c (1 - c) of the training data at c = 0.5
+    min_measured: float = 0.1  # refuse an image that measures less than this fraction of the window's cells
+
+    def __post_init__(self) -> None:
+        require(is_number(self.min_measured) and 0 <= self.min_measured <= 1, "output.min_measured must be in [0, 1]")
+        require(isinstance(self.image_size, int) and self.image_size >= 4, "output.image_size must be >= 4")
+        require(is_number(self.h_max) and self.h_max > 0, "output.h_max must be > 0")
+        require(is_number(self.mean) and self.mean > 0, "output.mean must be > 0")
+
+
+@dataclass(frozen=True)
+class CorrectionConfig(Sections):
+    """Everything ``cfsx correct`` needs (configs/correct.yaml); every step switchable."""
+
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    bragg: BraggConfig = field(default_factory=BraggConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    output: CorrectionOutputConfig = field(default_factory=CorrectionOutputConfig)
+
+    def __post_init__(self) -> None:
+        require(
+            not (self.bragg.enabled and self.bragg.method == "lattice" and not self.geometry.calibrated),
+            "bragg.method lattice needs a calibration (geometry.origin and geometry.pixels_per_rlu)",
+        )
+
+
+# --- cfsx interpret ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How the CNN is run: batch size and the transposed-image average (section ``inference``)."""
+
+    batch_size: int = 256
+    transpose: bool = True  # average with the transposed image's prediction (test-time augmentation)
+
+    def __post_init__(self) -> None:
+        require(is_int(self.batch_size) and self.batch_size >= 1, "inference.batch_size must be >= 1")
+        require(isinstance(self.transpose, bool), "inference.transpose must be true or false")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How many structures are decoded from each estimate, from which seed, at what composition."""
+
+    replicates: int = 4  # decoded structures per image, each with its own seed; 0: the CNN only
+    seed: int = 0
+    # the concentration of the decoded (and refined) structures; null: the model's decoding config's
+    concentration: float | None = None
+
+    def __post_init__(self) -> None:
+        require(is_int(self.replicates) and self.replicates >= 0, "decode.replicates must be >= 0")
+        require(is_int(self.seed) and self.seed >= 0, "decode.seed must be an integer >= 0")
+        require(
+            self.concentration is None or (is_number(self.concentration) and 0 < self.concentration < 1),
+            f"decode.concentration must be null or in (0, 1), got {self.concentration!r}",
+        )
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """The refinement of an encoding against its image (``--refine``; cfsx.refinement)."""
+
+    enabled: bool = False
+    expected_iterations: int = 200
+    decoded_iterations: int = 10
+    seeds: int = 4  # decoded images averaged per evaluation of the refinement objective
+    seed: int = 1000
+    from_zero: bool = True  # also refine from zero correlations, to measure what the CNN's start is worth
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.enabled, bool), "refine.enabled must be true or false")
+        require(isinstance(self.from_zero, bool), "refine.from_zero must be true or false")
+        for name in ("expected_iterations", "decoded_iterations", "seed"):
+            require(is_int(getattr(self, name)) and getattr(self, name) >= 0, f"refine.{name} must be >= 0")
+        require(is_int(self.seeds) and self.seeds >= 1, "refine.seeds must be >= 1")
+
+
+@dataclass(frozen=True)
+class InterpretationOutputConfig:
+    """Whether ``interpret`` draws one figure per image (section ``output``)."""
+
+    figures: bool = True
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.figures, bool), "output.figures must be true or false")
+
+
+@dataclass(frozen=True)
+class InterpretationConfig(Sections):
+    """Everything ``cfsx interpret`` needs (configs/interpret.yaml)."""
+
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    output: InterpretationOutputConfig = field(default_factory=InterpretationOutputConfig)
+
+    def __post_init__(self) -> None:
+        require(
+            self.decode.replicates > 0 or not self.refine.enabled,
+            "refinement needs decoding: decode.replicates must be >= 1 with refine.enabled",
+        )
 
 
 def _section_classes(root: type) -> dict[str, type]:

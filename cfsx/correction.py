@@ -23,13 +23,13 @@ import functools
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import Sections, _is_int, _is_number, _require
+from .config import BraggConfig, CorrectionConfig, GeometryConfig, MaskConfig
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ Coordinates = Callable[[slice], tuple[np.ndarray, np.ndarray]]  # rows -> (h, k)
 Progress = Callable[[float], None]  # the fraction of one image's correction done
 
 
-ZERO_RULES = ("auto", "unmeasured", "values")
 # A zero region of a counting image is a gap when counting explains it with probability below
 # exp(-GAP_EVIDENCE): when the counts expected over it at the local rate reach this number.
 GAP_EVIDENCE = 20.0
@@ -54,168 +53,14 @@ GAP_SURROUNDINGS = 15  # pixels: the window of the local count rate
 MAX_MEDIAN_COUNTS = 1e4  # a "quantum" that makes the median pixel more counts than this is float rounding
 
 
-@dataclass(frozen=True)
-class MaskConfig:
-    # auto: in an image of counts (docs/correction.md) zero regions at least 2 px wide that counting cannot
-    # explain are gaps and every other zero is a measured value; in any other image a zero is "not measured"
-    # (the usual mark in reduced data). unmeasured: every zero is masked. values: no zero is masked.
-    zeros: str = "auto"
-    negative: bool = True  # values < 0: the usual flag of detector gaps and dead pixels
-    saturated: float | None = None  # values >= this are masked
-    values: list[float] = field(default_factory=list)  # exact values to mask (for example a gap marker)
-    edge: int = 0  # also mask valid pixels within this many pixels of a masked one (partly covered edge bins)
-
-    def __post_init__(self) -> None:
-        _require(_is_int(self.edge) and self.edge >= 0, "mask.edge must be an integer >= 0")
-        _require(self.zeros in ZERO_RULES, f"mask.zeros must be one of {', '.join(ZERO_RULES)}, got {self.zeros!r}")
-        _require(isinstance(self.negative, bool), "mask.negative must be true or false")
-        _require(self.saturated is None or _is_number(self.saturated), "mask.saturated must be a number or null")
-        _require(
-            isinstance(self.values, list) and all(_is_number(v) for v in self.values), "mask.values must be numbers"
-        )
-
-
-@dataclass(frozen=True)
-class BraggConfig:
-    enabled: bool = True
-    # local: sharp outliers above a local median (below); tophat: white top-hat with a disk;
-    # lattice: disks at integer h, k (needs a calibration)
-    method: str = "local"
-    radius: int = 3  # top-hat disk radius in detector pixels
-    threshold: float = 5.0  # top-hat: robust standard deviations of the top-hat image
-    dilate: int = 2  # grow each masked peak by this many pixels
-    lattice_radius: float = 0.08  # lattice method: mask radius around integer h, k, in reciprocal lattice units
-    # local and tophat: where a peak may be. lattice: its seed within lattice_radius of an integer h, k (the
-    # calibration's, or the training window's when uncalibrated), so that superstructure peaks of ordered
-    # crystals are kept; anywhere: for images whose axes are not known
-    positions: str = "lattice"
-    local_size: int = 15  # local: median window (pixels), wider than a Bragg peak, narrower than diffuse features
-    local_threshold: float = 20.0  # local: a peak's seed stands this many robust sigmas above the local median
-    local_contrast: float = 3.0  # local: ... and sqrt(I) this many times the local median's (9x the intensity)
-    local_grow: float = 5.0  # local: a peak extends over connected pixels this many sigmas above the median
-    # local: images with more pixels take the median of local_size blocks, interpolated between their
-    # centres, as the local median (linear time) instead of the sliding median (3 s per 1024 x 1024)
-    local_coarse_above: int = 1024 * 1024
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.enabled, bool), "bragg.enabled must be true or false")
-        _require(
-            self.method in ("local", "tophat", "lattice"),
-            f"bragg.method must be local, tophat or lattice, got {self.method!r}",
-        )
-        for name in ("radius", "dilate", "local_size", "local_coarse_above"):
-            value = getattr(self, name)
-            _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"bragg.{name} >= 0")
-        for name in ("threshold", "local_threshold", "local_contrast", "local_grow"):
-            _require(_is_number(getattr(self, name)) and getattr(self, name) > 0, f"bragg.{name} must be a number > 0")
-        _require(_is_number(self.lattice_radius) and self.lattice_radius > 0, "bragg.lattice_radius must be > 0")
-        _require(self.positions in ("lattice", "anywhere"), f"bragg.positions must be lattice or anywhere, got "
-                 f"{self.positions!r}")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class GeometryConfig:
-    """Reciprocal-space calibration; without origin the whole image is taken as the training window."""
-
-    origin: list[float] | None = None  # [row, column] pixel of h = k = 0
-    pixels_per_rlu: list[float] | None = None  # [along rows (h), along columns (k)]
-    rotation: float = 0.0  # degrees, of the (h, k) axes against the pixel axes
-    file_axes: bool = True  # without origin: calibrate from the file's own r.l.u. axes (Mantid MDHisto)
-    centre: list[int] = field(default_factory=lambda: [0, 0])  # reciprocal lattice point the window is centred on
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.file_axes, bool), "geometry.file_axes must be true or false")
-        _require(
-            isinstance(self.centre, list) and len(self.centre) == 2 and all(_is_int(v) for v in self.centre),
-            f"geometry.centre must be two integers [h, k] (a reciprocal lattice point), got {self.centre!r}",
-        )
-        for name in ("origin", "pixels_per_rlu"):
-            value = getattr(self, name)
-            _require(
-                value is None or (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)),
-                f"geometry.{name} must be [row, column] numbers or null",
-            )
-        _require((self.origin is None) == (self.pixels_per_rlu is None), "geometry needs origin and pixels_per_rlu")
-        _require(self.pixels_per_rlu is None or min(self.pixels_per_rlu) > 0, "geometry.pixels_per_rlu must be > 0")
-        _require(_is_number(self.rotation), "geometry.rotation must be a number")
-
-    @property
-    def calibrated(self) -> bool:
-        return self.origin is not None
-
-
-@dataclass(frozen=True)
-class ReconstructionConfig:
-    friedel: bool = True  # fill (h, k) from (-h, -k)
-    mirrors: bool = False  # also from (-h, k) and (h, -k): only for crystals with those mirror planes
-    inpaint: bool = True  # biharmonic inpainting of what is still missing
-
-    def __post_init__(self) -> None:
-        for name in ("friedel", "mirrors", "inpaint"):
-            _require(isinstance(getattr(self, name), bool), f"reconstruction.{name} must be true or false")
-
-
-@dataclass(frozen=True)
-class BackgroundConfig:
-    subtract_percentile: float | None = None  # subtract this percentile of the image (clipped at zero)
-    radial_falloff: bool = False  # divide by a fitted exp(-B (h^2 + k^2))
-
-    def __post_init__(self) -> None:
-        _require(
-            self.subtract_percentile is None
-            or (_is_number(self.subtract_percentile) and 0 <= self.subtract_percentile < 100),
-            "background.subtract_percentile must be in [0, 100) or null",
-        )
-        _require(isinstance(self.radial_falloff, bool), "background.radial_falloff must be true or false")
-
-
-@dataclass(frozen=True)
-class SmoothingConfig:
-    method: str = "none"  # gaussian, median or none
-    size: float = 0.7  # Gaussian sigma or median window, in output pixels
-
-    def __post_init__(self) -> None:
-        _require(self.method in ("gaussian", "median", "none"), "smoothing.method must be gaussian, median or none")
-        _require(_is_number(self.size) and self.size >= 0, "smoothing.size must be a number >= 0")
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    image_size: int = 64
-    h_max: float = 1.0
-    mean: float = 0.25  # normalised mean intensity: c (1 - c) of the training data at c = 0.5
-    min_measured: float = 0.1  # refuse an image that measures less than this fraction of the window's cells
-
-    def __post_init__(self) -> None:
-        _require(_is_number(self.min_measured) and 0 <= self.min_measured <= 1, "output.min_measured must be in [0, 1]")
-        _require(isinstance(self.image_size, int) and self.image_size >= 4, "output.image_size must be >= 4")
-        _require(_is_number(self.h_max) and self.h_max > 0, "output.h_max must be > 0")
-        _require(_is_number(self.mean) and self.mean > 0, "output.mean must be > 0")
-
-
-@dataclass(frozen=True)
-class CorrectionConfig(Sections):
-    mask: MaskConfig = field(default_factory=MaskConfig)
-    bragg: BraggConfig = field(default_factory=BraggConfig)
-    geometry: GeometryConfig = field(default_factory=GeometryConfig)
-    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
-    background: BackgroundConfig = field(default_factory=BackgroundConfig)
-    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-
-    def __post_init__(self) -> None:
-        _require(
-            not (self.bragg.enabled and self.bragg.method == "lattice" and not self.geometry.calibrated),
-            "bragg.method lattice needs a calibration (geometry.origin and geometry.pixels_per_rlu)",
-        )
-
-
 # Mask codes of a corrected image.
 MEASURED, FILLED_BY_SYMMETRY, INPAINTED = 0, 1, 2
 
 
 @dataclass
 class Corrected:
+    """One corrected image on the training grid, which pixels were measured, and what every step did."""
+
     image: np.ndarray  # (M, M) float32
     mask: np.ndarray  # (M, M) uint8: MEASURED, FILLED_BY_SYMMETRY or INPAINTED
     provenance: list[dict[str, Any]]
@@ -681,10 +526,6 @@ def calibrate_from_file(config: CorrectionConfig, shape: tuple[int, int], info: 
     return dataclasses.replace(config, geometry=geometry)
 
 
-# Rough shares of one large image's correction time done after each step (for progress reports).
-PROGRESS_AFTER_MASK, PROGRESS_AFTER_BRAGG, PROGRESS_AFTER_RESAMPLE = 0.1, 0.8, 0.95
-
-
 def correct_image(
     raw: Any,
     config: CorrectionConfig,
@@ -702,38 +543,53 @@ def correct_image(
         return _correct_image(raw, config, extra_mask, reference, progress or (lambda fraction: None))
 
 
-def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, progress: Progress) -> Corrected:
-    from scipy import ndimage
-    from skimage import restoration
+def correct_images(
+    images: Any, config: CorrectionConfig | None = None, reference: np.ndarray | None = None
+) -> list[Corrected]:
+    """``correct_image`` on each of several raw images (a (S, H, W) array or a list of 2-D arrays), with the
+    built-in config's defaults when no ``config`` is given."""
+    config = config or CorrectionConfig()
+    return [correct_image(image, config, reference=reference) for image in images]
 
-    image = as_image(raw)
-    provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
-    invalid = invalid_pixels(image, config.mask, extra_mask)
-    masked = int(np.count_nonzero(invalid))
-    provenance.append({"step": "mask", **dataclasses.asdict(config.mask), "masked_pixels": masked})
-    if masked == invalid.size:
+
+@dataclass
+class _Work:
+    """What the correction steps hand on: the raw image and its invalid pixels, then the image on the output grid
+    with its cells that have no data (``missing``) and how each cell was filled (``mask``)."""
+
+    image: np.ndarray
+    coordinates: Coordinates
+    extra_mask: np.ndarray | None
+    reference: np.ndarray | None
+    invalid: np.ndarray | None = None
+    resampled: np.ndarray | None = None
+    missing: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+
+def _mask_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+    work.invalid = invalid_pixels(work.image, config.mask, work.extra_mask)
+    masked = int(np.count_nonzero(work.invalid))
+    if masked == work.invalid.size:
         raise DataError("no valid pixel in the image (all masked, NaN, or <= 0)")
-    progress(PROGRESS_AFTER_MASK)
+    return [{"step": "mask", **dataclasses.asdict(config.mask), "masked_pixels": masked}]
+
+
+def _bragg_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+    if not config.bragg.enabled:
+        return []
+    peaks, found = bragg_peaks(work.image, work.invalid, config.bragg, work.coordinates)
+    work.invalid |= peaks
+    return [{"step": "bragg", **dataclasses.asdict(config.bragg), **found}]
+
+
+def _resample_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     out = config.output
-    coordinates = functools.partial(_pixel_axes, image.shape, config.geometry, out.h_max, out.image_size)
-    if config.bragg.enabled:
-        peaks, found = bragg_peaks(image, invalid, config.bragg, coordinates)
-        invalid |= peaks
-        del peaks
-        provenance.append({"step": "bragg", **dataclasses.asdict(config.bragg), **found})
-    progress(PROGRESS_AFTER_BRAGG)
-    resampled, count = _resample(image, invalid, coordinates, out.image_size, out.h_max)
+    resampled, count = _resample(work.image, work.invalid, work.coordinates, out.image_size, out.h_max)
     missing = count == 0
-    covered = _pixel_under_cells(image, invalid, missing, config.geometry, out.h_max, out.image_size)
+    covered = _pixel_under_cells(work.image, work.invalid, missing, config.geometry, out.h_max, out.image_size)
     resampled[covered[0]] = covered[1]
     missing[covered[0]] = False
-    provenance.append(
-        {"step": "resample", "method": "area average", "image_size": out.image_size, "h_max": out.h_max,
-         "geometry": dataclasses.asdict(config.geometry), "empty_cells": int(missing.sum()),
-         "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
-         "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any() else 0.0}
-    )  # fmt: skip
-    progress(PROGRESS_AFTER_RESAMPLE)
     measured = 1.0 - missing.mean()
     if missing.all() or measured < out.min_measured:
         raise DataError(
@@ -741,51 +597,100 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, pr
             f"measured (output.min_measured {out.min_measured:g}); centre it on a measured region "
             "(geometry.centre), check the calibration, or set geometry.file_axes false to take the whole image"
         )
-    mask = np.zeros(missing.shape, dtype=np.uint8)
-    rec = config.reconstruction
-    if rec.friedel and missing.any():
-        resampled, by_symmetry = symmetry_fill(resampled, missing, rec.mirrors)
-        mask[by_symmetry] = FILLED_BY_SYMMETRY
-        missing &= ~by_symmetry
-        provenance.append({"step": "symmetry", "mirrors": rec.mirrors, "filled_cells": int(by_symmetry.sum())})
+    work.resampled, work.missing, work.mask = resampled, missing, np.zeros(missing.shape, dtype=np.uint8)
+    return [
+        {"step": "resample", "method": "area average", "image_size": out.image_size, "h_max": out.h_max,
+         "geometry": dataclasses.asdict(config.geometry), "empty_cells": int(missing.sum()),
+         "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
+         "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any() else 0.0}
+    ]  # fmt: skip
+
+
+def _reconstruct_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+    from skimage import restoration
+
+    rec, done = config.reconstruction, []
+    if rec.friedel and work.missing.any():
+        work.resampled, by_symmetry = symmetry_fill(work.resampled, work.missing, rec.mirrors)
+        work.mask[by_symmetry] = FILLED_BY_SYMMETRY
+        work.missing &= ~by_symmetry
+        done.append({"step": "symmetry", "mirrors": rec.mirrors, "filled_cells": int(by_symmetry.sum())})
+    missing = work.missing
     if missing.any():
         if rec.inpaint:
-            resampled = restoration.inpaint_biharmonic(np.where(missing, 0.0, resampled), missing)
-            provenance.append({"step": "inpaint", "method": "biharmonic", "cells": int(missing.sum())})
+            work.resampled = restoration.inpaint_biharmonic(np.where(missing, 0.0, work.resampled), missing)
+            done.append({"step": "inpaint", "method": "biharmonic", "cells": int(missing.sum())})
         else:
-            resampled = np.where(missing, np.nanmean(resampled[~missing]), resampled)
-            provenance.append({"step": "fill", "method": "mean", "cells": int(missing.sum())})
-        mask[missing] = INPAINTED
-    background = config.background
+            work.resampled = np.where(missing, np.nanmean(work.resampled[~missing]), work.resampled)
+            done.append({"step": "fill", "method": "mean", "cells": int(missing.sum())})
+        work.mask[missing] = INPAINTED
+    return done
+
+
+def _background_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+    background, out, done = config.background, config.output, []
     if background.subtract_percentile is not None:
-        level = float(np.percentile(resampled, background.subtract_percentile))
-        resampled = np.maximum(resampled - level, 0.0)
-        provenance.append({"step": "background", "percentile": background.subtract_percentile, "subtracted": level})
+        level = float(np.percentile(work.resampled, background.subtract_percentile))
+        work.resampled = np.maximum(work.resampled - level, 0.0)
+        done.append({"step": "background", "percentile": background.subtract_percentile, "subtracted": level})
     if background.radial_falloff:
         grid = np.linspace(-out.h_max, out.h_max, out.image_size, endpoint=False)
         grid_h, grid_k = np.meshgrid(grid, grid, indexing="ij")
-        falloff, b_factor = _falloff(resampled, grid_h, grid_k)
-        resampled = resampled / falloff
-        provenance.append({"step": "falloff", "model": "exp(-B q^2)", "B": b_factor})
+        falloff, b_factor = _falloff(work.resampled, grid_h, grid_k)
+        work.resampled = work.resampled / falloff
+        done.append({"step": "falloff", "model": "exp(-B q^2)", "B": b_factor})
+    return done
+
+
+def _smoothing_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+    from scipy import ndimage
+
     smoothing = config.smoothing
     if smoothing.method == "gaussian" and smoothing.size > 0:
-        resampled = ndimage.gaussian_filter(resampled, smoothing.size, mode="wrap")
+        work.resampled = ndimage.gaussian_filter(work.resampled, smoothing.size, mode="wrap")
     elif smoothing.method == "median" and smoothing.size > 0:
-        resampled = ndimage.median_filter(resampled, size=max(1, round(smoothing.size)), mode="wrap")
-    provenance.append({"step": "smoothing", **dataclasses.asdict(smoothing)})
-    if reference is not None:
-        resampled = match_histogram(resampled, reference)
-        provenance.append({"step": "normalise", "method": "histogram matching to the reference images"})
-    else:
-        mean = resampled.mean()
-        if not np.isfinite(mean) or mean <= 0:
-            raise DataError("the corrected image has no positive mean intensity; check the mask and background")
-        resampled = resampled * (out.mean / mean)
-        provenance.append({"step": "normalise", "method": "mean", "mean": out.mean, "factor": out.mean / mean})
-    if not np.all(np.isfinite(resampled)):
+        work.resampled = ndimage.median_filter(work.resampled, size=max(1, round(smoothing.size)), mode="wrap")
+    return [{"step": "smoothing", **dataclasses.asdict(smoothing)}]
+
+
+def _normalise_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+    if work.reference is not None:
+        work.resampled = match_histogram(work.resampled, work.reference)
+        return [{"step": "normalise", "method": "histogram matching to the reference images"}]
+    mean, target = work.resampled.mean(), config.output.mean
+    if not np.isfinite(mean) or mean <= 0:
+        raise DataError("the corrected image has no positive mean intensity; check the mask and background")
+    work.resampled = work.resampled * (target / mean)
+    return [{"step": "normalise", "method": "mean", "mean": target, "factor": target / mean}]
+
+
+# The correction, in order (module docstring): each step changes the work and returns its provenance entries
+# (none when it is switched off), with the fraction of one image's time done after it (for progress bars).
+STEPS: tuple[tuple[Callable[[_Work, CorrectionConfig], list[dict[str, Any]]], float | None], ...] = (
+    (_mask_step, 0.1),
+    (_bragg_step, 0.8),
+    (_resample_step, 0.95),
+    (_reconstruct_step, None),
+    (_background_step, None),
+    (_smoothing_step, None),
+    (_normalise_step, None),
+)
+
+
+def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, progress: Progress) -> Corrected:
+    image = as_image(raw)
+    out = config.output
+    coordinates = functools.partial(_pixel_axes, image.shape, config.geometry, out.h_max, out.image_size)
+    work = _Work(image, coordinates, extra_mask, reference)
+    provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
+    for step, done in STEPS:
+        provenance += step(work, config)
+        if done is not None:
+            progress(done)
+    if not np.all(np.isfinite(work.resampled)):
         raise DataError("the correction produced NaN or infinite values")
     progress(1.0)
-    return Corrected(resampled.astype(np.float32), mask, provenance)
+    return Corrected(work.resampled.astype(np.float32), work.mask, provenance)
 
 
 MANTID_SIGNAL = "MDHistoWorkspace/data/signal"
@@ -1060,6 +965,7 @@ def _correct_files(
 
     from . import __version__
     from .dataset import FORMAT, FORMAT_VERSION
+    from .nexus import add_view
     from .outputs import atomic_hdf5
 
     extra_mask = read_image(mask_file)[0] != 0 if mask_file else None
@@ -1078,8 +984,8 @@ def _correct_files(
             from . import plots
 
             name = f"{number:04d}-{Path(spec.partition('::')[0]).stem}.png"
-            plots.correction_figure(_preview(raw), corrected.image, corrected.mask, Path(figure_dir) / name,
-                                    reference_set)  # fmt: skip
+            figure = plots.correction_figure(_preview(raw), corrected.image, corrected.mask, reference_set)
+            plots.save(figure, Path(figure_dir) / name)
         del raw
         if progress:
             progress(number + 1, len(specs))
@@ -1096,4 +1002,5 @@ def _correct_files(
         text = h5py.string_dtype()
         file.create_dataset("provenance", data=[json.dumps(r.provenance, default=float) for r in results], dtype=text)
         file.create_dataset("sources", data=sources, dtype=text)
+        add_view(file, signal="images", h_max=config.output.h_max, title="cfsx correct", config_text=config.to_yaml())
     return results

@@ -158,8 +158,8 @@ def corrupted_images(images: np.ndarray, h_max: float, seed: int, first_index: i
 
     An image whose corrupted copy correct refuses (as it would refuse such a measurement) gets new
     corruptions from the same stream. Returns the corrected images and each image's Corruption."""
-    from .config import load_config
-    from .correction import CorrectionConfig, correct_image
+    from .config import CorrectionConfig, load_config
+    from .correction import correct_image
 
     config = load_config("correct", [f"output.image_size={images.shape[1]}", f"output.h_max={h_max}"],
                          root=CorrectionConfig)  # fmt: skip

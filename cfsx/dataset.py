@@ -1,4 +1,4 @@
-"""The cfsx dataset file (.h5), format version 1 (DESIGN.md section 2).
+"""The cfsx dataset file (.h5), format version 2 (docs/format.md); version 1 files are read as before.
 
 Writing always goes to a temporary name in the target directory and is renamed when
 complete, so a reader never sees a half-written file.
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .config import SimulationConfig
 
 FORMAT = "cfsx-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the NeXus entry (cfsx/nexus.py) beside the version 1 paths
+READABLE_VERSIONS = (1, 2)
 
 # name in the file -> (dtype, per-sample shape key); the shape keys are filled in at creation.
 SAMPLE_ARRAYS = {
@@ -76,6 +77,7 @@ def write_dataset(
             written += count
         if written != n_samples:
             raise DataError(f"only {written} of {n_samples} samples were given to write_dataset")
+        _add_view(file)
 
 
 @contextlib.contextmanager
@@ -94,6 +96,16 @@ def open_dataset(path: str | Path) -> Iterator[h5py.File]:
             if not _damaged(error):
                 raise
             raise DataError(f"{path} is damaged: {_first_line(error)}") from None
+
+
+def _add_view(file: h5py.File) -> None:
+    """The NeXus entry of a dataset (cfsx/nexus.py), titled by its kind."""
+    from .nexus import add_view, h_max_of
+
+    kind = str(file.attrs.get("kind", "simulated"))
+    config = file.attrs.get("config")
+    add_view(file, signal="images", h_max=h_max_of(dict(file.attrs)), title=f"cfsx dataset ({kind})",
+             config_text=None if config is None else str(config))  # fmt: skip
 
 
 def _first_line(error: BaseException) -> str:
@@ -124,8 +136,9 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
         version = int(file.attrs.get("format_version", -1))
     except (TypeError, ValueError):
         version = -1
-    if version != FORMAT_VERSION:
-        raise DataError(f"{path} has dataset format version {version}; this cfsx reads version {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise DataError(f"{path} has dataset format version {version}; this cfsx reads versions {readable}")
     try:
         arrays = {name: file[name] for name in [*SAMPLE_ARRAYS, *PER_SAMPLE_EXTRAS] if name in file}
     except (KeyError, OSError, RuntimeError) as error:  # a dangling or looping link, a damaged object header
@@ -182,6 +195,7 @@ class ReachSummary:
 
 def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, tolerance: float,
                   stop_reasons: np.ndarray | None = None) -> ReachSummary:  # fmt: skip
+    """How closely the samples reached their targets (largest component deviation), and why they stopped."""
     from .engine import STOP_REASONS
 
     deviation = np.abs(np.asarray(achieved, np.float64) - np.asarray(target, np.float64)).max(axis=1)
@@ -203,6 +217,8 @@ def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """What ``cfsx info`` shows of a dataset: size, encoding, config, label statistics, feedback reach."""
+
     path: str
     samples: int
     cfs: int
@@ -364,6 +380,8 @@ def append_samples(
             start = dataset.shape[0]
             dataset.resize(start + count, axis=0)
             dataset[start:] = values
+        if "entry" not in file and file.attrs["format_version"] >= 2:
+            _add_view(file)
         total = int(file["images"].shape[0])
         if any(file[name].shape[0] != total for name in [*arrays, *texts]):
             raise DataError(f"{path} is inconsistent: its arrays hold different numbers of samples")

@@ -21,6 +21,8 @@ CORRUPTIONS = ("scale", "bragg", "gaps", "falloff", "noise")
 
 @dataclass(frozen=True)
 class Detector:
+    """A synthetic square detector: where h, k fall on it, and the corruptions a measured image suffers."""
+
     size: int = 512
     pixels_per_rlu: int = 160
     beam_centre: tuple[int, int] = (280, 220)

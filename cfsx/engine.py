@@ -161,6 +161,8 @@ ADAPTIVE_GAIN_UP, ADAPTIVE_GAIN_DOWN, ADAPTIVE_GAIN_MIN = 1.2, 0.7, 0.02
 
 @dataclass(frozen=True)
 class FeedbackResult:
+    """The lattice the feedback loop returns, the correlations it reached, and how it got there."""
+
     lattice: np.ndarray  # (N, N) uint8
     achieved: np.ndarray  # (D,) measured alpha of the returned lattice
     couplings: np.ndarray  # (D,) the J the lattice was made with

@@ -32,24 +32,27 @@ from .encoding import cfs_vectors, named, vector_labels
 from .errors import DataError
 from .inversion import WarrenCowleyInversion
 from .metrics import image_mse, image_r2, regression_metrics, summary
-from .models import load_model
+from .model_card import ModelCard
+from .models import load_model, predict
 from .outputs import atomic_directory, claim_outputs
-from .simulate import decode
-from .training import SampleReader, predict, predict_indices, summarise_data
+from .simulation import decode
+from .training import SampleReader, predict_indices, summarise_data
 
 HISTOGRAM_IMAGES = 2000  # pixel histograms use at most this many images
 
 
 @dataclass(frozen=True)
 class EvaluationResult:
+    """Where ``evaluate`` wrote its report, and the metrics in it (metrics.json)."""
+
     report_dir: Path
     metrics: dict[str, Any]
 
 
-def _check_grid(metadata: dict[str, Any], image_size: int, h_max: float, what: str) -> None:
-    if metadata["image_size"] != image_size or not np.isclose(metadata["h_max"], h_max):
+def _check_grid(card: ModelCard, image_size: int, h_max: float, what: str) -> None:
+    if card.image_size != image_size or not np.isclose(card.h_max, h_max):
         raise DataError(
-            f"{what} was trained on {metadata['image_size']}-point images with h_max {metadata['h_max']}, "
+            f"{what} was trained on {card.image_size}-point images with h_max {card.h_max}, "
             f"the data has {image_size}-point images with h_max {h_max}"
         )
 
@@ -58,11 +61,10 @@ def _image_scores(reference: np.ndarray, images: np.ndarray) -> dict[str, Any]:
     return {"image_r2": summary(image_r2(reference, images)), "image_mse": summary(image_mse(reference, images))}
 
 
-def hold_out_indices(metadata: dict[str, Any], data) -> np.ndarray | None:
+def hold_out_indices(card: ModelCard, data) -> np.ndarray | None:
     """The model's hold-out samples within ``data`` when the model was trained on it (alone or with
     other files), else None: then the whole file is unseen."""
-    test = np.asarray(metadata["split"]["test"], dtype=np.int64)
-    training = metadata["training"]
+    test, training = card.hold_out_indices, card.training
     if training["data_fingerprint"] == data.fingerprint:
         return test
     files = training.get("data_files", [])
@@ -105,25 +107,25 @@ def _evaluate(
         labelled = "encodings/achieved" in file
     if not labelled:
         return evaluate_unlabelled(model_path, data_path, report_dir, config, workers, say)
-    model, metadata = load_model(model_path)
+    model, card = load_model(model_path)
     data = summarise_data(data_path)
-    _check_grid(metadata, data.image_size, data.h_max, str(model_path))
-    if metadata["cfs"] > data.cfs:
+    _check_grid(card, data.image_size, data.h_max, str(model_path))
+    if card.cfs > data.cfs:
         raise DataError(
-            f"{model_path} predicts CFS{metadata['cfs']} encodings but {data_path} holds CFS{data.cfs}; score it "
-            f"on CFS{metadata['cfs']} (or larger) data, or pass it with --compare for the decoded-image test"
+            f"{model_path} predicts CFS{card.cfs} encodings but {data_path} holds CFS{data.cfs}; score it "
+            f"on CFS{card.cfs} (or larger) data, or pass it with --compare for the decoded-image test"
         )
-    if metadata["cfs"] < data.cfs:  # a CFS4 dataset labels CFS2 and CFS3 models too
-        data = summarise_data(data_path, metadata["cfs"])
+    if card.cfs < data.cfs:  # a CFS4 dataset labels CFS2 and CFS3 models too
+        data = summarise_data(data_path, card.cfs)
     others = []
     for path in compare:
-        other_model, other_metadata = load_model(path)
-        _check_grid(other_metadata, data.image_size, data.h_max, str(path))
-        others.append((Path(path), other_model, other_metadata))
+        other_model, other_card = load_model(path)
+        _check_grid(other_card, data.image_size, data.h_max, str(path))
+        others.append((Path(path), other_model, other_card))
     simulation = config_from_yaml_text(data.config_text)
     simulation = dataclasses.replace(simulation, encoding=dataclasses.replace(simulation.encoding, cfs=data.cfs))
     labels = vector_labels(cfs_vectors(data.cfs))
-    indices = hold_out_indices(metadata, data)
+    indices = hold_out_indices(card, data)
     same_data = indices is not None
     if indices is None:
         indices = np.arange(data.samples)
@@ -134,7 +136,7 @@ def _evaluate(
     started = time.perf_counter()
     with atomic_directory(report_dir, "metrics.json") as temporary:
         metrics = _evaluate_into(
-            temporary, model, metadata, data, simulation, labels, indices, same_data, others, evaluation, workers, say
+            temporary, model, card, data, simulation, labels, indices, same_data, others, evaluation, workers, say
         )
         metrics["seconds"] = time.perf_counter() - started
         (temporary / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -145,7 +147,7 @@ def _evaluate(
 def _evaluate_into(
     folder: Path,
     model,
-    metadata: dict[str, Any],
+    card: ModelCard,
     data,
     simulation: SimulationConfig,
     labels: list[str],
@@ -176,19 +178,20 @@ def _evaluate_into(
         lattices = file["lattices"][np.sort(chosen)] if evaluation.corrupted_flux and "lattices" in file else None
     metrics: dict[str, Any] = {
         "cfsx_version": __version__,
-        "model": {"cfs": metadata["cfs"], "architecture": metadata["training"]["config"]["model"]["architecture"]},
+        "model": {"cfs": card.cfs, "architecture": card.architecture},
         "samples": "recorded hold-out" if same_data else "whole file",
         "cnn": regression_metrics(truth, predicted, labels),
         "classical": regression_metrics(truth, np.nan_to_num(classical), labels),
         "classical_range": inversion.max_range,
-        "training": {key: metadata["training"][key] for key in ("epochs_run", "best_epoch", "seconds", "samples")},
+        "training": {key: card.training[key] for key in ("epochs_run", "best_epoch", "seconds", "samples")},
     }
-    plots.parity(truth, predicted, labels, folder / "parity.png")
-    plots.residuals(truth, predicted, labels, folder / "residuals.png")
-    plots.parity(truth, np.nan_to_num(classical), labels, folder / "parity-classical.png")
-    plots.loss_curves(metadata["training"]["history"], folder / "training.png", title="training history")
-    plots.component_histograms(all_labels, labels, folder / "encodings.png", title="labels (achieved alpha)")
-    plots.intensity_histograms({"images": histogram_images}, folder / "intensities.png")
+    plots.save(plots.parity(truth, predicted, labels), folder / "parity.png")
+    plots.save(plots.residuals(truth, predicted, labels), folder / "residuals.png")
+    plots.save(plots.parity(truth, np.nan_to_num(classical), labels), folder / "parity-classical.png")
+    plots.save(plots.loss_curves(card.training["history"], title="training history"), folder / "training.png")
+    labels_figure = plots.component_histograms(all_labels, labels, title="labels (achieved alpha)")
+    plots.save(labels_figure, folder / "encodings.png")
+    plots.save(plots.intensity_histograms({"images": histogram_images}), folder / "intensities.png")
 
     if evaluation.corrupted_flux:
         if lattices is None:
@@ -206,8 +209,8 @@ def _evaluate_into(
                 "images"
             ],
         }
-        for path, other_model, other_metadata in others:
-            other_cfs = other_metadata["cfs"]
+        for path, other_model, other_card in others:
+            other_cfs = other_card.cfs
             other_simulation = dataclasses.replace(simulation, encoding=EncodingConfig(cfs=other_cfs))
             other_predicted = predict(other_model, originals)
             name = f"decoded CFS{other_cfs} model ({path.name})"
@@ -216,13 +219,11 @@ def _evaluate_into(
             "count": n_resimulated,
             **{name: _image_scores(originals, v) for name, v in images.items()},
         }
-        plots.score_histograms({name: image_r2(originals, v) for name, v in images.items()}, folder / "image-r2.png")
+        scores = {name: image_r2(originals, v) for name, v in images.items()}
+        plots.save(plots.score_histograms(scores), folder / "image-r2.png")
         examples = min(4, n_resimulated)
-        plots.image_rows(
-            [[originals[i], *(v[i] for v in images.values())] for i in range(examples)],
-            ["input", *images],
-            folder / "images.png",
-        )
+        rows = [[originals[i], *(v[i] for v in images.values())] for i in range(examples)]
+        plots.save(plots.image_rows(rows, ["input", *images]), folder / "images.png")
     return metrics
 
 
@@ -239,20 +240,18 @@ def evaluate_unlabelled(
     least-squares scale, since measured images are in arbitrary units)."""
     from .interpretation import decode_replicates
 
-    model, metadata = load_model(model_path)
+    model, card = load_model(model_path)
     with open_dataset(data_path) as file:
         images = np.asarray(file["images"][()], dtype=np.float64)
-        h_max = float(file.attrs.get("h_max", metadata["h_max"]))
+        h_max = float(file.attrs.get("h_max", card.h_max))
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise DataError(f"{data_path}: /images must be (samples, M, M), got {images.shape}")
-    _check_grid(metadata, images.shape[1], h_max, str(model_path))
+    _check_grid(card, images.shape[1], h_max, str(model_path))
     if not np.isfinite(images).all() or (images.mean(axis=(1, 2)) <= 0).any():
         raise DataError(f"{data_path} holds images with NaN, inf or no positive mean intensity")
-    simulation = config_from_yaml_text(metadata["simulation_config"])
-    vectors = np.asarray(metadata["vectors"])
-    labels = vector_labels(vectors)
+    simulation, vectors, labels = card.decoding(), card.vectors, card.labels
     evaluation = config.evaluation
-    inversion = WarrenCowleyInversion(vectors, images.shape[1], h_max, metadata["lot_size"], evaluation.inversion_range)
+    inversion = WarrenCowleyInversion(vectors, images.shape[1], h_max, card.lot_size, evaluation.inversion_range)
     started = time.perf_counter()
     say(f"predicting {len(images)} images without known encodings")
     estimates = {"CNN": predict(model, images), "classical": np.nan_to_num(inversion(images))}
@@ -263,7 +262,7 @@ def evaluate_unlabelled(
                for name, values in estimates.items()}  # fmt: skip
     metrics: dict[str, Any] = {
         "cfsx_version": __version__,
-        "model": {"cfs": metadata["cfs"], "architecture": metadata["training"]["config"]["model"]["architecture"]},
+        "model": {"cfs": card.cfs, "architecture": card.architecture},
         "samples": "unlabelled file",
         "count": len(images),
         "encodings": {
@@ -279,16 +278,14 @@ def evaluate_unlabelled(
         },  # fmt: skip
     }
     with atomic_directory(Path(report_dir), "metrics.json") as temporary:
-        plots.component_histograms(estimates["CNN"], labels, temporary / "encodings.png", title="CNN encodings")
-        plots.intensity_histograms({"images": images}, temporary / "intensities.png")
-        plots.score_histograms(
-            {f"decoded {n}": d.image_r2[:, 0] for n, d in decoded.items()}, temporary / "image-r2.png"
-        )
-        plots.image_rows(
-            [[images[i], *(d.images[i, 0] for d in decoded.values())] for i in range(min(4, count))],
-            ["input", *(f"decoded {name}" for name in decoded)],
-            temporary / "images.png",
-        )
+        plots.save(plots.component_histograms(estimates["CNN"], labels, title="CNN encodings"),
+                   temporary / "encodings.png")  # fmt: skip
+        plots.save(plots.intensity_histograms({"images": images}), temporary / "intensities.png")
+        scores = {f"decoded {n}": d.image_r2[:, 0] for n, d in decoded.items()}
+        plots.save(plots.score_histograms(scores), temporary / "image-r2.png")
+        rows = [[images[i], *(d.images[i, 0] for d in decoded.values())] for i in range(min(4, count))]
+        plots.save(plots.image_rows(rows, ["input", *(f"decoded {name}" for name in decoded)]),
+                   temporary / "images.png")  # fmt: skip
         metrics["seconds"] = time.perf_counter() - started
         (temporary / "metrics.json").write_text(json.dumps(metrics, indent=1))
         (temporary / "report.md").write_text(_unlabelled_markdown(metrics, Path(model_path), Path(data_path)))
@@ -317,8 +314,8 @@ def _unlabelled_markdown(metrics: dict[str, Any], model_path: Path, data_path: P
 
 def _corrupted_scores(model, inversion, lattices, truth, labels, simulation, evaluation, folder) -> dict[str, Any]:
     """CNN and classical scores on the structures rendered as corrupted detector images, then corrected."""
-    from .config import load_config
-    from .correction import CorrectionConfig, correct_image
+    from .config import CorrectionConfig, load_config
+    from .correction import correct_image
     from .detector import CORRUPTIONS, Detector
 
     detector = Detector()
@@ -331,7 +328,7 @@ def _corrupted_scores(model, inversion, lattices, truth, labels, simulation, eva
                                evaluation.corrupted_flux)  # fmt: skip
         result = correct_image(raw, correction)
         if not corrected:
-            plots.correction_figure(raw, result.image, result.mask, folder / "corrupted-example.png")
+            plots.save(plots.correction_figure(raw, result.image, result.mask), folder / "corrupted-example.png")
         corrected.append(result.image)
     corrected = np.stack(corrected)
     return {

@@ -18,15 +18,21 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._tensorflow import keras, layers, ops
 from .builtin import resolve_model
 from .config import ARCHITECTURES
 from .errors import DataError
-from .outputs import atomic_path, existing_input
-
-METADATA_ENTRY = "cfsx_metadata.json"
-MODEL_FORMAT = "cfsx-model"
-MODEL_FORMAT_VERSION = 1
+from .model_card import (
+    METADATA_ENTRY,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    ModelCard,
+    one_line,
+    read_model_card,
+)
+from .outputs import atomic_path
 
 
 @keras.saving.register_keras_serializable(package="cfsx")
@@ -109,8 +115,11 @@ def _large_body(features, n_outputs: int):
     return layers.Dense(n_outputs, name="encoding")(features)
 
 
-def _hybrid(images, features, vectors: list, image_size: int, h_max: float):
+def _hybrid(images, features, n_outputs: int, vectors: list | None, image_size: int, h_max: float):
     """The Warren-Cowley least squares plus the small CNN's correction of it (zero at the start)."""
+    if vectors is None or len(vectors) != n_outputs:
+        raise DataError("the hybrid architecture needs the encoding's vectors")
+    vectors = [list(map(int, v)) for v in vectors]
     estimate = WarrenCowleyEstimate(vectors, image_size, h_max, name="least_squares")(images)
     for filters in (16, 32, 64, 64):
         features = layers.Conv2D(filters, 3, padding="same", activation="relu")(features)
@@ -121,24 +130,29 @@ def _hybrid(images, features, vectors: list, image_size: int, h_max: float):
     return layers.Add(name="encoding")([estimate, correction])
 
 
+# The builder of each architecture named in config.ARCHITECTURES (the two must list the same names): the
+# network after the input and its preprocessing, from (images, features, n_outputs, vectors, image_size, h_max).
+BODIES = {
+    "small": lambda images, features, n_outputs, *grid: _small_body(features, n_outputs),
+    "wide": lambda images, features, n_outputs, *grid: _small_body(features, n_outputs, width=2),
+    "large": lambda images, features, n_outputs, *grid: _large_body(features, n_outputs),
+    "hybrid": _hybrid,
+}
+if set(BODIES) != set(ARCHITECTURES):
+    raise ImportError(f"cfsx.models builds {sorted(BODIES)} but config.ARCHITECTURES names {sorted(ARCHITECTURES)}")
+
+
 def build_model(
     architecture: str, image_size: int, n_outputs: int, vectors: list | None = None, h_max: float = 1.0
 ) -> keras.Model:
     """An uncompiled model: (batch, M, M) intensities -> (batch, D) correlations (``hybrid`` needs the
     encoding's ``vectors`` and the grid's ``h_max``)."""
-    if architecture not in ARCHITECTURES:
+    if architecture not in BODIES:
         raise DataError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     images = keras.Input(shape=(image_size, image_size), name="image")
     features = RelativeLogIntensity(name="relative_log_intensity")(images)
     features = layers.Reshape((image_size, image_size, 1))(features)
-    if architecture == "large":
-        outputs = _large_body(features, n_outputs)
-    elif architecture == "hybrid":
-        if vectors is None or len(vectors) != n_outputs:
-            raise DataError("the hybrid architecture needs the encoding's vectors")
-        outputs = _hybrid(images, features, [list(map(int, v)) for v in vectors], image_size, h_max)
-    else:
-        outputs = _small_body(features, n_outputs, width=2 if architecture == "wide" else 1)
+    outputs = BODIES[architecture](images, features, n_outputs, vectors, image_size, h_max)
     return keras.Model(images, outputs, name=f"cfsx_{architecture}")
 
 
@@ -160,82 +174,41 @@ def save_model(model: keras.Model, metadata: dict[str, Any], path: str | Path) -
     return path
 
 
-# Metadata every model carries (DESIGN.md "Model"): what the CLI and the library read from it.
-REQUIRED_METADATA = (
-    "cfs",
-    "vectors",
-    "labels",
-    "image_size",
-    "h_max",
-    "lot_size",
-    "simulation_config",
-    "training",
-    "split",
-    "metrics",
-)
-# Entries of the metadata's sections that evaluate and interpret read.
-NESTED_METADATA = (
-    ("training", "config"),
-    ("training", "history"),
-    ("training", "data_fingerprint"),
-    ("metrics", "test"),
-    ("split", "test"),
-)
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The cfsx metadata of a saved model (a path or a built-in model's name), without loading TensorFlow weights."""
-    path = existing_input(resolve_model(path), "model file")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            document = json.loads(archive.read(METADATA_ENTRY))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
-        raise DataError(f"{path} is not a cfsx model file ({one_line(str(error))})") from None
-    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-        raise DataError(f"{path} is not a cfsx model file")
-    if document.get("format_version") != MODEL_FORMAT_VERSION:
-        raise DataError(f"{path}: model format version {document.get('format_version')} is not supported")
-    missing = [key for key in REQUIRED_METADATA if key not in document]
-    missing += [f"{section}.{key}" for section, key in NESTED_METADATA
-                if not isinstance(document.get(section, {}), dict) or key not in document.get(section, {})]  # fmt: skip
-    if missing:
-        raise DataError(f"{path}: the model's metadata lacks {', '.join(missing)}")
-    for key, kinds in (("image_size", (int,)), ("h_max", (int, float)), ("cfs", (int,))):
-        value = document[key]
-        if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-            raise DataError(f"{path}: the model's metadata has {key} = {value!r}, not a positive number")
-    vectors = document["vectors"]
-    cfs = document["cfs"]
-    if not isinstance(cfs, int) or not isinstance(vectors, list) or len(vectors) != cfs * cfs - 1:
-        raise DataError(f"{path}: the model's metadata names CFS{cfs} with {len(vectors)} vectors, which do not agree")
-    return document
-
-
-def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
-    """The model (a path or a built-in model's name; loaded in Keras' safe mode) and its metadata, checked
+def load_model(path: str | Path) -> tuple[keras.Model, ModelCard]:
+    """The model (a path or a built-in model's name; loaded in Keras' safe mode) and its card, checked
     against each other."""
     path = resolve_model(path)
-    metadata = read_metadata(path)
+    card = read_model_card(path)
     try:
         with _quiet():
             model = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many types for a damaged or tampered archive
         raise DataError(f"cannot load the model in {path}: {one_line(str(error))}") from None
-    size, components = metadata["image_size"], len(metadata["vectors"])
+    size, components = card.image_size, card.components
     if tuple(model.input_shape[1:]) != (size, size):
         raise DataError(f"{path}: the network takes {model.input_shape[1:]} images, its metadata says {size} x {size}")
     if tuple(model.output_shape[1:]) != (components,):
         raise DataError(
-            f"{path}: the network has {model.output_shape[1:]} outputs, its metadata says CFS{metadata['cfs']} "
+            f"{path}: the network has {model.output_shape[1:]} outputs, its metadata says CFS{card.cfs} "
             f"({components} components)"
         )
-    return model, metadata
+    return model, card
 
 
-def one_line(text: str, limit: int = 200) -> str:
-    """The first line of a long library message, shortened: enough to say what went wrong."""
-    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    return first if len(first) <= limit else first[: limit - 3] + "..."
+def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Model outputs for (S, M, M) images, in batches."""
+    images = np.asarray(images, dtype=np.float32)
+    outputs = [model.predict_on_batch(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate([np.asarray(o) for o in outputs]) if outputs else np.zeros((0, model.output_shape[-1]))
+
+
+def predict_encodings(model, images: np.ndarray, permutation: np.ndarray | None, batch_size: int):
+    """CNN encodings, and half the difference between the plain and the transposed-image predictions."""
+    plain = predict(model, images, batch_size)
+    if permutation is None:
+        return plain, np.zeros_like(plain)
+    transposed = predict(model, np.swapaxes(images, 1, 2), batch_size)[:, permutation]
+    return (plain + transposed) / 2.0, np.abs(plain - transposed) / 2.0
 
 
 @contextlib.contextmanager

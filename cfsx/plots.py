@@ -1,6 +1,8 @@
 """Figures: loss curves, parity and residual plots, histograms, image comparisons.
 
-Every function writes one PNG atomically and returns its path. Matplotlib runs headless (Agg).
+Every function builds and returns a matplotlib ``Figure``; the caller shows it (a notebook displays it)
+or writes it with ``save``. Figures are made without pyplot, so no backend is selected and no global
+figure state is kept: the module is safe to import in a notebook, a server or a batch job alike.
 """
 
 from __future__ import annotations
@@ -10,35 +12,39 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .metrics import scaled_image_r2  # noqa: E402
-from .outputs import atomic_path  # noqa: E402
+from .metrics import scaled_image_r2
+from .outputs import atomic_path
 
 
-def _save(figure, path: str | Path) -> Path:
+def save(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG, atomically (a reader never sees half a file); return the path."""
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
     return path
+
+
+def _subplots(rows: int, columns: int, figsize: tuple[float, float], squeeze: bool = True):
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(rows, columns, squeeze=squeeze)
 
 
 def _grid(count: int, size: float = 2.6):
     columns = min(count, 5)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    figure, axes = _subplots(rows, columns, (size * columns, size * rows), squeeze=False)
     for axis in axes.ravel()[count:]:
         axis.set_visible(False)
     return figure, axes.ravel()
 
 
-def loss_curves(history: Sequence[dict[str, float]], path: str | Path, title: str = "") -> Path:
+def loss_curves(history: Sequence[dict[str, float]], title: str = "") -> Figure:
     """Training and validation loss (log scale) and R2 per epoch."""
-    figure, (loss_axis, r2_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    figure, (loss_axis, r2_axis) = _subplots(1, 2, (10, 3.6))
     epochs = [row["epoch"] for row in history]
     for key, label in (("loss", "training"), ("val_loss", "validation")):
         if history and key in history[0]:
@@ -50,10 +56,10 @@ def loss_curves(history: Sequence[dict[str, float]], path: str | Path, title: st
             r2_axis.plot(epochs, [row[key] for row in history], label=label)
     r2_axis.set(xlabel="epoch", ylabel="R2", ylim=(max(-0.2, r2_axis.get_ylim()[0]), 1.0))
     r2_axis.legend()
-    return _save(figure, path)
+    return figure
 
 
-def parity(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str], path: str | Path) -> Path:
+def parity(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> Figure:
     """Predicted against true value, one panel per component, with the identity line."""
     figure, axes = _grid(len(labels))
     for i, (axis, label) in enumerate(zip(axes, labels, strict=False)):
@@ -63,10 +69,10 @@ def parity(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str], path
         axis.scatter(truth[:, i], predicted[:, i], s=3, alpha=0.4, lw=0)
         axis.set(title=label, xlabel="true", ylabel="predicted")
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
-def residuals(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str], path: str | Path) -> Path:
+def residuals(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> Figure:
     """Residual (predicted - true) against true value per component, with the mean residual in bins."""
     figure, axes = _grid(len(labels))
     for i, (axis, label) in enumerate(zip(axes, labels, strict=False)):
@@ -80,10 +86,10 @@ def residuals(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str], p
         axis.set(title=label, xlabel="true", ylabel="residual")
     axes[0].legend(fontsize=7)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
-def component_histograms(values: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "") -> Path:
+def component_histograms(values: np.ndarray, labels: Sequence[str], title: str = "") -> Figure:
     """One histogram per encoding component."""
     figure, axes = _grid(len(labels), size=2.2)
     for i, (axis, label) in enumerate(zip(axes, labels, strict=False)):
@@ -91,12 +97,12 @@ def component_histograms(values: np.ndarray, labels: Sequence[str], path: str | 
         axis.set(title=label)
     figure.suptitle(title)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
-def intensity_histograms(samples: dict[str, np.ndarray], path: str | Path, title: str = "pixel intensities") -> Path:
+def intensity_histograms(samples: dict[str, np.ndarray], title: str = "pixel intensities") -> Figure:
     """Histograms of pixel intensities and of log10 intensities for one or more image sets."""
-    figure, (linear, logarithmic) = plt.subplots(1, 2, figsize=(10, 3.4))
+    figure, (linear, logarithmic) = _subplots(1, 2, (10, 3.4))
     for name, images in samples.items():
         values = np.asarray(images, dtype=np.float64).ravel()
         linear.hist(values, bins=80, histtype="step", density=True, label=name)
@@ -106,12 +112,12 @@ def intensity_histograms(samples: dict[str, np.ndarray], path: str | Path, title
     linear.set(xlabel="intensity", ylabel="density", yscale="log", title=title)
     logarithmic.set(xlabel="log10 intensity", ylabel="density")
     linear.legend(fontsize=8)
-    return _save(figure, path)
+    return figure
 
 
-def score_histograms(scores: dict[str, np.ndarray], path: str | Path, xlabel: str = "image R2") -> Path:
+def score_histograms(scores: dict[str, np.ndarray], xlabel: str = "image R2") -> Figure:
     """Overlaid histograms of per-image scores (for example the intrinsic floor and the decoded images)."""
-    figure, axis = plt.subplots(figsize=(6, 3.4))
+    figure, axis = _subplots(1, 1, (6, 3.4))
     finite = [np.asarray(v)[np.isfinite(v)] for v in scores.values()]
     low = min((v.min() for v in finite if v.size), default=0.0)
     bins = np.linspace(max(low, -1.0), 1.0, 41)
@@ -119,13 +125,13 @@ def score_histograms(scores: dict[str, np.ndarray], path: str | Path, xlabel: st
         axis.hist(np.clip(values, bins[0], 1.0), bins=bins, histtype="step", lw=1.5, label=f"{name} (n={values.size})")
     axis.set(xlabel=xlabel, ylabel="images")
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return figure
 
 
-def image_rows(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path: str | Path) -> Path:
+def image_rows(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str]) -> Figure:
     """A table of images (log10 intensity): one row per example, one column per kind of image."""
     n_rows, n_columns = len(rows), len(titles)
-    figure, axes = plt.subplots(n_rows, n_columns, figsize=(2.4 * n_columns, 2.4 * n_rows), squeeze=False)
+    figure, axes = _subplots(n_rows, n_columns, (2.4 * n_columns, 2.4 * n_rows), squeeze=False)
     for r, images in enumerate(rows):
         for c, image in enumerate(images):
             axis = axes[r, c]
@@ -136,13 +142,13 @@ def image_rows(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path
             if r == 0:
                 axis.set_title(titles[c], fontsize=9)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
-def correction_figure(raw, corrected, mask, path: str | Path, reference: np.ndarray | None = None) -> Path:
+def correction_figure(raw, corrected, mask, reference: np.ndarray | None = None) -> Figure:
     """Before and after (log10 intensity), the mask of filled cells, and intensity histograms."""
     raw = np.asarray(raw, dtype=np.float64)
-    figure, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    figure, axes = _subplots(1, 4, (17, 3.8))
     positive = raw[np.isfinite(raw) & (raw > 0)]
     floor = np.percentile(positive, 1) if positive.size else 1e-6
     axes[0].imshow(np.log10(np.maximum(np.nan_to_num(raw, nan=floor), floor)), origin="lower", cmap="viridis")
@@ -164,7 +170,7 @@ def correction_figure(raw, corrected, mask, path: str | Path, reference: np.ndar
     axes[3].set(xlabel="log10 intensity", ylabel="density", title="intensity distribution")
     axes[3].legend(fontsize=8)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
 def encoding_matrix(encoding: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -176,8 +182,7 @@ def encoding_matrix(encoding: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def interpretation_figure(observed, lattice, simulated, encoding, uncertainty, vectors, path: str | Path,
-                          title: str = "") -> Path:  # fmt: skip
+def interpretation_figure(observed, lattice, simulated, encoding, uncertainty, vectors, title: str = "") -> Figure:
     """The four panels of an interpretation: observed image, decoded structure, its simulated image
     (log10, on the observation's scale) and the encoding as an n x n matrix (origin cell marked)."""
     observed = np.asarray(observed, dtype=np.float64)
@@ -186,7 +191,7 @@ def interpretation_figure(observed, lattice, simulated, encoding, uncertainty, v
         scale = scaled_image_r2(observed, simulated)[1]
         shown.append(np.log10(np.maximum(scale * np.asarray(simulated, dtype=np.float64), 1e-6)))
     low, high = np.percentile(np.concatenate([s.ravel() for s in shown]), [1, 99.5])
-    figure, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    figure, axes = _subplots(1, 4, (17, 4.2))
     panels = list(zip((axes[0], axes[2]), shown, ("observed (log10)", "decoded image (log10)"), strict=False))
     for axis, image, name in panels:
         picture = axis.imshow(image, origin="lower", cmap="viridis", vmin=low, vmax=high)
@@ -203,16 +208,30 @@ def interpretation_figure(observed, lattice, simulated, encoding, uncertainty, v
     errors = encoding_matrix(uncertainty, vectors)
     shown_matrix = matrix.copy()
     shown_matrix[0, 0] = np.nan  # the origin, alpha(0, 0) = 1 by definition, is drawn grey
-    colours = plt.get_cmap("RdBu_r").with_extremes(bad="lightgrey")
+    colours = matplotlib.colormaps["RdBu_r"].with_extremes(bad="lightgrey")
     axes[3].imshow(shown_matrix, cmap=colours, vmin=-1, vmax=1, origin="lower")
     for dx in range(matrix.shape[0]):
         for dy in range(matrix.shape[1]):
             text = "origin\n1" if dx == dy == 0 else f"{matrix[dx, dy]:+.3f}\n±{errors[dx, dy]:.3f}"
             axes[3].text(dy, dx, text, ha="center", va="center", fontsize=8)
-    axes[3].add_patch(plt.Rectangle((-0.5, -0.5), 1, 1, fill=False, hatch="//", edgecolor="k", linewidth=1.5))
+    axes[3].add_patch(Rectangle((-0.5, -0.5), 1, 1, fill=False, hatch="//", edgecolor="k", linewidth=1.5))
     axes[3].set(title="encoding alpha(dx, dy)", xlabel="dy", ylabel="dx",
                 xticks=range(matrix.shape[1]), yticks=range(matrix.shape[0]))  # fmt: skip
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
+
+
+def interpretation(record) -> Figure:
+    """``interpretation_figure`` of an Interpretation record (cfsx.results): its first decoded structure and
+    image, the final encoding and its uncertainty."""
+    from .results import short_name
+
+    decoded = record.decoded
+    title = short_name(record.source)
+    if decoded is not None:
+        title += f": image R2 {decoded.image_r2.mean():.3f}"
+    lattice, simulated = (None, None) if decoded is None else (decoded.lattices[0], decoded.images[0])
+    return interpretation_figure(record.observed, lattice, simulated, record.encoding, record.uncertainty,
+                                 record.vectors, title=title)  # fmt: skip

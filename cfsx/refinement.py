@@ -90,6 +90,8 @@ class Stage:
 
 @dataclass
 class Refinement:
+    """One refinement's stages (start, expected-intensity fit, best decoded) and its cost."""
+
     start: Stage
     expected: Stage
     best: Stage

@@ -32,6 +32,7 @@ from .dataset import open_dataset
 from .encoding import cfs_vectors, sub_encoding, transpose_permutation, vector_labels
 from .errors import ClusterError, DataError, Terminated
 from .metrics import regression_metrics
+from .model_card import ModelCard, read_model_card
 from .outputs import atomic_path, claim_outputs
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ def summarise_datasets(paths: list[str | Path], cfs: int | None = None) -> DataS
 
 @dataclass(frozen=True)
 class Split:
+    """Sample indices of the training, validation and hold-out parts."""
+
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
@@ -320,13 +323,6 @@ def _tf_dataset(generate: Callable, n_batches: int, image_size: int, n_component
     return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
 
 
-def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Model outputs for (S, M, M) images, in batches."""
-    images = np.asarray(images, dtype=np.float32)
-    outputs = [model.predict_on_batch(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate([np.asarray(o) for o in outputs]) if outputs else np.zeros((0, model.output_shape[-1]))
-
-
 def predict_indices(model, reader: SampleReader | ConcatenatedReader, indices: np.ndarray, batch_size: int = 256):
     """(labels, predictions) for the samples at ``indices``."""
     truths, predictions = [], []
@@ -339,6 +335,8 @@ def predict_indices(model, reader: SampleReader | ConcatenatedReader, indices: n
 
 @dataclass
 class EpochReport:
+    """One finished epoch, as the progress callback sees it."""
+
     epoch: int
     epochs: int
     logs: dict[str, float]
@@ -432,6 +430,7 @@ class _Checkpointer(keras.callbacks.Callback):
 
 
 def history_csv(history: list[dict[str, float]]) -> str:
+    """The per-epoch history as CSV text, one row per epoch."""
     buffer = io.StringIO()
     if history:
         writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
@@ -442,6 +441,8 @@ def history_csv(history: list[dict[str, float]]) -> str:
 
 @dataclass(frozen=True)
 class TrainingResult:
+    """What ``train`` wrote: the model, its history (CSV) and loss curves, and the metadata saved in it."""
+
     model_path: Path
     history_path: Path
     curve_path: Path
@@ -489,10 +490,9 @@ def _train(
     resume: bool,
 ) -> TrainingResult:
     summary = summarise_datasets(data_paths, config.model.cfs)
-    initial_metadata = _check_init(init, summary) if init is not None else None
-    if initial_metadata is not None:
-        architecture = initial_metadata["training"]["config"]["model"]["architecture"]
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, architecture=architecture))
+    initial = _check_init(init, summary) if init is not None else None
+    if initial is not None:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, architecture=initial.architecture))
     fit = config.fit
     learning_rate = fit.learning_rate if init is None else fit.fine_tune_learning_rate
     split = split_by_seed(dataset_seeds(summary), fit.validation_split, fit.test_split, fit.seed)
@@ -621,7 +621,7 @@ def _train(
     models.save_model(model, metadata, output)
     with atomic_path(history_path) as temporary:
         temporary.write_text(history_csv(monitor.history))
-    plots.loss_curves(monitor.history, curve_path, title=f"{config.model.architecture} on CFS{summary.cfs}")
+    plots.save(plots.loss_curves(monitor.history, title=f"{config.model.architecture} on CFS{summary.cfs}"), curve_path)
     if not interrupted:
         shutil.rmtree(parts, ignore_errors=True)
     return TrainingResult(output, history_path, curve_path, metadata, terminated)
@@ -638,14 +638,14 @@ def decode_config_text(name: str | None, summary: DataSummary) -> str:
     return dataclasses.replace(simulation, encoding=dataclasses.replace(simulation.encoding, cfs=summary.cfs)).to_yaml()
 
 
-def _check_init(init: str | Path, summary: DataSummary) -> dict[str, Any]:
-    """The metadata of the model to start from, refused when it does not fit the data."""
-    metadata = models.read_metadata(init)
-    if metadata["cfs"] != summary.cfs or metadata["image_size"] != summary.image_size:
+def _check_init(init: str | Path, summary: DataSummary) -> ModelCard:
+    """The card of the model to start from, refused when it does not fit the data."""
+    card = read_model_card(init)
+    if card.cfs != summary.cfs or card.image_size != summary.image_size:
         raise DataError(
-            f"{init} maps {metadata['image_size']}-point images to CFS{metadata['cfs']} encodings; the data has "
+            f"{init} maps {card.image_size}-point images to CFS{card.cfs} encodings; the data has "
             f"{summary.image_size}-point images with CFS{summary.cfs} labels"
         )
-    if not np.isclose(metadata["h_max"], summary.h_max):
-        raise DataError(f"{init} was trained with h_max {metadata['h_max']}, the data has h_max {summary.h_max}")
-    return metadata
+    if not np.isclose(card.h_max, summary.h_max):
+        raise DataError(f"{init} was trained with h_max {card.h_max}, the data has h_max {summary.h_max}")
+    return card

@@ -48,3 +48,15 @@ def small_run():
         )
 
     return config
+
+
+def corrected_file(images: np.ndarray, folder, scale: float):
+    """A file of cfsx correct made from simulated 32-point images, blown up 4x as if measured, and times ``scale``."""
+    from cfsx.config import CorrectionConfig
+    from cfsx.correction import correct_files
+
+    for index, image in enumerate(images):
+        np.save(folder / f"measured-{index}.npy", np.kron(image, np.ones((4, 4))) * scale)
+    config = load_config("correct", ["output.image_size=32", "bragg.enabled=false"], root=CorrectionConfig)
+    correct_files([str(folder / "measured-*.npy")], folder / "corrected.h5", config)
+    return folder / "corrected.h5"

@@ -15,8 +15,9 @@ from cfsx.builtin import (
     resolve_model,
 )
 from cfsx.cli import app
-from cfsx.models import load_model, read_metadata
-from cfsx.simulate import simulate
+from cfsx.model_card import read_model_card
+from cfsx.models import load_model
+from cfsx.simulation import simulate
 
 runner = CliRunner()
 MODELS = builtin_models()
@@ -31,11 +32,11 @@ def test_the_default_model_ships_with_the_package():
 @pytest.mark.parametrize("model", MODELS, ids=[model.name for model in MODELS])
 def test_a_builtin_model_loads_by_name_and_reproduces_its_card(model):
     assert resolve_model(model.name) == model.path and file_sha256(model.path) == model.sha256
-    network, metadata = load_model(model.name)  # safe mode, metadata checked against the network
-    assert metadata["cfs"] == model.cfs and network.output_shape[-1] == model.cfs**2 - 1
-    assert metadata["training"]["config"]["model"]["architecture"] == model.architecture
+    network, card = load_model(model.name)  # safe mode, metadata checked against the network
+    assert card.cfs == model.cfs and network.output_shape[-1] == model.cfs**2 - 1
+    assert card.architecture == model.architecture
     assert model.check_mae is not None and abs(check_mae(model.name) - model.check_mae) < CHECK_TOLERANCE
-    assert read_metadata(model.name)["simulation_config"] == metadata["simulation_config"]
+    assert read_model_card(model.name).decoding_config == card.decoding_config
 
 
 def test_interpret_without_a_model_uses_the_default_and_records_it(tmp_path, small_run):

@@ -7,14 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from test_simulate import assert_same_data
+from test_simulation import assert_same_data
 from typer.testing import CliRunner
 
 from cfsx.cli import app
 from cfsx.cluster import Scheduler
 from cfsx.config import TrainingConfig, load_config
 from cfsx.errors import ClusterError, ConfigError
-from cfsx.simulate import simulate
+from cfsx.simulation import simulate
 
 distributed = pytest.importorskip("distributed")
 

@@ -15,12 +15,9 @@ from typer.testing import CliRunner
 
 from cfsx import engine
 from cfsx.cli import app
-from cfsx.config import load_config
+from cfsx.config import CorrectionConfig, GeometryConfig, MaskConfig, load_config
 from cfsx.correction import (
     FILLED_BY_SYMMETRY,
-    CorrectionConfig,
-    GeometryConfig,
-    MaskConfig,
     _pixel_axes,
     area_average,
     bragg_peaks,

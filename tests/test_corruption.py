@@ -6,7 +6,7 @@ import pytest
 
 from cfsx import corruption
 from cfsx.corruption import Corruption, apply, bragg_peaks, corrupted_copy, corrupted_images, grid
-from cfsx.simulate import simulate
+from cfsx.simulation import simulate
 
 SIZE, H_MAX = 64, 1.0
 

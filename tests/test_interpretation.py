@@ -11,21 +11,23 @@ import h5py
 import jsonschema
 import numpy as np
 import pytest
+from conftest import corrected_file
 from typer.testing import CliRunner
 
 from cfsx import engine, models
 from cfsx.cli import app
-from cfsx.config import TrainingConfig, load_config
-from cfsx.correction import CorrectionConfig, correct_files
+from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
 from cfsx.detector import Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.estimates import choose_final, least_squares
 from cfsx.evaluation import hold_out_indices
-from cfsx.interpretation import SCHEMA_PATH, InterpretationConfig, interpret, predict_encodings
+from cfsx.interpretation import SCHEMA_PATH, interpret
 from cfsx.inversion import NO_WINDOW
 from cfsx.metrics import image_r2
+from cfsx.model_card import read_model_card
+from cfsx.models import predict_encodings
 from cfsx.refinement import ExpectedIntensity, scaled_r2
-from cfsx.simulate import decode, sample_seeds, simulate
+from cfsx.simulation import decode, sample_seeds, simulate
 from cfsx.training import summarise_data, train
 
 runner = CliRunner()
@@ -230,7 +232,7 @@ def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
     assert [part["samples"] for part in training["data_files"]] == [240, 24]
     # Started from a trained model with small steps, the hold-out stays good after two epochs.
     assert tuned.metadata["metrics"]["test"]["r2"] > 0.7
-    held_out = hold_out_indices(tuned.metadata, summarise_data(setup / "train.h5"))
+    held_out = hold_out_indices(read_model_card(tuned.model_path), summarise_data(setup / "train.h5"))
     test = np.asarray(tuned.metadata["split"]["test"])
     assert np.array_equal(held_out, test[test < 240])
 
@@ -281,11 +283,7 @@ def _wrong_grid_dataset(folder):
 
 def test_interpret_and_evaluate_read_a_file_of_cfsx_correct(setup, tmp_path):
     with h5py.File(setup / "unseen.h5") as file:
-        images = file["images"][:3]
-    for index, image in enumerate(images):
-        np.save(tmp_path / f"measured-{index}.npy", np.kron(image, np.ones((4, 4))) * 77.0)
-    config = load_config("correct", ["output.image_size=32", "bragg.enabled=false"], root=CorrectionConfig)
-    correct_files([str(tmp_path / "measured-*.npy")], tmp_path / "corrected.h5", config)
+        corrected_file(file["images"][:3], tmp_path, 77.0)
     result = interpret(setup / "model.keras", [str(tmp_path / "corrected.h5")], tmp_path / "out",
                        interpretation_config(**{"output.figures": False}), CorrectionConfig())  # fmt: skip
     assert len(result.document["images"]) == 3 and result.document["images"][0]["truth"] is None

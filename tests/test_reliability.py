@@ -28,7 +28,7 @@ from cfsx.cli import app
 from cfsx.config import load_config
 from cfsx.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RESUMABLE, DataError, OutputError
 from cfsx.outputs import OutputLock, lock_path
-from cfsx.simulate import check_memory, memory_estimate, simulate
+from cfsx.simulation import check_memory, memory_estimate, simulate
 
 runner = CliRunner()
 TINY = ["--set", "lattice.size=16", "--set", "diffraction.lot_size=8", "--set", "diffraction.image_size=16"]
@@ -140,7 +140,7 @@ def test_standard_output_as_output_is_refused(tmp_path):
 def shards(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shards")
     config = load_config("demo", TINY[1::2] + ["run.samples=8"])
-    from cfsx.simulate import Shard
+    from cfsx.simulation import Shard
 
     for index in range(2):
         simulate(config, folder / f"s{index}.h5", workers=1, shard=Shard(index, 2))
@@ -395,7 +395,7 @@ def test_the_memory_estimate_grows_with_batches_images_and_workers(monkeypatch):
     assert memory_estimate(bigger_batches, 2) > 3 * memory_estimate(base, 2) * 0.9
     assert memory_estimate(bigger_images, 2) > 3 * memory_estimate(base, 2)
     assert memory_estimate(base, 8) > memory_estimate(base, 2)
-    monkeypatch.setattr("cfsx.simulate.available_memory", lambda: memory_estimate(base, 2) - 1)
+    monkeypatch.setattr("cfsx.simulation.available_memory", lambda: memory_estimate(base, 2) - 1)
     with pytest.raises(Exception, match=r"lower run.batch_size \(to 15 or less\)"):
         check_memory(base, 2)
     check_memory(load_config("demo", ["run.batch_size=8"]), 2)  # half the batch fits

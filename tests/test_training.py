@@ -17,7 +17,8 @@ from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.errors import DataError
 from cfsx.evaluation import evaluate
 from cfsx.inversion import WarrenCowleyInversion
-from cfsx.simulate import simulate
+from cfsx.model_card import read_metadata
+from cfsx.simulation import simulate
 from cfsx.training import SampleReader, split_indices, summarise_data, train
 
 
@@ -57,11 +58,11 @@ def test_best_validation_epoch_is_kept(trained):
 
 
 def test_saved_model_keeps_metadata_and_outputs(trained, data_dir):
-    model, metadata = models.load_model(trained.model_path)
-    assert metadata["cfs"] == 2 and metadata["image_size"] == 32
-    assert metadata["vectors"] == cfs_vectors(2).tolist()
-    assert metadata["split"] == trained.metadata["split"]
-    assert "encoding:" in metadata["simulation_config"]
+    model, card = models.load_model(trained.model_path)
+    assert card.cfs == 2 and card.image_size == 32
+    assert card.vectors.tolist() == cfs_vectors(2).tolist()
+    assert card.hold_out_indices.tolist() == trained.metadata["split"]["test"]
+    assert "encoding:" in card.decoding_config
     with h5py.File(data_dir / "cfs2.h5") as file:
         images = file["images"][:8]
     again, _ = models.load_model(trained.model_path)
@@ -100,8 +101,8 @@ def test_interrupted_training_keeps_the_best_weights_so_far(data_dir, tmp_path):
 
     config = training_config(epochs=10)
     result = train(data_dir / "cfs2.h5", tmp_path / "m.keras", config, on_epoch=interrupt_after_second_epoch)
-    _, metadata = models.load_model(result.model_path)
-    assert metadata["training"]["interrupted"] and metadata["training"]["epochs_run"] == 2
+    _, card = models.load_model(result.model_path)
+    assert card.training["interrupted"] and card.training["epochs_run"] == 2
 
 
 def _weights(path):
@@ -264,7 +265,7 @@ def test_inversion_range_is_checked():
 )
 def test_bad_input_gives_one_clear_line(args, message, trained, data_dir, tmp_path):
     (tmp_path / "garbage.h5").write_bytes(b"not hdf5 at all")
-    metadata = models.read_metadata(data_dir / "model.keras")
+    metadata = read_metadata(data_dir / "model.keras")
     metadata.update(cfs=3, vectors=cfs_vectors(3).tolist())
     models.save_model(models.build_model("small", 32, 8), metadata, tmp_path / "cfs3.keras")
     with h5py.File(data_dir / "cfs2.h5") as source, h5py.File(tmp_path / "wide.h5", "w") as wide:
@@ -303,11 +304,11 @@ def test_a_cfs2_model_trains_and_is_scored_on_cfs3_data(data_dir, tmp_path):
     config = load_config("train-demo", ["model.cfs=2", "fit.epochs=1", "model.decode_config=demo"],
                          root=TrainingConfig)  # fmt: skip
     result = train(data_dir / "cfs3.h5", tmp_path / "two.keras", config)
-    model, metadata = models.load_model(result.model_path)
-    assert metadata["cfs"] == 2 and model.output_shape[-1] == 3
-    assert metadata["simulation_config"] == load_config("demo").to_yaml()
+    model, card = models.load_model(result.model_path)
+    assert card.cfs == 2 and model.output_shape[-1] == 3
+    assert card.decoding_config == load_config("demo").to_yaml()
     report = evaluate(result.model_path, data_dir / "cfs3.h5", tmp_path / "report", training_config())
-    assert report.metrics["cnn"]["samples"] == len(metadata["split"]["test"])
+    assert report.metrics["cnn"]["samples"] == len(card.hold_out_indices)
     summary = summarise_data(data_dir / "cfs3.h5", cfs=2)
     with h5py.File(data_dir / "cfs3.h5") as file:
         expected = file["encodings/achieved"][()][:, [0, 2, 3]]  # (0,1), (1,0), (1,1) among CFS3's vectors
@@ -334,7 +335,7 @@ def test_training_on_several_lot_sizes_generalises_to_an_unseen_lot_size(tmp_pat
     """The reason the general models learn from a family of settings: a small CNN trained on lot sizes 3, 8
     and 24 reads images of lot size 4 (never seen) better than the same CNN trained as long on lot size 24 only
     (whose Fejer window it then misreads as weaker order)."""
-    from cfsx.training import predict
+    from cfsx.models import predict
 
     def data(name: str, lot_size: int, samples: int, seed: int) -> Path:
         config = load_config("general-n32-l16-k8", ["encoding.cfs=2", "lattice.size=24", "diffraction.image_size=16",

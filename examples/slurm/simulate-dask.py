@@ -13,7 +13,7 @@ from dask_jobqueue import SLURMCluster
 
 from cfsx.cluster import Scheduler
 from cfsx.config import load_config
-from cfsx.simulate import simulate
+from cfsx.simulation import simulate
 
 
 def main() -> None:

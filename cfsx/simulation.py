@@ -236,6 +236,8 @@ def _worker_init(parent: int) -> None:
 
 @dataclass(frozen=True)
 class Shard:
+    """Part i of N of a run (``--shard i/N``): a contiguous range of the sample indices."""
+
     index: int
     count: int
 
@@ -256,6 +258,8 @@ class Shard:
 
 @dataclass(frozen=True)
 class SimulationReport:
+    """What ``simulate`` wrote: the file, its samples (how many resumed), time and feedback reach."""
+
     output: Path
     samples: int
     resumed_samples: int

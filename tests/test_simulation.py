@@ -19,7 +19,7 @@ from cfsx.cli import app
 from cfsx.config import BUILTIN_CONFIGS, load_config
 from cfsx.encoding import cfs_vectors
 from cfsx.errors import ConfigError
-from cfsx.simulate import Shard, sample_seed, simulate, simulate_sample, worker_count
+from cfsx.simulation import Shard, sample_seed, simulate, simulate_sample, worker_count
 
 runner = CliRunner()
 
@@ -38,11 +38,12 @@ def assert_same_data(a, b):
         assert np.array_equal(data_a[name], data_b[name]), name
 
 
-def test_dataset_follows_format_1(tiny_config, tmp_path):
+def test_dataset_follows_format_2(tiny_config, tmp_path):
+    """Format 2 is format 1's paths (which format-1 readers use) plus the NeXus entry (tests/test_nexus.py)."""
     out = tmp_path / "data.h5"
     report = simulate(tiny_config, out, workers=1)
     data, attrs = read_all(out)
-    assert attrs["format"] == "cfsx-dataset" and attrs["format_version"] == 1
+    assert attrs["format"] == "cfsx-dataset" and attrs["format_version"] == 2
     assert attrs["cfs"] == 2 and np.array_equal(attrs["vectors"], cfs_vectors(2))
     assert "lattice:" in attrs["config"] and attrs["created"] and attrs["cfsx_version"]
     assert data["images"].shape == (24, 16, 16) and data["images"].dtype == np.float32
@@ -288,7 +289,7 @@ def test_verbose_logs_the_steps_and_quiet_prints_nothing_but_errors(tmp_path):
     args = ["simulate", "demo", "--samples", "4", "--workers", "1", "--set", "lattice.size=16",
             "--set", "diffraction.lot_size=8", "--set", "diffraction.image_size=16"]  # fmt: skip
     verbose = subprocess.run([*command, "-vv", *args, "-o", "v.h5"], capture_output=True, text=True, cwd=tmp_path)
-    assert verbose.returncode == 0 and "cfsx.simulate: v.h5: samples 0-3" in verbose.stderr
+    assert verbose.returncode == 0 and "cfsx.simulation: v.h5: samples 0-3" in verbose.stderr
     assert "samples 0-3 done" in verbose.stderr  # -vv: the details
     quiet = subprocess.run([*command, "-q", *args, "-o", "q.h5"], capture_output=True, text=True, cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "" and (tmp_path / "q.h5").exists()

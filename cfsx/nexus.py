@@ -1,0 +1,84 @@
+"""NeXus views of cfsx's HDF5 files, so that nexusformat, silx or h5web show a picture in h and k.
+
+Every file cfsx writes (simulate, correct, interpret's results.h5, a knowledge store) keeps its arrays where
+format 1 put them (/images, /encodings/achieved, ...) and gains, from format 2 on::
+
+    /                 NXroot, default = "entry"
+    /entry            NXentry, default = "data", title
+    /entry/data       NXdata: signal = "images", axes = [".", "h", "k"]; images is a hard link to /images
+    /entry/data/h, k  the grid in reciprocal lattice units (r.l.u.)
+    /entry/process    NXprocess: program, version; config, an NXnote with the resolved YAML
+
+Hard links make /images and /entry/data/images one dataset: either path reads and grows the same array.
+Arrays carry a ``long_name`` (and ``units`` where they have one) that says what they hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h5py
+
+from . import __version__
+from .engine import reciprocal_grid
+
+# Meanings of the arrays cfsx writes (docs/format.md); attached to each one present.
+MEANINGS = {
+    "images": "intensity per lattice site (simulated) or normalised intensity (corrected), on the h, k grid",
+    "observed": "the image interpreted, on the model's h, k grid",
+    "masks": "0 measured, 1 filled by symmetry, 2 inpainted",
+    "encodings/achieved": "alpha(dx, dy) reached by the structure: the training labels",
+    "encodings/target": "alpha(dx, dy) given to the feedback loop",
+    "interactions": "final couplings J(dx, dy) in units of kT",
+    "lattices": "occupancies s[x, y] in {0, 1}",
+    "seeds": "per-sample seed: regenerates the sample exactly",
+    "cycles": "feedback cycles used",
+    "stop_reasons": "why the feedback stopped: 0 reached, 1 stalled, 2 max_cycles",
+    "encodings/final": "alpha(dx, dy): the final answer per image",
+    "encodings/cnn": "alpha(dx, dy) from the CNN",
+    "encodings/least_squares": "alpha(dx, dy) from the Warren-Cowley least squares",
+    "encodings/refined": "alpha(dx, dy) after refinement",
+}
+RLU = "r.l.u."
+
+
+def add_view(file: h5py.File, *, signal: str, h_max: float, title: str, config_text: str | None = None) -> None:
+    """Give ``file`` its NeXus entry: NXdata over the existing (S, M, M) array ``signal`` with h and k axes."""
+    images = file[signal]
+    axis = reciprocal_grid(images.shape[-1], h_max)
+    file.attrs.update(NX_class="NXroot", default="entry")
+    entry = file.require_group("entry")
+    entry.attrs.update(NX_class="NXentry", default="data")
+    entry["title"] = title
+    data = entry.require_group("data")
+    data.attrs.update(NX_class="NXdata", signal="images", axes=[".", "h", "k"], h_indices=1, k_indices=2)
+    data["images"] = images  # a hard link: one dataset, two paths
+    for name, label in (("h", "h (r.l.u.), image axis 0"), ("k", "k (r.l.u.), image axis 1")):
+        data.create_dataset(name, data=axis)
+        data[name].attrs.update(units=RLU, long_name=label)
+    process = entry.require_group("process")
+    process.attrs["NX_class"] = "NXprocess"
+    process["program"] = "cfsx"
+    process["version"] = __version__
+    if config_text:
+        note = process.require_group("config")
+        note.attrs["NX_class"] = "NXnote"
+        note["type"] = "text/yaml"
+        note["data"] = config_text
+    describe(file)
+
+
+def describe(file: h5py.File) -> None:
+    """Attach the meaning of every known array present in ``file`` (``long_name``)."""
+    for name, meaning in MEANINGS.items():
+        if name in file:
+            file[name].attrs["long_name"] = meaning
+
+
+def h_max_of(attrs: dict[str, Any]) -> float:
+    """The grid's h_max from a file's root attributes: its own, or its simulation config's."""
+    if "h_max" in attrs:
+        return float(attrs["h_max"])
+    from .config import config_from_yaml_text
+
+    return float(config_from_yaml_text(str(attrs["config"])).diffraction.h_max)

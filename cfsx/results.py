@@ -1,0 +1,356 @@
+"""Interpretation records: what ``interpret`` found for each image, and the result files made from them.
+
+``interpret_images`` (cfsx.interpretation) returns one ``Interpretation`` per image; the CLI prints
+their ``summary``, ``results_document`` makes results.json from them (cfsx/results.schema.json) and
+``write_results_h5`` results.h5. A notebook reads the same records: no file is needed in between.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .encoding import named, vector_labels
+from .estimates import FINAL_RULE
+
+RESULTS_FORMAT = "cfsx-interpretation"
+RESULTS_FORMAT_VERSION = 2  # 2: model.sha256, model.builtin, config.decode.concentration
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The model an interpretation came from, as results.json records it."""
+
+    path: str
+    sha256: str
+    builtin: str | None  # the built-in model's name, None for a file
+    cfs: int
+    architecture: str
+    image_size: int
+    h_max: float
+    hold_out_r2: float
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made an interpretation: the model, the resolved interpretation config, the decoding seeds."""
+
+    model: ModelSummary
+    config: dict[str, Any]
+    decode_seeds: tuple[int, ...]
+    cfsx_version: str
+    created: str  # ISO 8601, UTC
+
+
+@dataclass
+class DecodedReplicates:
+    """The structures decoded from one image's final encoding, one per seed, and how well each explains it.
+
+    Arrays over the R replicates; image R2 and MSE are taken after the least-squares ``scale`` (an
+    observation is in arbitrary units); ``image_r2_floor`` holds the R2 of each pair of replicates
+    against each other: the best any encoding can reach under these simulation settings.
+    """
+
+    images: np.ndarray  # (R, M, M)
+    lattices: np.ndarray  # (R, N, N)
+    achieved: np.ndarray  # (R, D) the correlations each decoded structure reached
+    interactions: np.ndarray  # (R, D)
+    cycles: np.ndarray  # (R,)
+    image_r2: np.ndarray  # (R,)
+    image_mse: np.ndarray  # (R,) in the engine's units
+    scale: np.ndarray  # (R,) observation ~ scale * decoded image
+    image_r2_floor: np.ndarray  # (R (R - 1) / 2,)
+
+
+@dataclass
+class Interpretation:
+    """One image's interpretation: every estimate of its encoding, the final answer, its uncertainty, the
+    decoded structures and their scores, the refinement (when asked for) and what made it."""
+
+    source: str
+    observed: np.ndarray  # (M, M) float32: the image on the model's grid, as interpreted
+    vectors: np.ndarray  # (D, 2) the encoding's lattice vectors
+    encoding: np.ndarray  # (D,) the final answer
+    final_source: str  # the estimate the final answer is (FINAL_RULE)
+    estimates: dict[str, np.ndarray]  # (D,) per method; NaN where the method is undefined for this image
+    transpose_difference: np.ndarray  # (D,) half the CNN's change on the transposed image
+    provenance: Provenance
+    replicate_std: np.ndarray | None = None  # (D,) the CNN's spread over the decoded structures' images
+    decoded: DecodedReplicates | None = None  # of the final encoding
+    decoded_image_r2: dict[str, np.ndarray] | None = None  # (R,) per method, when decoded
+    mask: np.ndarray | None = None  # (M, M) 0 measured, 1 symmetry, 2 inpainted
+    truth: np.ndarray | None = None  # (D,) the achieved alpha of a simulated input
+    refinement: dict[str, Any] | None = None  # per start ("from_cnn", "from_zero"): its stages
+
+    @property
+    def labels(self) -> list[str]:
+        return vector_labels(self.vectors)
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        """Per component: the spread over the decoded structures where decoded, else the transpose difference."""
+        return self.transpose_difference if self.replicate_std is None else self.replicate_std
+
+    def defined(self, method: str) -> bool:
+        return bool(np.isfinite(self.estimates[method]).all())
+
+    def results_record(self, index: int, figure: str | None = None) -> dict[str, Any]:
+        """The image's record in results.json (cfsx/results.schema.json)."""
+        labels, decoded = self.labels, self.decoded
+        record: dict[str, Any] = {
+            "index": index,
+            "source": self.source,
+            "encoding": named(labels, self.encoding),
+            "final_source": self.final_source,
+            "cnn_encoding": named(labels, self.estimates["cnn"]),
+            "estimates": {
+                name: {
+                    "encoding": named(labels, values) if self.defined(name) else None,
+                    "decoded_image_r2": _spread(self.decoded_image_r2[name])
+                    if self.decoded_image_r2 is not None and self.defined(name)
+                    else None,
+                }
+                for name, values in self.estimates.items()
+            },
+            "uncertainty": {
+                "replicates": None if self.replicate_std is None else named(labels, self.replicate_std),
+                "transpose": named(labels, self.transpose_difference),
+            },
+            "decoded": None,
+            "truth": None,
+            "refinement": self.refinement,
+            "figure": figure,
+        }
+        if decoded is not None:
+            record["decoded"] = {
+                "image_r2": _spread(decoded.image_r2),
+                "image_mse": _spread(decoded.image_mse),
+                "scale": _spread(decoded.scale),
+                "image_r2_floor": _spread(decoded.image_r2_floor) if decoded.image_r2_floor.size else None,
+                "achieved": named(labels, decoded.achieved[0]),
+                "cycles": int(decoded.cycles[0]),
+            }
+        if self.truth is not None and np.isfinite(self.truth).all():
+            record["truth"] = {
+                "encoding": named(labels, self.truth),
+                "cnn_mae": float(np.abs(self.estimates["cnn"] - self.truth).mean()),
+                "final_mae": float(np.abs(self.encoding - self.truth).mean()),
+                "mae": {name: float(np.abs(values - self.truth).mean()) if self.defined(name) else None
+                        for name, values in self.estimates.items()},
+            }  # fmt: skip
+        return record
+
+    def to_json(self) -> str:
+        """The whole record as JSON text (arrays as nested lists with their dtype): ``from_json`` gives it back."""
+        return json.dumps(_plain(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Interpretation:
+        """The record ``to_json`` wrote."""
+        return _from_plain(cls, json.loads(text))
+
+    def summary(self) -> str:
+        """One line: the final encoding with its uncertainty, and which estimate it is."""
+        values = ", ".join(
+            f"{label} {value:+.3f}±{sigma:.3f}"
+            for label, value, sigma in zip(self.labels, self.encoding, self.uncertainty, strict=True)
+        )
+        return f"{short_name(self.source)} ({self.final_source.replace('_', ' ')}): {values}"
+
+
+# Fields that hold records, for from_json.
+_RECORD_FIELDS = {
+    ("Interpretation", "provenance"): Provenance,
+    ("Interpretation", "decoded"): DecodedReplicates,
+    ("Provenance", "model"): ModelSummary,
+}
+
+
+def _plain(value: Any) -> Any:
+    """A record as JSON values: dataclasses as dicts, arrays as {"array": lists, "dtype": name}."""
+    if is_dataclass(value):
+        return {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
+    if isinstance(value, np.ndarray):
+        return {"array": value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _from_plain(kind: type, data: Any) -> Any:
+    """The inverse of ``_plain`` for dataclass ``kind``: fields typed as records are rebuilt as records."""
+    values = {}
+    for item in fields(kind):
+        value = data[item.name]
+        nested = _RECORD_FIELDS.get((kind.__name__, item.name))
+        values[item.name] = _from_plain(nested, value) if nested and value is not None else _arrays(value)
+    if kind is Provenance:
+        values["decode_seeds"] = tuple(values["decode_seeds"])
+    return kind(**values)
+
+
+def _arrays(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"array", "dtype"}:
+        return np.asarray(value["array"], dtype=np.dtype(value["dtype"]))
+    if isinstance(value, dict):
+        return {key: _arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_arrays(item) for item in value]
+    return value
+
+
+def short_name(source: str) -> str:
+    """'dir/data.h5::/images[3]' -> 'data.h5[3]'; 'dir/plane.tif' -> 'plane.tif'."""
+    path, _, inner = source.partition("::")
+    name = Path(path).name
+    return name + inner[len("/images") :] if inner.startswith("/images[") else name
+
+
+def _spread(values: np.ndarray) -> dict[str, Any]:
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "values": [float(v) for v in values]}  # fmt: skip
+
+
+def stacked(interpretations: list[Interpretation], method: str | None = None) -> np.ndarray:
+    """(S, D): the final encodings, or one method's estimates, of every image."""
+    return np.stack([i.encoding if method is None else i.estimates[method] for i in interpretations])
+
+
+def results_document(interpretations: list[Interpretation], figures: list[str | None] | None = None) -> dict[str, Any]:
+    """results.json (schema: cfsx/results.schema.json) for a run's interpretations; ``seconds`` added by the caller."""
+    from .metrics import regression_metrics
+
+    provenance = interpretations[0].provenance
+    methods = list(interpretations[0].estimates)
+    figures = figures or [None] * len(interpretations)
+    records = [item.results_record(index, figure) for index, (item, figure) in enumerate(zip(interpretations, figures,
+                                                                                       strict=True))]  # fmt: skip
+    decoded = [item.decoded for item in interpretations]
+    r2 = None if decoded[0] is None else np.array([d.image_r2.mean() for d in decoded])
+    sources = [item.final_source for item in interpretations]
+    document: dict[str, Any] = {
+        "format": RESULTS_FORMAT,
+        "format_version": RESULTS_FORMAT_VERSION,
+        "cfsx_version": provenance.cfsx_version,
+        "created": provenance.created,
+        "model": asdict(provenance.model),
+        "labels": interpretations[0].labels,
+        "config": provenance.config,
+        "decode_seeds": list(provenance.decode_seeds),
+        "summary": {
+            "images": len(records),
+            "final_rule": FINAL_RULE,
+            "final_sources": {name: sources.count(name) for name in methods},
+            "image_r2_median": None if r2 is None else float(np.median(r2)),
+            "image_r2_mean": None if r2 is None else float(r2.mean()),
+        },
+        "images": records,
+    }
+    truths = [item.truth for item in interpretations]
+    if all(t is not None and np.isfinite(t).all() for t in truths):
+        truth, labels = np.stack(truths), interpretations[0].labels
+        scored = {**{name: stacked(interpretations, name) for name in methods}, "final": stacked(interpretations)}
+        document["summary"]["encoding"] = {
+            name: regression_metrics(truth, values, labels) if len(values) > 1 and np.isfinite(values).all() else None
+            for name, values in scored.items()
+        }
+    return document
+
+
+DECODED_ARRAYS = tuple(item.name for item in fields(DecodedReplicates))
+
+
+def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
+    """results.h5: every array behind results.json, one row per image, at the records' own precision;
+    ``read_results_h5`` gives the records back."""
+    import h5py
+
+    from .nexus import add_view
+    from .outputs import hdf5_writer
+
+    first, provenance = interpretations[0], interpretations[0].provenance
+    text = h5py.string_dtype()
+    with hdf5_writer(path) as file:
+        file.attrs.update(format=RESULTS_FORMAT, format_version=RESULTS_FORMAT_VERSION,
+                          cfsx_version=provenance.cfsx_version, model=provenance.model.path, labels=first.labels,
+                          config=yaml.safe_dump(provenance.config, sort_keys=False),
+                          provenance=json.dumps(_plain(provenance)))  # fmt: skip
+        file["observed"] = np.stack([i.observed for i in interpretations])
+        file["vectors"] = first.vectors
+        file.create_dataset("sources", data=[i.source for i in interpretations], dtype=text)
+        if first.mask is not None:
+            file["masks"] = np.stack([i.mask for i in interpretations])
+        if first.truth is not None:
+            file["truth"] = np.stack([i.truth for i in interpretations])
+        file["encodings/final"] = stacked(interpretations)
+        for name in first.estimates:
+            file[f"encodings/{name}"] = stacked(interpretations, name)
+        file["encodings"].attrs["methods"] = list(first.estimates)
+        file.create_dataset("final_source", data=[i.final_source for i in interpretations], dtype=text)
+        file["uncertainty/transpose"] = np.stack([i.transpose_difference for i in interpretations])
+        add_view(file, signal="observed", h_max=provenance.model.h_max, title="cfsx interpret",
+                 config_text=yaml.safe_dump(provenance.config, sort_keys=False))  # fmt: skip
+        if first.refinement is not None:
+            for start in first.refinement:
+                encodings = [list(i.refinement[start]["refined"]["encoding"].values()) for i in interpretations]
+                file[f"refinement/{start}"] = np.array(encodings)
+            file.create_dataset("refinement/records", data=[json.dumps(i.refinement) for i in interpretations],
+                                dtype=text)  # fmt: skip
+        if first.decoded is None:
+            return
+        file["uncertainty/replicates"] = np.stack([i.replicate_std for i in interpretations])
+        for name in DECODED_ARRAYS:
+            file[f"decoded/{name}"] = np.stack([getattr(i.decoded, name) for i in interpretations])
+        file["decoded/seeds"] = np.asarray(provenance.decode_seeds, dtype=np.uint64)
+        for name in first.decoded_image_r2:
+            file[f"decoded_image_r2/{name}"] = np.stack([i.decoded_image_r2[name] for i in interpretations])
+
+
+def read_results_h5(path: str | Path) -> list[Interpretation]:
+    """The Interpretation records of a results.h5 that ``write_results_h5`` wrote."""
+    import h5py
+
+    from .errors import DataError
+
+    with h5py.File(path, "r") as file:
+        if file.attrs.get("format") != RESULTS_FORMAT or "provenance" not in file.attrs:
+            raise DataError(f"{path} is not a results.h5 of this cfsx (format {RESULTS_FORMAT}, with provenance)")
+        provenance = _from_plain(Provenance, json.loads(file.attrs["provenance"]))
+        methods = [str(name) for name in file["encodings"].attrs["methods"]]
+        arrays = {name: file[name][()] for name in ("observed", "vectors", "masks", "truth") if name in file}
+        sources = [text.decode() for text in file["sources"][()]]
+        final_sources = [text.decode() for text in file["final_source"][()]]
+        encodings = {name: file[f"encodings/{name}"][()] for name in ["final", *methods]}
+        transpose = file["uncertainty/transpose"][()]
+        replicates = file["uncertainty/replicates"][()] if "uncertainty/replicates" in file else None
+        decoded = {name: file[f"decoded/{name}"][()] for name in DECODED_ARRAYS} if "decoded" in file else None
+        decoded_r2 = {name: file[f"decoded_image_r2/{name}"][()] for name in file.get("decoded_image_r2", [])}
+        refinements = file.get("refinement/records")
+        refinements = None if refinements is None else [json.loads(text) for text in refinements[()]]
+    return [
+        Interpretation(
+            source=source,
+            observed=arrays["observed"][index],
+            vectors=arrays["vectors"],
+            encoding=encodings["final"][index],
+            final_source=final_sources[index],
+            estimates={name: encodings[name][index] for name in methods},
+            transpose_difference=transpose[index],
+            provenance=provenance,
+            replicate_std=None if replicates is None else replicates[index],
+            decoded=None if decoded is None else DecodedReplicates(**{k: v[index] for k, v in decoded.items()}),
+            decoded_image_r2=None if decoded is None else {name: r2[index] for name, r2 in decoded_r2.items()},
+            mask=arrays["masks"][index] if "masks" in arrays else None,
+            truth=arrays["truth"][index] if "truth" in arrays else None,
+            refinement=None if refinements is None else refinements[index],
+        )
+        for index, source in enumerate(sources)
+    ]
