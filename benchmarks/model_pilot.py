@@ -64,6 +64,7 @@ def main() -> int:
     bench = pilot / "benchmark"
     started = time.perf_counter()
     command = [sys.executable, str(ROOT / "benchmarks" / "generalisation.py"), "--groups", *GROUPS,
+               "--data", str(ROOT / "bench-output" / "generalisation-data"),
                "--corrupted-cases", "16", "--no-detector", "--refine-cases", "0", "--rule-cases", "0",
                "--work", str(bench), "--output", str(bench / "generalisation.md"), "--figures", str(bench)]  # fmt: skip
     for name in RUNS:
