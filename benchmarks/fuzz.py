@@ -137,9 +137,9 @@ def _config_keys(root: type) -> list[str]:
 def _import_cfsx_config():
     for attempt in range(5):  # the package may be mid-edit by others for a moment
         try:
-            from cfsx import config, correction, interpretation
+            from cfsx import config
 
-            return config, correction, interpretation
+            return config
         except Exception:
             if attempt == 4:
                 raise
@@ -873,12 +873,12 @@ def draw_cases(scale: float = 1.0) -> list[dict]:
     from hypothesis import HealthCheck, Phase, given, seed, settings
     from hypothesis import strategies as st
 
-    config, correction, interpretation = _import_cfsx_config()
+    config = _import_cfsx_config()
     keys = {
         "simulation": _config_keys(config.SimulationConfig),
         "training": _config_keys(config.TrainingConfig),
-        "correction": _config_keys(correction.CorrectionConfig),
-        "interpretation": _config_keys(interpretation.InterpretationConfig),
+        "correction": _config_keys(config.CorrectionConfig),
+        "interpretation": _config_keys(config.InterpretationConfig),
     }
     cases: list[dict] = []
     for command, kind, full in GROUPS:
