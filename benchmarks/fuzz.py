@@ -1283,7 +1283,7 @@ def worker_main(connection, log_path: str, memory_limit: int) -> None:
             import cfsx.cli
 
             for module in ("correction", "dataset", "evaluation", "interpretation", "models", "plots", "refinement",
-                           "simulate", "training"):  # fmt: skip
+                           "simulation", "training"):  # fmt: skip
                 importlib.import_module(f"cfsx.{module}")
 
             break
