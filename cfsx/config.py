@@ -604,6 +604,10 @@ class InferenceConfig:
         require(isinstance(self.transpose, bool), "inference.transpose must be true or false")
 
 
+# Decodes per image (decode.replicates, refine.seeds): each is a whole Monte Carlo run, so more than this is a typo.
+MAX_SEEDS = 1000
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """How many structures are decoded from each estimate, from which seed, at what composition."""
@@ -614,7 +618,10 @@ class DecodeConfig:
     concentration: float | None = None
 
     def __post_init__(self) -> None:
-        require(is_int(self.replicates) and self.replicates >= 0, "decode.replicates must be >= 0")
+        require(
+            is_int(self.replicates) and 0 <= self.replicates <= MAX_SEEDS,
+            f"decode.replicates must be an integer in 0..{MAX_SEEDS}, got {self.replicates!r}",
+        )
         require(is_int(self.seed) and self.seed >= 0, "decode.seed must be an integer >= 0")
         require(
             self.concentration is None or (is_number(self.concentration) and 0 < self.concentration < 1),
@@ -638,7 +645,10 @@ class RefineConfig:
         require(isinstance(self.from_zero, bool), "refine.from_zero must be true or false")
         for name in ("expected_iterations", "decoded_iterations", "seed"):
             require(is_int(getattr(self, name)) and getattr(self, name) >= 0, f"refine.{name} must be >= 0")
-        require(is_int(self.seeds) and self.seeds >= 1, "refine.seeds must be >= 1")
+        require(
+            is_int(self.seeds) and 1 <= self.seeds <= MAX_SEEDS,
+            f"refine.seeds must be an integer in 1..{MAX_SEEDS}, got {self.seeds!r}",
+        )
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from cfsx import dataset, models
 from cfsx.cli import app
-from cfsx.config import load_config
-from cfsx.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RESUMABLE, DataError, OutputError
+from cfsx.config import InterpretationConfig, load_config
+from cfsx.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RESUMABLE, ConfigError, DataError, OutputError
 from cfsx.outputs import OutputLock, lock_path
 from cfsx.simulation import check_memory, memory_estimate, simulate
 
@@ -542,3 +542,10 @@ def test_info_describes_a_file_without_labels_and_models_need_numeric_grids(shar
     model = models.save_model(models.build_model("small", 16, 3), metadata, tmp_path / "h.keras")
     interpreted = runner.invoke(app, ["interpret", "--model", str(model), str(image_file), "-o", str(tmp_path / "out")])
     one_line_error(interpreted, EXIT_BAD_INPUT, "h_max = ''")
+
+
+def test_a_huge_number_of_decodes_is_refused_at_once():
+    """make fuzz found interpret --replicates 2**63 hanging while it listed the seeds: refused when read."""
+    for override in ("decode.replicates=9223372036854775808", "refine.seeds=100000"):
+        with pytest.raises(ConfigError, match="must be an integer in"):
+            load_config("interpret", [override], root=InterpretationConfig)
