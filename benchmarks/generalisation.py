@@ -378,8 +378,7 @@ def decoded_misfit_rule(model: Model, parity: dict, cases: int, workers: int) ->
     squares, no window) whose decoded images (interpret's decode settings: its default seeds and replicates)
     explain the observation best, on the first ``cases`` images of each RULE_SETS set of the parity group."""
     from cfsx.config import DecodeConfig, config_from_yaml_text
-    from cfsx.interpretation import decode_replicates
-    from cfsx.simulation import sample_seeds
+    from cfsx.simulation import decode_replicates, sample_seeds
 
     simulation = config_from_yaml_text(model.metadata["simulation_config"])
     settings = DecodeConfig()

@@ -120,6 +120,13 @@ def lot_sampling_ceiling(data: Path, model: Path, count: int = 300) -> dict[str,
     return regression_metrics(labels, np.array(measured), vector_labels(vectors))
 
 
+def read_report(folder: Path):
+    """The EvaluationReport that cfsx evaluate wrote into ``folder`` (its metrics.json)."""
+    from cfsx.evaluation_report import EvaluationReport
+
+    return EvaluationReport.from_json((folder / "metrics.json").read_text())
+
+
 def write_report(work: Path, docs: Path, times: dict[str, float]) -> None:
     figures = docs / "results"
     figures.mkdir(parents=True, exist_ok=True)
@@ -133,13 +140,13 @@ def write_report(work: Path, docs: Path, times: dict[str, float]) -> None:
     ]
     rows = []
     for model, data, architecture, dimension, seed_mse, seed_r2 in RUNS:
-        metrics = json.loads((work / f"{model}-report" / "metrics.json").read_text())
-        cnn, classical = metrics["cnn"], metrics["classical"]
+        report = read_report(work / f"{model}-report")
+        cnn, classical = report.cnn, report.classical
         samples = DATASETS[data][1]
         seed_cells = (f"{seed_mse:.1e}", f"{seed_r2:.3f}") if seed_mse else ("-", "-")
         label = f"{samples} ({data})" if data in ("cfs4-hires", "cfs4-all") else str(samples)
-        scores = (f"{cnn['mse']:.1e}", f"{cnn['r2']:.4f}", f"{cnn['mean_residual']:+.1e}", f"{classical['r2']:.4f}")
-        rows.append((str(dimension), architecture, label, *seed_cells, *scores, str(metrics["training"]["best_epoch"])))
+        scores = (f"{cnn.mse:.1e}", f"{cnn.r2:.4f}", f"{cnn.mean_residual:+.1e}", f"{classical.r2:.4f}")
+        rows.append((str(dimension), architecture, label, *seed_cells, *scores, str(report.training.best_epoch)))
         for figure in ("parity.png", "residuals.png", "training.png"):
             shutil.copy(work / f"{model}-report" / figure, figures / f"{model}-{figure}")
     header = ("D", "arch", "samples", "seed MSE", "seed R2", "cfsx MSE", "cfsx R2", "cfsx mean residual",
@@ -157,43 +164,42 @@ def write_report(work: Path, docs: Path, times: dict[str, float]) -> None:
     rows = []
     for data, model in (("cfs4", "cfs4-small"), ("cfs4-hires", "cfs4-hires-small")):
         ceiling = lot_sampling_ceiling(work / f"{data}.h5", work / f"{model}.keras")
-        metrics = json.loads((work / f"{model}-report" / "metrics.json").read_text())
+        report = read_report(work / f"{model}-report")
         lots = "8 of 25x25 on 50x50" if data == "cfs4" else "64 of 48x48 on 96x96"
-        rows.append((data, lots, f"{ceiling['r2']:.4f}", f"{ceiling['mse']:.1e}", f"{metrics['cnn']['r2']:.4f}",
-                     f"{metrics['classical']['r2']:.4f}"))  # fmt: skip
+        rows.append((data, lots, f"{ceiling['r2']:.4f}", f"{ceiling['mse']:.1e}", f"{report.cnn.r2:.4f}",
+                     f"{report.classical.r2:.4f}"))  # fmt: skip
     lines.append(markdown_table(("data", "lots", "lots' own alpha: R2", "MSE", "CNN R2", "classical R2"), rows))
-    decoded = json.loads((work / "cfs4-small-report" / "metrics.json").read_text())["images"]
+    decoded_report = read_report(work / "cfs4-small-report")
     lines += [
         "",
         "## Decoded images (CFS4 hold-out images, predicted encodings simulated again)",
         "",
-        f"{decoded['count']} images. Image R2 and MSE of the decoded image against the input image (median over "
-        "images; intensities per site). The floor is the same comparison for the true encoding re-simulated.",
+        f"{decoded_report.decoded_count} images. Image R2 and MSE of the decoded image against the input image "
+        "(median over images; intensities per site). The floor is the same comparison for the true encoding "
+        "re-simulated.",
         "",
     ]
     rows = []
-    for name, scores in decoded.items():
-        if name == "count":
-            continue
+    for name, scores in decoded_report.decoded.items():
         dimension = 3 if "CFS2" in name else 8 if "CFS3" in name else 15 if name == "decoded CNN" else None
         seed = (f"{SEED_DECODED[dimension][0]:.3f}", f"{SEED_DECODED[dimension][1]:.3f}") if dimension else ("-", "-")
-        rows.append((name, *seed, f"{scores['image_r2']['median']:.3f}", f"{scores['image_mse']['median']:.2e}"))
+        rows.append((name, *seed, f"{scores.image_r2.median:.3f}", f"{scores.image_mse.median:.2e}"))
     header = ("encoding from", "seed image R2", "seed image MSE", "cfsx image R2 (median)", "cfsx image MSE (median)")
     lines.append(markdown_table(header, rows))
-    corrupted = json.loads((work / "cfs4-small-corrupted-report" / "metrics.json").read_text())["corrupted"]
+    corrupted = read_report(work / "cfs4-small-corrupted-report").corrupted
     lines += [
         "",
         "## CNN and classical inversion on corrupted detector images (CFS4 hold-out)",
         "",
-        f"{corrupted['cnn']['samples']} hold-out structures rendered as 512 x 512 detector images with "
-        f"{', '.join(corrupted['corruptions'])} ({corrupted['flux']:g} counts per pixel), corrected by cfsx correct "
+        f"{corrupted.cnn.samples} hold-out structures rendered as 512 x 512 detector images with "
+        f"{', '.join(corrupted.corruptions)} ({corrupted.flux:g} counts per pixel), corrected by cfsx correct "
         "(`cfsx evaluate --corrupt 3`):",
         "",
         markdown_table(
             ("method", "R2", "MSE"),
             [
-                (name, f"{corrupted[key]['r2']:.4f}", f"{corrupted[key]['mse']:.1e}")
-                for name, key in (("CNN", "cnn"), ("Warren-Cowley least squares", "classical"))
+                (name, f"{scores.r2:.4f}", f"{scores.mse:.1e}")
+                for name, scores in (("CNN", corrupted.cnn), ("Warren-Cowley least squares", corrupted.classical))
             ],
         ),  # fmt: skip
     ]

@@ -7,6 +7,8 @@ The functions below are the Python face of the command line, on arrays where tha
     config = cfsx.load_config("demo")                          # a built-in config or a YAML file
     cfsx.simulate(config, "demo.h5")                            # images and their encodings
     cfsx.train("demo.h5", "demo.keras", cfsx.load_config("train-demo", root=cfsx.TrainingConfig))
+    # or on arrays: cfsx.train(cfsx.TrainingArrays(images, labels, vectors, h_max, lot_size), "mine.keras", ...)
+    report = cfsx.evaluate("demo.keras", "demo.h5", "report/")  # an EvaluationReport record
     corrected = cfsx.correct_images(raw_images)                 # measured -> training-like 64 x 64
     results = cfsx.interpret_images("general-cfs4", images)     # one Interpretation record per image
     cfsx.plots.interpretation(results[0])                       # a matplotlib Figure
@@ -30,14 +32,20 @@ _EXPORTS = {
     "TrainingConfig": "cfsx.config",
     "simulate": "cfsx.simulation",
     "train": "cfsx.training",
+    "TrainingArrays": "cfsx.training",
+    "TrainingResult": "cfsx.training",
     "load_model": "cfsx.models",
+    "ModelCard": "cfsx.model_card",
     "CorrectionConfig": "cfsx.config",
     "correct_image": "cfsx.correction",
     "correct_images": "cfsx.correction",
+    "Correction": "cfsx.correction",
     "InterpretationConfig": "cfsx.config",
     "interpret_images": "cfsx.interpretation",
     "Interpretation": "cfsx.results",
     "evaluate": "cfsx.evaluation",
+    "EvaluationReport": "cfsx.evaluation_report",
+    "ProgressBars": "cfsx.progress",
 }
 _SUBMODULES = ("plots",)
 

@@ -120,30 +120,18 @@ def measure_alpha(lattice: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return np.array([((s * np.roll(s, (-dx, -dy), axis=(0, 1))).mean() - c * c) / (c * (1 - c)) for dx, dy in vectors])
 
 
-def feedback(
-    lattice,
-    vectors,
-    target,
-    rng,
-    *,
-    gain,
-    sweeps_per_cycle,
-    tolerance,
-    max_cycles,
-    coupling_bound,
-    couplings=None,
-    stall_cycles=0,
-    stall_noise=0.0,
-    adaptive=False,
-    gain_up=1.2,
-    gain_down=0.7,
-    gain_min=0.02,
-):
+GAIN_UP, GAIN_DOWN, GAIN_MIN = 1.2, 0.7, 0.02  # the adaptive gains' factors and floor
+
+
+def feedback(lattice, vectors, target, rng, settings, couplings=None):
     """Welberry's feedback loop, step for step as the engine runs it, with its stagnation stop (which returns
-    the best lattice seen) and its adaptive per-component gains.
+    the best lattice seen) and its adaptive per-component gains; ``settings`` as engine.FeedbackSettings.
 
     Returns (lattice, alpha, couplings, cycles, reason), reason 0 reached, 1 stalled, 2 max_cycles.
     """
+    gain, sweeps_per_cycle, tolerance = settings.gain, settings.sweeps_per_cycle, settings.tolerance
+    max_cycles, coupling_bound, adaptive = settings.max_cycles, settings.coupling_bound, settings.adaptive
+    stall_cycles, stall_noise = settings.stall_cycles, settings.stall_noise
     couplings = np.clip(
         np.zeros(len(vectors)) if couplings is None else np.array(couplings, float),
         -coupling_bound,
@@ -177,8 +165,8 @@ def feedback(
             if since_best >= stall_cycles or np.all(pinned | (np.abs(error) <= tolerance)):
                 return best_or(last, 1)
         if adaptive and cycle > 1:
-            gains = np.where(error * previous > 0, np.minimum(gains * gain_up, coupling_bound), gains)
-            gains = np.where(error * previous < 0, np.maximum(gains * gain_down, gain_min), gains)
+            gains = np.where(error * previous > 0, np.minimum(gains * GAIN_UP, coupling_bound), gains)
+            gains = np.where(error * previous < 0, np.maximum(gains * GAIN_DOWN, GAIN_MIN), gains)
         previous = error
         couplings = np.clip(couplings + gains * error, -coupling_bound, coupling_bound)
     raise AssertionError("unreachable")

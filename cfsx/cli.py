@@ -275,17 +275,7 @@ def simulate(
             report = simulation.simulate(
                 resolved, output, workers=workers, resume=resume, shard=shard_spec, progress=progress, scheduler=cluster
             )
-        reach = report.reach
-        console.print(
-            f"wrote {report.samples} samples to {report.output} in {report.seconds:.1f} s"
-            + (f" ({report.resumed_samples} from checkpoints)" if report.resumed_samples else "")
-        )
-        console.print(
-            f"targets reached within {reach.tolerance:g}: {100 * reach.reached_fraction:.1f} % of samples; "
-            f"max |achieved - target| per sample: median {reach.median_max_deviation:.3f}, "
-            f"95th percentile {reach.p95_max_deviation:.3f}, worst {reach.worst_max_deviation:.3f}"
-        )
-        console.print(_stops_line(reach))
+        console.print(report.summary(), highlight=False)
         if json_:
             _print_json(report)
 
@@ -372,8 +362,7 @@ def info(
     (encoding, grid, training data and run, hold-out metrics)."""
     with _reported_errors():
         from .builtin import builtin_model
-        from .dataset import describe, open_dataset
-        from .encoding import vector_labels
+        from .dataset import describe
 
         out = _result_console(json_)
         if path.suffix.lower() == ".keras" or (not path.exists() and builtin_model(str(path)) is not None):
@@ -381,83 +370,10 @@ def info(
             if json_:
                 _print_json({key: value for key, value in metadata.items() if key != "split"})
             return
-        with open_dataset(path) as file:
-            if file.attrs.get("kind") == "corrected":
-                images = file["images"]
-                sources = file["sources"].asstr()[:3] if "sources" in file else ["not recorded"]
-                out.print(
-                    f"[bold]{path}[/bold]: {images.shape[0]} images corrected by cfsx correct "
-                    f"({images.shape[1]} x {images.shape[2]}, h_max {file.attrs['h_max']}), created "
-                    f"{file.attrs.get('created', 'at an unknown time')}; sources: {', '.join(sources)}"
-                    + (" ..." if images.shape[0] > 3 else "")
-                )
-                if json_:
-                    _print_json({"path": path, "kind": "corrected", "images": images.shape[0],
-                                 "image_shape": images.shape[1:], "h_max": file.attrs["h_max"]})  # fmt: skip
-                return
         details = describe(path)
         if json_:
             _print_json(details)
-        out.print(
-            f"[bold]{details.path}[/bold]: cfsx dataset, {details.samples} samples, CFS{details.cfs} "
-            f"(D = {len(details.vectors)}), images {' x '.join(map(str, details.image_shape))}"
-        )
-        out.print(
-            f"created {details.created} by cfsx {details.cfsx_version}"
-            + (f"; shard {details.shard[0]} of {details.shard[1]}" if details.shard else "")
-            + ("; lattices stored" if details.has_lattices else "")
-        )
-        if details.config:
-            lattice, diffraction, feedback = details.config.lattice, details.config.diffraction, details.config.feedback
-            out.print(
-                f"lattice {lattice.size} x {lattice.size}, c = {lattice.concentration}; "
-                f"lots: {diffraction.n_lots} of {diffraction.lot_size} x {diffraction.lot_size}; "
-                f"h_max = {diffraction.h_max}; seed {details.config.run.seed}"
-            )
-            targets = details.config.targets
-            if targets.distribution == "couplings":
-                out.print(
-                    f"targets: alpha after {targets.sweeps} sweeps at fixed couplings of strength "
-                    f"{targets.coupling_range[0]}-{targets.coupling_range[1]} (log-uniform), no feedback"
-                )
-            else:
-                out.print(f"targets: uniform in [{targets.low}, {targets.high}]")
-            out.print(
-                f"feedback (decoding{'' if targets.distribution == 'couplings' else ' and targets'}): "
-                f"{feedback.update} update, gain {feedback.gain}, {feedback.sweeps_per_cycle} sweeps/cycle, "
-                f"tolerance {feedback.tolerance_for(lattice.size):g}, <= {feedback.max_cycles} cycles"
-                + (f", stop after {feedback.stall_cycles} cycles without progress" if feedback.stall_cycles else "")
-                + f", |J| <= {feedback.coupling_bound}"
-            )
-        if not details.label_mean.size:
-            out.print("no labels (/encodings/achieved) in this file")
-            return
-        table = Table(title="labels (achieved alpha)")
-        for column in ("component", "mean", "std", "min", "max"):
-            table.add_column(column, justify="right")
-        for i, label in enumerate(vector_labels(details.vectors)):
-            table.add_row(
-                label,
-                *(
-                    f"{values[i]:+.3f}"
-                    for values in (
-                        details.label_mean,
-                        details.label_std,
-                        details.label_min,
-                        details.label_max,
-                    )
-                ),
-            )
-        out.print(table)
-        if details.reach:
-            reach = details.reach
-            out.print(
-                f"targets reached within {reach.tolerance:g}: {100 * reach.reached_fraction:.1f} % of samples; "
-                f"max |achieved - target| per sample: mean {reach.mean_max_deviation:.3f}, median "
-                f"{reach.median_max_deviation:.3f}, 95th percentile {reach.p95_max_deviation:.3f}, worst "
-                f"{reach.worst_max_deviation:.3f}"
-            )
-            out.print(_stops_line(reach))
+        out.print(details.summary(), highlight=False, markup=False)
 
 
 def _describe_model(path: Path, out: Console) -> dict:
@@ -518,15 +434,6 @@ def _section_names(root) -> list[str]:
     import dataclasses
 
     return [field.name for field in dataclasses.fields(root)]
-
-
-def _stops_line(reach) -> str:
-    """Why the feedback stopped, counted over the samples."""
-    if reach.stops is None:
-        return (f"feedback cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}; stop reasons not recorded "
-                "(a file made before cfsx recorded them)")  # fmt: skip
-    counts = ", ".join(f"{name} {count}" for name, count in reach.stops.items())
-    return f"feedback stopped: {counts}; cycles: mean {reach.mean_cycles:.1f}, max {reach.max_cycles}"
 
 
 def _training_config(config: str, set_: list[str] | None, **flags):
@@ -613,27 +520,10 @@ def train(
                     )
 
             result = run_training(list(data), output, resolved, on_epoch=on_epoch, init=init, resume=resume)
-        test = result.metadata["metrics"]["test"]
-        training = result.metadata["training"]
-        if training["interrupted"]:
-            console.print(
-                f"[yellow]{'terminated (SIGTERM)' if result.terminated else 'interrupted'} after epoch "
-                f"{training['epochs_run']}[/yellow]: best weights so far kept; the same command with --resume "
-                "continues the run"
-            )
-        elif training["resumed_at_epoch"]:
-            console.print(f"resumed after epoch {training['resumed_at_epoch']} from its checkpoint")
-        console.print(
-            f"wrote {result.model_path} (best epoch {training['best_epoch']} of {training['epochs_run']}, "
-            f"{training['seconds']:.0f} s); hold-out of {test['samples']}: R2 {test['r2']:.4f}, "
-            f"MSE {test['mse']:.2e}, MAE {test['mae']:.2e}"
-        )
-        console.print(f"history: {result.history_path}, loss curves: {result.curve_path}")
+        console.print(result.summary(), highlight=False)
         if json_:
-            metadata = {key: value for key, value in result.metadata.items() if key != "split"}  # split: indices
-            _print_json({"model": result.model_path, "history": result.history_path, "curves": result.curve_path,
-                         "metadata": metadata})  # fmt: skip
-        if training["interrupted"]:
+            _print_json(result.record())
+        if result.interrupted:
             raise typer.Exit(EXIT_RESUMABLE if result.terminated else EXIT_SIGINT)
 
 
@@ -674,7 +564,7 @@ def evaluate(
             config, set_, **{"evaluation.resimulated": resimulated, "evaluation.corrupted_flux": corrupt}
         )
         processes = worker_count(workers)
-        result = run_evaluation(
+        report = run_evaluation(
             model,
             data,
             output,
@@ -683,30 +573,9 @@ def evaluate(
             workers=processes,
             progress=lambda message: console.print(message, highlight=False),
         )
-        metrics = result.metrics
         if json_:
-            _print_json({"report": result.report_dir, "metrics": metrics})
-        if metrics["samples"] == "unlabelled file":
-            for name, scores in metrics["images"].items():
-                if name != "count":
-                    console.print(f"image R2 (median) of {name}: {scores['image_r2']['median']:.3f}", highlight=False)
-            console.print(f"no known encodings in {data}: image tests only; report: {result.report_dir / 'report.md'}")
-            return
-        cnn, classical = metrics["cnn"], metrics["classical"]
-        console.print(
-            f"{metrics['samples']}, {cnn['samples']} samples: CNN R2 {cnn['r2']:.4f} MSE {cnn['mse']:.2e}; "
-            f"Warren-Cowley inversion R2 {classical['r2']:.4f} MSE {classical['mse']:.2e}"
-        )
-        if "corrupted" in metrics:
-            corrupted = metrics["corrupted"]
-            console.print(
-                f"corrupted and corrected images ({corrupted['flux']:g} counts/pixel): CNN R2 "
-                f"{corrupted['cnn']['r2']:.4f}, Warren-Cowley inversion R2 {corrupted['classical']['r2']:.4f}"
-            )
-        for name, scores in metrics.get("images", {}).items():
-            if name != "count":
-                console.print(f"image R2 (median) of {name}: {scores['image_r2']['median']:.3f}", highlight=False)
-        console.print(f"report: {result.report_dir / 'report.md'}")
+            _print_json(report)
+        console.print(report.summary(), highlight=False)
 
 
 def _pair(text: str | None, name: str) -> list[float] | None:
@@ -721,7 +590,7 @@ def _pair(text: str | None, name: str) -> list[float] | None:
     return [first, second]
 
 
-def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_rlu, rotation, centre=None):
+def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_rlu, rotation, centre, mask):
     from .config import CorrectionConfig, load_config
 
     return load_config(
@@ -733,6 +602,7 @@ def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_r
             "geometry.pixels_per_rlu": _pair(pixels_per_rlu, "--pixels-per-rlu"),
             "geometry.rotation": rotation,
             "geometry.centre": _centre(centre),
+            "mask.file": mask,
         },
     )
 
@@ -754,7 +624,7 @@ Rotation = Annotated[float | None, typer.Option(help="Calibration: rotation of h
 Centre = Annotated[
     str | None, typer.Option(help="Calibration: centre the window on this reciprocal lattice point H,K.")
 ]
-MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded.")]
+MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded (mask.file).")]
 
 
 @app.command(
@@ -790,26 +660,25 @@ def correct(
     with _reported_errors():
         from .correction import correct_files
 
-        resolved = _correction_config(config, set_, origin, pixels_per_rlu, rotation, centre)
+        resolved = _correction_config(config, set_, origin, pixels_per_rlu, rotation, centre, mask)
         with _progress_bar() as bar:
             task = bar.add_task("correct", total=None, rate="")
             results = correct_files(
                 images,
                 output,
                 resolved,
-                mask_file=mask,
                 reference=str(reference) if reference else None,
                 figure_dir=_renamed("--figure", figure, "--figures", figures),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        filled = sum(int((r.mask > 0).sum()) for r in results)
-        console.print(
-            f"wrote {len(results)} corrected images to {output}; {filled} of "
-            f"{len(results) * results[0].mask.size} cells filled by symmetry or inpainting"
-        )
+        out = _result_console(json_)
+        for correction in results[:20]:
+            out.print(correction.summary(), highlight=False)
+        if len(results) > 20:
+            out.print(f"... and {len(results) - 20} more images")
+        console.print(f"wrote {len(results)} corrected images to {output}", highlight=False)
         if json_:
-            _print_json({"output": output, "images": len(results), "filled_cells": filled,
-                         "provenance": [r.provenance for r in results]})  # fmt: skip
+            _print_json({"output": output, "images": [correction.record() for correction in results]})
 
 
 @app.command(
@@ -870,6 +739,7 @@ def interpret(
     """Interpret images: encoding, decoded structure and image, metrics, uncertainty, optional refinement."""
     with _reported_errors():
         from .config import InterpretationConfig, load_config
+        from .interpretation import InterpretationOutput
         from .interpretation import interpret as run_interpretation
         from .simulation import worker_count
 
@@ -891,7 +761,7 @@ def interpret(
             },
         )
         correction_name = _renamed("--correction", correction, "--correct-config", correct_config) or "correct"
-        cleaning = _correction_config(correction_name, correct_set, origin, pixels_per_rlu, rotation, centre)
+        cleaning = _correction_config(correction_name, correct_set, origin, pixels_per_rlu, rotation, centre, mask)
         processes = worker_count(workers)
         with _progress_bar() as bar:
             tasks: dict[str, int] = {}
@@ -901,10 +771,9 @@ def interpret(
                     tasks[stage] = bar.add_task(stage, total=total, rate="")
                 bar.update(tasks[stage], completed=done, total=total)
 
-            result = run_interpretation(
-                model or DEFAULT_MODEL, images, output, resolved, cleaning, mask_file=mask, record=record,
-                workers=processes, progress=progress, figure_dir=figures,
-            )  # fmt: skip
+            destination = InterpretationOutput(output, record, figures)
+            result = run_interpretation(model or DEFAULT_MODEL, images, destination, resolved, cleaning,
+                                        workers=processes, progress=progress)  # fmt: skip
         _print_interpretation(result.interpretations, _result_console(json_))
         console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)")
         if record is not None:

@@ -433,9 +433,11 @@ class MaskConfig:
     saturated: float | None = None  # values >= this are masked
     values: list[float] = field(default_factory=list)  # exact values to mask (for example a gap marker)
     edge: int = 0  # also mask valid pixels within this many pixels of a masked one (partly covered edge bins)
+    file: str | None = None  # a mask image of the detector (--mask): its nonzero pixels are masked
 
     def __post_init__(self) -> None:
         require(is_int(self.edge) and self.edge >= 0, "mask.edge must be an integer >= 0")
+        require(self.file is None or (isinstance(self.file, str) and self.file != ""), "mask.file must be a path")
         require(self.zeros in ZERO_RULES, f"mask.zeros must be one of {', '.join(ZERO_RULES)}, got {self.zeros!r}")
         require(isinstance(self.negative, bool), "mask.negative must be true or false")
         require(self.saturated is None or is_number(self.saturated), "mask.saturated must be a number or null")

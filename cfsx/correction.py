@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from . import records
 from .config import BraggConfig, CorrectionConfig, GeometryConfig, MaskConfig
 from .errors import DataError
+from .readers import as_image, expand_inputs, read_image
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 # subsample of about this many pixels.
 STRIP_PIXELS = 1 << 22
 SAMPLE_PIXELS = 1 << 22
-MAX_HDF5_LINKS = 32  # soft and external links followed for one HDF5 path (more: a cycle)
 
 Coordinates = Callable[[slice], tuple[np.ndarray, np.ndarray]]  # rows -> (h, k) of their pixels (broadcastable)
 Progress = Callable[[float], None]  # the fraction of one image's correction done
@@ -58,37 +59,47 @@ MEASURED, FILLED_BY_SYMMETRY, INPAINTED = 0, 1, 2
 
 
 @dataclass
-class Corrected:
-    """One corrected image on the training grid, which pixels were measured, and what every step did."""
+class Correction:
+    """One corrected image on the training grid, which cells were measured, and what every step did
+    (one provenance entry per step that ran, in order, each naming its ``step``)."""
 
     image: np.ndarray  # (M, M) float32
     mask: np.ndarray  # (M, M) uint8: MEASURED, FILLED_BY_SYMMETRY or INPAINTED
     provenance: list[dict[str, Any]]
+    source: str = ""  # the file (and dataset) it was read from; empty for an array
 
+    def step(self, name: str) -> dict[str, Any] | None:
+        """The provenance entry of step ``name`` (mask, bragg, resample, ...), None when it did not run."""
+        return next((entry for entry in self.provenance if entry["step"] == name), None)
 
-def as_image(array: Any, source: str = "") -> np.ndarray:
-    """A 2-D floating-point image of a real numeric array (bool, integers, floats), with one clear error,
-    naming ``source`` when given, for anything else (complex, strings, objects, records, dates).
+    def summary(self) -> str:
+        """One line: the image, masked pixels and Bragg peaks, and how many cells were filled."""
+        from .results import short_name
 
-    float32 where that holds every value exactly (8- and 16-bit integers, bool, float16, float32), else
-    float64, in C order; the array itself (not a copy) when it already is one, so large images are not copied.
-    """
-    where = f"{source}: " if source else ""
-    try:
-        array = np.asarray(array)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}not a numeric image ({type(array).__name__})") from None
-    if array.dtype.kind == "c":
-        raise DataError(
-            f"{where}the image is complex-valued (dtype {array.dtype}); save its magnitude or real part instead"
+        masked = (self.step("mask") or {}).get("masked_pixels", 0)
+        peaks = (self.step("bragg") or {}).get("peak_pixels", 0)
+        symmetry = int((self.mask == FILLED_BY_SYMMETRY).sum())
+        inpainted = int((self.mask == INPAINTED).sum())
+        name = short_name(self.source) if self.source else "array"
+        return (
+            f"{name}: {self.image.shape[0]}x{self.image.shape[1]}; {masked} pixels masked, {peaks} Bragg-peak pixels; "
+            f"{symmetry} cells filled by symmetry, {inpainted} inpainted"
         )
-    if array.dtype.kind not in "biuf":
-        raise DataError(f"{where}not a numeric image (dtype {array.dtype})")
-    dtype = np.float32 if np.can_cast(array.dtype, np.float32) else np.float64
-    image = np.ascontiguousarray(np.squeeze(array.astype(dtype, copy=False)))
-    if image.ndim != 2 or min(image.shape) < 2:
-        raise DataError(f"{where}an image must be 2-D with at least 2 x 2 pixels, got shape {array.shape}")
-    return image
+
+    def record(self) -> dict[str, Any]:
+        """What ``cfsx correct --json`` prints of the image: everything but the arrays, with the mask's counts."""
+        cells = {"measured": MEASURED, "filled_by_symmetry": FILLED_BY_SYMMETRY, "inpainted": INPAINTED}
+        return {"source": self.source, "shape": list(self.image.shape), "provenance": self.provenance,
+                "cells": {name: int((self.mask == code).sum()) for name, code in cells.items()}}  # fmt: skip
+
+    def to_json(self) -> str:
+        """The whole record as JSON text; ``from_json`` gives it back."""
+        return records.to_json(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> Correction:
+        """The record ``to_json`` wrote."""
+        return records.from_json(cls, text)
 
 
 def _strips(shape: tuple[int, ...]) -> Iterator[slice]:
@@ -532,7 +543,7 @@ def correct_image(
     extra_mask: np.ndarray | None = None,
     reference: np.ndarray | None = None,
     progress: Progress | None = None,
-) -> Corrected:
+) -> Correction:
     """Run the correction steps (module docstring) on one image; ``reference``: training images to match;
     ``progress(fraction)`` is told how much of the image's correction is done after each long step.
 
@@ -545,7 +556,7 @@ def correct_image(
 
 def correct_images(
     images: Any, config: CorrectionConfig | None = None, reference: np.ndarray | None = None
-) -> list[Corrected]:
+) -> list[Correction]:
     """``correct_image`` on each of several raw images (a (S, H, W) array or a list of 2-D arrays), with the
     built-in config's defaults when no ``config`` is given."""
     config = config or CorrectionConfig()
@@ -677,7 +688,7 @@ STEPS: tuple[tuple[Callable[[_Work, CorrectionConfig], list[dict[str, Any]]], fl
 )
 
 
-def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, progress: Progress) -> Corrected:
+def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, progress: Progress) -> Correction:
     image = as_image(raw)
     out = config.output
     coordinates = functools.partial(_pixel_axes, image.shape, config.geometry, out.h_max, out.image_size)
@@ -690,202 +701,12 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, pr
     if not np.all(np.isfinite(work.resampled)):
         raise DataError("the correction produced NaN or infinite values")
     progress(1.0)
-    return Corrected(work.resampled.astype(np.float32), work.mask, provenance)
+    return Correction(work.resampled.astype(np.float32), work.mask, provenance)
 
 
-MANTID_SIGNAL = "MDHistoWorkspace/data/signal"
-
-
-def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``, or the Mantid MDHisto layout),
-    or any detector format that fabio reads (CBF, EDF, ...). Returns the image and what was read."""
-    path_text, _, inner = spec.partition("::")
-    path = Path(path_text)
-    if not path.is_file():
-        raise DataError(f"no such image file: {path}")
-    suffix = path.suffix.lower()
-    info: dict[str, Any] = {"source": str(path)}
-    silenced = logging.root.manager.disable
-    logging.disable(max(silenced, logging.WARNING))  # tifffile and imageio log what they then raise: the error says it
-    try:
-        if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif suffix in (".tif", ".tiff"):
-            import tifffile
-
-            array = tifffile.imread(path)
-        elif suffix == ".png":
-            import imageio.v3 as imageio
-
-            array = imageio.imread(path)
-            if array.ndim == 3:  # colour PNG: its luminance
-                array = array[..., :3].mean(axis=-1)
-        elif suffix in (".h5", ".hdf5", ".nxs", ".nx5", ".hdf"):
-            array, info = _read_hdf5(path, inner, info)
-        else:
-            array = _read_fabio(path)
-    except DataError:
-        raise
-    except Exception as error:  # every reader has its own exception types for a damaged file
-        raise DataError(f"cannot read {path} as an image: {error}") from None
-    finally:
-        logging.disable(silenced)
-    return as_image(array, source=spec), info
-
-
-def _read_hdf5(path: Path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    import contextlib
-
-    import h5py
-
-    with contextlib.ExitStack() as files:
-        links = _Hdf5Links(path, files)
-        file = files.enter_context(h5py.File(path, "r"))
-        name = inner or (MANTID_SIGNAL if links.locate(file, MANTID_SIGNAL) is not None else "")
-        if not name:
-            raise DataError(f"{path}: give the dataset path as {path}::/path/to/data")
-        info["dataset"] = name
-        array = links.dataset(file, name)[()]
-        if name == MANTID_SIGNAL:
-            # Bin edges of the two axes; the signal is stored (Q2, Q1): rows along Q2.
-            axes = [links.dataset(file, "MDHistoWorkspace/data/Q2"), links.dataset(file, "MDHistoWorkspace/data/Q1")]
-            info["axes"] = {
-                "rows": [float(axes[0][0]), float(axes[0][-1])],
-                "columns": [float(axes[1][0]), float(axes[1][-1])],
-                "names": [_text(axis.attrs.get("long_name", axis.name)) for axis in axes],
-                "rlu": all(_text(axis.attrs.get("frame", "")) == "HKL" for axis in axes),
-            }
-    return array, info
-
-
-class _Hdf5Links:
-    """Resolves HDF5 paths of one file: soft links anywhere, but external links, virtual-dataset sources and
-    external raw-data files only to files in the same folder as that file (the layout of detector master
-    files); anything else is refused with one DataError. Files it opens are closed with ``files``."""
-
-    def __init__(self, path: Path, files) -> None:
-        import os
-
-        self.path = path
-        self.folder = Path(os.path.abspath(path)).parent.resolve()
-        self.files = files
-        self.opened: dict[Path, Any] = {}
-
-    def locate(self, file, name: str, shown: str = ""):
-        """Where the object at ``name`` in ``file`` is, following the links it may follow: the group that holds
-        it and its (hard-linked) name there, None for a group reached through a link, or None if there is none.
-        The object itself is not opened. ``shown``: the dataset to name in errors (default ``name``)."""
-        import h5py
-
-        shown = shown or name
-        parts, group, followed = _hdf5_parts(name), file["/"], 0
-        while parts:
-            part = parts.pop(0)
-            link = group.get(part, getlink=True)
-            if link is None:
-                return None
-            if isinstance(link, h5py.HardLink):
-                if not parts:
-                    return group, part
-                group = group[part]
-                if not isinstance(group, h5py.Group):
-                    return None
-                continue
-            followed += 1
-            if followed > MAX_HDF5_LINKS:
-                raise DataError(f"{self.path}::{shown}: more than {MAX_HDF5_LINKS} links to follow (a cycle?)")
-            if isinstance(link, h5py.SoftLink):
-                parts = _hdf5_parts(link.path if link.path.startswith("/") else f"{group.name}/{link.path}") + parts
-                group = group.file["/"]
-            elif isinstance(link, h5py.ExternalLink):
-                group = self._open(self._beside(link.filename, "external link", shown))["/"]
-                parts = _hdf5_parts(link.path) + parts
-            else:
-                raise DataError(f"{self.path}::{shown}: a link of a kind cfsx does not follow ({type(link).__name__})")
-        return group, None
-
-    def dataset(self, file, name: str, shown: str = "", depth: int = 0):
-        """The dataset at ``name``, opened so that its virtual sources and external raw data are looked for in
-        the folder, after checking that every one of them is a file in the folder."""
-        import h5py
-
-        shown = shown or name
-        found = self.locate(file, name, shown)
-        if found is None or found[1] is None or found[0].get(found[1], getclass=True) is not h5py.Dataset:
-            raise DataError(f"{file.filename} has no dataset {name}")
-        group, part = found
-        access = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
-        access.set_efile_prefix(str(self.folder).encode())
-        access.set_virtual_prefix(str(self.folder).encode())
-        dataset = h5py.Dataset(h5py.h5d.open(group.id, part.encode(), dapl=access))
-        for filename, *_ in dataset.external or ():
-            self._beside(filename, "external data file", shown)
-        if dataset.is_virtual:
-            if depth >= MAX_HDF5_LINKS:
-                raise DataError(f"{self.path}::{shown}: virtual datasets nested more than {MAX_HDF5_LINKS} deep")
-            for source in dataset.virtual_sources():
-                if source.file_name == ".":
-                    source_file = group.file
-                else:
-                    source_file = self._open(self._beside(source.file_name, "virtual dataset source", shown))
-                self.dataset(source_file, source.dset_name, shown, depth + 1)
-        return dataset
-
-    def _open(self, path: Path):
-        """An HDF5 file of the folder, opened once."""
-        import h5py
-
-        if path not in self.opened:
-            self.opened[path] = self.files.enter_context(h5py.File(path, "r"))
-        return self.opened[path]
-
-    def _beside(self, filename: str, what: str, name: str) -> Path:
-        """The file a link names (relative names: in the folder), if it is a file in the folder."""
-        target = Path(filename)
-        target = (target if target.is_absolute() else self.folder / target).resolve()
-        if target.parent != self.folder:
-            raise DataError(
-                f"{self.path}::{name}: its {what} points to {filename}, outside the folder of {self.path.name}; "
-                "cfsx follows links only to files in the same folder"
-            )
-        if not target.is_file():
-            raise DataError(f"{self.path}::{name}: its {what} points to {filename}, which does not exist")
-        return target
-
-
-def _hdf5_parts(name: str) -> list[str]:
-    return [part for part in name.split("/") if part not in ("", ".")]
-
-
-def _text(value: Any) -> str:
-    """An HDF5 string attribute, stored as bytes or as text."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _read_fabio(path) -> np.ndarray:
-    import fabio
-
-    return fabio.open(str(path)).data
-
-
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files, directories (their image files, sorted) and glob patterns -> image specs."""
-    import glob
-    from pathlib import Path
-
-    image_suffixes = {".npy", ".tif", ".tiff", ".png", ".h5", ".hdf5", ".nxs", ".cbf", ".edf", ".img", ".mccd"}
-    specs: list[str] = []
-    for item in inputs:
-        path = Path(item.partition("::")[0])
-        if path.is_dir():
-            specs += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in image_suffixes)
-        elif any(char in item for char in "*?[") and not path.exists():
-            specs += sorted(glob.glob(item))
-        else:
-            specs.append(item)
-    if not specs:
-        raise DataError(f"no image files found in {' '.join(inputs)}")
-    return specs
+def mask_of(config: CorrectionConfig) -> np.ndarray | None:
+    """The pixels the config's mask file (``mask.file``) excludes, None without one."""
+    return read_image(config.mask.file)[0] != 0 if config.mask.file else None
 
 
 def correct_file(
@@ -894,12 +715,13 @@ def correct_file(
     extra_mask: np.ndarray | None = None,
     reference: np.ndarray | None = None,
     progress: Progress | None = None,
-) -> tuple[np.ndarray, Corrected]:
+) -> tuple[np.ndarray, Correction]:
     """Read one image and correct it; a file's own r.l.u. axes calibrate it when the config has no calibration.
     Returns the raw image and the corrected one, whose provenance starts with what was read."""
     raw, info = read_image(spec)
     corrected = correct_image(raw, calibrate_from_file(config, raw.shape, info), extra_mask, reference, progress)
     corrected.provenance.insert(0, {"step": "read", **info})
+    corrected.source = spec
     return raw, corrected
 
 
@@ -932,11 +754,10 @@ def correct_files(
     inputs: list[str],
     output,
     config: CorrectionConfig,
-    mask_file: str | None = None,
     reference: str | None = None,
     figure_dir=None,
     progress: Callable[[float, int], None] | None = None,
-) -> list[Corrected]:
+) -> list[Correction]:
     """Correct every image of ``inputs`` and write them, with masks and provenance, to ``output`` (.h5).
 
     ``progress(done, total)`` is told the number of images done, with fractions within a long image.
@@ -945,39 +766,31 @@ def correct_files(
 
     specs = expand_inputs(inputs)
     sources = [spec.partition("::")[0] for spec in specs]
-    with claim_outputs(files=[output], inputs=[*sources, mask_file, reference]):  # before the work, not after
-        return _correct_files(specs, output, config, mask_file, reference, figure_dir, progress)
+    with claim_outputs(files=[output], inputs=[*sources, config.mask.file, reference]):  # before the work, not after
+        return _correct_files(specs, output, config, reference, figure_dir, progress)
 
 
 def _correct_files(
     specs: list[str],
     output,
     config: CorrectionConfig,
-    mask_file: str | None,
     reference: str | None,
     figure_dir,
     progress: Callable[[float, int], None] | None,
-) -> list[Corrected]:
+) -> list[Correction]:
     import json
-    from datetime import datetime, timezone
 
-    import h5py
+    from .dataset import write_corrections
 
-    from . import __version__
-    from .dataset import FORMAT, FORMAT_VERSION
-    from .nexus import add_view
-    from .outputs import atomic_hdf5
-
-    extra_mask = read_image(mask_file)[0] != 0 if mask_file else None
+    extra_mask = mask_of(config)
     reference_set = reference_images(reference) if reference else None
     if figure_dir is not None and not Path(figure_dir).is_dir():
         raise DataError(f"figure directory {figure_dir} does not exist")
-    results, sources = [], []
+    results = []
     for number, spec in enumerate(specs):
         within = functools.partial(_progress_within, progress, number, len(specs)) if progress else None
         raw, corrected = correct_file(spec, config, extra_mask, reference_set, within)
         results.append(corrected)
-        sources.append(spec)
         log.info("%s: corrected (%s)", spec, ", ".join(step["step"] for step in corrected.provenance))
         log.debug("%s: %s", spec, json.dumps(corrected.provenance, default=float))
         if figure_dir is not None:
@@ -989,18 +802,5 @@ def _correct_files(
         del raw
         if progress:
             progress(number + 1, len(specs))
-    size = config.output.image_size
-    with atomic_hdf5(output, size=sum(r.image.nbytes + r.mask.nbytes for r in results)) as file:
-        file.attrs.update(
-            format=FORMAT, format_version=FORMAT_VERSION, kind="corrected", cfsx_version=__version__,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            config=config.to_yaml(), image_size=size, h_max=config.output.h_max,
-        )  # fmt: skip
-        options = {"chunks": (1, size, size), "compression": "gzip", "shuffle": True}
-        file.create_dataset("images", data=np.stack([r.image for r in results]), **options)
-        file.create_dataset("masks", data=np.stack([r.mask for r in results]), **options)
-        text = h5py.string_dtype()
-        file.create_dataset("provenance", data=[json.dumps(r.provenance, default=float) for r in results], dtype=text)
-        file.create_dataset("sources", data=sources, dtype=text)
-        add_view(file, signal="images", h_max=config.output.h_max, title="cfsx correct", config_text=config.to_yaml())
+    write_corrections(output, results, config)
     return results

@@ -21,7 +21,8 @@ from .errors import DataError
 from .outputs import atomic_hdf5, check_free_space, claim_outputs, existing_input
 
 if TYPE_CHECKING:
-    from .config import SimulationConfig
+    from .config import CorrectionConfig, SimulationConfig
+    from .correction import Correction
 
 FORMAT = "cfsx-dataset"
 FORMAT_VERSION = 2  # 2: the NeXus entry (cfsx/nexus.py) beside the version 1 paths
@@ -78,6 +79,45 @@ def write_dataset(
         if written != n_samples:
             raise DataError(f"only {written} of {n_samples} samples were given to write_dataset")
         _add_view(file)
+
+
+def write_corrections(path: str | Path, corrections: list[Correction], config: CorrectionConfig) -> None:
+    """The dataset of kind "corrected" that ``cfsx correct`` writes: images, masks, sources and each image's
+    provenance (JSON text), with the config that made them; ``read_corrections`` gives the records back."""
+    import json
+
+    from .nexus import add_view
+
+    size = config.output.image_size
+    with atomic_hdf5(path, size=sum(c.image.nbytes + c.mask.nbytes for c in corrections)) as file:
+        file.attrs.update(
+            format=FORMAT, format_version=FORMAT_VERSION, kind="corrected", cfsx_version=__version__,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            config=config.to_yaml(), image_size=size, h_max=config.output.h_max,
+        )  # fmt: skip
+        options = {"chunks": (1, size, size), "compression": "gzip", "shuffle": True}
+        file.create_dataset("images", data=np.stack([c.image for c in corrections]), **options)
+        file.create_dataset("masks", data=np.stack([c.mask for c in corrections]), **options)
+        text = h5py.string_dtype()
+        provenance = [json.dumps(c.provenance, default=float) for c in corrections]
+        file.create_dataset("provenance", data=provenance, dtype=text)
+        file.create_dataset("sources", data=[c.source for c in corrections], dtype=text)
+        add_view(file, signal="images", h_max=config.output.h_max, title="cfsx correct", config_text=config.to_yaml())
+
+
+def read_corrections(path: str | Path) -> list[Correction]:
+    """The Correction records of a file that ``write_corrections`` wrote."""
+    import json
+
+    from .correction import Correction
+
+    with open_dataset(path) as file:
+        if file.attrs.get("kind") != "corrected":
+            raise DataError(f"{path} is not a file of cfsx correct (kind corrected)")
+        images, masks = file["images"][()], file["masks"][()]
+        provenance = [json.loads(text) for text in file["provenance"].asstr()[()]]
+        sources = list(file["sources"].asstr()[()])
+    return [Correction(*parts) for parts in zip(images, masks, provenance, sources, strict=True)]
 
 
 @contextlib.contextmanager
@@ -192,6 +232,20 @@ class ReachSummary:
     max_cycles: int
     stops: dict[str, int] | None = None  # samples per stop reason (engine.STOP_REASONS); None for older files
 
+    def summary(self) -> str:
+        """Two lines: how closely the targets were reached, and why the feedback stopped."""
+        reached = (
+            f"targets reached within {self.tolerance:g}: {100 * self.reached_fraction:.1f} % of samples; "
+            f"max |achieved - target| per sample: mean {self.mean_max_deviation:.3f}, median "
+            f"{self.median_max_deviation:.3f}, 95th percentile {self.p95_max_deviation:.3f}, worst "
+            f"{self.worst_max_deviation:.3f}"
+        )
+        if self.stops is None:
+            return reached + (f"\nfeedback cycles: mean {self.mean_cycles:.1f}, max {self.max_cycles}; stop reasons "
+                              "not recorded (a file made before cfsx recorded them)")  # fmt: skip
+        counts = ", ".join(f"{name} {count}" for name, count in self.stops.items())
+        return reached + f"\nfeedback stopped: {counts}; cycles: mean {self.mean_cycles:.1f}, max {self.max_cycles}"
+
 
 def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, tolerance: float,
                   stop_reasons: np.ndarray | None = None) -> ReachSummary:  # fmt: skip
@@ -234,6 +288,60 @@ class DatasetInfo:
     label_max: np.ndarray
     reach: ReachSummary | None
     shard: tuple[int, int] | None
+    kind: str = "simulated"  # simulated, corrected, store or arrays
+    sources: tuple[str, ...] = ()  # the first few sources of corrected images and stores
+    h_max: float | None = None
+
+    def summary(self) -> str:
+        """What ``cfsx info`` prints: size, encoding, settings, a table of the labels, the feedback's reach."""
+        shape = " x ".join(map(str, self.image_shape))
+        if self.kind == "corrected":
+            shown = ", ".join(self.sources) or "not recorded"
+            return (f"{self.path}: {self.samples} images corrected by cfsx correct ({shape}, h_max {self.h_max}), "
+                    f"created {self.created or 'at an unknown time'}; sources: {shown}"
+                    + (" ..." if self.samples > len(self.sources) else ""))  # fmt: skip
+        lines = [
+            f"{self.path}: cfsx dataset ({self.kind}), {self.samples} samples, CFS{self.cfs} "
+            f"(D = {len(self.vectors)}), images {shape}",
+            f"created {self.created} by cfsx {self.cfsx_version}"
+            + (f"; shard {self.shard[0]} of {self.shard[1]}" if self.shard else "")
+            + ("; lattices stored" if self.has_lattices else ""),
+        ]
+        if self.config:
+            lines += _config_lines(self.config)
+        if not self.label_mean.size:
+            return "\n".join([*lines, "no labels (/encodings/achieved) in this file"])
+        from .encoding import vector_labels
+
+        lines += ["labels (achieved alpha):", f"{'component':>14} {'mean':>7} {'std':>7} {'min':>7} {'max':>7}"]
+        columns = (self.label_mean, self.label_std, self.label_min, self.label_max)
+        for i, label in enumerate(vector_labels(self.vectors)):
+            lines.append(f"{label:>14} " + " ".join(f"{values[i]:+7.3f}" for values in columns))
+        if self.reach:
+            lines.append(self.reach.summary())
+        return "\n".join(lines)
+
+
+def _config_lines(config: SimulationConfig) -> list[str]:
+    """The simulation settings of a dataset, as ``cfsx info`` shows them."""
+    lattice, diffraction, feedback, targets = config.lattice, config.diffraction, config.feedback, config.targets
+    lines = [
+        f"lattice {lattice.size} x {lattice.size}, c = {lattice.concentration}; lots: {diffraction.n_lots} of "
+        f"{diffraction.lot_size} x {diffraction.lot_size}; h_max = {diffraction.h_max}; seed {config.run.seed}"
+    ]
+    if targets.distribution == "couplings":
+        lines.append(f"targets: alpha after {targets.sweeps} sweeps at fixed couplings of strength "
+                     f"{targets.coupling_range[0]}-{targets.coupling_range[1]} (log-uniform), no feedback")  # fmt: skip
+    else:
+        lines.append(f"targets: uniform in [{targets.low}, {targets.high}]")
+    lines.append(
+        f"feedback (decoding{'' if targets.distribution == 'couplings' else ' and targets'}): "
+        f"{feedback.update} update, gain {feedback.gain}, {feedback.sweeps_per_cycle} sweeps/cycle, "
+        f"tolerance {feedback.tolerance_for(lattice.size):g}, <= {feedback.max_cycles} cycles"
+        + (f", stop after {feedback.stall_cycles} cycles without progress" if feedback.stall_cycles else "")
+        + f", |J| <= {feedback.coupling_bound}"
+    )
+    return lines
 
 
 def describe(path: str | Path) -> DatasetInfo:
@@ -244,8 +352,9 @@ def describe(path: str | Path) -> DatasetInfo:
         samples = int(file["images"].shape[0])
         labels = file["encodings/achieved"][()] if "encodings/achieved" in file else np.zeros((samples, 0))
         reach = None
+        kind = str(file.attrs.get("kind", "simulated"))
         config_yaml = str(file.attrs.get("config", ""))
-        config = config_from_yaml_text(config_yaml) if config_yaml else None
+        config = config_from_yaml_text(config_yaml) if config_yaml and kind != "corrected" else None
         if samples and labels.shape[1] and "encodings/target" in file and "cycles" in file and config:
             stops = file["stop_reasons"][()] if "stop_reasons" in file else None
             tolerance = config.feedback.tolerance_for(config.lattice.size)
@@ -270,6 +379,9 @@ def describe(path: str | Path) -> DatasetInfo:
             label_max=labels.max(axis=0) if samples else empty,
             reach=reach,
             shard=shard,
+            kind=kind,
+            sources=tuple(file["sources"].asstr()[:3]) if "sources" in file else (),
+            h_max=float(file.attrs["h_max"]) if "h_max" in file.attrs else None,
         )
 
 

@@ -172,30 +172,40 @@ class FeedbackResult:
     reason: int = 0  # index into STOP_REASONS
 
 
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """How Welberry's feedback loop runs (DESIGN.md 1): J += gain (alpha - target) after every
+    ``sweeps_per_cycle`` Monte Carlo sweeps, until max |alpha - target| <= ``tolerance`` or ``max_cycles``,
+    with |J| <= ``coupling_bound``.
+
+    ``stall_cycles`` > 0 also stops when the misfit has not improved by more than ``stall_noise`` for that
+    many cycles, or when every component still off target has its coupling at the bound, and returns the
+    best lattice seen; 0 is Welberry's loop exactly. ``adaptive`` gives each component its own gain,
+    adapted to the sign of its error (ADAPTIVE_GAIN_*).
+    """
+
+    gain: float
+    sweeps_per_cycle: int
+    tolerance: float
+    max_cycles: int
+    coupling_bound: float
+    stall_cycles: int = 0
+    stall_noise: float = 0.0
+    adaptive: bool = False
+
+
 def feedback(
     lattice: np.ndarray,
     vectors: np.ndarray,
     target: np.ndarray,
     state: np.ndarray,
-    *,
-    gain: float,
-    sweeps_per_cycle: int,
-    tolerance: float,
-    max_cycles: int,
-    coupling_bound: float,
+    settings: FeedbackSettings,
     couplings: np.ndarray | None = None,
-    stall_cycles: int = 0,
-    stall_noise: float = 0.0,
-    adaptive: bool = False,
 ) -> FeedbackResult:
-    """Drive the lattice towards target alpha by Welberry's feedback on J (DESIGN.md 1).
-
-    ``stall_cycles`` > 0 also stops when the misfit max |alpha - target| has not improved by more than
-    ``stall_noise`` for that many cycles, or when every component still off target has its coupling at
-    the bound, and returns the best lattice seen; 0 is Welberry's loop exactly. ``adaptive`` gives each
-    component its own gain, adapted to the sign of its error (ADAPTIVE_GAIN_*). The result says why it
-    stopped (STOP_REASONS).
-    """
+    """Drive the lattice towards target alpha by Welberry's feedback on J (DESIGN.md 1), as ``settings`` say,
+    starting from ``couplings`` (default zero). The result says why it stopped (STOP_REASONS)."""
+    gain, tolerance, coupling_bound = settings.gain, settings.tolerance, settings.coupling_bound
+    stall_cycles, stall_noise = settings.stall_cycles, settings.stall_noise
     lattice_f = _as_lattice(lattice)
     vectors_f = _as_vectors(vectors, lattice_f.shape[0])
     n_vec = vectors_f.shape[1]
@@ -213,13 +223,13 @@ def feedback(
         vectors_f,
         target,
         float(gain),
-        _positive_int(sweeps_per_cycle, "sweeps_per_cycle"),
+        _positive_int(settings.sweeps_per_cycle, "sweeps_per_cycle"),
         float(tolerance),
-        _positive_int(max_cycles, "max_cycles"),
+        _positive_int(settings.max_cycles, "max_cycles"),
         float(coupling_bound),
         int(stall_cycles),
         float(stall_noise),
-        bool(adaptive),
+        bool(settings.adaptive),
         ADAPTIVE_GAIN_UP,
         ADAPTIVE_GAIN_DOWN,
         ADAPTIVE_GAIN_MIN,

@@ -16,7 +16,6 @@ report.md, PNGs), atomically.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,27 +25,32 @@ from typing import Any
 import numpy as np
 
 from . import __version__, plots
-from .config import EncodingConfig, SimulationConfig, TrainingConfig, config_from_yaml_text
+from .config import EncodingConfig, EvaluationConfig, SimulationConfig, TrainingConfig, config_from_yaml_text
 from .dataset import open_dataset
 from .encoding import cfs_vectors, named, vector_labels
 from .errors import DataError
+from .evaluation_report import (
+    HOLD_OUT,
+    UNLABELLED,
+    WHOLE_FILE,
+    CorruptedScores,
+    EncodingScores,
+    EstimateSpread,
+    EvaluationReport,
+    ImageScores,
+    ScoreSummary,
+    TrainingSummary,
+    image_scores,
+)
 from .inversion import WarrenCowleyInversion
-from .metrics import image_mse, image_r2, regression_metrics, summary
+from .metrics import image_r2
 from .model_card import ModelCard
 from .models import load_model, predict
 from .outputs import atomic_directory, claim_outputs
-from .simulation import decode
-from .training import SampleReader, predict_indices, summarise_data
+from .simulation import decode, decode_replicates
+from .training import DataSummary, SampleReader, predict_indices, summarise_data
 
 HISTOGRAM_IMAGES = 2000  # pixel histograms use at most this many images
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Where ``evaluate`` wrote its report, and the metrics in it (metrics.json)."""
-
-    report_dir: Path
-    metrics: dict[str, Any]
 
 
 def _check_grid(card: ModelCard, image_size: int, h_max: float, what: str) -> None:
@@ -55,10 +59,6 @@ def _check_grid(card: ModelCard, image_size: int, h_max: float, what: str) -> No
             f"{what} was trained on {card.image_size}-point images with h_max {card.h_max}, "
             f"the data has {image_size}-point images with h_max {h_max}"
         )
-
-
-def _image_scores(reference: np.ndarray, images: np.ndarray) -> dict[str, Any]:
-    return {"image_r2": summary(image_r2(reference, images)), "image_mse": summary(image_mse(reference, images))}
 
 
 def hold_out_indices(card: ModelCard, data) -> np.ndarray | None:
@@ -81,32 +81,65 @@ def evaluate(
     model_path: str | Path,
     data_path: str | Path,
     report_dir: str | Path,
-    config: TrainingConfig,
+    config: TrainingConfig | None = None,
     compare: list[str | Path] = (),
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
-) -> EvaluationResult:
-    """Score a model on a dataset and write the report; see the module docstring for what is in it."""
+) -> EvaluationReport:
+    """Score a model on a dataset and write the report (metrics.json, report.md, figures) into ``report_dir``;
+    see the module docstring for what is in it. ``progress(message)`` hears what is being done."""
     report_dir = Path(report_dir)
+    config = config or TrainingConfig()
     with claim_outputs(directories=[report_dir], inputs=[model_path, data_path, *compare]):
-        return _evaluate(model_path, data_path, report_dir, config, compare, workers, progress)
+        with open_dataset(data_path) as file:
+            labelled = "encodings/achieved" in file
+        say = progress or (lambda message: None)
+        if not labelled:
+            return evaluate_unlabelled(model_path, data_path, report_dir, config.evaluation, workers, say)
+        run = _labelled_run(Path(model_path), Path(data_path), compare, config.evaluation, workers, say)
+        started = time.perf_counter()
+        with atomic_directory(report_dir, "metrics.json") as temporary:
+            report = _evaluate_into(temporary, run)
+            report = dataclasses.replace(report, seconds=time.perf_counter() - started, report_dir=str(report_dir))
+            _write_report(temporary, report)
+    return report
 
 
-def _evaluate(
-    model_path: str | Path,
-    data_path: str | Path,
-    report_dir: Path,
-    config: TrainingConfig,
+def _write_report(folder: Path, report: EvaluationReport) -> None:
+    (folder / "metrics.json").write_text(report.to_json(indent=1))
+    (folder / "report.md").write_text(report.markdown())
+
+
+@dataclass
+class _LabelledRun:
+    """What a labelled evaluation works on: the model and the samples to score it on, with the data's simulation."""
+
+    model: Any
+    card: ModelCard
+    model_path: Path
+    data: DataSummary
+    simulation: SimulationConfig
+    indices: np.ndarray
+    scope: str
+    others: list[tuple[Path, Any, ModelCard]]  # models compared in the decoded-image test
+    evaluation: EvaluationConfig
+    workers: int
+    say: Callable[[str], None]
+
+    @property
+    def labels(self) -> list[str]:
+        return vector_labels(cfs_vectors(self.data.cfs))
+
+
+def _labelled_run(
+    model_path: Path,
+    data_path: Path,
     compare: list[str | Path],
+    evaluation: EvaluationConfig,
     workers: int,
-    progress: Callable[[str], None] | None,
-) -> EvaluationResult:
-    say = progress or (lambda message: None)
-    evaluation = config.evaluation
-    with open_dataset(data_path) as file:
-        labelled = "encodings/achieved" in file
-    if not labelled:
-        return evaluate_unlabelled(model_path, data_path, report_dir, config, workers, say)
+    say: Callable[[str], None],
+) -> _LabelledRun:
+    """Load and check the models and the data; choose the samples (the recorded hold-out, or the whole file)."""
     model, card = load_model(model_path)
     data = summarise_data(data_path)
     _check_grid(card, data.image_size, data.h_max, str(model_path))
@@ -124,47 +157,27 @@ def _evaluate(
         others.append((Path(path), other_model, other_card))
     simulation = config_from_yaml_text(data.config_text)
     simulation = dataclasses.replace(simulation, encoding=dataclasses.replace(simulation.encoding, cfs=data.cfs))
-    labels = vector_labels(cfs_vectors(data.cfs))
     indices = hold_out_indices(card, data)
-    same_data = indices is not None
+    scope = HOLD_OUT if indices is not None else WHOLE_FILE
     if indices is None:
         indices = np.arange(data.samples)
     elif len(indices) == 0:
         raise DataError(f"{model_path} was trained on {data_path} and none of its hold-out samples are in it")
     elif indices.max() >= data.samples:
         raise DataError(f"the hold-out recorded in {model_path} does not fit {data_path}")
-    started = time.perf_counter()
-    with atomic_directory(report_dir, "metrics.json") as temporary:
-        metrics = _evaluate_into(
-            temporary, model, card, data, simulation, labels, indices, same_data, others, evaluation, workers, say
-        )
-        metrics["seconds"] = time.perf_counter() - started
-        (temporary / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        (temporary / "report.md").write_text(_report_markdown(metrics, Path(model_path), Path(data_path)))
-    return EvaluationResult(report_dir, metrics)
+    return _LabelledRun(model, card, model_path, data, simulation, indices, scope, others, evaluation, workers, say)
 
 
-def _evaluate_into(
-    folder: Path,
-    model,
-    card: ModelCard,
-    data,
-    simulation: SimulationConfig,
-    labels: list[str],
-    indices: np.ndarray,
-    same_data: bool,
-    others: list,
-    evaluation,
-    workers: int,
-    say: Callable[[str], None],
-) -> dict[str, Any]:
+def _evaluate_into(folder: Path, run: _LabelledRun) -> EvaluationReport:
+    data, card, evaluation, labels = run.data, run.card, run.evaluation, run.labels
     inversion = WarrenCowleyInversion(
         cfs_vectors(data.cfs), data.image_size, data.h_max, data.lot_size, evaluation.inversion_range
     )
+    indices = run.indices
     with open_dataset(data.path) as file:
         reader = SampleReader(file, memory_limit_mb=1024, columns=data.columns)
-        say(f"predicting {len(indices)} samples")
-        truth, predicted = predict_indices(model, reader, indices)
+        run.say(f"predicting {len(indices)} samples")
+        truth, predicted = predict_indices(run.model, reader, indices)
         classical = np.concatenate(
             [inversion(reader.read(indices[i : i + 256])[0]) for i in range(0, len(indices), 256)]
         )
@@ -176,69 +189,75 @@ def _evaluate_into(
         chosen = indices[:n_resimulated]
         originals, _ = reader.read(chosen)
         lattices = file["lattices"][np.sort(chosen)] if evaluation.corrupted_flux and "lattices" in file else None
-    metrics: dict[str, Any] = {
-        "cfsx_version": __version__,
-        "model": {"cfs": card.cfs, "architecture": card.architecture},
-        "samples": "recorded hold-out" if same_data else "whole file",
-        "cnn": regression_metrics(truth, predicted, labels),
-        "classical": regression_metrics(truth, np.nan_to_num(classical), labels),
-        "classical_range": inversion.max_range,
-        "training": {key: card.training[key] for key in ("epochs_run", "best_epoch", "seconds", "samples")},
-    }
+    classical = np.nan_to_num(classical)
     plots.save(plots.parity(truth, predicted, labels), folder / "parity.png")
     plots.save(plots.residuals(truth, predicted, labels), folder / "residuals.png")
-    plots.save(plots.parity(truth, np.nan_to_num(classical), labels), folder / "parity-classical.png")
+    plots.save(plots.parity(truth, classical, labels), folder / "parity-classical.png")
     plots.save(plots.loss_curves(card.training["history"], title="training history"), folder / "training.png")
     labels_figure = plots.component_histograms(all_labels, labels, title="labels (achieved alpha)")
     plots.save(labels_figure, folder / "encodings.png")
     plots.save(plots.intensity_histograms({"images": histogram_images}), folder / "intensities.png")
 
+    corrupted = None
     if evaluation.corrupted_flux:
         if lattices is None:
             raise DataError("--corrupt needs the structures: this dataset was written without /lattices")
-        say(f"scoring on {len(lattices)} corrupted and corrected detector images")
-        metrics["corrupted"] = _corrupted_scores(
-            model, inversion, lattices, truth[:n_resimulated], labels, simulation, evaluation, folder
-        )
+        run.say(f"scoring on {len(lattices)} corrupted and corrected detector images")
+        corrupted = _corrupted_scores(run, inversion, lattices, truth[:n_resimulated], folder)
+    decoded: dict[str, ImageScores] = {}
     if n_resimulated:
-        say(f"re-simulating {n_resimulated} encodings (intrinsic error and decoded images)")
-        images: dict[str, np.ndarray] = {
-            "re-simulated truth": decode(simulation, truth[:n_resimulated], evaluation.seed, workers)["images"],
-            "decoded CNN": decode(simulation, predicted[:n_resimulated], evaluation.seed, workers)["images"],
-            "decoded classical": decode(simulation, np.nan_to_num(classical[:n_resimulated]), evaluation.seed, workers)[
-                "images"
-            ],
-        }
-        for path, other_model, other_card in others:
-            other_cfs = other_card.cfs
-            other_simulation = dataclasses.replace(simulation, encoding=EncodingConfig(cfs=other_cfs))
-            other_predicted = predict(other_model, originals)
-            name = f"decoded CFS{other_cfs} model ({path.name})"
-            images[name] = decode(other_simulation, other_predicted, evaluation.seed, workers)["images"]
-        metrics["images"] = {
-            "count": n_resimulated,
-            **{name: _image_scores(originals, v) for name, v in images.items()},
-        }
-        scores = {name: image_r2(originals, v) for name, v in images.items()}
-        plots.save(plots.score_histograms(scores), folder / "image-r2.png")
-        examples = min(4, n_resimulated)
-        rows = [[originals[i], *(v[i] for v in images.values())] for i in range(examples)]
+        run.say(f"re-simulating {n_resimulated} encodings (intrinsic error and decoded images)")
+        images = _decoded_images(run, originals, {"re-simulated truth": truth[:n_resimulated],
+                                                  "decoded CNN": predicted[:n_resimulated],
+                                                  "decoded classical": classical[:n_resimulated]})  # fmt: skip
+        decoded = {name: image_scores(originals, values) for name, values in images.items()}
+        plots.save(plots.score_histograms({name: image_r2(originals, v) for name, v in images.items()}),
+                   folder / "image-r2.png")  # fmt: skip
+        rows = [[originals[i], *(v[i] for v in images.values())] for i in range(min(4, n_resimulated))]
         plots.save(plots.image_rows(rows, ["input", *images]), folder / "images.png")
-    return metrics
+    return EvaluationReport(
+        model=str(run.model_path),
+        data=str(data.path),
+        cfs=card.cfs,
+        architecture=card.architecture,
+        scope=run.scope,
+        count=len(indices),
+        decoded_count=n_resimulated,
+        decoded=decoded,
+        seconds=0.0,
+        cfsx_version=__version__,
+        cnn=EncodingScores.of(truth, predicted, labels),
+        classical=EncodingScores.of(truth, classical, labels),
+        classical_range=inversion.max_range,
+        training=TrainingSummary(
+            **{key: card.training[key] for key in ("epochs_run", "best_epoch", "seconds", "samples")}
+        ),  # fmt: skip
+        corrupted=corrupted,
+    )
+
+
+def _decoded_images(run: _LabelledRun, originals: np.ndarray, encodings: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Each named set of encodings simulated again, and each compared model's estimates of ``originals``."""
+    seed, workers = run.evaluation.seed, run.workers
+    images = {name: decode(run.simulation, values, seed, workers)["images"] for name, values in encodings.items()}
+    for path, other_model, other_card in run.others:
+        other_simulation = dataclasses.replace(run.simulation, encoding=EncodingConfig(cfs=other_card.cfs))
+        name = f"decoded CFS{other_card.cfs} model ({path.name})"
+        images[name] = decode(other_simulation, predict(other_model, originals), seed, workers)["images"]
+    return images
 
 
 def evaluate_unlabelled(
     model_path: str | Path,
     data_path: str | Path,
     report_dir: str | Path,
-    config: TrainingConfig,
+    evaluation: EvaluationConfig,
     workers: int = 1,
     say: Callable[[str], None] = lambda message: None,
-) -> EvaluationResult:
+) -> EvaluationReport:
     """Images without known encodings (for example measured images from cfsx correct): how well do the
     CNN's and the classical encodings, decoded by the engine, explain them? (image R2 after the
     least-squares scale, since measured images are in arbitrary units)."""
-    from .interpretation import decode_replicates
 
     model, card = load_model(model_path)
     with open_dataset(data_path) as file:
@@ -250,7 +269,6 @@ def evaluate_unlabelled(
     if not np.isfinite(images).all() or (images.mean(axis=(1, 2)) <= 0).any():
         raise DataError(f"{data_path} holds images with NaN, inf or no positive mean intensity")
     simulation, vectors, labels = card.decoding(), card.vectors, card.labels
-    evaluation = config.evaluation
     inversion = WarrenCowleyInversion(vectors, images.shape[1], h_max, card.lot_size, evaluation.inversion_range)
     started = time.perf_counter()
     say(f"predicting {len(images)} images without known encodings")
@@ -260,23 +278,6 @@ def evaluate_unlabelled(
     seeds = [int(evaluation.seed)]
     decoded = {name: decode_replicates(simulation, values[:count], images[:count], seeds, workers)
                for name, values in estimates.items()}  # fmt: skip
-    metrics: dict[str, Any] = {
-        "cfsx_version": __version__,
-        "model": {"cfs": card.cfs, "architecture": card.architecture},
-        "samples": "unlabelled file",
-        "count": len(images),
-        "encodings": {
-            name: {"mean": named(labels, v.mean(axis=0)), "std": named(labels, v.std(axis=0))}
-            for name, v in estimates.items()
-        },  # fmt: skip
-        "images": {
-            "count": count,
-            **{
-                f"decoded {name}": {"image_r2": summary(d.image_r2[:, 0]), "image_mse": summary(d.image_mse[:, 0])}
-                for name, d in decoded.items()
-            },
-        },  # fmt: skip
-    }
     with atomic_directory(Path(report_dir), "metrics.json") as temporary:
         plots.save(plots.component_histograms(estimates["CNN"], labels, title="CNN encodings"),
                    temporary / "encodings.png")  # fmt: skip
@@ -286,154 +287,55 @@ def evaluate_unlabelled(
         rows = [[images[i], *(d.images[i, 0] for d in decoded.values())] for i in range(min(4, count))]
         plots.save(plots.image_rows(rows, ["input", *(f"decoded {name}" for name in decoded)]),
                    temporary / "images.png")  # fmt: skip
-        metrics["seconds"] = time.perf_counter() - started
-        (temporary / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        (temporary / "report.md").write_text(_unlabelled_markdown(metrics, Path(model_path), Path(data_path)))
-    return EvaluationResult(Path(report_dir), metrics)
+        report = EvaluationReport(
+            model=str(model_path),
+            data=str(data_path),
+            cfs=card.cfs,
+            architecture=card.architecture,
+            scope=UNLABELLED,
+            count=len(images),
+            decoded_count=count,
+            decoded={
+                f"decoded {name}": ImageScores(ScoreSummary.of(d.image_r2[:, 0]), ScoreSummary.of(d.image_mse[:, 0]))
+                for name, d in decoded.items()
+            },  # fmt: skip
+            seconds=time.perf_counter() - started,
+            cfsx_version=__version__,
+            estimates={
+                name: EstimateSpread(named(labels, v.mean(axis=0)), named(labels, v.std(axis=0)))
+                for name, v in estimates.items()
+            },  # fmt: skip
+            report_dir=str(report_dir),
+        )
+        _write_report(temporary, report)
+    return report
 
 
-def _unlabelled_markdown(metrics: dict[str, Any], model_path: Path, data_path: Path) -> str:
-    lines = [
-        f"# Evaluation of {model_path.name} on {data_path.name} (no known encodings)",
-        "",
-        f"{metrics['count']} images without known encodings; {metrics['images']['count']} of them decoded by the "
-        f"engine from each estimate and compared with the image after the least-squares scale. Written by cfsx "
-        f"{metrics['cfsx_version']} in {metrics['seconds']:.0f} s. For image-by-image answers use cfsx interpret.",
-        "",
-        "| encoding | image R2 median | image R2 mean | p10 | p90 |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, scores in metrics["images"].items():
-        if name != "count":
-            r2 = scores["image_r2"]
-            lines.append(f"| {name} | {r2['median']:.3f} | {r2['mean']:.3f} | {r2['p10']:.3f} | {r2['p90']:.3f} |")
-    lines += ["", "![decoded images](images.png)", "", "![image R2](image-r2.png)", "",
-              "![CNN encodings](encodings.png)", ""]  # fmt: skip
-    return "\n".join(lines)
-
-
-def _corrupted_scores(model, inversion, lattices, truth, labels, simulation, evaluation, folder) -> dict[str, Any]:
+def _corrupted_scores(
+    run: _LabelledRun, inversion: WarrenCowleyInversion, lattices: np.ndarray, truth: np.ndarray, folder: Path
+) -> CorruptedScores:
     """CNN and classical scores on the structures rendered as corrupted detector images, then corrected."""
     from .config import CorrectionConfig, load_config
     from .correction import correct_image
     from .detector import CORRUPTIONS, Detector
 
+    diffraction, evaluation = run.simulation.diffraction, run.evaluation
     detector = Detector()
-    grid = [f"output.image_size={simulation.diffraction.image_size}", f"output.h_max={simulation.diffraction.h_max}"]
+    grid = [f"output.image_size={diffraction.image_size}", f"output.h_max={diffraction.h_max}"]
     correction = load_config("correct", detector.correction_overrides() + grid, root=CorrectionConfig)
     rng = np.random.default_rng(evaluation.seed)
     corrected = []
     for lattice in lattices:
-        raw = detector.corrupt(detector.render(lattice, simulation.diffraction.lot_size), set(CORRUPTIONS), rng,
+        raw = detector.corrupt(detector.render(lattice, diffraction.lot_size), set(CORRUPTIONS), rng,
                                evaluation.corrupted_flux)  # fmt: skip
         result = correct_image(raw, correction)
         if not corrected:
             plots.save(plots.correction_figure(raw, result.image, result.mask), folder / "corrupted-example.png")
         corrected.append(result.image)
     corrected = np.stack(corrected)
-    return {
-        "flux": evaluation.corrupted_flux,
-        "corruptions": list(CORRUPTIONS),
-        "cnn": regression_metrics(truth, predict(model, corrected), labels),
-        "classical": regression_metrics(truth, np.nan_to_num(inversion(corrected)), labels),
-    }
-
-
-def _table_row(name: str, scores: dict[str, Any]) -> str:
-    return (
-        f"| {name} | {scores['r2']:.4f} | {scores['mse']:.3e} | {scores['mae']:.3e} | {scores['mean_residual']:+.1e} |"
+    return CorruptedScores(
+        flux=evaluation.corrupted_flux,
+        corruptions=tuple(CORRUPTIONS),
+        cnn=EncodingScores.of(truth, predict(run.model, corrected), run.labels),
+        classical=EncodingScores.of(truth, np.nan_to_num(inversion(corrected)), run.labels),
     )
-
-
-def _report_markdown(metrics: dict[str, Any], model_path: Path, data_path: Path) -> str:
-    cnn, classical = metrics["cnn"], metrics["classical"]
-    lines = [
-        f"# Evaluation of {model_path.name} on {data_path.name}",
-        "",
-        f"Model: {metrics['model']['architecture']} CNN, CFS{metrics['model']['cfs']}; scored on the "
-        f"{metrics['samples']} ({cnn['samples']} samples). Written by cfsx {metrics['cfsx_version']} in "
-        f"{metrics['seconds']:.0f} s.",
-        "",
-        "## Encodings",
-        "",
-        "| method | R2 | MSE | MAE | mean residual |",
-        "| --- | --- | --- | --- | --- |",
-        _table_row("CNN", cnn),
-        _table_row(f"Warren-Cowley least squares (vectors up to {metrics['classical_range']})", classical),
-        "",
-        "| component | CNN R2 | CNN MSE | CNN mean residual | classical R2 | classical MSE |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for label, scores in cnn["per_component"].items():
-        other = classical["per_component"][label]
-        lines.append(
-            f"| {label} | {scores['r2']:.4f} | {scores['mse']:.2e} | {scores['mean_residual']:+.1e} | "
-            f"{other['r2']:.4f} | {other['mse']:.2e} |"
-        )
-    lines += [
-        "",
-        "![parity](parity.png)",
-        "",
-        "Residuals (predicted - true) with their binned mean (red): a biased model bends away from zero.",
-        "",
-        "![residuals](residuals.png)",
-        "",
-        "The classical estimate on the same samples:",
-        "",
-        "![parity of the classical estimate](parity-classical.png)",
-        "",
-    ]
-    if "corrupted" in metrics:
-        corrupted = metrics["corrupted"]
-        lines += [
-            "## On corrupted detector images",
-            "",
-            f"The first {corrupted['cnn']['samples']} of these structures rendered as 512 x 512 detector images "
-            f"(all lot origins) with {', '.join(corrupted['corruptions'])} ({corrupted['flux']:g} counts per pixel), "
-            "then corrected by cfsx correct with their calibration (cfsx/detector.py):",
-            "",
-            "| method | R2 | MSE | MAE | mean residual |",
-            "| --- | --- | --- | --- | --- |",
-            _table_row("CNN", corrupted["cnn"]),
-            _table_row("Warren-Cowley least squares", corrupted["classical"]),
-            "",
-            "![a corrupted image and its correction](corrupted-example.png)",
-            "",
-        ]
-    if "images" in metrics:
-        images = metrics["images"]
-        lines += [
-            "## Images decoded again by the engine",
-            "",
-            f"{images['count']} hold-out images. Each row's encoding is simulated again (new seeds) and the image "
-            "compared with the input image. 're-simulated truth' uses the true encoding: the intrinsic noise of "
-            "the stochastic simulation, the floor for any interpretation.",
-            "",
-            "| encoding | image R2 median | image R2 mean | p10 | p90 | image MSE median |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for name, scores in images.items():
-            if name == "count":
-                continue
-            r2, mse = scores["image_r2"], scores["image_mse"]
-            lines.append(
-                f"| {name} | {r2['median']:.3f} | {r2['mean']:.3f} | {r2['p10']:.3f} | {r2['p90']:.3f} | "
-                f"{mse['median']:.3e} |"
-            )
-        lines += ["", "![image R2](image-r2.png)", "", "![examples (log10 intensity)](images.png)", ""]
-    lines += [
-        "## Training",
-        "",
-        f"{metrics['training']['epochs_run']} epochs, best {metrics['training']['best_epoch']}, "
-        f"{metrics['training']['seconds']:.0f} s; samples {metrics['training']['samples']}.",
-        "",
-        "![training](training.png)",
-        "",
-        "## Data",
-        "",
-        "![encodings](encodings.png)",
-        "",
-        "![intensities](intensities.png)",
-        "",
-    ]
-    return "\n".join(lines)

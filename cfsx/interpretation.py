@@ -39,11 +39,9 @@ from .estimates import (
     least_squares,
 )
 from .inversion import NO_WINDOW
-from .metrics import image_mse, scaled_image_r2
 from .model_card import ModelCard
 from .outputs import atomic_directory, claim_outputs
 from .results import (
-    DecodedReplicates,
     Interpretation,
     ModelSummary,
     Provenance,
@@ -52,7 +50,7 @@ from .results import (
     stacked,
     write_results_h5,
 )
-from .simulation import decode, sample_seeds
+from .simulation import Decoded, decode, decode_replicates, sample_seeds
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +87,17 @@ def read_observed(
     inputs: list[str],
     card: ModelCard,
     correction: CorrectionConfig,
-    mask_file: str | None = None,
     progress: Progress | None = None,
 ) -> Observed:
     """Images from cfsx .h5 files (simulate or correct) as they are; raw images corrected onto the model's grid."""
-    from .correction import correct_file, expand_inputs, read_image
+    from .correction import correct_file, mask_of
     from .dataset import open_dataset
+    from .readers import expand_inputs
 
     size, h_max = card.image_size, card.h_max
     grid = dataclasses.replace(correction.output, image_size=size, h_max=h_max)
     correction = dataclasses.replace(correction, output=grid)
-    extra_mask = read_image(mask_file)[0] != 0 if mask_file else None
+    extra_mask = mask_of(correction)
     specs = expand_inputs(inputs)
     images, sources, masks, truths, lots = [], [], [], [], []
     for number, spec in enumerate(specs):
@@ -144,61 +142,6 @@ def read_observed(
     return observed
 
 
-@dataclass
-class Decoded:
-    """Replicates of the decoded structures: arrays (S, R, ...) and their scores against the observation."""
-
-    images: np.ndarray
-    lattices: np.ndarray
-    achieved: np.ndarray
-    interactions: np.ndarray
-    cycles: np.ndarray
-    seeds: np.ndarray  # (R,)
-    image_r2: np.ndarray  # (S, R)
-    image_mse: np.ndarray  # (S, R) in the engine's units (the observation divided by the scale)
-    scale: np.ndarray  # (S, R) least-squares factor: observation ~ scale * decoded image
-    # (S, R(R-1)/2): image R2 of one replicate against another, both decoded from the same encoding. The
-    # best image R2 any encoding can reach against an image of these simulation settings: the floor.
-    image_r2_floor: np.ndarray
-
-    def image(self, index: int) -> DecodedReplicates:
-        """One image's replicates."""
-        fields = {item.name: getattr(self, item.name)[index] for item in dataclasses.fields(DecodedReplicates)}
-        return DecodedReplicates(**fields)
-
-
-def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, seeds: list[int], workers: int,
-                      progress: Progress | None = None) -> Decoded:  # fmt: skip
-    """Decode every encoding once per seed (the same seeds for every image) and score each replicate."""
-    count, replicates = len(encodings), len(seeds)
-    report = (lambda done, total: progress("decode", done, total)) if progress else None
-    out = decode(simulation, np.repeat(encodings, replicates, axis=0), 0, workers, report, seeds * count)
-    images = out["images"].astype(np.float64)
-    repeated = np.repeat(observed, replicates, axis=0)
-    r2, scale = scaled_image_r2(repeated, images)
-    mse = image_mse(repeated / np.where(scale > 0, scale, np.nan)[:, None, None], images)
-
-    def shaped(array: np.ndarray) -> np.ndarray:
-        return array.reshape(count, replicates, *array.shape[1:])
-
-    first, second = np.triu_indices(replicates, k=1)
-    decoded = shaped(images)
-    floor = scaled_image_r2(decoded[:, first].reshape(-1, *images.shape[1:]),
-                            decoded[:, second].reshape(-1, *images.shape[1:]))[0]  # fmt: skip
-    return Decoded(
-        images=shaped(out["images"]),
-        lattices=shaped(out["lattices"]),
-        achieved=shaped(out["encodings/achieved"]),
-        interactions=shaped(out["interactions"]),
-        cycles=shaped(out["cycles"]),
-        seeds=np.asarray(seeds, dtype=np.uint64),
-        image_r2=shaped(r2),
-        image_mse=shaped(mse),
-        scale=shaped(scale),
-        image_r2_floor=floor.reshape(count, len(first)),
-    )
-
-
 def select_decoded(decoded_by: dict[str, Decoded], sources: list[str]) -> Decoded:
     """Per image, the decoded replicates of the estimate named in ``sources``."""
     first = next(iter(decoded_by.values()))
@@ -222,29 +165,39 @@ class InterpretationResult:
     seconds: dict[str, float]
 
 
+@dataclass(frozen=True)
+class InterpretationOutput:
+    """Where ``interpret`` writes: the results directory, and optionally a knowledge store (.h5) to append the
+    interpreted images to and an existing directory for the figures (default DIRECTORY/figures)."""
+
+    directory: Path
+    record: Path | None = None
+    figures: Path | None = None
+
+
 def interpret(
     model_path: str | Path,
     inputs: list[str],
-    output_dir: str | Path,
-    config: InterpretationConfig,
-    correction: CorrectionConfig,
+    output: str | Path | InterpretationOutput,
+    config: InterpretationConfig | None = None,
+    correction: CorrectionConfig | None = None,
     *,
-    mask_file: str | None = None,
-    record: str | Path | None = None,
     workers: int = 1,
     progress: Progress | None = None,
-    figure_dir: str | Path | None = None,
 ) -> InterpretationResult:
     """Interpret image files with a model and write the results; see the module docstring for what is written.
 
-    Figures (``output.figures``) go to OUTPUT/figures/, or to the existing directory ``figure_dir``."""
+    ``output``: the results directory, or an InterpretationOutput that also names a knowledge store and a
+    figure directory. Raw images are corrected with ``correction`` (its ``mask.file`` included)."""
+    output = output if isinstance(output, InterpretationOutput) else InterpretationOutput(Path(output))
     files = [spec.partition("::")[0] for spec in inputs if not any(char in spec for char in "*?[")]
-    if figure_dir is not None and not Path(figure_dir).is_dir():
-        raise DataError(f"figure directory {figure_dir} does not exist")
+    if output.figures is not None and not Path(output.figures).is_dir():
+        raise DataError(f"figure directory {output.figures} does not exist")
     model_path = resolve_model(model_path)
-    with claim_outputs(files=[record], directories=[output_dir], inputs=[model_path, *files]):
-        return _interpret(model_path, inputs, Path(output_dir), config, correction, mask_file, record, workers,
-                          progress, figure_dir)  # fmt: skip
+    config, correction = config or InterpretationConfig(), correction or CorrectionConfig()
+    with claim_outputs(files=[output.record], directories=[output.directory],
+                       inputs=[model_path, *files, correction.mask.file]):  # fmt: skip
+        return _interpret(model_path, inputs, output, config, correction, workers, progress)
 
 
 def interpret_images(
@@ -391,17 +344,15 @@ def interpret_observed(
 def _interpret(
     model_path: Path,
     inputs: list[str],
-    output_dir: Path,
+    output: InterpretationOutput,
     config: InterpretationConfig,
     correction: CorrectionConfig,
-    mask_file: str | None,
-    record: str | Path | None,
     workers: int,
     progress: Progress | None,
-    figure_dir: str | Path | None,
 ) -> InterpretationResult:
     from .models import load_model
 
+    output_dir, record, figure_dir = Path(output.directory), output.record, output.figures
     clock = {"start": time.perf_counter()}
     network, card = load_model(model_path)
     if record is not None:
@@ -410,7 +361,7 @@ def _interpret(
         if config.decode.replicates == 0:
             raise ConfigError("--record stores decoded structures: decode.replicates must be >= 1")
         check_appendable(record, store_attributes(card))
-    observed = read_observed(inputs, card, correction, mask_file, progress)
+    observed = read_observed(inputs, card, correction, progress)
     clock["read"] = time.perf_counter()
     interpretations = interpret_observed(network, card, observed, config, workers, progress, clock)
 
@@ -461,15 +412,15 @@ def _refine_all(images, cnn, simulation, vectors, labels, settings: RefineConfig
     expected = ExpectedIntensity(
         vectors, diffraction.image_size, diffraction.h_max, diffraction.lot_size, simulation.lattice.concentration
     )
-    low, high = (np.asarray(bound) for bound in simulation.targets.bounds(len(vectors)))
+    bounds = tuple(np.asarray(bound) for bound in simulation.targets.bounds(len(vectors)))
     seeds = sample_seeds(settings.seed, settings.seeds)
 
     def decode_images(encoding: np.ndarray) -> np.ndarray:
         return decode(simulation, np.repeat(encoding[None], len(seeds), axis=0), 0, seeds=seeds)["images"]
 
     def run(start: np.ndarray, image: np.ndarray):
-        return refine(image, start, expected, decode_images, low, high,
-                      settings.expected_iterations, settings.decoded_iterations)  # fmt: skip
+        return refine(image, start, expected, decode_images, bounds,
+                      (settings.expected_iterations, settings.decoded_iterations))  # fmt: skip
 
     records, refined = [], []
     for index, image in enumerate(images):

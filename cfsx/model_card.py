@@ -130,6 +130,16 @@ class ModelCard:
             metadata=document,
         )
 
+    def to_json(self) -> str:
+        """The card as JSON text (its path and whole metadata document); ``from_json`` gives it back."""
+        return json.dumps({"path": str(self.path), "metadata": self.metadata})
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        """The card ``to_json`` wrote."""
+        document = json.loads(text)
+        return cls.from_metadata(document["metadata"], document["path"])
+
     def summary(self) -> str:
         """What ``cfsx info`` prints of a model: encoding, grid, training run, hold-out, decoding settings."""
         training, test, simulation = self.training, self.hold_out, self.decoding()

@@ -115,12 +115,13 @@ def refine(
     start: np.ndarray,
     expected: ExpectedIntensity,
     decode_images: DecodeImages,
-    low: np.ndarray,
-    high: np.ndarray,
-    expected_iterations: int = 200,
-    decoded_iterations: int = 10,
+    bounds: tuple[np.ndarray, np.ndarray],
+    iterations: tuple[int, int] = (200, 10),
 ) -> Refinement:
-    """Refine ``start`` (module docstring); ``decode_images`` decodes one encoding with fixed seeds."""
+    """Refine ``start`` within ``bounds`` (low, high) (module docstring); ``decode_images`` decodes one encoding
+    with fixed seeds; ``iterations``: at most this many of the expected-intensity fit, then of the decoded one."""
+    low, high = bounds
+    expected_iterations, decoded_iterations = iterations
     began = time.perf_counter()
     observed = np.asarray(observed, dtype=np.float64)
     evaluations = 0

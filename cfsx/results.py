@@ -8,13 +8,14 @@ their ``summary``, ``results_document`` makes results.json from them (cfsx/resul
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from . import records
 from .encoding import named, vector_labels
 from .estimates import FINAL_RULE
 
@@ -147,12 +148,12 @@ class Interpretation:
 
     def to_json(self) -> str:
         """The whole record as JSON text (arrays as nested lists with their dtype): ``from_json`` gives it back."""
-        return json.dumps(_plain(self))
+        return records.to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> Interpretation:
         """The record ``to_json`` wrote."""
-        return _from_plain(cls, json.loads(text))
+        return records.from_json(cls, text)
 
     def summary(self) -> str:
         """One line: the final encoding with its uncertainty, and which estimate it is."""
@@ -161,49 +162,6 @@ class Interpretation:
             for label, value, sigma in zip(self.labels, self.encoding, self.uncertainty, strict=True)
         )
         return f"{short_name(self.source)} ({self.final_source.replace('_', ' ')}): {values}"
-
-
-# Fields that hold records, for from_json.
-_RECORD_FIELDS = {
-    ("Interpretation", "provenance"): Provenance,
-    ("Interpretation", "decoded"): DecodedReplicates,
-    ("Provenance", "model"): ModelSummary,
-}
-
-
-def _plain(value: Any) -> Any:
-    """A record as JSON values: dataclasses as dicts, arrays as {"array": lists, "dtype": name}."""
-    if is_dataclass(value):
-        return {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
-    if isinstance(value, np.ndarray):
-        return {"array": value.tolist(), "dtype": value.dtype.str}
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _from_plain(kind: type, data: Any) -> Any:
-    """The inverse of ``_plain`` for dataclass ``kind``: fields typed as records are rebuilt as records."""
-    values = {}
-    for item in fields(kind):
-        value = data[item.name]
-        nested = _RECORD_FIELDS.get((kind.__name__, item.name))
-        values[item.name] = _from_plain(nested, value) if nested and value is not None else _arrays(value)
-    if kind is Provenance:
-        values["decode_seeds"] = tuple(values["decode_seeds"])
-    return kind(**values)
-
-
-def _arrays(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"array", "dtype"}:
-        return np.asarray(value["array"], dtype=np.dtype(value["dtype"]))
-    if isinstance(value, dict):
-        return {key: _arrays(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_arrays(item) for item in value]
-    return value
 
 
 def short_name(source: str) -> str:
@@ -282,7 +240,7 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
         file.attrs.update(format=RESULTS_FORMAT, format_version=RESULTS_FORMAT_VERSION,
                           cfsx_version=provenance.cfsx_version, model=provenance.model.path, labels=first.labels,
                           config=yaml.safe_dump(provenance.config, sort_keys=False),
-                          provenance=json.dumps(_plain(provenance)))  # fmt: skip
+                          provenance=records.to_json(provenance))  # fmt: skip
         file["observed"] = np.stack([i.observed for i in interpretations])
         file["vectors"] = first.vectors
         file.create_dataset("sources", data=[i.source for i in interpretations], dtype=text)
@@ -323,7 +281,7 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
     with h5py.File(path, "r") as file:
         if file.attrs.get("format") != RESULTS_FORMAT or "provenance" not in file.attrs:
             raise DataError(f"{path} is not a results.h5 of this cfsx (format {RESULTS_FORMAT}, with provenance)")
-        provenance = _from_plain(Provenance, json.loads(file.attrs["provenance"]))
+        provenance = records.from_json(Provenance, file.attrs["provenance"])
         methods = [str(name) for name in file["encodings"].attrs["methods"]]
         arrays = {name: file[name][()] for name in ("observed", "vectors", "masks", "truth") if name in file}
         sources = [text.decode() for text in file["sources"][()]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import json
 import logging
@@ -32,6 +33,7 @@ from .config import SimulationConfig
 from .cpus import available_cpus
 from .encoding import cfs_vectors
 from .errors import ClusterError, ConfigError, DataError
+from .metrics import image_mse, scaled_image_r2
 from .outputs import check_output, claim_outputs, output_failure, writing
 
 log = logging.getLogger(__name__)
@@ -124,14 +126,16 @@ def run_feedback(config: SimulationConfig, lattice: np.ndarray, target: np.ndarr
         cfs_vectors(config.encoding.cfs),
         target,
         state,
-        gain=fb.gain,
-        sweeps_per_cycle=fb.sweeps_per_cycle,
-        tolerance=fb.tolerance_for(size),
-        max_cycles=fb.max_cycles,
-        coupling_bound=fb.coupling_bound,
-        stall_cycles=fb.stall_cycles,
-        stall_noise=1.0 / size,
-        adaptive=fb.update == "adaptive",
+        engine.FeedbackSettings(
+            gain=fb.gain,
+            sweeps_per_cycle=fb.sweeps_per_cycle,
+            tolerance=fb.tolerance_for(size),
+            max_cycles=fb.max_cycles,
+            coupling_bound=fb.coupling_bound,
+            stall_cycles=fb.stall_cycles,
+            stall_noise=1.0 / size,
+            adaptive=fb.update == "adaptive",
+        ),
     )
 
 
@@ -265,6 +269,13 @@ class SimulationReport:
     resumed_samples: int
     seconds: float
     reach: dataset.ReachSummary
+
+    def summary(self) -> str:
+        """What ``cfsx simulate`` prints: the file written, and how closely the feedback reached the targets."""
+        resumed = f" ({self.resumed_samples} from checkpoints)" if self.resumed_samples else ""
+        return (
+            f"wrote {self.samples} samples to {self.output} in {self.seconds:.1f} s{resumed}\n" + self.reach.summary()
+        )
 
 
 def _checkpoint_dir(output: Path) -> Path:
@@ -505,3 +516,60 @@ def _simulate(
         config.feedback.tolerance_for(config.lattice.size), np.concatenate(stops),
     )  # fmt: skip
     return SimulationReport(output, n_samples, resumed, seconds, reach)
+
+
+@dataclass
+class Decoded:
+    """Replicates of the decoded structures: arrays (S, R, ...) and their scores against the observation."""
+
+    images: np.ndarray
+    lattices: np.ndarray
+    achieved: np.ndarray
+    interactions: np.ndarray
+    cycles: np.ndarray
+    seeds: np.ndarray  # (R,)
+    image_r2: np.ndarray  # (S, R)
+    image_mse: np.ndarray  # (S, R) in the engine's units (the observation divided by the scale)
+    scale: np.ndarray  # (S, R) least-squares factor: observation ~ scale * decoded image
+    # (S, R(R-1)/2): image R2 of one replicate against another, both decoded from the same encoding. The
+    # best image R2 any encoding can reach against an image of these simulation settings: the floor.
+    image_r2_floor: np.ndarray
+
+    def image(self, index: int):
+        """One image's replicates, a results.DecodedReplicates."""
+        from .results import DecodedReplicates
+
+        fields = {item.name: getattr(self, item.name)[index] for item in dataclasses.fields(DecodedReplicates)}
+        return DecodedReplicates(**fields)
+
+
+def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, seeds: list[int], workers: int,
+                      progress: Callable[[str, int, int], None] | None = None) -> Decoded:  # fmt: skip
+    """Decode every encoding once per seed (the same seeds for every image) and score each replicate."""
+    count, replicates = len(encodings), len(seeds)
+    report = (lambda done, total: progress("decode", done, total)) if progress else None  # (stage, done, total)
+    out = decode(simulation, np.repeat(encodings, replicates, axis=0), 0, workers, report, seeds * count)
+    images = out["images"].astype(np.float64)
+    repeated = np.repeat(observed, replicates, axis=0)
+    r2, scale = scaled_image_r2(repeated, images)
+    mse = image_mse(repeated / np.where(scale > 0, scale, np.nan)[:, None, None], images)
+
+    def shaped(array: np.ndarray) -> np.ndarray:
+        return array.reshape(count, replicates, *array.shape[1:])
+
+    first, second = np.triu_indices(replicates, k=1)
+    decoded = shaped(images)
+    floor = scaled_image_r2(decoded[:, first].reshape(-1, *images.shape[1:]),
+                            decoded[:, second].reshape(-1, *images.shape[1:]))[0]  # fmt: skip
+    return Decoded(
+        images=shaped(out["images"]),
+        lattices=shaped(out["lattices"]),
+        achieved=shaped(out["encodings/achieved"]),
+        interactions=shaped(out["interactions"]),
+        cycles=shaped(out["cycles"]),
+        seeds=np.asarray(seeds, dtype=np.uint64),
+        image_r2=shaped(r2),
+        image_mse=shaped(mse),
+        scale=shaped(scale),
+        image_r2_floor=floor.reshape(count, len(first)),
+    )

@@ -136,7 +136,8 @@ def test_the_quickstart_notebook_runs_and_shows_the_interpretation(tmp_path):
     client.execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     text = "".join(output.get("text", "") for output in outputs)
-    assert "hold-out R2" in text and text.count("| truth") == 4
+    assert "hold-out of" in text and text.count("| truth") == 4
+    assert "epochs" in text and "6/6" in text  # cfsx.ProgressBars drew the training's progress
     assert any("image/png" in output.get("data", {}) for output in outputs), "the figure was not shown"
 
 
@@ -197,3 +198,95 @@ def test_interpretation_records_round_trip_through_json_and_hdf5(model_and_image
         assert_same_record(record, Interpretation.from_json(record.to_json()))
     for record, read in zip(records, read_results_h5(tmp_path / "out" / "results.h5"), strict=True):
         assert_same_record(record, read)
+
+
+def test_evaluation_reports_round_trip_through_json_and_hdf5(model_and_images, tmp_path):
+    from cfsx.evaluation import evaluate
+    from cfsx.evaluation_report import EvaluationReport, read_report_h5, write_report_h5
+
+    folder, _ = model_and_images
+    config = load_config("train-demo", ["evaluation.resimulated=2"], root=TrainingConfig)
+    report = evaluate(folder / "model.keras", folder / "unseen.h5", tmp_path / "report", config)
+    assert report.labelled and report.scope == "whole file" and report.cnn.samples == 4
+    assert list(report.cnn.per_component) == ["alpha(0,1)", "alpha(1,0)", "alpha(1,1)"]
+    assert report.decoded_count == 2 and set(report.decoded) == {"re-simulated truth", "decoded CNN",
+                                                                 "decoded classical"}  # fmt: skip
+    assert_same_record(report, EvaluationReport.from_json(report.to_json()))
+    assert_same_record(report, EvaluationReport.from_json((tmp_path / "report" / "metrics.json").read_text()))
+    write_report_h5(tmp_path / "report.h5", report)
+    assert_same_record(report, read_report_h5(tmp_path / "report.h5"))
+    unlabelled = evaluate(folder / "model.keras", folder / "corrected.h5", tmp_path / "unlabelled", config)
+    assert not unlabelled.labelled and unlabelled.estimates["CNN"].mean.keys() == report.cnn.per_component.keys()
+    write_report_h5(tmp_path / "unlabelled.h5", unlabelled)
+    assert_same_record(unlabelled, read_report_h5(tmp_path / "unlabelled.h5"))
+    assert "image tests only" in unlabelled.summary() and "CNN R2" in report.summary()
+    with pytest.raises(DataError, match="not an evaluation report"):
+        EvaluationReport.from_json(json.dumps({"format": "something else"}))
+
+
+def test_correction_records_round_trip_through_json_and_the_corrected_file(tmp_path):
+    from cfsx.correction import Correction, correct_files
+    from cfsx.dataset import read_corrections
+
+    rng = np.random.default_rng(3)
+    for number in range(2):
+        image = rng.gamma(3.0, 1.0, size=(96, 96))
+        image[40:50, 10:20] = np.nan  # a gap, filled by symmetry
+        np.save(tmp_path / f"raw{number}.npy", image)
+    written = correct_files([str(tmp_path / "raw*.npy")], tmp_path / "corrected.h5", CorrectionConfig())
+    assert [c.source for c in written] == [str(tmp_path / "raw0.npy"), str(tmp_path / "raw1.npy")]
+    assert written[0].step("read")["source"] == str(tmp_path / "raw0.npy") and written[0].step("nothing") is None
+    assert "cells filled by symmetry" in written[0].summary() and (written[0].mask == 1).any()
+    for record, read in zip(written, read_corrections(tmp_path / "corrected.h5"), strict=True):
+        assert_same_record(record, read)
+        assert_same_record(record, Correction.from_json(record.to_json()))
+    cells = written[0].record()["cells"]
+    assert sum(cells.values()) == written[0].mask.size and cells["filled_by_symmetry"] > 0
+
+
+def test_train_on_arrays_writes_the_data_beside_the_model_and_a_card_that_decodes(model_and_images, tmp_path):
+    from cfsx.encoding import cfs_vectors
+    from cfsx.evaluation import evaluate
+    from cfsx.model_card import ModelCard, read_model_card
+    from cfsx.training import TrainingArrays
+
+    folder, _ = model_and_images
+    with h5py.File(folder / "train.h5") as file:
+        images, labels = file["images"][()], file["encodings/achieved"][()]
+    data = TrainingArrays(images, labels, cfs_vectors(2), h_max=1.0, lot_size=10)
+    config = load_config("train-demo", root=TrainingConfig, **{"fit.epochs": 1})
+    result = train(data, tmp_path / "arrays.keras", config)
+    card = read_model_card(result.model_path)
+    assert card.cfs == 2 and card.image_size == images.shape[1] and card.lot_size == 10 and card.h_max == 1.0
+    assert card.decoding().encoding.cfs == 2 and result.card.hold_out == card.hold_out
+    assert ModelCard.from_json(card.to_json()).metadata == card.metadata
+    assert card.training["data_files"][0]["path"] == str(tmp_path / "arrays-data.h5")
+    with h5py.File(tmp_path / "arrays-data.h5") as file:
+        np.testing.assert_array_equal(file["images"][()], images.astype(np.float32))
+        assert file.attrs["kind"] == "arrays"
+    report = evaluate(result.model_path, tmp_path / "arrays-data.h5", tmp_path / "report",
+                      load_config("train-demo", ["evaluation.resimulated=0"], root=TrainingConfig))  # fmt: skip
+    assert report.scope == "recorded hold-out" and report.cnn.samples == len(card.hold_out_indices)
+    with pytest.raises(DataError, match="lattice vectors of a CFS"):
+        train(TrainingArrays(images, labels, cfs_vectors(2)[::-1], 1.0, 10), tmp_path / "bad.keras", config)
+    with pytest.raises(DataError, match="labels must be"):
+        train(TrainingArrays(images, labels[:, :2], cfs_vectors(2), 1.0, 10), tmp_path / "bad.keras", config)
+    assert not (tmp_path / "bad.keras").exists() and not (tmp_path / "bad-data.h5").exists()
+
+
+def test_no_library_function_takes_more_than_seven_parameters():
+    """Outside the Typer commands (which mirror their options) functions take a few named things."""
+    import ast
+    from pathlib import Path
+
+    crowded = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "cfsx").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                arguments = node.args
+                names = [a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)]
+                count = len(names) + bool(arguments.vararg) + bool(arguments.kwarg) - (names[:1] in (["self"], ["cls"]))
+                command = any("command" in ast.unparse(decorator) for decorator in node.decorator_list)
+                if count > 7 and not command:
+                    crowded.append(f"{path.name}:{node.lineno} {node.name} ({count})")
+    assert not crowded, crowded

@@ -126,7 +126,7 @@ def test_training_under_a_distribution_strategy_gives_a_model_evaluate_reads(str
     assert result.metadata["training"]["strategy"] == strategy
     assert result.metadata["training"]["replicas"] >= 1
     report = evaluate(result.model_path, data, tmp_path / "report", config)
-    assert report.metrics["cnn"]["samples"] == len(result.metadata["split"]["test"])
+    assert report.cnn.samples == len(result.metadata["split"]["test"])
 
 
 def test_several_workers_are_refused_with_one_clear_line(tmp_path):

@@ -24,17 +24,16 @@ from cfsx.correction import (
     calibrate_from_file,
     correct_files,
     correct_image,
-    expand_inputs,
     invalid_pixels,
     pixel_coordinates,
     pixel_of,
-    read_image,
     symmetry_fill,
 )
 from cfsx.detector import CORRUPTIONS, Detector
 from cfsx.engine import reciprocal_grid
 from cfsx.errors import ConfigError, DataError
 from cfsx.metrics import image_r2
+from cfsx.readers import expand_inputs, read_image
 
 
 def plain_config(**sections) -> CorrectionConfig:

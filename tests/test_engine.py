@@ -69,8 +69,10 @@ def test_feedback_equals_reference_step_for_step():
     reference.random_lattice(8, 0.5, rng)
     options = dict(gain=0.5, sweeps_per_cycle=2, tolerance=0.0, max_cycles=4, coupling_bound=0.25)
     target = np.array([-0.25, 0.5, 0.0])
-    result = engine.feedback(lattice, vectors, target, state, **options)
-    lat, alpha, couplings, cycles, reason = reference.feedback(lattice, vectors, target, rng, **options)
+    result = engine.feedback(lattice, vectors, target, state, engine.FeedbackSettings(**options))
+    lat, alpha, couplings, cycles, reason = reference.feedback(
+        lattice, vectors, target, rng, engine.FeedbackSettings(**options)
+    )
     assert result.cycles == cycles == 4 and result.reason == reason == engine.STOP_REASONS.index("max_cycles")
     assert np.array_equal(result.lattice, lat)
     np.testing.assert_allclose(result.achieved, alpha, atol=1e-12)
@@ -90,8 +92,10 @@ def test_stagnation_stop_equals_reference_step_for_step(bound, adaptive):
     options = dict(gain=0.5, sweeps_per_cycle=1, tolerance=0.01, max_cycles=40, coupling_bound=bound,
                    stall_cycles=3, stall_noise=0.1, adaptive=adaptive)  # fmt: skip
     target = np.array([-0.9, 0.9, 0.9])  # not jointly realisable: unlike along y and alike along x make (1,1) unlike
-    result = engine.feedback(lattice, vectors, target, state, **options)
-    lat, alpha, couplings, cycles, reason = reference.feedback(lattice, vectors, target, rng, **options)
+    result = engine.feedback(lattice, vectors, target, state, engine.FeedbackSettings(**options))
+    lat, alpha, couplings, cycles, reason = reference.feedback(
+        lattice, vectors, target, rng, engine.FeedbackSettings(**options)
+    )
     assert result.cycles == cycles < 40 and result.reason == reason == engine.STOP_REASONS.index("stalled")
     assert np.array_equal(result.lattice, lat)
     np.testing.assert_allclose(result.couplings, couplings, atol=1e-12)
@@ -233,7 +237,7 @@ def test_bad_inputs_raise_clear_errors(call, message):
 def _feedback(target):
     return engine.feedback(
         checkerboard(8), cfs_vectors(2), np.array(target, float), engine.seed_state(0),
-        gain=0.1, sweeps_per_cycle=1, tolerance=0.01, max_cycles=2, coupling_bound=1.0,
+        engine.FeedbackSettings(gain=0.1, sweeps_per_cycle=1, tolerance=0.01, max_cycles=2, coupling_bound=1.0),
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from cfsx.detector import Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.estimates import choose_final, least_squares
 from cfsx.evaluation import hold_out_indices
-from cfsx.interpretation import SCHEMA_PATH, interpret
+from cfsx.interpretation import SCHEMA_PATH, InterpretationOutput, interpret
 from cfsx.inversion import NO_WINDOW
 from cfsx.metrics import image_r2
 from cfsx.model_card import read_model_card
@@ -210,8 +210,8 @@ def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
     store = tmp_path / "store.h5"
     config = interpretation_config(**{"output.figures": False, "decode.replicates": 2})
     for run in range(2):
-        result = interpret(setup / "model.keras", [str(setup / "unseen.h5")], tmp_path / "out", config,
-                           CorrectionConfig(), record=store)  # fmt: skip
+        output = InterpretationOutput(tmp_path / "out", record=store)
+        result = interpret(setup / "model.keras", [str(setup / "unseen.h5")], output, config, CorrectionConfig())
         assert result.document["store_size"] == 12 * (run + 1)
     summary = summarise_data(store)  # a store is a training dataset
     assert summary.samples == 24 and summary.cfs == 2
@@ -293,9 +293,9 @@ def test_interpret_and_evaluate_read_a_file_of_cfsx_correct(setup, tmp_path):
     )  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert metrics["samples"] == "unlabelled file" and metrics["images"]["count"] == 3
+    assert metrics["scope"] == "unlabelled file" and metrics["decoded_count"] == 3 and metrics["cnn"] is None
     # Images corrected from clean simulated ones are explained by their decoded CNN encodings.
-    assert metrics["images"]["decoded CNN"]["image_r2"]["median"] > 0.3
+    assert metrics["decoded"]["decoded CNN"]["image_r2"]["median"] > 0.3
 
 
 def test_cnn_only_interpretation_skips_decoding(setup, tmp_path):
@@ -349,12 +349,13 @@ def test_json_records_of_train_evaluate_and_interpret(setup, tmp_path):
         np.save(tmp_path / "raw.npy", np.kron(file["images"][0], np.ones((2, 2))))
     corrected = run("correct", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "corrected.h5"),
                     "--set", "output.image_size=32")  # fmt: skip
-    assert corrected["images"] == 1 and corrected["provenance"][0][0]["step"] == "read"
+    assert len(corrected["images"]) == 1 and corrected["images"][0]["provenance"][0]["step"] == "read"
+    assert sum(corrected["images"][0]["cells"].values()) == 32 * 32
     trained = run("train", str(setup / "train.h5"), "-o", str(tmp_path / "one.keras"), "--epochs", "1")
     assert trained["model"].endswith("one.keras") and trained["metadata"]["training"]["epochs_run"] == 1
     evaluated = run("evaluate", str(setup / "model.keras"), str(setup / "unseen.h5"), "-o", str(tmp_path / "report"),
                     "--workers", "1", "--resimulated", "2")  # fmt: skip
-    assert evaluated["metrics"]["cnn"]["samples"] > 0
+    assert evaluated["cnn"]["samples"] > 0 and evaluated["format"] == "cfsx-evaluation"
     interpreted = run("interpret", "--model", str(setup / "model.keras"), str(setup / "unseen.h5"),
                       "-o", str(tmp_path / "out"), "--workers", "1", "--replicates", "1", "--no-figures")  # fmt: skip
     assert interpreted["summary"]["images"] == 12 and interpreted == json.loads(

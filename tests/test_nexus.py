@@ -10,7 +10,7 @@ from nexusformat.nexus import nxload
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
 from cfsx.dataset import describe, merge_shards
 from cfsx.engine import reciprocal_grid
-from cfsx.interpretation import interpret
+from cfsx.interpretation import InterpretationOutput, interpret
 from cfsx.simulation import Shard, simulate
 from cfsx.training import train
 
@@ -46,8 +46,8 @@ def made(tmp_path_factory, small_run):
     train(folder / "data.h5", folder / "model.keras", load_config("train-demo", root=TrainingConfig,
                                                                    **{"fit.epochs": 1}))  # fmt: skip
     config = load_config("interpret", root=InterpretationConfig, **{"decode.replicates": 2, "output.figures": False})
-    interpret(folder / "model.keras", [str(folder / "corrected.h5")], folder / "out", config, CorrectionConfig(),
-              record=folder / "store.h5")  # fmt: skip
+    interpret(folder / "model.keras", [str(folder / "corrected.h5")],
+              InterpretationOutput(folder / "out", record=folder / "store.h5"), config, CorrectionConfig())  # fmt: skip
     return folder
 
 

@@ -72,8 +72,8 @@ def test_feedback_reaches_targets_measured_on_a_reference_lattice():
     assert np.abs(target).max() > 0.1
     lattice, state = engine.random_lattice(48, 0.5, engine.seed_state(22))
     result = engine.feedback(
-        lattice, vectors, target, state, gain=0.25, sweeps_per_cycle=4, tolerance=0.01, max_cycles=200,
-        coupling_bound=2.0,
+        lattice, vectors, target, state,
+        engine.FeedbackSettings(gain=0.25, sweeps_per_cycle=4, tolerance=0.01, max_cycles=200, coupling_bound=2.0),
     )  # fmt: skip
     assert np.abs(result.achieved - target).max() <= 0.02
     np.testing.assert_allclose(engine.measure_alpha(result.lattice, vectors), result.achieved)
@@ -86,8 +86,8 @@ def test_unreachable_targets_stop_at_the_cycle_limit_with_bounded_couplings():
     lattice, state = engine.random_lattice(24, 0.5, engine.seed_state(3))
     # alpha(0,1) = alpha(1,0) = -1 forces alpha(1,1) = +1: asking for -1 is impossible
     result = engine.feedback(
-        lattice, vectors, np.array([-1.0, -1.0, -1.0]), state, gain=5.0, sweeps_per_cycle=1, tolerance=0.01,
-        max_cycles=30, coupling_bound=1.5,
+        lattice, vectors, np.array([-1.0, -1.0, -1.0]), state,
+        engine.FeedbackSettings(gain=5.0, sweeps_per_cycle=1, tolerance=0.01, max_cycles=30, coupling_bound=1.5),
     )  # fmt: skip
     assert result.cycles == 30
     assert np.all(np.abs(result.couplings) <= 1.5)
@@ -100,11 +100,11 @@ def test_stagnation_stops_early_on_unreachable_targets_and_not_on_reachable_ones
     options = dict(gain=0.25, sweeps_per_cycle=4, tolerance=1.5 / 48, max_cycles=200, coupling_bound=2.0,
                    stall_cycles=5, stall_noise=1 / 48)  # fmt: skip
     lattice, state = engine.random_lattice(48, 0.5, engine.seed_state(22))
-    stuck = engine.feedback(lattice, vectors, np.array([-1.0, -1.0, -1.0]), state, **options)
+    stuck = engine.feedback(lattice, vectors, np.array([-1.0, -1.0, -1.0]), state, engine.FeedbackSettings(**options))
     assert stuck.cycles < 60 and engine.STOP_REASONS[stuck.reason] == "stalled"
     reference_lattice, _ = equilibrated(48, vectors, [0.2, -0.15, 0.1], 200, seed=21)
     target = engine.measure_alpha(reference_lattice, vectors)
-    reached = engine.feedback(lattice, vectors, target, state, **options)
+    reached = engine.feedback(lattice, vectors, target, state, engine.FeedbackSettings(**options))
     assert engine.STOP_REASONS[reached.reason] == "reached"
     assert np.abs(reached.achieved - target).max() <= 1.5 / 48
 
@@ -118,9 +118,17 @@ def test_adaptive_update_recovers_known_couplings_within_noise(seed):
     reference_lattice, _ = equilibrated(64, vectors, known, 200, seed=seed)
     target = engine.measure_alpha(reference_lattice, vectors)
     lattice, state = engine.random_lattice(64, 0.5, engine.seed_state(seed + 100))
-    result = engine.feedback(lattice, vectors, target, state, gain=0.25, sweeps_per_cycle=4, tolerance=1.5 / 64,
-                             max_cycles=200, coupling_bound=2.0, stall_cycles=10, stall_noise=1 / 64,
-                             adaptive=True)  # fmt: skip
+    settings = engine.FeedbackSettings(
+        gain=0.25,
+        sweeps_per_cycle=4,
+        tolerance=1.5 / 64,
+        max_cycles=200,
+        coupling_bound=2.0,
+        stall_cycles=10,
+        stall_noise=1 / 64,
+        adaptive=True,
+    )
+    result = engine.feedback(lattice, vectors, target, state, settings)
     assert engine.STOP_REASONS[result.reason] == "reached"
     assert np.abs(result.couplings - known).max() < 0.05
 

@@ -443,7 +443,7 @@ def test_an_unexpected_error_is_one_line_and_exit_1(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody foresaw\nsecond line")
 
-    monkeypatch.setattr("cfsx.dataset.describe", broken)
+    monkeypatch.setattr("cfsx.dataset.DatasetInfo.summary", broken)
     result = runner.invoke(app, ["info", str(Path(__file__).parent / "missing.h5")])
     one_line_error(result, EXIT_BAD_INPUT, "no such file")  # before the broken call
     good = tmp_path / "g.h5"

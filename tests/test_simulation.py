@@ -91,11 +91,7 @@ def test_a_config_without_the_new_keys_runs_the_seed_studys_loop(tiny_config):
         vectors,
         target,
         state,
-        gain=fb.gain,
-        sweeps_per_cycle=fb.sweeps_per_cycle,
-        tolerance=fb.tolerance,
-        max_cycles=fb.max_cycles,
-        coupling_bound=fb.coupling_bound,
+        engine.FeedbackSettings(fb.gain, fb.sweeps_per_cycle, fb.tolerance, fb.max_cycles, fb.coupling_bound),
     )
     diffraction = tiny_config.diffraction
     origins, _ = engine.random_origins(lattice_size, diffraction.n_lots, result.state)

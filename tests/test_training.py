@@ -16,6 +16,7 @@ from cfsx.config import TrainingConfig, load_config
 from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.errors import DataError
 from cfsx.evaluation import evaluate
+from cfsx.evaluation_report import EvaluationReport
 from cfsx.inversion import WarrenCowleyInversion
 from cfsx.model_card import read_metadata
 from cfsx.simulation import simulate
@@ -159,22 +160,22 @@ def test_split_is_deterministic_disjoint_and_complete():
 
 def test_evaluate_scores_exactly_the_recorded_hold_out(trained, data_dir, tmp_path):
     result = evaluate(trained.model_path, data_dir / "cfs2.h5", tmp_path / "report", training_config())
-    cnn = result.metrics["cnn"]
+    cnn = result.cnn
     recorded = trained.metadata["metrics"]["test"]
-    assert result.metrics["samples"] == "recorded hold-out"
-    assert cnn["samples"] == len(trained.metadata["split"]["test"])
-    assert cnn["r2"] == pytest.approx(recorded["r2"], abs=1e-6)
-    assert cnn["mse"] == pytest.approx(recorded["mse"], rel=1e-5)
+    assert result.scope == "recorded hold-out" and result.labelled
+    assert cnn.samples == len(trained.metadata["split"]["test"])
+    assert cnn.r2 == pytest.approx(recorded["r2"], abs=1e-6)
+    assert cnn.mse == pytest.approx(recorded["mse"], rel=1e-5)
     written = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert written["cnn"]["r2"] == pytest.approx(cnn["r2"])
+    assert written["cnn"]["r2"] == pytest.approx(cnn.r2)
+    assert EvaluationReport.from_json((tmp_path / "report" / "metrics.json").read_text()) == result
     report = (tmp_path / "report" / "report.md").read_text()
     for figure in ("parity.png", "residuals.png", "image-r2.png", "images.png", "encodings.png", "intensities.png"):
         assert f"({figure})" in report
         assert (tmp_path / "report" / figure).stat().st_size > 1000
-    images = result.metrics["images"]
-    assert images["count"] == 6
+    assert result.decoded_count == 6
     # Re-simulating the true encoding cannot reproduce the image exactly (stochastic engine) but resembles it.
-    assert 0.0 < images["re-simulated truth"]["image_r2"]["median"] < 1.0
+    assert 0.0 < result.decoded["re-simulated truth"].image_r2.median < 1.0
 
 
 def test_evaluate_on_corrupted_detector_images(trained, data_dir, tmp_path):
@@ -182,8 +183,8 @@ def test_evaluate_on_corrupted_detector_images(trained, data_dir, tmp_path):
         "train-demo", ["evaluation.resimulated=4", "evaluation.corrupted_flux=3.0"], root=TrainingConfig
     )
     result = evaluate(trained.model_path, data_dir / "cfs2.h5", tmp_path / "report", config)
-    corrupted = result.metrics["corrupted"]
-    assert corrupted["cnn"]["samples"] == 4 and np.isfinite(corrupted["classical"]["r2"])
+    corrupted = result.corrupted
+    assert corrupted.cnn.samples == 4 and np.isfinite(corrupted.classical.r2)
     assert "## On corrupted detector images" in (tmp_path / "report" / "report.md").read_text()
 
 
@@ -192,7 +193,7 @@ def test_evaluate_with_a_model_of_another_cfs(trained, data_dir, tmp_path):
     result = evaluate(
         trained.model_path, data_dir / "cfs2.h5", tmp_path / "report", training_config(), compare=[other.model_path]
     )
-    assert any("CFS3 model" in name for name in result.metrics["images"])
+    assert any("CFS3 model" in name for name in result.decoded)
     with pytest.raises(DataError, match="CFS3 encodings"):
         evaluate(other.model_path, data_dir / "cfs2.h5", tmp_path / "report2", training_config())
     assert not (tmp_path / "report2").exists()
@@ -308,7 +309,7 @@ def test_a_cfs2_model_trains_and_is_scored_on_cfs3_data(data_dir, tmp_path):
     assert card.cfs == 2 and model.output_shape[-1] == 3
     assert card.decoding_config == load_config("demo").to_yaml()
     report = evaluate(result.model_path, data_dir / "cfs3.h5", tmp_path / "report", training_config())
-    assert report.metrics["cnn"]["samples"] == len(card.hold_out_indices)
+    assert report.cnn.samples == len(card.hold_out_indices)
     summary = summarise_data(data_dir / "cfs3.h5", cfs=2)
     with h5py.File(data_dir / "cfs3.h5") as file:
         expected = file["encodings/achieved"][()][:, [0, 2, 3]]  # (0,1), (1,0), (1,1) among CFS3's vectors
