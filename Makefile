@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := pyproject.toml meson.build $(wildcard fortran/*.f90 cfsx/*.py cfsx/*.json cfsx/builtin/* configs/*.yaml)
+SOURCES := pyproject.toml meson.build LICENSE cfsx/py.typed $(wildcard fortran/*.f90 cfsx/*.py cfsx/*.json cfsx/builtin/* configs/*.yaml)
 DEMO := demo-output
+# TensorFlow's flavour (pyproject extras): the CUDA build where nvidia-smi finds a GPU, else the CPU build.
+TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 # The real measured plane (shared beside the checkout; make demo REALDATA=path/to/ZrO2.nxs elsewhere).
 REALDATA ?= ../shared/realdata/javelin-zro2-h0l/ZrO2.nxs
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -19,7 +21,7 @@ $(STAMP): $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet meson-python meson ninja "numpy>=2.0"
-	$(BIN)/python -m pip install --quiet --no-build-isolation ".[test]"
+	$(BIN)/python -m pip install --quiet --no-build-isolation ".[test,$(TF_EXTRA)]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

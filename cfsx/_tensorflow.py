@@ -27,10 +27,20 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+TENSORFLOW_MISSING = (
+    "this needs TensorFlow, which is not installed: pip install 'cfsx[cpu]' (or 'cfsx[gpu]' for the CUDA build); "
+    "simulate, merge, info and correct work without it"
+)
+
 with _quiet_stderr():
-    import keras
-    import tensorflow as tf
-    from keras import layers, ops
+    try:
+        import keras
+        import tensorflow as tf
+        from keras import layers, ops
+    except ImportError:
+        from .errors import MissingDependency
+
+        raise MissingDependency(TENSORFLOW_MISSING) from None
 
     from .cpus import available_cpus
 

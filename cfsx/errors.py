@@ -27,6 +27,10 @@ class ConfigError(CfsxError):
     exit_code = EXIT_BAD_INPUT
 
 
+class MissingDependency(ConfigError):
+    """An optional package this command needs is not installed (the message names the extra to install)."""
+
+
 class DataError(CfsxError):
     """An input file is missing, corrupt, of the wrong format, or does not match."""
 
