@@ -38,9 +38,9 @@ with _quiet_stderr():
         import tensorflow as tf
         from keras import layers, ops
     except ImportError:
-        from .errors import MissingDependency
+        from .errors import MissingDependencyError
 
-        raise MissingDependency(TENSORFLOW_MISSING) from None
+        raise MissingDependencyError(TENSORFLOW_MISSING) from None
 
     from .cpus import available_cpus
 

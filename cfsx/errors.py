@@ -27,7 +27,7 @@ class ConfigError(CfsxError):
     exit_code = EXIT_BAD_INPUT
 
 
-class MissingDependency(ConfigError):
+class MissingDependencyError(ConfigError):
     """An optional package this command needs is not installed (the message names the extra to install)."""
 
 
