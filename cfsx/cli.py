@@ -625,6 +625,10 @@ Centre = Annotated[
     str | None, typer.Option(help="Calibration: centre the window on this reciprocal lattice point H,K.")
 ]
 MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded (mask.file).")]
+Frames = Annotated[
+    str | None, typer.Option(help="Frames a:b of 3-D stacks, each an image (or FILE[3] for one frame).")
+]
+SumFrames = Annotated[bool, typer.Option("--sum-frames", help="Sum the (selected) frames of 3-D stacks into one.")]
 
 
 @app.command(
@@ -642,6 +646,8 @@ def correct(
     output: Annotated[Path, typer.Option("--output", "-o", help="Corrected images to write (.h5).")],
     config: Annotated[str, typer.Option(help="Correction config: a YAML file or a built-in name.")] = "correct",
     mask: MaskFile = None,
+    frames: Frames = None,
+    sum_frames: SumFrames = False,
     origin: Origin = None,
     pixels_per_rlu: PixelsPerRlu = None,
     rotation: Rotation = None,
@@ -659,6 +665,9 @@ def correct(
     """Clean measured images (mask, Bragg peaks, resample, fill, smooth, normalise) for the CNN."""
     with _reported_errors():
         from .correction import correct_files
+        from .readers import expand_inputs, select_frames
+
+        images = select_frames(expand_inputs(images), frames, sum_frames)
 
         resolved = _correction_config(config, set_, origin, pixels_per_rlu, rotation, centre, mask)
         with _progress_bar() as bar:
@@ -726,6 +735,8 @@ def interpret(
         str | None, typer.Option("--correction", hidden=True, help="Old spelling of --correct-config.")
     ] = None,
     mask: MaskFile = None,
+    frames: Frames = None,
+    sum_frames: SumFrames = False,
     origin: Origin = None,
     pixels_per_rlu: PixelsPerRlu = None,
     rotation: Rotation = None,
@@ -738,9 +749,11 @@ def interpret(
 ) -> None:
     """Interpret images: encoding, decoded structure and image, metrics, uncertainty, optional refinement."""
     with _reported_errors():
+        from .builtin import DEFAULT_MODEL
         from .config import InterpretationConfig, load_config
         from .interpretation import InterpretationOutput
         from .interpretation import interpret as run_interpretation
+        from .readers import expand_inputs, select_frames
         from .simulation import worker_count
 
         if figures is not None and no_figures:
@@ -748,7 +761,7 @@ def interpret(
         if images[0].endswith(".keras") and len(images) > 1:  # the old form: cfsx interpret MODEL IMAGES...
             model = _renamed("a first argument MODEL.keras", images[0], "--model", model)
             images = images[1:]
-        from .builtin import DEFAULT_MODEL
+        images = select_frames(expand_inputs(images), frames, sum_frames)
 
         resolved = load_config(
             config,

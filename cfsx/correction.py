@@ -32,7 +32,7 @@ import numpy as np
 from . import records
 from .config import BraggConfig, CorrectionConfig, GeometryConfig, MaskConfig
 from .errors import DataError
-from .readers import as_image, expand_inputs, read_image
+from .readers import as_image, expand_inputs, file_of, read_image
 
 log = logging.getLogger(__name__)
 
@@ -765,7 +765,7 @@ def correct_files(
     from .outputs import claim_outputs
 
     specs = expand_inputs(inputs)
-    sources = [spec.partition("::")[0] for spec in specs]
+    sources = [file_of(spec) for spec in specs]
     with claim_outputs(files=[output], inputs=[*sources, config.mask.file, reference]):  # before the work, not after
         return _correct_files(specs, output, config, reference, figure_dir, progress)
 

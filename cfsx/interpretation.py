@@ -41,6 +41,7 @@ from .estimates import (
 from .inversion import NO_WINDOW
 from .model_card import ModelCard
 from .outputs import atomic_directory, claim_outputs
+from .readers import file_of
 from .results import (
     Interpretation,
     ModelSummary,
@@ -190,7 +191,7 @@ def interpret(
     ``output``: the results directory, or an InterpretationOutput that also names a knowledge store and a
     figure directory. Raw images are corrected with ``correction`` (its ``mask.file`` included)."""
     output = output if isinstance(output, InterpretationOutput) else InterpretationOutput(Path(output))
-    files = [spec.partition("::")[0] for spec in inputs if not any(char in spec for char in "*?[")]
+    files = [file_of(spec) for spec in inputs if not any(char in file_of(spec) for char in "*?[")]
     if output.figures is not None and not Path(output.figures).is_dir():
         raise DataError(f"figure directory {output.figures} does not exist")
     model_path = resolve_model(model_path)

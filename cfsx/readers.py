@@ -1,9 +1,18 @@
-"""Reading measured images: .npy, TIFF, PNG, HDF5/NeXus (with the links detector files use) and the formats
-fabio reads, each checked into one 2-D floating-point image with one clear error for anything else."""
+"""Reading measured images: .npy, TIFF, PNG, HDF5/NeXus (with the links detector files use, the NeXus
+``default``/``signal`` chain and the compression filters of hdf5plugin) and the formats fabio reads, each
+checked into one 2-D floating-point image with one clear error for anything else.
+
+A spec is ``FILE``, ``FILE::/path/in/hdf5``, either followed by a frame selection of a 3-D stack:
+``[3]`` (frame 3) or ``[a:b]`` (the sum of frames a to b - 1; ``[:]`` all). ``select_frames`` turns
+``--frames a:b`` and ``--sum-frames`` into such specs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,11 @@ def as_image(array: Any, source: str = "") -> np.ndarray:
         raise DataError(f"{where}not a numeric image (dtype {array.dtype})")
     dtype = np.float32 if np.can_cast(array.dtype, np.float32) else np.float64
     image = np.ascontiguousarray(np.squeeze(array.astype(dtype, copy=False)))
+    if image.ndim == 3:
+        raise DataError(
+            f"{where}a stack of {image.shape[0]} frames: choose one (FILE[3], FILE::/path[3]), several "
+            "(--frames a:b: one image each) or their sum (--sum-frames)"
+        )
     if image.ndim != 2 or min(image.shape) < 2:
         raise DataError(f"{where}an image must be 2-D with at least 2 x 2 pixels, got shape {array.shape}")
     return image
@@ -42,9 +56,91 @@ def as_image(array: Any, source: str = "") -> np.ndarray:
 MANTID_SIGNAL = "MDHistoWorkspace/data/signal"
 
 
+SELECTION = re.compile(r"\[(-?\d*)(:?)(-?\d*)\]$")  # [i] or [a:b] at the end of a spec
+HDF5_SUFFIXES = (".h5", ".hdf5", ".nxs", ".nx5", ".hdf")
+
+
+def split_selection(spec: str) -> tuple[str, slice | int | None]:
+    """'plane.h5::/data[3]' -> ('plane.h5::/data', 3); '...[2:5]' -> (..., slice(2, 5)); else (spec, None).
+    A bracket is a selection only after an HDF5 path or when the file without it exists."""
+    found = SELECTION.search(spec)
+    if found is None or found.group(0) == "[]":
+        return spec, None
+    rest = spec[: found.start()]
+    if "::" not in rest and not Path(rest).is_file():
+        return spec, None
+    first, colon, last = found.groups()
+    if not colon:
+        return rest, int(first)
+    return rest, slice(int(first) if first else None, int(last) if last else None)
+
+
+def select_frames(specs: list[str], frames: str | None, sum_frames: bool) -> list[str]:
+    """``--frames a:b`` (each frame of every stack an image) and ``--sum-frames`` (their sum one image) as specs.
+
+    ``frames`` is 'a:b' (either end may be left out) or 'i'; specs that already select frames keep theirs.
+    """
+    if frames is None and not sum_frames:
+        return specs
+    chosen = slice(None)
+    if frames is not None:
+        found = SELECTION.fullmatch(f"[{frames}]")
+        if found is None:
+            raise DataError(f"--frames must be a frame or a range a:b, got {frames!r}")
+        chosen = split_selection(f"x::[{frames}]")[1]
+        chosen = chosen if isinstance(chosen, slice) else slice(chosen, chosen + 1 if chosen != -1 else None)
+    text = f"[{'' if chosen.start is None else chosen.start}:{'' if chosen.stop is None else chosen.stop}]"
+    selected = []
+    for spec in specs:
+        if split_selection(spec)[1] is not None:
+            selected.append(spec)
+        elif sum_frames:
+            selected.append(spec + text)
+        else:
+            with _opened(spec) as (array, _):
+                count = array.shape[0] if len(array.shape) == 3 else None
+            if count is None:
+                raise DataError(f"{spec} is not a stack of frames (shape {array.shape}): --frames is for 3-D data")
+            selected += [f"{spec}[{index}]" for index in range(*chosen.indices(count))]
+    return selected
+
+
 def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``, or the Mantid MDHisto layout),
-    or any detector format that fabio reads (CBF, EDF, ...). Returns the image and what was read."""
+    """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``; without a path the NeXus default
+    plottable data or the Mantid MDHisto layout), or any detector format that fabio reads (CBF, EDF, ...),
+    with an optional frame selection (module docstring). Returns the image and what was read."""
+    base, selection = split_selection(spec)
+    with _opened(base) as (array, info):
+        if selection is not None:
+            array = _frames(array, selection, spec, info)
+        image = as_image(array[()] if not isinstance(array, np.ndarray) else array, source=spec)
+    return image, info
+
+
+def _frames(array: Any, selection: slice | int, spec: str, info: dict[str, Any]) -> np.ndarray:
+    """Frame ``selection`` of a 3-D stack, or the sum of a range of frames (read one at a time)."""
+    shape = array.shape
+    if len(shape) != 3:
+        raise DataError(f"{spec}: a frame selection needs a 3-D stack, the data has shape {tuple(shape)}")
+    count = shape[0]
+    if isinstance(selection, int):
+        if not -count <= selection < count:
+            raise DataError(f"{spec}: no frame {selection} in a stack of {count}")
+        info["frame"] = selection % count
+        return np.asarray(array[selection % count])
+    indices = range(*selection.indices(count))
+    if not indices:
+        raise DataError(f"{spec}: the range selects none of the {count} frames")
+    total = np.zeros(shape[1:], dtype=np.float64)
+    for index in indices:
+        total += np.asarray(array[index], dtype=np.float64)
+    info["frames_summed"] = [indices.start, indices.stop, indices.step]
+    return total
+
+
+@contextlib.contextmanager
+def _opened(spec: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The array a spec names, lazily where the format allows (HDF5 datasets, .npy memory maps), and what was read."""
     path_text, _, inner = spec.partition("::")
     path = Path(path_text)
     if not path.is_file():
@@ -54,54 +150,121 @@ def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
     silenced = logging.root.manager.disable
     logging.disable(max(silenced, logging.WARNING))  # tifffile and imageio log what they then raise: the error says it
     try:
-        if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif suffix in (".tif", ".tiff"):
-            import tifffile
+        with contextlib.ExitStack() as files:
+            if suffix == ".npy":
+                array = np.load(path, allow_pickle=False, mmap_mode="r")
+            elif suffix in (".tif", ".tiff"):
+                import tifffile
 
-            array = tifffile.imread(path)
-        elif suffix == ".png":
-            import imageio.v3 as imageio
+                array = tifffile.imread(path)
+            elif suffix == ".png":
+                import imageio.v3 as imageio
 
-            array = imageio.imread(path)
-            if array.ndim == 3:  # colour PNG: its luminance
-                array = array[..., :3].mean(axis=-1)
-        elif suffix in (".h5", ".hdf5", ".nxs", ".nx5", ".hdf"):
-            array, info = _read_hdf5(path, inner, info)
-        else:
-            array = _read_fabio(path)
-    except DataError:
+                array = imageio.imread(path)
+                if array.ndim == 3:  # colour PNG: its luminance
+                    array = array[..., :3].mean(axis=-1)
+            elif suffix in HDF5_SUFFIXES:
+                array = _hdf5_dataset(path, inner, info, files)
+            else:
+                array = _read_fabio(path)
+            yield array, info
+    except (DataError, GeneratorExit):
         raise
     except Exception as error:  # every reader has its own exception types for a damaged file
         raise DataError(f"cannot read {path} as an image: {error}") from None
     finally:
         logging.disable(silenced)
-    return as_image(array, source=spec), info
 
 
-def _read_hdf5(path: Path, inner: str, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    import contextlib
+def _hdf5_dataset(path: Path, inner: str, info: dict[str, Any], files: contextlib.ExitStack):
+    """The (unread) dataset ``inner`` of an HDF5 file, or without it the NeXus default plottable data or the
+    Mantid MDHisto signal; with the r.l.u. axes of either in ``info``."""
+    import h5py
+    import hdf5plugin  # noqa: F401  (registers the compression filters of detector data: bitshuffle, LZ4, ...)
 
+    links = _Hdf5Links(path, files)
+    file = files.enter_context(h5py.File(path, "r"))
+    name = inner or (MANTID_SIGNAL if links.locate(file, MANTID_SIGNAL) is not None else "") or _nexus_signal(file)
+    if not name:
+        raise DataError(
+            f"{path}: no NeXus default data (root attribute default -> NXentry -> NXdata with a signal); "
+            f"give the dataset path as {path}::/path/to/data"
+        )
+    info["dataset"] = name
+    dataset = links.dataset(file, name)
+    if name == MANTID_SIGNAL:
+        # Bin edges of the two axes; the signal is stored (Q2, Q1): rows along Q2.
+        axes = [links.dataset(file, "MDHistoWorkspace/data/Q2"), links.dataset(file, "MDHistoWorkspace/data/Q1")]
+        info["axes"] = {
+            "rows": [float(axes[0][0]), float(axes[0][-1])],
+            "columns": [float(axes[1][0]), float(axes[1][-1])],
+            "names": [_text(axis.attrs.get("long_name", axis.name)) for axis in axes],
+            "rlu": all(_text(axis.attrs.get("frame", "")) == "HKL" for axis in axes),
+        }
+    else:
+        axes = _nexus_axes(dataset)
+        if axes is not None:
+            info["axes"] = axes
+    return dataset
+
+
+def _same_file_child(group, name: str):
+    """The member ``name`` of ``group`` reached by a hard or soft link (never an external one), or None."""
     import h5py
 
-    with contextlib.ExitStack() as files:
-        links = _Hdf5Links(path, files)
-        file = files.enter_context(h5py.File(path, "r"))
-        name = inner or (MANTID_SIGNAL if links.locate(file, MANTID_SIGNAL) is not None else "")
-        if not name:
-            raise DataError(f"{path}: give the dataset path as {path}::/path/to/data")
-        info["dataset"] = name
-        array = links.dataset(file, name)[()]
-        if name == MANTID_SIGNAL:
-            # Bin edges of the two axes; the signal is stored (Q2, Q1): rows along Q2.
-            axes = [links.dataset(file, "MDHistoWorkspace/data/Q2"), links.dataset(file, "MDHistoWorkspace/data/Q1")]
-            info["axes"] = {
-                "rows": [float(axes[0][0]), float(axes[0][-1])],
-                "columns": [float(axes[1][0]), float(axes[1][-1])],
-                "names": [_text(axis.attrs.get("long_name", axis.name)) for axis in axes],
-                "rlu": all(_text(axis.attrs.get("frame", "")) == "HKL" for axis in axes),
-            }
-    return array, info
+    link = group.get(str(name), getlink=True)
+    if not isinstance(link, h5py.HardLink | h5py.SoftLink):
+        return None
+    return group.get(str(name))
+
+
+def _nexus_signal(file) -> str:
+    """The path of the NeXus default plottable data: root ``default`` -> NXentry (its ``default``) -> NXdata's
+    ``signal``; empty when the chain is not there. Only links inside the file are followed."""
+    group = file["/"]
+    for _ in range(MAX_HDF5_LINKS):
+        signal = group.attrs.get("signal")
+        if _text(group.attrs.get("NX_class", "")) == "NXdata" and signal is not None:
+            found = _same_file_child(group, _text(signal))
+            return found.name if found is not None else ""
+        default = group.attrs.get("default")
+        child = None if default is None else _same_file_child(group, _text(default))
+        if child is None or not hasattr(child, "attrs") or not hasattr(child, "keys"):
+            return ""
+        group = child
+    return ""
+
+
+RLU_UNITS = {"r.l.u.", "r.l.u", "rlu", "reciprocal lattice units"}
+
+
+def _nexus_axes(dataset) -> dict[str, Any] | None:
+    """The r.l.u. axes of an image that is the signal of an NXdata (its last two ``axes``), as bin edges."""
+    group = dataset.parent
+    if (
+        _text(group.attrs.get("NX_class", "")) != "NXdata"
+        or _text(group.attrs.get("signal", "")) != dataset.name.split("/")[-1]
+    ):
+        return None
+    names = group.attrs.get("axes")
+    names = [names] if isinstance(names, str | bytes) else list(names if names is not None else [])
+    if len(names) < 2 or len(dataset.shape) < 2:
+        return None
+    edges, labels = [], []
+    for name, pixels in zip([_text(n) for n in names[-2:]], dataset.shape[-2:], strict=True):
+        axis = _same_file_child(group, name) if name != "." else None
+        if axis is None or axis.ndim != 1 or _text(axis.attrs.get("units", "")).lower() not in RLU_UNITS:
+            return None
+        values = np.asarray(axis[()], dtype=np.float64)
+        if len(values) == pixels + 1:  # bin edges
+            edges.append([float(values[0]), float(values[-1])])
+        elif len(values) == pixels and pixels > 1:  # bin centres of a uniform grid
+            step = (values[-1] - values[0]) / (pixels - 1)
+            edges.append([float(values[0] - step / 2), float(values[-1] + step / 2)])
+        else:
+            return None
+        labels.append(_text(axis.attrs.get("long_name", name)))
+    return {"rows": edges[0], "columns": edges[1], "names": labels, "rlu": True}
 
 
 class _Hdf5Links:
@@ -214,16 +377,22 @@ def _read_fabio(path) -> np.ndarray:
     return fabio.open(str(path)).data
 
 
+def file_of(spec: str) -> str:
+    """The file a spec reads: 'dir/plane.h5::/entry/data[3]' -> 'dir/plane.h5'."""
+    return split_selection(spec)[0].partition("::")[0]
+
+
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Files, directories (their image files, sorted) and glob patterns -> image specs."""
     import glob
-    from pathlib import Path
 
     image_suffixes = {".npy", ".tif", ".tiff", ".png", ".h5", ".hdf5", ".nxs", ".cbf", ".edf", ".img", ".mccd"}
     specs: list[str] = []
     for item in inputs:
         path = Path(item.partition("::")[0])
-        if path.is_dir():
+        if split_selection(item)[1] is not None:
+            specs.append(item)
+        elif path.is_dir():
             specs += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in image_suffixes)
         elif any(char in item for char in "*?[") and not path.exists():
             specs += sorted(glob.glob(item))
