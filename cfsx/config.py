@@ -713,25 +713,59 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def config_from_dict(data: dict[str, Any], root: type = SimulationConfig) -> Any:
-    """Build and validate a config (``root``: SimulationConfig or TrainingConfig); unknown keys are errors."""
+    """Build and validate a config (``root``: SimulationConfig or TrainingConfig); unknown keys are errors.
+
+    Every problem is reported at once, in one ConfigError: each unknown section or key, and each bad value
+    with its key; the checks between sections run when every section is valid by itself.
+    """
     if not isinstance(data, dict):
         raise ConfigError("a config must be a mapping of sections")
     section_classes = _section_classes(root)
-    sections = {}
+    sections, problems = {}, []
     for section, values in data.items():
         if section not in section_classes:
-            raise ConfigError(f"unknown config section {section!r} (known: {', '.join(section_classes)})")
-        if values is None:
-            values = {}
+            problems.append(f"unknown config section {section!r} (known: {', '.join(section_classes)})")
+            continue
+        values = {} if values is None else values
         if not isinstance(values, dict):
-            raise ConfigError(f"config section {section!r} must be a mapping")
+            problems.append(f"config section {section!r} must be a mapping")
+            continue
         cls = section_classes[section]
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"unknown key {section}.{sorted(unknown)[0]} (known: {', '.join(sorted(known))})")
-        sections[section] = cls(**values)
-    return root(**sections)
+        unknown = sorted(set(values) - known, key=str)
+        problems += [f"unknown key {section}.{key} (known: {', '.join(sorted(known))})" for key in unknown]
+        values = {key: value for key, value in values.items() if key in known}
+        try:
+            sections[section] = cls(**values)
+        except (ConfigError, TypeError):
+            problems += _section_problems(cls, section, values)
+    if not problems:
+        try:
+            return root(**sections)
+        except ConfigError as error:
+            problems.append(str(error))
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    raise ConfigError(f"{len(problems)} problems in the config: " + "; ".join(problems))
+
+
+def _section_problems(cls: type, section: str, values: dict[str, Any]) -> list[str]:
+    """Why a section is invalid, key by key: each value tried alone over the defaults; when every one is
+    fine alone, the problem of their combination."""
+    found = []
+    for key, value in values.items():
+        try:
+            cls(**{key: value})
+        except ConfigError as error:
+            found.append(str(error))
+        except TypeError:
+            found.append(f"{section}.{key}: {value!r} is not a value it can take")
+    if not found:
+        try:
+            cls(**values)
+        except (ConfigError, TypeError) as error:
+            found.append(str(error))
+    return found
 
 
 def load_config(

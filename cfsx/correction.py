@@ -502,10 +502,12 @@ def symmetry_fill(image: np.ndarray, missing: np.ndarray, mirrors: bool) -> tupl
 
 
 def match_histogram(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Map each pixel, by its rank, to the same quantile of the reference intensities."""
-    levels = np.sort(np.asarray(reference, dtype=np.float64).ravel())
-    ranks = np.argsort(np.argsort(image, axis=None), axis=None).reshape(image.shape)
-    return np.interp(ranks / max(image.size - 1, 1), np.linspace(0.0, 1.0, levels.size), levels)
+    """Map each intensity of ``image`` to the reference intensity at the same quantile (scikit-image's
+    ``match_histograms``): equal pixels stay equal, so a quantised image keeps one value per level."""
+    from skimage.exposure import match_histograms
+
+    levels = np.asarray(reference, dtype=np.float64).reshape(1, -1)  # every reference pixel, one distribution
+    return match_histograms(np.asarray(image, dtype=np.float64), levels)
 
 
 def _falloff(image: np.ndarray, h: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, float]:
