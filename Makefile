@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := pyproject.toml meson.build LICENSE cfsx/py.typed $(wildcard fortran/*.f90 cfsx/*.py cfsx/*.json cfsx/builtin/* configs/*.yaml)
+SOURCES := pyproject.toml meson.build LICENSE cfsx/py.typed $(wildcard fortran/*.f90 cfsx/*.py cfsx/*.json cfsx/*.html cfsx/builtin/* configs/*.yaml)
 DEMO := demo-output
 # TensorFlow's flavour (pyproject extras): the CUDA build where nvidia-smi finds a GPU, else the CPU build.
 TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
@@ -12,7 +12,7 @@ TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 REALDATA ?= ../shared/realdata/javelin-zro2-h0l/ZrO2.nxs
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test bench models models-cfs2 models-cfs3 models-cfs4 models-pilot reproduce validate-correct interpretation-example generalisation targets-study fuzz lint format clean
+.PHONY: install demo test test-browser serve serve-screenshot bench models models-cfs2 models-cfs3 models-cfs4 models-pilot reproduce validate-correct interpretation-example generalisation targets-study fuzz lint format clean
 
 install: $(STAMP)
 
@@ -43,7 +43,7 @@ demo: $(STAMP)
 	@echo "interpretation figures: $(DEMO)/interpretation/figures/"
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check cfsx tests benchmarks examples tools
+	$(BIN)/python -m ruff check cfsx tests browser_tests benchmarks examples tools
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
@@ -106,13 +106,28 @@ generalisation: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python benchmarks/fuzz.py --output docs/reliability.md
 
+# The page of cfsx serve in headless Chromium (Selenium); installs chromium and chromium-driver when missing
+# and root. Not part of make test; .ci/run runs it after make test.
+test-browser: $(STAMP)
+	@bash tools/ensure-chromium.sh
+	$(BIN)/pytest -q -p no:cacheprovider browser_tests
+
+# cfsx serve on the built-in models (http://127.0.0.1:8000/); Ctrl-C stops it.
+serve: $(STAMP)
+	$(BIN)/cfsx serve --store serve-store
+
+# docs/serve.png from the browser test.
+serve-screenshot: $(STAMP)
+	@bash tools/ensure-chromium.sh
+	CFSX_SCREENSHOT=$(CURDIR)/docs/serve.png $(BIN)/pytest -q -p no:cacheprovider browser_tests
+
 lint: $(STAMP)
-	$(BIN)/python -m ruff check cfsx tests benchmarks examples tools
-	$(BIN)/python -m ruff format --check cfsx tests benchmarks examples tools
+	$(BIN)/python -m ruff check cfsx tests browser_tests benchmarks examples tools
+	$(BIN)/python -m ruff format --check cfsx tests browser_tests benchmarks examples tools
 
 format: $(STAMP)
-	$(BIN)/python -m ruff format cfsx tests benchmarks examples tools
-	$(BIN)/python -m ruff check --fix cfsx tests benchmarks examples tools
+	$(BIN)/python -m ruff format cfsx tests browser_tests benchmarks examples tools
+	$(BIN)/python -m ruff check --fix cfsx tests browser_tests benchmarks examples tools
 
 clean:
 	rm -rf $(VENV) build $(DEMO) bench-output
