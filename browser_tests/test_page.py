@@ -62,8 +62,14 @@ def test_the_page_interprets_an_uploaded_image_as_the_api_does(server, tmp_path)
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # A simulated diffuse scattering plane, upsampled 3x as a detector would see it.
+    from cfsx.config import load_config
+    from cfsx.simulation import decode
+
+    demo = load_config("demo", ["encoding.cfs=2", "diffraction.image_size=64"])
+    plane = decode(demo, np.array([[-0.25, 0.1, 0.2]]), 5)["images"][0]
     image = tmp_path / "plane.npy"
-    np.save(image, np.random.default_rng(5).gamma(3.0, 1.0, (160, 160)))
+    np.save(image, np.kron(plane, np.ones((3, 3))))
     browser = chromium()
     try:
         browser.get(server + "/")
