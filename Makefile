@@ -53,6 +53,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_correction.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_scaling.py --output docs/scaling.md
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/bench_simulate.py --output docs/performance.md --figures docs/performance
+	$(BIN)/python benchmarks/bench_serve.py --requests 200 --replicates 0 --output docs/serve.md
+	$(BIN)/python benchmarks/bench_serve.py --requests 200 --replicates 1 --output docs/serve.md --block serve-load-decoded
 
 # cfsx correct on detector images made from simulations, against their clean truth (under a minute).
 validate-correct: $(STAMP)

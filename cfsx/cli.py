@@ -819,6 +819,9 @@ def serve(
     max_pixels: Annotated[int, typer.Option(help="Largest image accepted (pixels).")] = 64 * 2**20,
     retention_days: Annotated[float, typer.Option(help="Days the uploads and result files are kept.")] = 30.0,
     queue: Annotated[int, typer.Option(help="Requests waiting or running before 503 (at least 8).")] = 16,
+    replicates: Annotated[
+        int, typer.Option(help="Decoded structures per image unless a request asks (0: CNN only, not stored).")
+    ] = 1,
 ) -> None:
     """Serve interpretation as a web page and a JSON API, keeping every result and all feedback (docs/serve.md)."""
     with _reported_errors():
@@ -833,7 +836,7 @@ def serve(
         settings = ServeSettings(
             models=served_models(list(model or ())), store=store, workers=worker_count(workers),
             token=read_token(token_file) if token_file else None, max_upload_bytes=int(max_upload_mb * 2**20),
-            max_pixels=max_pixels, retention_days=retention_days, queue=queue,
+            max_pixels=max_pixels, retention_days=retention_days, queue=queue, replicates=replicates,
         )  # fmt: skip
         console.print(f"serving {', '.join(settings.models)} on http://{host}:{port}/ with {settings.workers} "
                       f"workers; store: {store}", highlight=False)  # fmt: skip

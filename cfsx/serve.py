@@ -45,6 +45,7 @@ class ServeSettings:
     max_pixels: int = 64 * 2**20
     retention_days: float = 30.0  # files of older interpretations are removed at start-up
     queue: int = MIN_QUEUE  # at least MIN_QUEUE
+    replicates: int = 1  # decoded structures per image unless a request asks otherwise (>= 1: the knowledge store)
 
 
 @dataclass
@@ -213,7 +214,7 @@ def _pair(form, name: str, kind=float) -> tuple | None:
     return first, second
 
 
-def _options(form, cards: dict[str, Any]) -> Options:
+def _options(form, cards: dict[str, Any], replicates_default: int) -> Options:
     model = str(form.get("model") or next(iter(cards)))
     if model not in cards:
         raise KeyError(model)
@@ -222,7 +223,7 @@ def _options(form, cards: dict[str, Any]) -> Options:
         raise ConfigError(f"replicates must be a whole number, got {replicates!r}")
     return Options(model=model, origin=_pair(form, "origin"), pixels_per_rlu=_pair(form, "pixels_per_rlu"),
                    centre=_pair(form, "centre", int), refine=str(form.get("refine", "")).lower() in ("1", "true", "on"),
-                   replicates=int(replicates) if replicates else None)  # fmt: skip
+                   replicates=int(replicates) if replicates else replicates_default)  # fmt: skip
 
 
 async def _interpret(request):
@@ -264,7 +265,7 @@ async def _interpret_queued(request, state: _State):
             upload = form.get("image")
             if upload is None or isinstance(upload, str):
                 return _error(400, "send the image as the multipart field 'image'")
-            options = _options(form, state.cards)
+            options = _options(form, state.cards, settings.replicates)
             data = await upload.read(settings.max_upload_bytes + 1)
             source = Path(upload.filename or "upload").name
     except KeyError as unknown:

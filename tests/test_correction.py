@@ -438,9 +438,9 @@ def test_block_median_finder_finds_the_same_bragg_peaks_as_the_sliding_median():
     image, planted = diffuse_with_peaks()
     invalid = np.zeros(image.shape, bool)
     invalid[:, 200:206] = True  # a module gap, between the peaks
-    exact_config = load_config("correct", root=CorrectionConfig).bragg
+    exact_config = load_config("correct", ["bragg.local_coarse_above=100000000"], root=CorrectionConfig).bragg
     coarse_config = load_config("correct", ["bragg.local_coarse_above=0"], root=CorrectionConfig).bragg
-    assert image.size <= exact_config.local_coarse_above  # this size takes the sliding median by default
+    assert image.size <= exact_config.local_coarse_above  # the sliding median
     exact, exact_found = bragg_peaks(image, invalid, exact_config)
     coarse, coarse_found = bragg_peaks(image, invalid, coarse_config)
     assert all(exact[row, column] and coarse[row, column] for row, column in planted)
