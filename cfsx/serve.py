@@ -22,6 +22,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import python_multipart  # noqa: F401  (the serve extra: without it the CLI says which extra to install)
+import starlette  # noqa: F401
+import uvicorn  # noqa: F401
+
 from .errors import ConfigError
 from .feedback import Feedback, Store
 from .serve_work import FIGURES, Job, Options, failure, interpret_upload, load_models, render_figure
@@ -435,6 +439,5 @@ async def _feedback_page(request):
 
 def run(settings: ServeSettings, host: str, port: int) -> None:
     """Serve until stopped (Ctrl-C or SIGTERM)."""
-    import uvicorn
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -106,3 +106,14 @@ def test_without_tensorflow_the_data_commands_work_and_the_others_name_the_extra
         lines = refused.stderr.strip().splitlines()
         assert refused.returncode == 3 and len(lines) == 1 and "pip install 'cfsx[cpu]'" in lines[0], refused.stderr
         assert not (tmp_path / "m.keras").exists() and not (tmp_path / "out").exists()
+
+
+def test_without_the_serve_extra_serve_names_it_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    blocked = "import sys; sys.modules.update(dict.fromkeys(['starlette', 'uvicorn'])); from cfsx.cli import app; app()"
+    refused = subprocess.run([sys.executable, "-c", blocked, "serve", "--model", "general-cfs2"], capture_output=True,
+                             text=True, cwd=tmp_path)  # fmt: skip
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 3 and len(lines) == 1 and "pip install 'cfsx[serve]'" in lines[0], refused.stderr
