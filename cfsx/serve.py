@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import shutil
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -292,9 +293,11 @@ async def _interpret_queued(request, state: _State):
     try:
         served = await loop.run_in_executor(state.pool, interpret_upload, job)
     except BrokenProcessPool:
+        shutil.rmtree(folder, ignore_errors=True)
         state.new_pool()  # a worker died (out of memory, a crash): new workers, the server stays up
         return _error(500, "the interpretation worker stopped; the server restarted its workers")
     except Exception as error:
+        shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
         status, message = failure(error)
         return _error(status, message)
     async with state.write_lock:

@@ -108,6 +108,7 @@ def test_refusals_are_one_line_of_json_with_their_status(served, tmp_path):
             assert answer.status_code == status and message in answer.json()["error"], (name, answer.text)
             assert "\n" not in answer.json()["error"]
         assert client.post("/api/v1/interpret", data={"model": "small"}).status_code == 400  # no image
+        assert not any((tmp_path / "store" / "results").iterdir())  # refused uploads leave nothing behind
         app.state.cfsx.pending = app.state.cfsx.settings.queue  # a full queue
         busy = upload(client, served / "raw0.npy")
         assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
