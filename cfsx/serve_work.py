@@ -9,6 +9,7 @@ the server appends them to the knowledge store and draws the figures when they a
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -73,7 +74,6 @@ def interpret_upload(job: Job) -> Served:
     """Read, correct and interpret one upload; write results.json, results.h5 and the figures beside it.
 
     Every problem with the input is a CfsxError with one line; the worker itself survives it."""
-    from .config import InterpretationConfig, load_config
     from .correction import calibrate_from_file, correct_image
     from .interpretation import NO_WINDOW, Observed, check_images, interpret_observed
     from .readers import read_image
@@ -86,15 +86,13 @@ def interpret_upload(job: Job) -> Served:
     raw, info = read_image(str(job.folder / job.upload))
     if raw.size > job.max_pixels:
         raise TooLarge(f"the image has {raw.size} pixels; this server takes at most {job.max_pixels}")
-    correction = _correction_config(job.options, card)
+    correction, config = _configs(job.options, card.image_size, card.h_max)
     corrected = correct_image(raw, calibrate_from_file(correction, raw.shape, info))
     corrected.provenance.insert(0, {"step": "read", **info, "source": job.source})
     corrected.source = job.source
     observed = Observed(corrected.image[None].astype(np.float64), [job.source], corrected.mask[None],
                         lot_sizes=np.array([NO_WINDOW]))  # fmt: skip
     check_images(observed)
-    flags = {"refine.enabled": job.options.refine or None, "decode.replicates": job.options.replicates}
-    config = load_config("interpret", root=InterpretationConfig, **flags)
     (interpretation,) = interpret_observed(network, card, observed, config)
     document = results_document([interpretation], ["interpretation.png"])
     (job.folder / "results.json").write_text(json.dumps(document, indent=1))
@@ -128,17 +126,21 @@ def render_figure(folder: Path, name: str) -> Path:
     return target
 
 
-def _correction_config(options: Options, card) -> Any:
-    from .config import CorrectionConfig, load_config
+@functools.lru_cache(maxsize=64)
+def _configs(options: Options, image_size: int, h_max: float) -> tuple[Any, Any]:
+    """The correction config (the built-in one with the request's calibration, on the model's grid) and the
+    interpretation config of a request; kept, as most requests ask the same."""
+    from .config import CorrectionConfig, InterpretationConfig, load_config
 
-    flags = {
+    geometry = {
         "geometry.origin": list(options.origin) if options.origin else None,
         "geometry.pixels_per_rlu": list(options.pixels_per_rlu) if options.pixels_per_rlu else None,
         "geometry.centre": list(options.centre) if options.centre else None,
-        "output.image_size": card.image_size,
-        "output.h_max": card.h_max,
     }
-    return load_config("correct", root=CorrectionConfig, **flags)
+    correction = load_config("correct", root=CorrectionConfig, **geometry, **{"output.image_size": image_size,
+                                                                            "output.h_max": h_max})  # fmt: skip
+    flags = {"refine.enabled": options.refine or None, "decode.replicates": options.replicates}
+    return correction, load_config("interpret", root=InterpretationConfig, **flags)
 
 
 def _preview(raw: np.ndarray, pixels: int = 1024) -> np.ndarray:
