@@ -730,7 +730,7 @@ def correct_file(
 FIGURE_PIXELS = 2048  # larger raw images are shown (in --figure) by every n-th pixel, n = size // this
 
 
-def _preview(raw: np.ndarray) -> np.ndarray:
+def preview(raw: np.ndarray) -> np.ndarray:
     """The raw image for its figure: every n-th pixel of a large one (plotting 8192^2 pixels needs GBs)."""
     step = max(1, -(-max(raw.shape) // FIGURE_PIXELS))
     return raw[::step, ::step]
@@ -799,7 +799,7 @@ def _correct_files(
             from . import plots
 
             name = f"{number:04d}-{Path(spec.partition('::')[0]).stem}.png"
-            figure = plots.correction_figure(_preview(raw), corrected.image, corrected.mask, reference_set)
+            figure = plots.correction_figure(preview(raw), corrected.image, corrected.mask, reference_set)
             plots.save(figure, Path(figure_dir) / name)
         del raw
         if progress:

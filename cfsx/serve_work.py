@@ -107,6 +107,7 @@ def render_figure(folder: Path, name: str) -> Path:
     """Draw one of FIGURES of a finished interpretation from its files, when first asked for (an API client
     that never looks at them does not pay for them); written atomically, so concurrent requests are safe."""
     from . import plots
+    from .correction import preview
     from .readers import read_image
     from .results import read_results_h5
 
@@ -119,7 +120,7 @@ def render_figure(folder: Path, name: str) -> Path:
     else:
         (upload,) = [path for path in folder.iterdir() if path.stem == "upload"]
         raw = read_image(str(upload))[0]
-        figure = plots.correction_figure(_preview(raw), interpretation.observed, interpretation.mask)
+        figure = plots.correction_figure(preview(raw), interpretation.observed, interpretation.mask)
     partial = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.png"
     plots.save(figure, partial)
     partial.replace(target)
@@ -141,11 +142,6 @@ def _configs(options: Options, image_size: int, h_max: float) -> tuple[Any, Any]
                                                                             "output.h_max": h_max})  # fmt: skip
     flags = {"refine.enabled": options.refine or None, "decode.replicates": options.replicates}
     return correction, load_config("interpret", root=InterpretationConfig, **flags)
-
-
-def _preview(raw: np.ndarray, pixels: int = 1024) -> np.ndarray:
-    step = max(1, -(-max(raw.shape) // pixels))
-    return raw[::step, ::step]
 
 
 def failure(error: BaseException) -> tuple[int, str]:
