@@ -9,13 +9,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_RESUMABLE, EXIT_SIGINT, EXIT_USAGE, CfsxError, Terminated
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_RESUMABLE,
+    EXIT_SIGINT,
+    EXIT_USAGE,
+    AdvisedError,
+    CfsxError,
+    Terminated,
+)
 
 app = typer.Typer(
     name="cfsx",
@@ -121,10 +130,22 @@ def _configure_logging(level: int) -> None:
     logger = logging.getLogger("cfsx")
     logger.setLevel(level)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever sys.stderr is when they are written (a notebook or a test runner may replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler sets it at construction: sys.stderr is always used
+        pass
 
 
 def _terminate(signum, frame) -> None:
@@ -163,6 +184,8 @@ def _reported_errors() -> Iterator[None]:
 
 def _failure(error: Exception) -> typer.Exit:
     """The line and exit code for an error: cfsx's own, a file system's, or a bug (exit 1)."""
+    if isinstance(error, AdvisedError):
+        return _fail(error.text(FLAGS), error.exit_code)
     if isinstance(error, CfsxError):
         return _fail(str(error), error.exit_code)
     if isinstance(error, OSError):
@@ -590,7 +613,9 @@ def _pair(text: str | None, name: str) -> list[float] | None:
     return [first, second]
 
 
-def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_rlu, rotation, centre, mask):
+def _correction_config(config: str, set_: list[str] | None, calibration: dict[str, Any], mask):
+    """The correction config with the calibration flags (origin, pixels_per_rlu, rotation, centre, zones,
+    lattice: the flags' own text) applied over ``--set``."""
     from .config import CorrectionConfig, load_config
 
     return load_config(
@@ -598,22 +623,34 @@ def _correction_config(config: str, set_: list[str] | None, origin, pixels_per_r
         set_ or (),
         root=CorrectionConfig,
         **{
-            "geometry.origin": _pair(origin, "--origin"),
-            "geometry.pixels_per_rlu": _pair(pixels_per_rlu, "--pixels-per-rlu"),
-            "geometry.rotation": rotation,
-            "geometry.centre": _centre(centre),
+            "geometry.origin": _pair(calibration["origin"], "--origin"),
+            "geometry.pixels_per_rlu": _pair(calibration["pixels_per_rlu"], "--pixels-per-rlu"),
+            "geometry.rotation": calibration["rotation"],
+            "geometry.centre": _centre(calibration["centre"]),
+            "geometry.zones": calibration["zones"],
+            "geometry.lattice": calibration["lattice"],
             "mask.file": mask,
         },
     )
 
 
-def _centre(text: str | None) -> list[int] | None:
-    pair = _pair(text, "--centre")
-    if pair is not None and not all(value.is_integer() for value in pair):
-        from .errors import ConfigError
+def _centre(text: str | None) -> list[float] | dict[str, float] | None:
+    """--centre ROW,COL or by the file's axis names, H=-2,L=4 (a reciprocal lattice point either way)."""
+    if text is None or "=" not in text:
+        return _pair(text, "--centre")
+    from .errors import ConfigError
 
-        raise ConfigError(f"--centre must be a reciprocal lattice point: two integers H,K (got {text!r})")
-    return None if pair is None else [int(value) for value in pair]
+    named = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            named[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--centre must be ROW,COL or NAME=VALUE,NAME=VALUE such as H=-2,L=4 (got {text!r})"
+                              ) from None  # fmt: skip
+    if len(named) != 2 or not all(named):
+        raise ConfigError(f"--centre must name two axes, such as H=-2,L=4 (got {text!r})")
+    return named
 
 
 Origin = Annotated[str | None, typer.Option(help="Calibration: pixel ROW,COLUMN of h = k = 0.")]
@@ -622,11 +659,36 @@ PixelsPerRlu = Annotated[
 ]
 Rotation = Annotated[float | None, typer.Option(help="Calibration: rotation of h, k against the pixels (deg).")]
 Centre = Annotated[
-    str | None, typer.Option(help="Calibration: centre the window on this reciprocal lattice point H,K.")
+    str | None,
+    typer.Option(help="Centre the window on this reciprocal lattice point: by the file's axis names (H=-2,L=4) "
+                 "or as ROW,COL in the file's axes (r.l.u.).", metavar="H=-2,L=4|ROW,COL"),
+]  # fmt: skip
+Zones = Annotated[
+    str | None,
+    typer.Option(help="all: fold every measured zone onto the window (calibrated images); centre: the window only."),
 ]
+Lattice = Annotated[
+    str | None,
+    typer.Option(help="The crystal's centring (P, I, F, C, A, B) for the plane's reciprocal lattice points; F: "
+                 "(H, L) both even in h0l."),
+]  # fmt: skip
+# Config keys that have a flag of their own: errors that advise a setting name the flag on the command line.
+FLAGS = {
+    "geometry.centre": "--centre",
+    "geometry.zones": "--zones",
+    "geometry.lattice": "--lattice",
+    "geometry.origin": "--origin",
+    "geometry.pixels_per_rlu": "--pixels-per-rlu",
+    "geometry.rotation": "--rotation",
+    "mask.file": "--mask",
+}
 MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded (mask.file).")]
 Frames = Annotated[str | None, typer.Option(help="Frames a:b of 3-D stacks, each an image (or FILE[3] for one frame).")]
 SumFrames = Annotated[bool, typer.Option("--sum-frames", help="Sum the (selected) frames of 3-D stacks into one.")]
+Plane = Annotated[
+    str | None,
+    typer.Option(help="Plane of 3-D h, k, l volumes: l=0 (the nearest slice) or l=0+-0.05 (the sum of slices)."),
+]
 
 
 @app.command(
@@ -646,10 +708,13 @@ def correct(
     mask: MaskFile = None,
     frames: Frames = None,
     sum_frames: SumFrames = False,
+    plane: Plane = None,
     origin: Origin = None,
     pixels_per_rlu: PixelsPerRlu = None,
     rotation: Rotation = None,
     centre: Centre = None,
+    zones: Zones = None,
+    lattice: Lattice = None,
     reference: Annotated[
         Path | None, typer.Option(help="Training dataset: match its intensity distribution (and plot it).")
     ] = None,
@@ -663,11 +728,14 @@ def correct(
     """Clean measured images (mask, Bragg peaks, resample, fill, smooth, normalise) for the CNN."""
     with _reported_errors():
         from .correction import correct_files
-        from .readers import expand_inputs, select_frames
+        from .readers import expand_inputs, select_frames, select_plane
 
         images = select_frames(expand_inputs(images), frames, sum_frames)
+        images = select_plane(images, plane)
 
-        resolved = _correction_config(config, set_, origin, pixels_per_rlu, rotation, centre, mask)
+        calibration = {"origin": origin, "pixels_per_rlu": pixels_per_rlu, "rotation": rotation, "centre": centre,
+                       "zones": zones, "lattice": lattice}  # fmt: skip
+        resolved = _correction_config(config, set_, calibration, mask)
         with _progress_bar() as bar:
             task = bar.add_task("correct", total=None, rate="")
             results = correct_files(
@@ -735,10 +803,13 @@ def interpret(
     mask: MaskFile = None,
     frames: Frames = None,
     sum_frames: SumFrames = False,
+    plane: Plane = None,
     origin: Origin = None,
     pixels_per_rlu: PixelsPerRlu = None,
     rotation: Rotation = None,
     centre: Centre = None,
+    zones: Zones = None,
+    lattice: Lattice = None,
     set_: SetOverrides = None,
     correct_set: Annotated[
         list[str] | None, typer.Option("--correct-set", help="Override a correction config value (repeatable).")
@@ -751,7 +822,7 @@ def interpret(
         from .config import InterpretationConfig, load_config
         from .interpretation import InterpretationOutput
         from .interpretation import interpret as run_interpretation
-        from .readers import expand_inputs, select_frames
+        from .readers import expand_inputs, select_frames, select_plane
         from .simulation import worker_count
 
         if figures is not None and no_figures:
@@ -760,6 +831,7 @@ def interpret(
             model = _renamed("a first argument MODEL.keras", images[0], "--model", model)
             images = images[1:]
         images = select_frames(expand_inputs(images), frames, sum_frames)
+        images = select_plane(images, plane)
 
         resolved = load_config(
             config,
@@ -772,7 +844,9 @@ def interpret(
             },
         )
         correction_name = _renamed("--correction", correction, "--correct-config", correct_config) or "correct"
-        cleaning = _correction_config(correction_name, correct_set, origin, pixels_per_rlu, rotation, centre, mask)
+        calibration = {"origin": origin, "pixels_per_rlu": pixels_per_rlu, "rotation": rotation, "centre": centre,
+                       "zones": zones, "lattice": lattice}  # fmt: skip
+        cleaning = _correction_config(correction_name, correct_set, calibration, mask)
         processes = worker_count(workers)
         with _progress_bar() as bar:
             tasks: dict[str, int] = {}

@@ -484,22 +484,60 @@ class BraggConfig:
                  f"{self.positions!r}")  # fmt: skip
 
 
+ZONE_RULES = ("all", "centre")
+MAX_INDEX = 1e4  # r.l.u.: a larger centre or plane index is a typo
+SYMMETRIES = ("friedel", "none", "2", "mm", "4", "4mm")
+
+
 @dataclass(frozen=True)
 class GeometryConfig:
-    """Reciprocal-space calibration; without origin the whole image is taken as the training window."""
+    """Reciprocal-space calibration and the crystal's reciprocal lattice in the plane; without origin the whole
+    image is taken as the training window h, k in [-h_max, h_max)."""
 
     origin: list[float] | None = None  # [row, column] pixel of h = k = 0
     pixels_per_rlu: list[float] | None = None  # [along rows (h), along columns (k)]
     rotation: float = 0.0  # degrees, of the (h, k) axes against the pixel axes
-    file_axes: bool = True  # without origin: calibrate from the file's own r.l.u. axes (Mantid MDHisto)
-    centre: list[int] = field(default_factory=lambda: [0, 0])  # reciprocal lattice point the window is centred on
+    file_axes: bool = True  # without origin: calibrate from the file's own r.l.u. axes (NeXus, Mantid MDHisto)
+    # the window's centre, a reciprocal lattice point of the plane: [row, column] in the file's axes (r.l.u.),
+    # or by the axes' names ({H: -2, L: 4}); null: the lattice point nearest the origin
+    centre: list[float] | dict[str, float] | None = None
+    # the crystal's reciprocal lattice: a centring letter (P, I, F, C, A, B; with the plane's axes) or the 2-D
+    # model's two basis vectors [[row, column], [row, column]] in the file's axes. F: (H, L) both even in h0l
+    lattice: str | list[list[float]] = "P"
+    axes: list[str] | None = None  # the crystal axes (h, k, l) of the rows and columns; null: the file's names
+    plane: float = 0.0  # the third index of the plane (l of an hk-plane); a plane of a volume sets it
+    # all: every measured zone folded onto the window (equivalent points averaged, calibrated images only);
+    # centre: the window around the centre only
+    zones: str = "all"
+    falloff_degree: int = 2  # zones: log of the falloff in |Q| as a polynomial of this degree (0: none)
 
     def __post_init__(self) -> None:
         require(isinstance(self.file_axes, bool), "geometry.file_axes must be true or false")
+        centre = self.centre
         require(
-            isinstance(self.centre, list) and len(self.centre) == 2 and all(is_int(v) for v in self.centre),
-            f"geometry.centre must be two integers [h, k] (a reciprocal lattice point), got {self.centre!r}",
+            centre is None
+            or (isinstance(centre, list) and len(centre) == 2 and all(is_number(v) for v in centre))
+            or (isinstance(centre, dict) and len(centre) == 2 and all(isinstance(k, str) for k in centre)
+                and all(is_number(v) for v in centre.values())),
+            f"geometry.centre must be a reciprocal lattice point [row, column] or {{H: -2, L: 4}}, got {centre!r}",
+        )  # fmt: skip
+        values = [] if centre is None else list(centre.values() if isinstance(centre, dict) else centre)
+        require(all(abs(v) <= MAX_INDEX for v in values), f"geometry.centre must be within +-{MAX_INDEX:g} r.l.u.")
+        lattice = self.lattice
+        require(
+            (isinstance(lattice, str) and lattice in ("P", "I", "F", "C", "A", "B"))
+            or (isinstance(lattice, list) and len(lattice) == 2
+                and all(isinstance(v, list) and len(v) == 2 and all(is_number(x) for x in v) for v in lattice)),
+            f"geometry.lattice must be P, I, F, C, A, B or two vectors [[r1, c1], [r2, c2]], got {lattice!r}",
+        )  # fmt: skip
+        require(
+            self.axes is None
+            or (isinstance(self.axes, list) and len(self.axes) == 2 and all(isinstance(a, str) for a in self.axes)),
+            f"geometry.axes must be two axis names such as [h, l], got {self.axes!r}",
         )
+        require(is_number(self.plane) and abs(self.plane) <= MAX_INDEX, "geometry.plane must be a number")
+        require(self.zones in ZONE_RULES, f"geometry.zones must be all or centre, got {self.zones!r}")
+        require(is_int(self.falloff_degree) and 0 <= self.falloff_degree <= 4, "geometry.falloff_degree must be 0..4")
         for name in ("origin", "pixels_per_rlu"):
             value = getattr(self, name)
             require(
@@ -517,15 +555,32 @@ class GeometryConfig:
 
 @dataclass(frozen=True)
 class ReconstructionConfig:
-    """How cells without data are filled (step 4, section ``reconstruction``)."""
+    """Symmetry and how cells without data are filled (step 4, section ``reconstruction``)."""
 
-    friedel: bool = True  # fill (h, k) from (-h, -k)
-    mirrors: bool = False  # also from (-h, k) and (h, -k): only for crystals with those mirror planes
+    # equivalent cells averaged (and missing ones filled from measured equivalents): friedel = (-h, -k), only
+    # for a plane through the origin; 2, mm, 4, 4mm: the plane group's rotations and mirrors; none
+    symmetry: str = "friedel"
+    friedel: bool | None = None  # old key (one release): false means symmetry none
+    mirrors: bool | None = None  # old key (one release): true means symmetry mm
     inpaint: bool = True  # biharmonic inpainting of what is still missing
 
     def __post_init__(self) -> None:
-        for name in ("friedel", "mirrors", "inpaint"):
-            require(isinstance(getattr(self, name), bool), f"reconstruction.{name} must be true or false")
+        if is_int(self.symmetry):  # YAML and --set read 2 and 4 as numbers
+            object.__setattr__(self, "symmetry", str(self.symmetry))
+        require(self.symmetry in SYMMETRIES, f"reconstruction.symmetry must be one of {', '.join(SYMMETRIES)}, "
+                f"got {self.symmetry!r}")  # fmt: skip
+        for name in ("friedel", "mirrors"):
+            require(getattr(self, name) in (None, True, False), f"reconstruction.{name} must be true or false")
+        require(isinstance(self.inpaint, bool), "reconstruction.inpaint must be true or false")
+
+    @property
+    def group(self) -> str:
+        """The symmetry in force: the old keys friedel and mirrors, when given, decide it."""
+        if self.mirrors:
+            return "mm"
+        if self.friedel is False:
+            return "none"
+        return self.symmetry
 
 
 @dataclass(frozen=True)

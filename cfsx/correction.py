@@ -31,7 +31,8 @@ import numpy as np
 
 from . import records
 from .config import BraggConfig, CorrectionConfig, GeometryConfig, MaskConfig
-from .errors import DataError
+from .errors import AdvisedError, DataError
+from .geometry import PixelMap, axis_values, calibrate_from_file
 from .readers import as_image, expand_inputs, file_of, read_image
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Correction:
     mask: np.ndarray  # (M, M) uint8: MEASURED, FILLED_BY_SYMMETRY or INPAINTED
     provenance: list[dict[str, Any]]
     source: str = ""  # the file (and dataset) it was read from; empty for an array
+    counts: np.ndarray | None = None  # (M, M) measured pixels averaged into each cell (all zones); None: not kept
 
     def step(self, name: str) -> dict[str, Any] | None:
         """The provenance entry of step ``name`` (mask, bragg, resample, ...), None when it did not run."""
@@ -186,6 +188,23 @@ def zero_gaps(image: np.ndarray, quantum: float) -> np.ndarray:
     return gap[regions]
 
 
+class Pixels:
+    """The pixels of one image in the model's reciprocal space: ``pixels(rows)`` is (h, k) of those rows
+    (broadcastable), ``distance(rows)`` their distance (r.l.u.) from the nearest lattice point, ``q(rows)`` |Q|."""
+
+    def __init__(self, shape: tuple[int, int], geometry: GeometryConfig, h_max: float, image_size: int) -> None:
+        self.shape, self.map = shape, PixelMap.of(shape, geometry, h_max, image_size)
+
+    def __call__(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        return self.map(rows, self.shape)
+
+    def distance(self, rows: slice) -> np.ndarray:
+        return self.map.lattice_distance(*self(rows))
+
+    def q(self, rows: slice) -> np.ndarray:
+        return self.map.q(rows, self.shape)
+
+
 def pixel_coordinates(
     shape: tuple[int, int], geometry: GeometryConfig, h_max: float, image_size: int, rows: slice | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -201,49 +220,24 @@ def pixel_coordinates(
 def _pixel_axes(
     shape: tuple[int, int], geometry: GeometryConfig, h_max: float, image_size: int, rows: slice | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """pixel_coordinates as arrays that broadcast to the pixels: without a rotation, h is a column (one value
-    per row) and k a row (one value per column), so no full-size grid is made."""
-    first, last, _ = (slice(None) if rows is None else rows).indices(shape[0])
-    rows = np.arange(first, last, dtype=float)[:, None]
-    columns = np.arange(shape[1], dtype=float)[None, :]
-    if not geometry.calibrated:
-        window = 2 * h_max
-        half_cell = h_max / image_size
-        return (
-            -h_max - half_cell + window * (rows + 0.5) / shape[0],
-            -h_max - half_cell + window * (columns + 0.5) / shape[1],
-        )
-    u = (rows - geometry.origin[0]) / geometry.pixels_per_rlu[0]
-    v = (columns - geometry.origin[1]) / geometry.pixels_per_rlu[1]
-    # Diffuse scattering of a lattice repeats with the reciprocal lattice: any lattice point can be the centre.
-    if geometry.rotation == 0:
-        return u - geometry.centre[0], v - geometry.centre[1]
-    angle = math.radians(geometry.rotation)
-    h = math.cos(angle) * u - math.sin(angle) * v - geometry.centre[0]
-    k = math.sin(angle) * u + math.cos(angle) * v - geometry.centre[1]
-    return h, k
+    """pixel_coordinates as arrays that broadcast to the pixels (no full-size grid without a rotation)."""
+    return Pixels(shape, geometry, h_max, image_size)(slice(None) if rows is None else rows)
 
 
 def pixel_of(h: np.ndarray, k: np.ndarray, shape: tuple[int, int], geometry: GeometryConfig, h_max: float,
              image_size: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The (fractional) pixel row and column at (h, k): the inverse of pixel_coordinates."""
-    if not geometry.calibrated:
-        window, half_cell = 2 * h_max, h_max / image_size
-        return (h + h_max + half_cell) * shape[0] / window - 0.5, (k + h_max + half_cell) * shape[1] / window - 0.5
-    h, k = h + geometry.centre[0], k + geometry.centre[1]
-    angle = math.radians(geometry.rotation)
-    u, v = math.cos(angle) * h + math.sin(angle) * k, -math.sin(angle) * h + math.cos(angle) * k
-    return geometry.origin[0] + u * geometry.pixels_per_rlu[0], geometry.origin[1] + v * geometry.pixels_per_rlu[1]
+    return PixelMap.of(shape, geometry, h_max, image_size).pixel_of(h, k)
 
 
-def _pixel_under_cells(image, invalid, missing, geometry: GeometryConfig, h_max: float, image_size: int):
+def _pixel_under_cells(image, invalid, missing, pixels: Pixels, h_max: float, image_size: int):
     """Cells without a pixel centre inside (pixels larger than cells) that lie on a valid pixel: that
     pixel's value. Returns the mask of such cells and their values."""
     from .engine import reciprocal_grid
 
     grid = reciprocal_grid(image_size, h_max)
     h, k = np.meshgrid(grid, grid, indexing="ij")
-    rows, columns = (np.rint(x).astype(np.int64) for x in pixel_of(h, k, image.shape, geometry, h_max, image_size))
+    rows, columns = (np.rint(x).astype(np.int64) for x in pixels.map.pixel_of(h, k))
     inside = (rows >= 0) & (rows < image.shape[0]) & (columns >= 0) & (columns < image.shape[1])
     rows, columns = np.where(inside, rows, 0), np.where(inside, columns, 0)
     covered = missing & inside & ~invalid[rows, columns]
@@ -294,7 +288,10 @@ def _robust_sigma(values: np.ndarray) -> float:
 
 
 def _lattice_distance(coordinates: Coordinates, rows: slice) -> np.ndarray:
-    """Distance (r.l.u.) of the pixel centres of ``rows`` from the nearest integer h, k."""
+    """Distance (r.l.u.) of the pixel centres of ``rows`` from the nearest reciprocal lattice point (integer h, k
+    of the model; in the file's units when the coordinates know the lattice)."""
+    if isinstance(coordinates, Pixels):
+        return coordinates.distance(rows)
     h, k = coordinates(rows)
     return np.hypot(h - np.round(h), k - np.round(k))
 
@@ -475,32 +472,6 @@ def _resample(
     return _cell_means(total, count)
 
 
-def symmetry_fill(image: np.ndarray, missing: np.ndarray, mirrors: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Fill missing cells from (-h, -k) (and mirrors) where the partner was measured.
-
-    On the grid h_m = -h_max + step m, the partner of m is M - m; row and column 0 (h = -h_max)
-    have no partner inside the window.
-    """
-    size = image.shape[0]
-    partner = (size - np.arange(size)) % size
-    has_partner = np.arange(size) != 0
-    operations = [(partner, partner)]
-    if mirrors:
-        operations += [(partner, np.arange(size)), (np.arange(size), partner)]
-    filled = image.copy()
-    still_missing = missing.copy()
-    by_symmetry = np.zeros_like(missing)
-    for row_map, column_map in operations:
-        source = filled[np.ix_(row_map, column_map)]
-        source_missing = still_missing[np.ix_(row_map, column_map)]
-        usable = still_missing & ~source_missing
-        usable &= np.outer(has_partner | (row_map == np.arange(size)), has_partner | (column_map == np.arange(size)))
-        filled[usable] = source[usable]
-        by_symmetry |= usable
-        still_missing &= ~usable
-    return filled, by_symmetry
-
-
 def match_histogram(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Map each intensity of ``image`` to the reference intensity at the same quantile (scikit-image's
     ``match_histograms``): equal pixels stay equal, so a quantised image keeps one value per level."""
@@ -518,25 +489,6 @@ def _falloff(image: np.ndarray, h: np.ndarray, k: np.ndarray) -> tuple[np.ndarra
         return np.ones_like(image), 0.0
     slope, _ = np.polyfit(q_squared[positive], np.log(image.ravel()[positive]), 1)
     return np.exp(slope * (h**2 + k**2)), float(-slope)
-
-
-def calibrate_from_file(config: CorrectionConfig, shape: tuple[int, int], info: dict[str, Any]) -> CorrectionConfig:
-    """The config with the calibration of the file's bin edges in r.l.u., when it has none of its own.
-
-    Pixel i of an axis with edges e_0..e_n covers [e_i, e_i+1], so h = 0 lies at pixel -e_0 / step - 1/2.
-    """
-    axes = info.get("axes")
-    if config.geometry.calibrated or not config.geometry.file_axes or not axes or not axes.get("rlu"):
-        return config
-    origin, pixels_per_rlu = [], []
-    for (first, last), pixels in zip((axes["rows"], axes["columns"]), shape, strict=True):
-        step = (last - first) / pixels
-        if not step > 0:
-            raise DataError(f"the file's axes {first}..{last} do not increase")
-        origin.append(-first / step - 0.5)
-        pixels_per_rlu.append(1.0 / step)
-    geometry = dataclasses.replace(config.geometry, origin=origin, pixels_per_rlu=pixels_per_rlu)
-    return dataclasses.replace(config, geometry=geometry)
 
 
 def correct_image(
@@ -568,16 +520,20 @@ def correct_images(
 @dataclass
 class _Work:
     """What the correction steps hand on: the raw image and its invalid pixels, then the image on the output grid
-    with its cells that have no data (``missing``) and how each cell was filled (``mask``)."""
+    with its cells that have no data (``missing``), the pixels averaged into each cell (``counts``) and how each
+    cell was filled (``mask``)."""
 
     image: np.ndarray
-    coordinates: Coordinates
+    coordinates: Pixels
     extra_mask: np.ndarray | None
     reference: np.ndarray | None
     invalid: np.ndarray | None = None
     resampled: np.ndarray | None = None
     missing: np.ndarray | None = None
+    counts: np.ndarray | None = None
     mask: np.ndarray | None = None
+    noise: float = 0.0  # of one pixel, in the units of the resampled image (0: not estimated)
+    periodic: bool = False  # the window is a fold of whole zones: -h_max and h_max are one cell
 
 
 def _mask_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
@@ -597,37 +553,145 @@ def _bragg_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
 
 
 def _resample_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
-    out = config.output
+    geometry, out = config.geometry, config.output
+    if geometry.calibrated and geometry.zones == "all":
+        return _fold_step(work, config)
     resampled, count = _resample(work.image, work.invalid, work.coordinates, out.image_size, out.h_max)
     missing = count == 0
-    covered = _pixel_under_cells(work.image, work.invalid, missing, config.geometry, out.h_max, out.image_size)
+    covered = _pixel_under_cells(work.image, work.invalid, missing, work.coordinates, out.h_max, out.image_size)
     resampled[covered[0]] = covered[1]
     missing[covered[0]] = False
+    count[covered[0]] = 1
     measured = 1.0 - missing.mean()
     if missing.all() or measured < out.min_measured:
-        raise DataError(
-            f"only {100 * measured:.1f} % of the window h, k in [-h_max, h_max) around {config.geometry.centre} is "
-            f"measured (output.min_measured {out.min_measured:g}); centre it on a measured region "
-            "(geometry.centre), check the calibration, or set geometry.file_axes false to take the whole image"
-        )
-    work.resampled, work.missing, work.mask = resampled, missing, np.zeros(missing.shape, dtype=np.uint8)
+        raise _refusal(work, config, measured)
+    work.resampled, work.missing, work.counts = resampled, missing, count
+    work.mask = np.zeros(missing.shape, dtype=np.uint8)
     return [
         {"step": "resample", "method": "area average", "image_size": out.image_size, "h_max": out.h_max,
-         "geometry": dataclasses.asdict(config.geometry), "empty_cells": int(missing.sum()),
-         "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
+         "geometry": dataclasses.asdict(geometry), "calibrated": geometry.calibrated, **_window(work, config),
+         "empty_cells": int(missing.sum()), "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
          "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any() else 0.0}
     ]  # fmt: skip
+
+
+def _window(work: _Work, config: CorrectionConfig) -> dict[str, Any]:
+    """The window's place in the file's axes: its centre, the lattice, and the axes' names (calibrated only)."""
+    if not config.geometry.calibrated:
+        return {}
+    pixel_map = work.coordinates.map
+    return {"window": {"centre": [float(v) for v in pixel_map.centre], "axes": config.geometry.axes,
+                       "basis": [list(v) for v in pixel_map.lattice.basis], "lattice": pixel_map.lattice.name,
+                       "through_origin": pixel_map.lattice.through_origin}}  # fmt: skip
+
+
+def _layout(work: _Work, config: CorrectionConfig):
+    """Where the fold puts the image's pixels: the zones they reach (from the model coordinates of its four
+    corners) and the output grid."""
+    from .zones import Layout, zone_range
+
+    rows, columns = work.image.shape
+    pixel_map = work.coordinates.map
+    corners = np.array([[-0.5, -0.5], [-0.5, columns - 0.5], [rows - 0.5, -0.5], [rows - 0.5, columns - 0.5]])
+    model = (corners - pixel_map.origin) @ pixel_map.matrix.T - pixel_map.shift
+    return Layout(*zone_range(model[:, 0], model[:, 1]), config.output.image_size, config.output.h_max)
+
+
+def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+    """Every measured zone folded onto the window: the falloff fitted and divided out, each zone compared with
+    the others and down-weighted when it disagrees (cfsx.zones)."""
+    from .zones import fold, reported
+
+    geometry, out = config.geometry, config.output
+    pixels, size = work.coordinates, out.image_size
+    folded = fold(work.image, work.invalid, pixels, functools.partial(_strips, work.image.shape),
+                  _layout(work, config), geometry.falloff_degree)  # fmt: skip
+    stats, falloff, noise, image = folded.statistics, folded.falloff, folded.statistics.noise, folded.image
+    indices = folded.sums.first + np.stack(np.divmod(np.arange(len(folded.sums.pixels)), folded.sums.shape[1]), 1)
+    missing = ~np.isfinite(image)
+    measured = 1.0 - missing.mean()
+    if missing.all() or measured < out.min_measured:
+        raise _refusal(work, config, measured)
+    work.resampled, work.missing = np.where(missing, 0.0, image), missing
+    work.counts, work.mask = stats.pixels.reshape(size, size), np.zeros(missing.shape, dtype=np.uint8)
+    work.noise, work.periodic = noise, float(2 * out.h_max).is_integer()
+    for entry, index in zip(stats.entries, [e["zone"] for e in stats.entries], strict=True):
+        point = pixels.map.point_of(np.array(index))
+        entry["G"] = [float(v) for v in point]
+        entry["name"] = axis_values(geometry.axes, point, ",")
+    q_max = float(np.hypot(*np.abs(pixels.map.point_of(np.abs(indices).max(axis=0) + 1))))
+    disagreeing = [entry["name"] for entry in stats.entries if entry["disagrees"]]
+    for entry in stats.consistency:  # G in the file's axes too: (2, 0) of an F lattice, not the model's (1, 0)
+        vector = np.asarray(entry["G"]) @ pixels.map.lattice.matrix
+        entry["G_file"] = [float(v) for v in vector]
+        entry["name"] = axis_values(geometry.axes, vector, ",")
+    return [
+        {"step": "resample", "method": "fold of every measured zone", "image_size": size, "h_max": out.h_max,
+         "geometry": dataclasses.asdict(geometry), "calibrated": True, **_window(work, config),
+         "empty_cells": int(missing.sum()), "median_pixels_per_cell": float(np.median(stats.pixels[stats.pixels > 0]))},
+        reported({"step": "zones", "lattice": pixels.map.lattice.describe(), "zones": len(stats.entries),
+         "cells_measured": float(measured), "median_zones_per_cell": float(np.median(stats.zones_per_cell)),
+         "falloff": {"model": "f(|Q|) = exp(c0 + c1 |Q| + ...), |Q| in the file's r.l.u.",
+                     "coefficients": falloff.coefficients, "curve": falloff.curve(q_max)},
+         "noise": noise, "consistency": stats.consistency, "disagreeing": disagreeing, "per_zone": stats.entries}),
+    ]  # fmt: skip
+
+
+def _refusal(work: _Work, config: CorrectionConfig, measured: float) -> DataError:
+    """The error for a window too little measured; around one centre, it names the best-measured windows and
+    the fold of all zones (by config key; the command line shows the flags)."""
+    from .zones import accumulate, candidate_coverage
+
+    geometry, out = config.geometry, config.output
+    where = f"only {100 * measured:.1f} % of the window h, k in [-h_max, h_max)"
+    limit = f"(output.min_measured {out.min_measured:g})"
+    if not geometry.calibrated:
+        return DataError(f"{where} is measured {limit}: check the mask")
+    if geometry.zones == "all":
+        return DataError(f"{where} is measured in any zone {limit}: check the calibration and the mask")
+    layout = _layout(work, config)
+    candidates = candidate_coverage(work.invalid, work.coordinates, _strips(work.image.shape), layout)
+    sums = accumulate(work.image, work.invalid, work.coordinates, _strips(work.image.shape), layout)
+    pixel_map, names = work.coordinates.map, geometry.axes
+    advice = []
+    for index, fraction in candidates[:2]:
+        if fraction > measured:
+            point = pixel_map.point_of(index)
+            value = "{" + axis_values(names, point).replace("=", ": ") + "}" if names else axis_values(names, point)
+            advice.append(
+                ("geometry.centre", value, axis_values(names, point, ","), f"{100 * fraction:.0f} % measured")
+            )
+    folded = float((sums.count.sum(axis=0) > 0)[sums.tile].mean())
+    if folded > measured:
+        advice.append(("geometry.zones", "all", "all", f"{100 * folded:.0f} % of the window measured in some zone"))
+    centre = axis_values(names, pixel_map.centre)
+    if not advice:
+        return DataError(f"{where} around the centre {centre} is measured {limit}; check the calibration")
+    return AdvisedError(f"{where} around the centre {centre} is measured {limit}; try {{advice}}", advice)
 
 
 def _reconstruct_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     from skimage import restoration
 
+    from .symmetry import symmetry_average
+    from .zones import reported
+
     rec, done = config.reconstruction, []
-    if rec.friedel and work.missing.any():
-        work.resampled, by_symmetry = symmetry_fill(work.resampled, work.missing, rec.mirrors)
-        work.mask[by_symmetry] = FILLED_BY_SYMMETRY
-        work.missing &= ~by_symmetry
-        done.append({"step": "symmetry", "mirrors": rec.mirrors, "filled_cells": int(by_symmetry.sum())})
+    group = rec.group
+    lattice = work.coordinates.map.lattice
+    if group == "friedel" and not lattice.through_origin:
+        done.append({"step": "symmetry", "symmetry": "none",
+                     "skipped": "Friedel's law: the plane does not pass through the origin"})  # fmt: skip
+        group = "none"
+    if group in ("4", "4mm") and not lattice.square or group == "mm" and not lattice.rectangular:
+        raise DataError(f"symmetry {group} needs a {'square' if '4' in group else 'rectangular'} reciprocal basis; "
+                        f"the plane's is {lattice.describe()}")  # fmt: skip
+    if group != "none":
+        weights = np.where(work.missing, 0, work.counts).astype(np.float64)
+        work.resampled, filled, record = symmetry_average(work.resampled, weights, group, work.periodic, work.noise)
+        work.mask[filled] = FILLED_BY_SYMMETRY
+        work.missing &= ~filled
+        done.append(reported({"step": "symmetry", **record}))
     missing = work.missing
     if missing.any():
         if rec.inpaint:
@@ -674,7 +738,7 @@ def _normalise_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any
     if not np.isfinite(mean) or mean <= 0:
         raise DataError("the corrected image has no positive mean intensity; check the mask and background")
     work.resampled = work.resampled * (target / mean)
-    return [{"step": "normalise", "method": "mean", "mean": target, "factor": target / mean}]
+    return [{"step": "normalise", "method": "mean", "mean": target, "factor": float(f"{target / mean:.9g}")}]
 
 
 # The correction, in order (module docstring): each step changes the work and returns its provenance entries
@@ -693,8 +757,7 @@ STEPS: tuple[tuple[Callable[[_Work, CorrectionConfig], list[dict[str, Any]]], fl
 def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, progress: Progress) -> Correction:
     image = as_image(raw)
     out = config.output
-    coordinates = functools.partial(_pixel_axes, image.shape, config.geometry, out.h_max, out.image_size)
-    work = _Work(image, coordinates, extra_mask, reference)
+    work = _Work(image, Pixels(image.shape, config.geometry, out.h_max, out.image_size), extra_mask, reference)
     provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
     for step, done in STEPS:
         provenance += step(work, config)
@@ -703,7 +766,7 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, pr
     if not np.all(np.isfinite(work.resampled)):
         raise DataError("the correction produced NaN or infinite values")
     progress(1.0)
-    return Correction(work.resampled.astype(np.float32), work.mask, provenance)
+    return Correction(work.resampled.astype(np.float32), work.mask, provenance, counts=work.counts.astype(np.int64))
 
 
 def mask_of(config: CorrectionConfig) -> np.ndarray | None:
@@ -727,13 +790,30 @@ def correct_file(
     return raw, corrected
 
 
+def warn_uncalibrated(provenances: list[list[dict[str, Any]]], sources: list[str]) -> None:
+    """One warning line for the images read without a calibration (taken as the training window itself)."""
+    from .results import short_name
+
+    names = [short_name(source) or "array" for steps, source in zip(provenances, sources, strict=True)
+             if any(step["step"] == "resample" and not step.get("calibrated", True) for step in steps)]  # fmt: skip
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        log.warning("%s: no calibration (no r.l.u. axes in the file, none given): taken as h, k in [-h_max, h_max) "
+                    "of the training window, the whole image", shown)  # fmt: skip
+
+
 FIGURE_PIXELS = 2048  # larger raw images are shown (in --figure) by every n-th pixel, n = size // this
 
 
 def preview(raw: np.ndarray) -> np.ndarray:
     """The raw image for its figure: every n-th pixel of a large one (plotting 8192^2 pixels needs GBs)."""
-    step = max(1, -(-max(raw.shape) // FIGURE_PIXELS))
+    step = preview_step(raw.shape)
     return raw[::step, ::step]
+
+
+def preview_step(shape: tuple[int, ...]) -> int:
+    """The n of ``preview``."""
+    return max(1, -(-max(shape) // FIGURE_PIXELS))
 
 
 def _progress_within(progress: Callable[[float, int], None], number: int, total: int, fraction: float) -> None:
@@ -801,8 +881,12 @@ def _correct_files(
             name = f"{number:04d}-{Path(spec.partition('::')[0]).stem}.png"
             figure = plots.correction_figure(preview(raw), corrected.image, corrected.mask, reference_set)
             plots.save(figure, Path(figure_dir) / name)
+            zones = plots.zones_figure(preview(raw), corrected, preview_step(raw.shape))
+            if zones is not None:
+                plots.save(zones, Path(figure_dir) / name.replace(".png", "-zones.png"))
         del raw
         if progress:
             progress(number + 1, len(specs))
+    warn_uncalibrated([c.provenance for c in results], specs)
     write_corrections(output, results, config)
     return results

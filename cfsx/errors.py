@@ -57,3 +57,25 @@ class ClusterError(CfsxError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a batch system's time limit): stops work like Ctrl-C, keeping what is finished."""
+
+
+class AdvisedError(DataError):
+    """A refusal that suggests settings. The message names each setting by its config key (what the library,
+    the API and the server take); the command line shows its flag instead (``text(flags)``).
+
+    ``message`` holds one ``{advice}`` placeholder; ``advice`` is a list of (key, value as the config takes it,
+    value as the flag takes it, note).
+    """
+
+    def __init__(self, message: str, advice: list[tuple[str, str, str, str]]) -> None:
+        self.template, self.advice = message, advice
+        super().__init__(self.text())
+
+    def text(self, flags: dict[str, str] | None = None) -> str:
+        """The message, with the settings named by their flags where ``flags`` (config key -> flag) has one."""
+        flags = flags or {}
+        parts = []
+        for key, value, flag_value, note in self.advice:
+            setting = f"{flags[key]} {flag_value}" if key in flags else f"{key} = {value}"
+            parts.append(f"{setting}{f' ({note})' if note else ''}")
+        return self.template.format(advice=", or ".join(parts))

@@ -69,6 +69,9 @@ class Observed:
     masks: np.ndarray | None = None  # (S, M, M) correction masks of raw images
     truth: np.ndarray | None = None  # (S, D) achieved alpha when the input was a simulated dataset
     lot_sizes: np.ndarray | None = None  # (S,) the lot size where known (simulated datasets), else NO_WINDOW
+    # per image, how cfsx correct made it: {"config": the correction config, "steps": its provenance}; None for
+    # simulated images
+    corrections: list[dict[str, Any] | None] | None = None
 
 
 def _cfsx_dataset(spec: str) -> bool:
@@ -100,7 +103,7 @@ def read_observed(
     correction = dataclasses.replace(correction, output=grid)
     extra_mask = mask_of(correction)
     specs = expand_inputs(inputs)
-    images, sources, masks, truths, lots = [], [], [], [], []
+    images, sources, masks, truths, lots, corrections = [], [], [], [], [], []
     for number, spec in enumerate(specs):
         if _cfsx_dataset(spec):
             with open_dataset(spec) as file:
@@ -121,6 +124,7 @@ def read_observed(
                 if same_encoding:  # a CFS4 file labels a CFS2 model's images too
                     labels = labels[:, sub_encoding(file_cfs, card.cfs)]
                 file_masks = file["masks"][()] if "masks" in file else np.zeros(block.shape, np.uint8)
+                corrections += _stored_corrections(file, len(block))
             images.append(block)
             lots.append(np.full(len(block), lot_size))
             sources += [f"{spec}::/images[{i}]" for i in range(len(block))]
@@ -128,6 +132,7 @@ def read_observed(
             truths.append(labels if same_encoding else np.full((len(block), card.components), np.nan))
         else:
             corrected = correct_file(spec, correction, extra_mask)[1]
+            corrections.append({"config": correction.to_dict(), "steps": corrected.provenance})
             images.append(corrected.image[None].astype(np.float64))
             lots.append(np.array([NO_WINDOW]))
             sources.append(spec)
@@ -138,9 +143,25 @@ def read_observed(
     truth = np.concatenate(truths).astype(np.float64)
     truth = None if np.isnan(truth).all() else truth
     observed = Observed(np.concatenate(images), sources, np.concatenate(masks), truth,
-                        np.concatenate(lots).astype(np.int64))  # fmt: skip
+                        np.concatenate(lots).astype(np.int64), corrections)  # fmt: skip
     check_images(observed)
+    from .correction import warn_uncalibrated
+
+    raw = [(entry["steps"], source) for entry, source in zip(corrections, sources, strict=True) if entry]
+    warn_uncalibrated([steps for steps, _ in raw], [source for _, source in raw])
     return observed
+
+
+def _stored_corrections(file, count: int) -> list[dict[str, Any] | None]:
+    """The correction config and steps of each image of a file of cfsx correct; None for other files."""
+    import json
+
+    import yaml
+
+    if file.attrs.get("kind") != "corrected" or "provenance" not in file:
+        return [None] * count
+    config = yaml.safe_load(str(file.attrs.get("config", ""))) or {}
+    return [{"config": config, "steps": json.loads(text)} for text in file["provenance"].asstr()[()]]
 
 
 def select_decoded(decoded_by: dict[str, Decoded], sources: list[str]) -> Decoded:
@@ -337,6 +358,7 @@ def interpret_observed(
             mask=None if observed.masks is None else observed.masks[index],
             truth=None if observed.truth is None else observed.truth[index],
             refinement=None if refinements is None else refinements[index],
+            correction=None if observed.corrections is None else observed.corrections[index],
         )
         for index, source in enumerate(observed.sources)
     ]

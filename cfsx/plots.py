@@ -235,3 +235,55 @@ def interpretation(record) -> Figure:
     lattice, simulated = (None, None) if decoded is None else (decoded.lattices[0], decoded.images[0])
     return interpretation_figure(record.observed, lattice, simulated, record.encoding, record.uncertainty,
                                  record.vectors, title=title)  # fmt: skip
+
+
+def zones_figure(raw: np.ndarray, correction, step: int = 1) -> Figure | None:
+    """The fold of every measured zone (a ``Correction`` whose provenance has a ``zones`` step): the measured plane
+    in its own axes with each zone's lattice point coloured by its agreement with the others, the folded window,
+    each zone's agreement and weight against |G|, and the cross-zone consistency per G beside its noise ceiling.
+    ``raw`` may be every ``step``-th pixel of the image (``correction.preview``). None when no zones were folded."""
+    zones, resample = correction.step("zones"), correction.step("resample")
+    if zones is None or resample is None:
+        return None
+    geometry, window = resample["geometry"], resample["window"]
+    names = [name for name in (window.get("axes") or ["rows", "columns"])]
+    figure = Figure(figsize=(19.0, 4.8), layout="constrained")
+    axes = figure.subplots(1, 4)
+    rows, columns = raw.shape[0] * step, raw.shape[1] * step
+    origin, per_rlu = geometry["origin"], geometry["pixels_per_rlu"]
+    extent = [(-0.5 - origin[1]) / per_rlu[1], (columns - 0.5 - origin[1]) / per_rlu[1],
+              (rows - 0.5 - origin[0]) / per_rlu[0], (-0.5 - origin[0]) / per_rlu[0]]  # fmt: skip
+    shown = np.where(np.isfinite(raw) & (raw > 0), raw, np.nan)
+    low, high = np.nanpercentile(shown, [1, 99]) if np.isfinite(shown).any() else (0, 1)
+    picture = axes[0].imshow(shown, extent=extent, cmap="viridis", vmin=low, vmax=high, aspect="equal")
+    figure.colorbar(picture, ax=axes[0], fraction=0.046, label="intensity")
+    entries = zones["per_zone"]
+    agreement = np.array([np.nan if e["agreement"] is None else e["agreement"] for e in entries])
+    points = np.array([e["G"] for e in entries])
+    marks = axes[0].scatter(points[:, 1], points[:, 0], c=agreement, cmap="RdYlGn", vmin=-1, vmax=1,
+                            s=[30 + 120 * e["coverage"] for e in entries], edgecolors="black")  # fmt: skip
+    for entry in entries:
+        if entry["disagrees"]:
+            axes[0].scatter(entry["G"][1], entry["G"][0], marker="x", color="black", s=40)
+    figure.colorbar(marks, ax=axes[0], fraction=0.05, label="zone agreement r", location="bottom")
+    axes[0].set(xlabel=names[1], ylabel=names[0], title="measured plane, zone points (x: disagrees)")
+    folded = axes[1].imshow(correction.image, cmap="viridis", origin="upper")
+    figure.colorbar(folded, ax=axes[1], fraction=0.046, label="normalised intensity")
+    axes[1].set(title=f"folded window ({zones['zones']} zones, {100 * zones['cells_measured']:.0f} % measured)",
+                xlabel="k (cells)", ylabel="h (cells)")  # fmt: skip
+    q = np.hypot(points[:, 0], points[:, 1])
+    axes[2].scatter(q, agreement, c="tab:blue", label="agreement r with the other zones")
+    axes[2].scatter(q, [e["weight"] for e in entries], c="tab:orange", marker="s", label="weight 1/max(1, chi2)")
+    axes[2].axhline(0, color="grey", lw=0.5)
+    axes[2].set(xlabel="|G| (r.l.u.)", ylim=(-1.05, 1.05), title="per zone")
+    axes[2].legend(fontsize=8, loc="lower left")
+    consistency = zones["consistency"]
+    labels = [entry.get("name", str(entry["G"])) for entry in consistency]
+    x = np.arange(len(consistency))
+    axes[3].bar(x - 0.2, [e["correlation"] or 0 for e in consistency], 0.4, label="corr I(Q), I(Q+G)")
+    axes[3].bar(x + 0.2, [e["ceiling"] for e in consistency], 0.4, label="noise ceiling", color="lightgrey")
+    axes[3].set_xticks(x, [f"G: {label}" for label in labels], rotation=20, fontsize=8)
+    axes[3].axhline(0, color="grey", lw=0.5)
+    axes[3].set(ylim=(-1.05, 1.05), title="cross-zone consistency")
+    axes[3].legend(fontsize=8, loc="lower left")
+    return figure

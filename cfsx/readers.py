@@ -3,16 +3,21 @@
 checked into one 2-D floating-point image with one clear error for anything else.
 
 A spec is ``FILE``, ``FILE::/path/in/hdf5``, either followed by a frame selection of a 3-D stack:
-``[3]`` (frame 3) or ``[a:b]`` (the sum of frames a to b - 1; ``[:]`` all). ``select_frames`` turns
-``--frames a:b`` and ``--sum-frames`` into such specs.
+``[3]`` (frame 3) or ``[a:b]`` (the sum of frames a to b - 1; ``[:]`` all), or by a plane selection of a
+3-D reciprocal-space volume (NeXus NXdata or Mantid MDHisto with h, k, l axes in r.l.u.): ``[l=0]`` (the
+slice nearest l = 0) or ``[l=0+-0.05]`` (the sum of the slices whose bin centres lie within 0 +- 0.05).
+A volume is read slice by slice, never whole. ``select_frames`` turns ``--frames a:b`` and
+``--sum-frames`` into such specs, ``select_plane`` ``--plane l=0``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +62,55 @@ MANTID_SIGNAL = "MDHistoWorkspace/data/signal"
 
 
 SELECTION = re.compile(r"\[(-?\d*)(:?)(-?\d*)\]$")  # [i] or [a:b] at the end of a spec
+PLANE_SELECTION = re.compile(r"\[([^\[\]=]*=[^\[\]]*)\]$")  # [l=0] or [l=0+-0.05] at the end of a spec
+PLANE_FORM = "AXIS=VALUE or AXIS=VALUE+-HALFWIDTH with AXIS h, k or l (l=0, l=0.5+-0.05)"
 HDF5_SUFFIXES = (".h5", ".hdf5", ".nxs", ".nx5", ".hdf")
 
 
-def split_selection(spec: str) -> tuple[str, slice | int | None]:
-    """'plane.h5::/data[3]' -> ('plane.h5::/data', 3); '...[2:5]' -> (..., slice(2, 5)); else (spec, None).
-    A bracket is a selection only after an HDF5 path or when the file without it exists."""
-    found = SELECTION.search(spec)
+@dataclass(frozen=True)
+class Plane:
+    """A plane of a 3-D volume: the slice nearest ``axis`` = ``value`` (``thickness`` 0), or the sum of the
+    slices whose bin centres lie within ``value`` +- ``thickness``; ``axis`` is "h", "k" or "l"."""
+
+    axis: str
+    value: float
+    thickness: float = 0.0
+
+    def __str__(self) -> str:
+        width = f"+-{self.thickness:.15g}" if self.thickness else ""
+        return f"{self.axis}={self.value:.15g}{width}"
+
+
+def parse_plane(text: str, source: str = "") -> Plane:
+    """'l=0' -> Plane('l', 0.0); 'L = -1 +- 0.1' -> Plane('l', -1.0, 0.1); anything else one DataError
+    naming ``source`` (the spec or option it came from)."""
+    where = source or repr(text)
+    axis, equals, rest = text.partition("=")
+    value, plus_minus, width = rest.partition("+-")
+    axis = axis.strip().lower()
+    try:
+        numbers = [float(value), float(width) if plus_minus else 0.0]
+    except ValueError:
+        numbers = []
+    if not equals or axis not in ("h", "k", "l") or not numbers or not np.all(np.isfinite(numbers)):
+        raise DataError(f"{where}: a plane is {PLANE_FORM}, got {text!r}")
+    if numbers[1] < 0:
+        raise DataError(f"{where}: the half-width of a plane must not be negative, got {text!r}")
+    return Plane(axis, numbers[0], numbers[1])
+
+
+def split_selection(spec: str) -> tuple[str, slice | int | Plane | None]:
+    """'plane.h5::/data[3]' -> ('plane.h5::/data', 3); '...[2:5]' -> (..., slice(2, 5)); 'volume.nxs[l=0]'
+    -> ('volume.nxs', Plane('l', 0.0)); else (spec, None). A bracket is a selection only after an HDF5 path
+    or when the file without it exists; a plane selection that does not parse is one DataError."""
+    found = SELECTION.search(spec) or PLANE_SELECTION.search(spec)
     if found is None or found.group(0) == "[]":
         return spec, None
     rest = spec[: found.start()]
     if "::" not in rest and not Path(rest).is_file():
         return spec, None
+    if found.re is PLANE_SELECTION:
+        return rest, parse_plane(found.group(1), spec)
     first, colon, last = found.groups()
     if not colon:
         return rest, int(first)
@@ -97,7 +139,7 @@ def select_frames(specs: list[str], frames: str | None, sum_frames: bool) -> lis
         elif sum_frames:
             selected.append(spec + text)
         else:
-            with _opened(spec) as (array, _):
+            with _opened(spec) as (array, _, _):
                 count = array.shape[0] if len(array.shape) == 3 else None
             if count is None:
                 raise DataError(f"{spec} is not a stack of frames (shape {array.shape}): --frames is for 3-D data")
@@ -105,13 +147,24 @@ def select_frames(specs: list[str], frames: str | None, sum_frames: bool) -> lis
     return selected
 
 
+def select_plane(specs: list[str], plane: str | None) -> list[str]:
+    """``--plane l=0`` (or ``l=0+-0.05``) as the plane selection of every spec that has no selection yet."""
+    if plane is None:
+        return specs
+    chosen = parse_plane(plane, "--plane")
+    return [spec if split_selection(spec)[1] is not None else f"{spec}[{chosen}]" for spec in specs]
+
+
 def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``; without a path the NeXus default
-    plottable data or the Mantid MDHisto layout), or any detector format that fabio reads (CBF, EDF, ...),
-    with an optional frame selection (module docstring). Returns the image and what was read."""
+    """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``, the path a dataset or an NXdata group;
+    without a path the NeXus default plottable data or the Mantid MDHisto layout), or any detector format
+    that fabio reads (CBF, EDF, ...), with an optional frame or plane selection (module docstring). Returns
+    the image and what was read."""
     base, selection = split_selection(spec)
-    with _opened(base) as (array, info):
-        if selection is not None:
+    with _opened(base) as (array, info, volume):
+        if isinstance(selection, Plane):
+            array = _plane(array, volume, selection, spec, info)
+        elif selection is not None:
             array = _frames(array, selection, spec, info)
         image = as_image(array[()] if not isinstance(array, np.ndarray) else array, source=spec)
     return image, info
@@ -138,15 +191,98 @@ def _frames(array: Any, selection: slice | int, spec: str, info: dict[str, Any])
     return total
 
 
+@dataclass(frozen=True)
+class _Axis:
+    """One axis of a 3-D volume: the h, k or l it runs along (None when its name says none), its name as shown,
+    and its bins in r.l.u. (edges: one more than centres; strictly monotonic)."""
+
+    letter: str | None
+    name: str
+    edges: np.ndarray
+    centres: np.ndarray
+
+
+VolumeAxes = Callable[[], list[_Axis]]  # the three axes of a volume in array order, read when asked
+
+
+def _plane(array: Any, volume: VolumeAxes | None, plane: Plane, spec: str, info: dict[str, Any]) -> np.ndarray:
+    """The ``plane`` of a 3-D volume, read slice by slice (a thick plane summed into float64), with the r.l.u.
+    axes of its rows and columns and the plane itself in ``info["axes"]``."""
+    shape = tuple(array.shape)
+    if len(shape) != 3:
+        raise DataError(f"{spec}: a plane selection needs a 3-D volume over h, k, l, the data has shape {shape}")
+    if volume is None:
+        raise DataError(
+            f"{spec}: a plane selection needs h, k, l axes in r.l.u. (a NeXus NXdata or a Mantid MDHisto "
+            "volume); this data has none: choose frames with [i] or [a:b] instead"
+        )
+    axes = volume()
+    matching = [number for number, axis in enumerate(axes) if axis.letter == plane.axis]
+    if len(matching) != 1:
+        names = ", ".join(axis.name for axis in axes)
+        count = "no" if not matching else "more than one"
+        raise DataError(f"{spec}: {count} {plane.axis} axis among the volume's axes ({names})")
+    along = matching[0]
+    axis = axes[along]
+    low, high = sorted((float(axis.edges[0]), float(axis.edges[-1])))
+    if not low <= plane.value <= high:
+        raise DataError(
+            f"{spec}: {plane.axis} = {plane.value:g} is outside the volume, whose {plane.axis} runs from {low:g} "
+            f"to {high:g} ({axis.name})"
+        )
+    distance = np.abs(axis.centres - plane.value)
+    if plane.thickness == 0:
+        first = int(np.argmin(distance))
+        indices, value = range(first, first + 1), float(axis.centres[first])
+    else:
+        tolerance = 1e-9 * max(abs(plane.value), plane.thickness, 1.0)  # centres of linspace are not exact
+        inside = np.flatnonzero(distance <= plane.thickness + tolerance)
+        if not len(inside):
+            step = abs(float(axis.centres[1] - axis.centres[0])) if len(axis.centres) > 1 else 0.0
+            raise DataError(
+                f"{spec}: no {plane.axis} slice has its centre within {plane.value:g} +- {plane.thickness:g} "
+                f"(the slices are {step:g} apart): widen the half-width or leave it out for the nearest slice"
+            )
+        indices, value = range(int(inside[0]), int(inside[-1]) + 1), plane.value
+
+    def piece(index: int) -> np.ndarray:
+        key: list[Any] = [slice(None)] * 3
+        key[along] = index
+        return np.asarray(array[tuple(key)])
+
+    if len(indices) == 1:
+        image = piece(indices.start)
+    else:
+        image = np.zeros([size for number, size in enumerate(shape) if number != along], dtype=np.float64)
+        for index in indices:
+            image += piece(index).astype(np.float64, copy=False)
+    rows, columns = (axes[number] for number in range(3) if number != along)
+    info["axes"] = {
+        "rows": [float(rows.edges[0]), float(rows.edges[-1])],
+        "columns": [float(columns.edges[0]), float(columns.edges[-1])],
+        "names": [rows.name, columns.name],
+        "rlu": True,
+        "plane": {
+            "axis": plane.axis,
+            "value": value,
+            "thickness": plane.thickness,
+            "slices": [indices.start, indices.stop],
+        },
+    }
+    return image
+
+
 @contextlib.contextmanager
-def _opened(spec: str) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """The array a spec names, lazily where the format allows (HDF5 datasets, .npy memory maps), and what was read."""
+def _opened(spec: str) -> Iterator[tuple[Any, dict[str, Any], VolumeAxes | None]]:
+    """The array a spec names, lazily where the format allows (HDF5 datasets, .npy memory maps), what was read,
+    and for a 3-D HDF5 volume with named axes a function giving them (None for other data)."""
     path_text, _, inner = spec.partition("::")
     path = Path(path_text)
     if not path.is_file():
         raise DataError(f"no such image file: {path}")
     suffix = path.suffix.lower()
     info: dict[str, Any] = {"source": str(path)}
+    volume: VolumeAxes | None = None
     silenced = logging.root.manager.disable
     logging.disable(max(silenced, logging.WARNING))  # tifffile and imageio log what they then raise: the error says it
     try:
@@ -164,10 +300,10 @@ def _opened(spec: str) -> Iterator[tuple[Any, dict[str, Any]]]:
                 if array.ndim == 3:  # colour PNG: its luminance
                     array = array[..., :3].mean(axis=-1)
             elif suffix in HDF5_SUFFIXES:
-                array = _hdf5_dataset(path, inner, info, files)
+                array, volume = _hdf5_dataset(path, inner, info, files)
             else:
                 array = _read_fabio(path)
-            yield array, info
+            yield array, info, volume
     except (DataError, GeneratorExit):
         raise
     except Exception as error:  # every reader has its own exception types for a damaged file
@@ -176,9 +312,12 @@ def _opened(spec: str) -> Iterator[tuple[Any, dict[str, Any]]]:
         logging.disable(silenced)
 
 
-def _hdf5_dataset(path: Path, inner: str, info: dict[str, Any], files: contextlib.ExitStack):
-    """The (unread) dataset ``inner`` of an HDF5 file, or without it the NeXus default plottable data or the
-    Mantid MDHisto signal; with the r.l.u. axes of either in ``info``."""
+def _hdf5_dataset(
+    path: Path, inner: str, info: dict[str, Any], files: contextlib.ExitStack
+) -> tuple[Any, VolumeAxes | None]:
+    """The (unread) dataset ``inner`` of an HDF5 file (the signal of ``inner`` when that is an NXdata group), or
+    without it the NeXus default plottable data or the Mantid MDHisto signal; with the r.l.u. axes of either
+    in ``info``, and for a 3-D one the function that reads the axes of its volume."""
     import h5py
     import hdf5plugin  # noqa: F401  (registers the compression filters of detector data: bitshuffle, LZ4, ...)
 
@@ -190,8 +329,11 @@ def _hdf5_dataset(path: Path, inner: str, info: dict[str, Any], files: contextli
             f"{path}: no NeXus default data (root attribute default -> NXentry -> NXdata with a signal); "
             f"give the dataset path as {path}::/path/to/data"
         )
+    name = _group_signal(links, file, name)
     info["dataset"] = name
     dataset = links.dataset(file, name)
+    where = f"{path}::{name}"
+    volume: VolumeAxes | None = None
     if name == MANTID_SIGNAL:
         # Bin edges of the two axes; the signal is stored (Q2, Q1): rows along Q2.
         axes = [links.dataset(file, "MDHistoWorkspace/data/Q2"), links.dataset(file, "MDHistoWorkspace/data/Q1")]
@@ -201,11 +343,49 @@ def _hdf5_dataset(path: Path, inner: str, info: dict[str, Any], files: contextli
             "names": [_text(axis.attrs.get("long_name", axis.name)) for axis in axes],
             "rlu": all(_text(axis.attrs.get("frame", "")) == "HKL" for axis in axes),
         }
+        if dataset.ndim == 3:
+            volume = functools.partial(_mantid_volume, links, file, dataset.shape, where)
     else:
-        axes = _nexus_axes(dataset)
+        group = _nxdata_of(links, file, name, dataset)
+        axes = _nexus_axes(group, dataset.shape) if group is not None else None
         if axes is not None:
             info["axes"] = axes
-    return dataset
+        if group is not None and dataset.ndim == 3:
+            volume = functools.partial(_nexus_volume, group, dataset.shape, where)
+    return dataset, volume
+
+
+def _group_signal(links: _Hdf5Links, file, name: str) -> str:
+    """``name``, or the path of its signal when ``name`` is an NXdata group with one (NXRefine's
+    ``/entry/transform``): the signal is then read through the same link rules as any dataset."""
+    import h5py
+
+    found = links.locate(file, name)
+    if found is None:
+        return name
+    group, part = found
+    target = group if part is None else group.get(part)
+    if not isinstance(target, h5py.Group) or _text(target.attrs.get("NX_class", "")) != "NXdata":
+        return name
+    signal = target.attrs.get("signal")
+    return name if signal is None else f"{name.rstrip('/')}/{_text(signal)}"
+
+
+def _nxdata_of(links: _Hdf5Links, file, name: str, dataset):
+    """The NXdata group whose signal the dataset at ``name`` is: the group holding ``name`` in this file (where
+    the signal may be an external link), else the dataset's own parent; None if neither."""
+    parent, _, last = name.rstrip("/").rpartition("/")
+    found = links.locate(file, parent)
+    holder = None if found is None else found[0] if found[1] is None else found[0].get(found[1])
+    for group, signal in ((holder, last), (dataset.parent, dataset.name.split("/")[-1])):
+        if (
+            group is not None
+            and hasattr(group, "keys")
+            and _text(group.attrs.get("NX_class", "")) == "NXdata"
+            and _text(group.attrs.get("signal", "")) == signal
+        ):
+            return group
+    return None
 
 
 def _same_file_child(group, name: str):
@@ -220,11 +400,16 @@ def _same_file_child(group, name: str):
 
 def _nexus_signal(file) -> str:
     """The path of the NeXus default plottable data: root ``default`` -> NXentry (its ``default``) -> NXdata's
-    ``signal``; empty when the chain is not there. Only links inside the file are followed."""
+    ``signal``; empty when the chain is not there. Only links inside the file are followed, except that the
+    signal itself may be an external link (resolved, within the folder, like any other)."""
+    import h5py
+
     group = file["/"]
     for _ in range(MAX_HDF5_LINKS):
         signal = group.attrs.get("signal")
         if _text(group.attrs.get("NX_class", "")) == "NXdata" and signal is not None:
+            if isinstance(group.get(_text(signal), getlink=True), h5py.ExternalLink):
+                return f"{group.name}/{_text(signal)}"  # NXRefine's transform: _Hdf5Links checks where it points
             found = _same_file_child(group, _text(signal))
             return found.name if found is not None else ""
         default = group.attrs.get("default")
@@ -238,20 +423,21 @@ def _nexus_signal(file) -> str:
 RLU_UNITS = {"r.l.u.", "r.l.u", "rlu", "reciprocal lattice units"}
 
 
-def _nexus_axes(dataset) -> dict[str, Any] | None:
-    """The r.l.u. axes of an image that is the signal of an NXdata (its last two ``axes``), as bin edges."""
-    group = dataset.parent
-    if (
-        _text(group.attrs.get("NX_class", "")) != "NXdata"
-        or _text(group.attrs.get("signal", "")) != dataset.name.split("/")[-1]
-    ):
-        return None
+def _axis_names(group) -> list[str]:
+    """The ``axes`` attribute of an NXdata group as a list of names."""
     names = group.attrs.get("axes")
     names = [names] if isinstance(names, str | bytes) else list(names if names is not None else [])
-    if len(names) < 2 or len(dataset.shape) < 2:
+    return [_text(name) for name in names]
+
+
+def _nexus_axes(group, shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """The r.l.u. axes of an image that is the signal of the NXdata ``group`` (its last two ``axes``), as bin
+    edges."""
+    names = _axis_names(group)
+    if len(names) < 2 or len(shape) < 2:
         return None
     edges, labels = [], []
-    for name, pixels in zip([_text(n) for n in names[-2:]], dataset.shape[-2:], strict=True):
+    for name, pixels in zip(names[-2:], shape[-2:], strict=True):
         axis = _same_file_child(group, name) if name != "." else None
         if axis is None or axis.ndim != 1 or _text(axis.attrs.get("units", "")).lower() not in RLU_UNITS:
             return None
@@ -267,10 +453,76 @@ def _nexus_axes(dataset) -> dict[str, Any] | None:
     return {"rows": edges[0], "columns": edges[1], "names": labels, "rlu": True}
 
 
+def _nexus_volume(group, shape: tuple[int, ...], where: str) -> list[_Axis]:
+    """The three axes of a 3-D NXdata signal (its ``axes``, each a 1-D dataset in r.l.u. of this group)."""
+    names = _axis_names(group)
+    if len(names) != 3:
+        raise DataError(f"{where}: its NXdata {group.name} names {len(names)} axes ({', '.join(names)}), not 3")
+    axes = []
+    for name, pixels in zip(names, shape, strict=True):
+        axis = _same_file_child(group, name) if name != "." else None
+        if axis is None or not hasattr(axis, "ndim"):
+            raise DataError(f"{where}: its NXdata {group.name} has no axis dataset {name!r}")
+        units = _text(axis.attrs.get("units", ""))
+        if units.lower() not in RLU_UNITS:
+            raise DataError(f"{where}: axis {name} is not in r.l.u. (units {units!r}), so no h, k, l plane is known")
+        label = _text(axis.attrs.get("long_name", name))
+        axes.append(_volume_axis(axis, pixels, [label, name], where))
+    return axes
+
+
+def _mantid_volume(links: _Hdf5Links, file, shape: tuple[int, ...], where: str) -> list[_Axis]:
+    """The three axes of a 3-D Mantid MDHisto signal: stored (Q3, Q2, Q1), each bin edges in the HKL frame."""
+    axes = []
+    for number, pixels in zip((3, 2, 1), shape, strict=True):
+        axis = links.dataset(file, f"MDHistoWorkspace/data/Q{number}")
+        frame = _text(axis.attrs.get("frame", ""))
+        if frame != "HKL":
+            raise DataError(f"{where}: axis Q{number} is in the {frame or 'unnamed'} frame, not HKL (r.l.u.)")
+        label = _text(axis.attrs.get("long_name", f"Q{number}"))
+        axes.append(_volume_axis(axis, pixels, [label, f"Q{number}"], where))
+    return axes
+
+
+def _volume_axis(dataset, pixels: int, names: list[str], where: str) -> _Axis:
+    """An axis of ``pixels`` slices from its 1-D dataset of bin edges (pixels + 1) or centres (pixels)."""
+    values = np.asarray(dataset[()], dtype=np.float64).ravel() if dataset.ndim == 1 else np.zeros(0)
+    if len(values) == pixels + 1:
+        edges = values
+        centres = (values[:-1] + values[1:]) / 2
+    elif len(values) == pixels > 1:
+        centres = values
+        middles = (values[:-1] + values[1:]) / 2
+        edges = np.concatenate([[2 * values[0] - middles[0]], middles, [2 * values[-1] - middles[-1]]])
+    else:
+        raise DataError(
+            f"{where}: axis {names[0]} has {len(values)} values for {pixels} slices (neither bin centres nor edges)"
+        )
+    steps = np.diff(edges)
+    if not (np.all(steps > 0) or np.all(steps < 0)):
+        raise DataError(f"{where}: axis {names[0]} is not strictly increasing or decreasing")
+    letter = next((found for found in map(_hkl_letter, names) if found is not None), None)
+    return _Axis(letter, names[0], edges, centres)
+
+
+def _hkl_letter(name: str) -> str | None:
+    """The h, k or l an axis name runs along: 'Ql' -> 'l', 'L' -> 'l', '[0,K,0]' -> 'k'; None otherwise."""
+    text = name.strip().lower()
+    if re.fullmatch(r"q?[hkl]", text):
+        return text[-1]
+    found = re.fullmatch(r"\[([^\]]*)\]", text)
+    if found is None:
+        return None
+    parts = [part.strip() for part in found.group(1).split(",")]
+    moving = [part for part in parts if part not in ("0", "0.0", "-0", "+0")]
+    return moving[0] if len(parts) == 3 and len(moving) == 1 and moving[0] in ("h", "k", "l") else None
+
+
 class _Hdf5Links:
     """Resolves HDF5 paths of one file: soft links anywhere, but external links, virtual-dataset sources and
-    external raw-data files only to files in the same folder as that file (the layout of detector master
-    files); anything else is refused with one DataError. Files it opens are closed with ``files``."""
+    external raw-data files only to files in the folder of that file or its subfolders (the layouts of
+    detector master files and of NXRefine's scan folders), after resolving symbolic links and '..'; anything
+    else is refused with one DataError. Files it opens are closed with ``files``."""
 
     def __init__(self, path: Path, files) -> None:
         import os
@@ -315,7 +567,7 @@ class _Hdf5Links:
 
     def dataset(self, file, name: str, shown: str = "", depth: int = 0):
         """The dataset at ``name``, opened so that its virtual sources and external raw data are looked for in
-        the folder, after checking that every one of them is a file in the folder."""
+        the folder, after checking that every one of them is a file in the folder or its subfolders."""
         import h5py
 
         shown = shown or name
@@ -349,13 +601,14 @@ class _Hdf5Links:
         return self.opened[path]
 
     def _beside(self, filename: str, what: str, name: str) -> Path:
-        """The file a link names (relative names: in the folder), if it is a file in the folder."""
+        """The file a link names (relative names: from the folder), if it is a file in the folder or a subfolder
+        of it once symbolic links and '..' are resolved."""
         target = Path(filename)
         target = (target if target.is_absolute() else self.folder / target).resolve()
-        if target.parent != self.folder:
+        if not target.is_relative_to(self.folder):
             raise DataError(
-                f"{self.path}::{name}: its {what} points to {filename}, outside the folder of {self.path.name}; "
-                "cfsx follows links only to files in the same folder"
+                f"{self.path}::{name}: its {what} points to {filename}, outside the folder of {self.path.name} "
+                "(and its subfolders); cfsx follows links only to files in that folder and below it"
             )
         if not target.is_file():
             raise DataError(f"{self.path}::{name}: its {what} points to {filename}, which does not exist")

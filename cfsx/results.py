@@ -87,6 +87,8 @@ class Interpretation:
     mask: np.ndarray | None = None  # (M, M) 0 measured, 1 symmetry, 2 inpainted
     truth: np.ndarray | None = None  # (D,) the achieved alpha of a simulated input
     refinement: dict[str, Any] | None = None  # per start ("from_cnn", "from_zero"): its stages
+    # how cfsx correct made the image: {"config": the correction config, "steps": its provenance}; None if simulated
+    correction: dict[str, Any] | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -126,6 +128,7 @@ class Interpretation:
             "truth": None,
             "refinement": self.refinement,
             "figure": figure,
+            "correction": self.correction,
         }
         if decoded is not None:
             record["decoded"] = {
@@ -262,6 +265,9 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
                 file[f"refinement/{start}"] = np.array(encodings)
             file.create_dataset("refinement/records", data=[json.dumps(i.refinement) for i in interpretations],
                                 dtype=text)  # fmt: skip
+        if any(i.correction is not None for i in interpretations):
+            file.create_dataset("correction", data=[json.dumps(i.correction, default=float) for i in interpretations],
+                                dtype=text)  # fmt: skip
         if first.decoded is None:
             return
         file["uncertainty/replicates"] = np.stack([i.replicate_std for i in interpretations])
@@ -293,6 +299,8 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
         decoded_r2 = {name: file[f"decoded_image_r2/{name}"][()] for name in file.get("decoded_image_r2", [])}
         refinements = file.get("refinement/records")
         refinements = None if refinements is None else [json.loads(text) for text in refinements[()]]
+        corrections = file.get("correction")
+        corrections = [None] * len(sources) if corrections is None else [json.loads(t) for t in corrections[()]]
     return [
         Interpretation(
             source=source,
@@ -309,6 +317,7 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
             mask=arrays["masks"][index] if "masks" in arrays else None,
             truth=arrays["truth"][index] if "truth" in arrays else None,
             refinement=None if refinements is None else refinements[index],
+            correction=corrections[index],
         )
         for index, source in enumerate(sources)
     ]

@@ -27,13 +27,13 @@ from cfsx.correction import (
     invalid_pixels,
     pixel_coordinates,
     pixel_of,
-    symmetry_fill,
 )
 from cfsx.detector import CORRUPTIONS, Detector
 from cfsx.engine import reciprocal_grid
 from cfsx.errors import ConfigError, DataError
 from cfsx.metrics import image_r2
 from cfsx.readers import expand_inputs, read_image
+from cfsx.symmetry import symmetry_average
 
 
 def plain_config(**sections) -> CorrectionConfig:
@@ -108,8 +108,9 @@ def test_local_finder_keeps_sharp_diffuse_maxima_at_high_counts_and_takes_the_pe
 def test_friedel_fill_restores_a_centrosymmetric_image(clean_image):
     missing = np.zeros(clean_image.shape, bool)
     missing[5:15, 20:40] = True
-    filled, by_symmetry = symmetry_fill(np.where(missing, np.nan, clean_image), missing, mirrors=False)
-    assert by_symmetry.sum() == missing.sum()
+    weights = (~missing).astype(float)
+    filled, by_symmetry, record = symmetry_average(np.where(missing, np.nan, clean_image), weights, "friedel", False)
+    assert by_symmetry.sum() == missing.sum() and record["filled_cells"] == missing.sum()
     np.testing.assert_allclose(filled, clean_image, rtol=1e-12)
     block = np.ones((2, 2))
     corrected = correct_image(np.where(np.kron(missing, block), np.nan, np.kron(clean_image, block)), plain_config())
@@ -350,7 +351,8 @@ def test_file_axes_in_rlu_calibrate_the_image(tmp_path):
         file["MDHistoWorkspace/data/Q1"] = columns
         for name in ("Q1", "Q2"):
             file[f"MDHistoWorkspace/data/{name}"].attrs["frame"] = b"HKL"
-    config = load_config("correct", ["bragg.enabled=false"], root=CorrectionConfig)
+    config = load_config("correct", ["bragg.enabled=false", "geometry.zones=centre", "reconstruction.symmetry=none"],
+                         root=CorrectionConfig)  # fmt: skip
     raw, info = read_image(str(tmp_path / "plane.nxs"))
     calibrated = calibrate_from_file(config, raw.shape, info)
     np.testing.assert_allclose(calibrated.geometry.pixels_per_rlu, [40.0, 50.0])
@@ -381,8 +383,8 @@ def test_an_image_that_barely_covers_the_window_is_refused():
         "correct", ["geometry.origin=[0, 0]", "geometry.pixels_per_rlu=[200, 200]"], root=CorrectionConfig
     )  # the image covers h, k in [0, 1): a quarter of the window, without its partner cells
     assert correct_image(raw, config).image.shape == (64, 64)
-    far = load_config("correct", ["geometry.origin=[-150, -150]", "geometry.pixels_per_rlu=[200, 200]"],
-                      root=CorrectionConfig)  # fmt: skip
+    far = load_config("correct", ["geometry.origin=[-150, -150]", "geometry.pixels_per_rlu=[200, 200]",
+                                  "geometry.zones=centre"], root=CorrectionConfig)  # fmt: skip
     with pytest.raises(DataError, match="% of the window"):
         correct_image(raw, far)
 
@@ -404,7 +406,7 @@ def test_pixel_of_inverts_pixel_coordinates(overrides):
 def test_an_image_coarser_than_the_grid_is_resampled_without_inpainting():
     # 32 x 32 distinct pixels over the 64 x 64 window: each pixel covers 2 x 2 cells, none of them empty.
     image = np.arange(1.0, 32 * 32 + 1).reshape(32, 32)
-    corrected = correct_image(image, plain_config())
+    corrected = correct_image(image, plain_config(**{"reconstruction.symmetry": "none"}))  # not centrosymmetric
     assert (corrected.mask == 0).all()
     relative = corrected.image / corrected.image.mean()
     np.testing.assert_allclose(relative, np.kron(image, np.ones((2, 2))) / image.mean(), rtol=1e-6)

@@ -1,4 +1,5 @@
-"""Reading facility data: the NeXus default chain, frames of 3-D stacks, and compressed HDF5 (hdf5plugin)."""
+"""Reading facility data: the NeXus default chain, frames of 3-D stacks, compressed HDF5 (hdf5plugin), and
+planes of 3-D reciprocal-space volumes (NXRefine transforms, Mantid MDHisto)."""
 
 import h5py
 import numpy as np
@@ -10,7 +11,7 @@ from cfsx.config import CorrectionConfig
 from cfsx.correction import calibrate_from_file
 from cfsx.dataset import read_corrections
 from cfsx.errors import DataError
-from cfsx.readers import read_image, select_frames, split_selection
+from cfsx.readers import Plane, read_image, select_frames, select_plane, split_selection
 
 
 def nexus_plane(path, image, edges=False, chain=True):
@@ -127,3 +128,176 @@ def test_hdf5plugin_compressed_detector_data_are_read(tmp_path):
         file.create_dataset("entry/data/lz4", data=image, **hdf5plugin.LZ4())
     np.testing.assert_array_equal(read_image(f"{tmp_path / 'eiger.h5'}::/entry/data/data[0]")[0], image)
     np.testing.assert_array_equal(read_image(f"{tmp_path / 'eiger.h5'}::/entry/data/lz4")[0], image)
+
+
+# --- planes of 3-D reciprocal-space volumes ---
+
+L_CENTRES = np.linspace(-1.0, 1.0, 5)  # 0.5 apart: l = 0 is slice 2
+K_CENTRES = np.linspace(-0.5, 2.0, 6)  # k = 0.5 is slice 2
+H_CENTRES = np.linspace(-2.0, 1.0, 31)  # 0.1 apart: h = -1 +- 0.1 are slices 9, 10 and 11
+
+
+def indexed_volume(shape) -> np.ndarray:
+    """v[i, j, k] = 10000 i + 100 j + k: every slice along every axis recognisable (exact in float32)."""
+    return np.fromfunction(lambda i, j, k: 10000 * i + 100 * j + k, shape, dtype=np.float32)
+
+
+def nxrefine_files(folder, link="f1/transform.nxs", units="rlu", centres=(L_CENTRES, K_CENTRES, H_CENTRES)):
+    """NXRefine's layout: sample/f1_transform.nxs, whose /entry/transform (the default NXdata, axes Ql, Qk, Qh as
+    bin ``centres``) has as its signal an external link ``link`` to the volume in the scan subfolder."""
+    sample = folder / "sample"
+    (sample / "f1").mkdir(parents=True, exist_ok=True)
+    volume = indexed_volume(tuple(len(values) for values in centres))
+    with h5py.File(sample / "f1" / "transform.nxs", "w") as file:
+        file["entry/data/v"] = volume
+    with h5py.File(sample / "f1_transform.nxs", "w") as file:
+        file.attrs.update(NX_class="NXroot", default="entry")
+        entry = file.create_group("entry")
+        entry.attrs.update(NX_class="NXentry", default="transform")
+        transform = entry.create_group("transform")
+        transform.attrs.update(NX_class="NXdata", signal="data", axes=["Ql", "Qk", "Qh"])
+        transform["data"] = h5py.ExternalLink(link, "/entry/data/v")
+        for name, values in zip(("Ql", "Qk", "Qh"), centres, strict=True):
+            transform[name] = values
+            transform[name].attrs["units"] = units
+    return sample / "f1_transform.nxs", volume
+
+
+def test_planes_of_an_nxrefine_transform_are_read_with_their_axes(tmp_path):
+    master, volume = nxrefine_files(tmp_path)
+    image, info = read_image(f"{master}[l=0]")  # the default chain, through the link into f1/
+    np.testing.assert_array_equal(image, volume[2])
+    assert info["dataset"] == "/entry/transform/data"
+    axes = info["axes"]
+    assert axes["names"] == ["Qk", "Qh"] and axes["rlu"] is True
+    assert axes["rows"] == pytest.approx([-0.75, 2.25]) and axes["columns"] == pytest.approx([-2.05, 1.05])
+    assert axes["plane"] == {"axis": "l", "value": 0.0, "thickness": 0.0, "slices": [2, 3]}
+    geometry = calibrate_from_file(CorrectionConfig(), image.shape, info).geometry
+    assert geometry.origin == pytest.approx([1.0, 20.0]) and geometry.pixels_per_rlu == pytest.approx([2.0, 10.0])
+
+    image, info = read_image(f"{master}::/entry/transform[K=0.5]")  # an NXdata group path: its signal
+    np.testing.assert_array_equal(image, volume[:, 2, :])
+    assert info["axes"]["names"] == ["Ql", "Qh"] and info["axes"]["plane"]["slices"] == [2, 3]
+
+    image, info = read_image(f"{master}[h=-1+-0.1]")  # the sum of three slices (centres of a linspace)
+    np.testing.assert_array_equal(image, volume[:, :, 9:12].astype(np.float64).sum(axis=2))
+    assert info["axes"]["names"] == ["Ql", "Qk"]
+    assert info["axes"]["plane"] == {"axis": "h", "value": -1.0, "thickness": 0.1, "slices": [9, 12]}
+
+    image, info = read_image(f"{master}[l=0.3]")  # the nearest slice, named by its own centre
+    np.testing.assert_array_equal(image, volume[3])
+    assert info["axes"]["plane"]["value"] == 0.5
+    assert read_image(f"{master}[1]")[1]["dataset"] == "/entry/transform/data"  # frames of it as before
+
+
+def test_a_plane_reads_only_its_slices(tmp_path, monkeypatch):
+    """Every read of the volume selects one slice (an integer index): never the whole volume."""
+    master, volume = nxrefine_files(tmp_path)
+    keys = []
+    original = h5py.Dataset.__getitem__
+
+    def recorded(dataset, key, *rest, **options):
+        if dataset.shape == volume.shape:
+            keys.append(key)
+        return original(dataset, key, *rest, **options)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", recorded)
+    for spec, count in ((f"{master}[l=0]", 1), (f"{master}[k=0]", 1), (f"{master}[h=-1+-0.1]", 3)):
+        keys.clear()
+        read_image(spec)
+        assert len(keys) == count and all(sum(isinstance(part, int) for part in key) == 1 for key in keys), keys
+
+
+def mantid_volume(path, shape=(4, 5, 6)):
+    """A 3-D Mantid MDHisto file: signal stored (Q3, Q2, Q1) = (L, K, H), axes as bin edges in the HKL frame."""
+    volume = indexed_volume(shape)
+    with h5py.File(path, "w") as file:
+        data = file.create_group("MDHistoWorkspace/data")
+        data["signal"] = volume.astype(np.float64)
+        edges = {"Q1": (-3.0, 3.0, "[H,0,0]"), "Q2": (-1.0, 4.0, "[0,K,0]"), "Q3": (-2.0, 2.0, "[0,0,L]")}
+        for (name, (first, last, label)), pixels in zip(edges.items(), shape[::-1], strict=True):
+            data[name] = np.linspace(first, last, pixels + 1)
+            data[name].attrs.update(frame="HKL", long_name=label, units="in 1.22 A^-1")
+    return volume
+
+
+def test_planes_of_a_mantid_mdhisto_volume(tmp_path):
+    volume = mantid_volume(tmp_path / "volume.nxs")
+    image, info = read_image(f"{tmp_path / 'volume.nxs'}[l=0.4]")  # L edges -2, -1, 0, 1, 2: slice 2
+    np.testing.assert_array_equal(image, volume[2])
+    assert info["axes"]["names"] == ["[0,K,0]", "[H,0,0]"]
+    assert info["axes"]["rows"] == [-1.0, 4.0] and info["axes"]["columns"] == [-3.0, 3.0]
+    assert info["axes"]["plane"] == {"axis": "l", "value": 0.5, "thickness": 0.0, "slices": [2, 3]}
+    image, info = read_image(f"{tmp_path / 'volume.nxs'}::MDHistoWorkspace/data/signal[h=1.2]")  # H: 1 apart
+    np.testing.assert_array_equal(image, volume[:, :, 4])
+    assert info["axes"]["names"] == ["[0,0,L]", "[0,K,0]"] and info["axes"]["plane"]["value"] == 1.5
+
+
+def test_links_into_subfolders_are_followed_but_not_above_the_folder(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as file:
+        file["entry/data/v"] = np.full((5, 6, 31), 100.0)
+    master, _ = nxrefine_files(tmp_path, link="../other.h5")
+    with pytest.raises(DataError, match=r"outside the folder of f1_transform.nxs \(and its subfolders\)") as error:
+        read_image(f"{master}[l=0]")
+    assert "\n" not in str(error.value)
+    (tmp_path / "sample" / "escape").symlink_to(tmp_path, target_is_directory=True)  # a subfolder that is not
+    master, _ = nxrefine_files(tmp_path, link="escape/other.h5")
+    with pytest.raises(DataError, match="outside the folder"):
+        read_image(f"{master}::/entry/transform[l=0]")
+    master, volume = nxrefine_files(tmp_path, link="f1/../f1/transform.nxs")  # '..' that stays inside
+    np.testing.assert_array_equal(read_image(f"{master}[l=0]")[0], volume[2])
+
+
+def test_bad_plane_selections_are_one_clear_error(tmp_path):
+    master, _ = nxrefine_files(tmp_path)
+    nexus_plane(tmp_path / "plane.nxs", np.ones((20, 20)))
+    np.save(tmp_path / "stack.npy", np.ones((3, 8, 8)))
+    cases = [
+        (f"{tmp_path / 'plane.nxs'}[l=0]", r"needs a 3-D volume.*shape \(20, 20\)"),
+        (f"{tmp_path / 'stack.npy'}[l=0]", "needs h, k, l axes"),
+        (f"{master}[l=1.5]", "l = 1.5 is outside the volume, whose l runs from -1.25 to 1.25"),
+        (f"{master}[k=-2]", "k runs from -0.75 to 2.25"),
+        (f"{master}[l=0.2+-0.1]", "no l slice has its centre within 0.2 \\+- 0.1"),
+        (f"{master}[q=0]", "a plane is AXIS=VALUE"),
+        (f"{master}[l=zero]", "a plane is AXIS=VALUE"),
+        (f"{master}[l=0+-]", "a plane is AXIS=VALUE"),
+        (f"{master}[l=0+--1]", "must not be negative"),
+    ]
+    for spec, message in cases:
+        with pytest.raises(DataError, match=message) as error:
+            read_image(spec)
+        assert "\n" not in str(error.value)
+    no_units, _ = nxrefine_files(tmp_path / "plain", units="")
+    with pytest.raises(DataError, match="axis Ql is not in r.l.u."):
+        read_image(f"{no_units}[l=0]")
+
+
+def test_select_plane_adds_the_plane_to_specs_without_a_selection(tmp_path):
+    master, _ = nxrefine_files(tmp_path)
+    spec = str(master)
+    assert split_selection(f"{spec}[l=0+-0.05]") == (spec, Plane("l", 0.0, 0.05))
+    assert split_selection(f"{spec}::/entry/transform[H = -1]") == (f"{spec}::/entry/transform", Plane("h", -1.0))
+    assert split_selection("missing.nxs[l=0]") == ("missing.nxs[l=0]", None)
+    assert select_plane([spec], "l=0") == [f"{spec}[l=0]"]
+    assert select_plane([spec, f"{spec}[3]", f"{spec}[k=1]"], "L=0.25+-0.05") == [
+        f"{spec}[l=0.25+-0.05]",
+        f"{spec}[3]",
+        f"{spec}[k=1]",
+    ]
+    assert select_plane([spec], None) == [spec]
+    with pytest.raises(DataError, match="--plane: a plane is AXIS=VALUE"):
+        select_plane([spec], "x=1")
+
+
+def test_correct_and_interpret_take_a_plane_from_the_command_line(tmp_path):
+    in_plane = np.linspace(-1.5, 1.5, 96)  # about 32 pixels per r.l.u.: the training window's resolution
+    master, _ = nxrefine_files(tmp_path, centres=(L_CENTRES, in_plane, in_plane))
+    runner = CliRunner()
+    output = tmp_path / "plane.h5"
+    result = runner.invoke(app, ["correct", str(master), "-o", str(output), "--plane", "l=0"])
+    assert result.exit_code == 0, result.output
+    (correction,) = read_corrections(output)
+    assert correction.source == f"{master}[l=0]"
+    assert correction.step("read")["axes"]["plane"] == {"axis": "l", "value": 0.0, "thickness": 0.0, "slices": [2, 3]}
+    refused = runner.invoke(app, ["interpret", str(master), "-o", str(tmp_path / "out"), "--plane", "l"])
+    assert refused.exit_code == 3 and "--plane: a plane is AXIS=VALUE" in refused.output

@@ -1,0 +1,541 @@
+"""The crystal's reciprocal lattice in a measured plane, and every measured zone folded onto one window.
+
+Occupancy diffuse scattering repeats with every reciprocal lattice vector G of the crystal, once a smooth
+falloff in |Q| (form factors, Debye-Waller) is divided out: I(Q + G) = I(Q). A measured plane that spans
+many Brillouin zones therefore measures the training window many times over; averaging the equivalent
+points raises the signal and fills the gaps of one zone from the others (NXRefine and 3D-Delta-PDF
+symmetrise volumes before anything else). Zones that disagree beyond the noise are listed and
+down-weighted, never silently averaged.
+
+Coordinates: a plane's points are given in the file's axes (row, column) in reciprocal lattice units of the
+crystal's cell. The 2-D model's reciprocal lattice is spanned by two vectors b1 (the model's h) and b2 (its k)
+in those axes: for a primitive cell b1 = (1, 0), b2 = (0, 1); in the h0l plane of an F-centred cubic crystal
+the lattice points are (H, L) both even, so b1 = (2, 0), b2 = (0, 2) and the model's h is H / 2.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import DataError
+
+CENTRINGS = ("P", "I", "F", "C", "A", "B")
+LETTERS = ("h", "k", "l")
+MAX_ZONES = 20000  # zones of one plane (a 25 x 25 r.l.u. detector at unit cells is 625)
+# A zone disagrees with the others when its mean squared deviation from their fold is this many times the noise's.
+DISAGREEMENT = 4.0
+NOISE_SAMPLE = 1 << 18  # pixels the noise is estimated from (an even subsample of larger images)
+CONSISTENCY_VECTORS = ((1, 0), (0, 1), (1, 1), (1, -1))  # G in the model's basis: b1, b2, b1 + b2, b1 - b2
+
+
+def _allowed(centring: str, hkl: tuple[int, int, int]) -> bool:
+    """Whether the integer point hkl is a reciprocal lattice point of a cell of this centring."""
+    h, k, l = hkl  # noqa: E741  (the crystallographers' name)
+    return {
+        "P": True,
+        "I": (h + k + l) % 2 == 0,
+        "F": h % 2 == k % 2 == l % 2,
+        "C": (h + k) % 2 == 0,
+        "A": (k + l) % 2 == 0,
+        "B": (h + l) % 2 == 0,
+    }[centring]
+
+
+def axis_letter(name: str) -> str | None:
+    """The crystal axis an axis name runs along: 'H', 'Qh', '[0,0,L]', 'k (r.l.u.)' -> h, h, l, k; else None."""
+    text = name.strip().lower()
+    text = re.sub(r"\s*\(.*\)$", "", text)  # a trailing unit: 'k (r.l.u.)'
+    if text in LETTERS:
+        return text
+    if len(text) == 2 and text[0] == "q" and text[1] in LETTERS:
+        return text[1]
+    found = re.fullmatch(r"\[([^,\]]*),([^,\]]*),([^,\]]*)\]", text.replace(" ", ""))
+    if found:
+        parts = found.groups()
+        named = [index for index, part in enumerate(parts) if part not in ("0", "0.0", "")]
+        if len(named) == 1 and parts[named[0]] == LETTERS[named[0]]:
+            return LETTERS[named[0]]
+    return None
+
+
+@dataclass(frozen=True)
+class PlaneLattice:
+    """The crystal's reciprocal lattice in one plane: the 2-D model's basis in the file's (row, column) axes, a
+    lattice point of the plane (``offset``), and whether the plane passes through the origin (Friedel's law)."""
+
+    basis: tuple[tuple[float, float], tuple[float, float]]  # b1 (model h), b2 (model k), in (row, column) r.l.u.
+    offset: tuple[float, float] = (0.0, 0.0)
+    through_origin: bool = True
+    name: str = "P"  # the centring letter, or "basis" for a given one
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(2, 2): rows b1 and b2; a point of the plane is offset + h b1 + k b2."""
+        return np.asarray(self.basis, dtype=np.float64)
+
+    def to_model(self, point: Any) -> np.ndarray:
+        """Model coordinates (h, k) of (row, column) points (last axis), relative to ``offset``."""
+        point = np.asarray(point, dtype=np.float64) - np.asarray(self.offset)
+        return np.linalg.solve(self.matrix.T, point.T).T
+
+    def to_file(self, model: Any) -> np.ndarray:
+        """(row, column) of model coordinates (last axis): the inverse of ``to_model``."""
+        return np.asarray(model, dtype=np.float64) @ self.matrix + np.asarray(self.offset)
+
+    def is_point(self, point: Any) -> bool:
+        """Whether (row, column) is a lattice point of the plane."""
+        model = self.to_model(point)
+        return bool(np.allclose(model, np.round(model), atol=1e-6))
+
+    def nearest_point(self, point: Any) -> np.ndarray:
+        """The lattice point of the plane nearest (in model coordinates) to (row, column)."""
+        return self.to_file(np.round(self.to_model(point)))
+
+    def describe(self) -> str:
+        (a, b), (c, d) = self.basis
+        return f"{self.name}: b1 = ({a:g}, {b:g}), b2 = ({c:g}, {d:g}) in (row, column) r.l.u."
+
+    @property
+    def rectangular(self) -> bool:
+        """b1 perpendicular to b2 (in the file's axes, taken as orthonormal): mirrors along the model's axes."""
+        return abs(float(self.matrix[0] @ self.matrix[1])) < 1e-9
+
+    @property
+    def square(self) -> bool:
+        """Rectangular with |b1| = |b2|: four-fold rotations."""
+        lengths = np.linalg.norm(self.matrix, axis=1)
+        return self.rectangular and abs(lengths[0] - lengths[1]) < 1e-9
+
+
+def plane_lattice(lattice: str | list, letters: tuple[str, str] | None, plane: float = 0.0) -> PlaneLattice:
+    """The reciprocal lattice of a cell of centring ``lattice`` (P, I, F, C, A, B) in the plane whose rows and
+    columns run along the crystal axes ``letters`` (e.g. ('l', 'h')) and whose third index is ``plane``;
+    or, for ``lattice`` given as two vectors [[r1, c1], [r2, c2]], that basis (in the file's axes)."""
+    through_origin = abs(plane) < 1e-9
+    if not isinstance(lattice, str):
+        basis = np.asarray(lattice, dtype=np.float64)
+        if basis.shape != (2, 2) or abs(np.linalg.det(basis)) < 1e-9:
+            raise DataError(f"a lattice basis must be two independent vectors [[r1, c1], [r2, c2]], got {lattice!r}")
+        return PlaneLattice(tuple(map(tuple, basis.tolist())), (0.0, 0.0), through_origin, "basis")
+    if lattice == "P":
+        return PlaneLattice(((1.0, 0.0), (0.0, 1.0)), (0.0, 0.0), through_origin, "P")
+    if letters is None or len(set(letters)) != 2 or not set(letters) <= set(LETTERS):
+        raise DataError(
+            f"a {lattice} lattice needs the plane's axes (which of h, k, l the rows and columns run along); "
+            "the image does not name them: give them as geometry.axes, for example [h, l]"
+        )
+    third = next(letter for letter in LETTERS if letter not in letters)
+
+    def allowed(a: int, b: int, n: int) -> bool:
+        index = {letters[0]: a, letters[1]: b, third: n}
+        return _allowed(lattice, (index["h"], index["k"], index["l"]))
+
+    if allowed(1, 0, 0) and allowed(0, 1, 0):
+        basis = ((1.0, 0.0), (0.0, 1.0))
+    elif allowed(1, 0, 0):
+        basis = ((1.0, 0.0), (0.0, 2.0))
+    elif allowed(0, 1, 0):
+        basis = ((2.0, 0.0), (0.0, 1.0))
+    elif allowed(1, 1, 0):
+        basis = ((1.0, 1.0), (1.0, -1.0))
+    else:
+        basis = ((2.0, 0.0), (0.0, 2.0))
+    offset = (0.0, 0.0)
+    if float(plane).is_integer():
+        n = int(plane)
+        offset = next(((float(a), float(b)) for a in (0, 1) for b in (0, 1) if allowed(a, b, n)), (0.0, 0.0))
+    return PlaneLattice(basis, offset, through_origin, lattice)
+
+
+# --- the fold ---------------------------------------------------------------------------------------------
+
+ModelCoordinates = Callable[[slice], tuple[np.ndarray, np.ndarray]]  # rows -> model (h, k) of their pixels
+
+
+@dataclass
+class _Accumulated:
+    """Sums over the pixels of every zone, folded onto ``cells``: one period's cells when the window holds a whole
+    number of cells per period (``tile`` then maps them onto the window), else the window's own cells, each
+    zone adding to every periodic copy."""
+
+    first: np.ndarray  # (2,) int: model index of zone 0's lattice point
+    shape: tuple[int, int]  # zones along h, along k
+    total: np.ndarray  # (Z, cells) sum of intensities
+    count: np.ndarray  # (Z, cells) number of pixels
+    pixels: np.ndarray  # (Z,) valid pixels of each zone
+    tile: np.ndarray  # (M * M,) the cell of each window cell
+    q_total: np.ndarray | None = None  # (Z, cells) sum of the pixels' |Q|, when asked for
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a fold puts pixels: the zones they reach (the first zone's model index and the numbers of zones
+    along h and k) and the window's grid (M cells over [-h_max, h_max))."""
+
+    first: np.ndarray
+    shape: tuple[int, int]
+    size: int
+    h_max: float
+
+
+class PixelSpace(Protocol):
+    """The pixels of an image in the model's reciprocal space (cfsx.correction.Pixels)."""
+
+    def __call__(self, rows: slice) -> tuple[np.ndarray, np.ndarray]: ...  # model (h, k) of the rows' pixels
+
+    def q(self, rows: slice) -> np.ndarray: ...  # their |Q| in the file's r.l.u.
+
+
+def zone_range(corners_h: np.ndarray, corners_k: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The first zone index and the numbers of zones along h and k that pixels with these (h, k) extremes reach."""
+    low = np.floor(np.array([corners_h.min(), corners_k.min()]) + 0.5).astype(np.int64)
+    high = np.floor(np.array([corners_h.max(), corners_k.max()]) + 0.5).astype(np.int64)
+    shape = (int(high[0] - low[0] + 1), int(high[1] - low[1] + 1))
+    if shape[0] * shape[1] > MAX_ZONES:
+        raise DataError(
+            f"the image spans {shape[0]} x {shape[1]} Brillouin zones (more than {MAX_ZONES}): check the calibration"
+        )
+    return low, shape
+
+
+def _shifts(h_max: float, step: float) -> range:
+    """Integers n such that a point at hw in [-1/2, 1/2) shifted by n can land in the window's cells."""
+    return range(math.ceil(-h_max - step / 2 - 0.5), math.floor(h_max + step / 2 + 0.5) + 1)
+
+
+def _period_cells(size: int, h_max: float) -> int | None:
+    """Cells per period (1 in the model's units) when the window's grid repeats with the lattice, else None."""
+    period = size / (2 * h_max)
+    return round(period) if abs(period - round(period)) < 1e-9 and round(period) >= 1 else None
+
+
+def _placements(hw: np.ndarray, size: int, h_max: float) -> Iterator[tuple[int, np.ndarray]]:
+    """(shift n, window cell) of points at hw in [-1/2, 1/2) for every n that can land them in the window;
+    cells outside it are ``size``."""
+    step = 2 * h_max / size
+    for n in _shifts(h_max, step):
+        cell = np.floor((hw + n + h_max) / step + 0.5).astype(np.int64)
+        yield n, np.where((cell >= 0) & (cell < size), cell, size)
+
+
+def accumulate(
+    image: np.ndarray,
+    invalid: np.ndarray,
+    pixels: PixelSpace,
+    strips: Iterator[slice],
+    layout: Layout,
+    falloff: Callable[[slice], np.ndarray] | None = None,
+    with_q: bool = False,
+) -> _Accumulated:
+    """Every valid pixel, divided by ``falloff(rows)`` when given, added per zone to the cell where the fold puts
+    it (see _Accumulated), with its |Q| when ``with_q``."""
+    size, h_max, first, shape = layout.size, layout.h_max, layout.first, layout.shape
+    coordinates, q = pixels, (pixels.q if with_q else None)
+    zone_count = shape[0] * shape[1]
+    period = _period_cells(size, h_max)
+    side = period or size
+    cells = side * side
+    total = np.zeros(zone_count * (cells + 1))
+    count = np.zeros(zone_count * (cells + 1), dtype=np.int64)
+    pixels = np.zeros(zone_count, dtype=np.int64)
+    q_total = np.zeros(total.size) if q is not None else None
+    for rows in strips:
+        h, k = np.broadcast_arrays(*coordinates(rows))
+        valid = ~invalid[rows]
+        values = image[rows].astype(np.float64)
+        if falloff is not None:
+            values = values / falloff(rows)
+        zh, zk = np.floor(h + 0.5), np.floor(k + 0.5)
+        hw, kw = (h - zh)[valid], (k - zk)[valid]
+        zone = (zh[valid].astype(np.int64) - first[0]) * shape[1] + (zk[valid].astype(np.int64) - first[1])
+        values = values[valid]
+        q_values = np.broadcast_to(q(rows), valid.shape)[valid] if q is not None else None
+        pixels += np.bincount(zone, minlength=zone_count)
+        if period:  # one placement: the cell within the period
+            placements = [(np.floor((hw + h_max) * period + 0.5).astype(np.int64) % period,
+                           np.floor((kw + h_max) * period + 0.5).astype(np.int64) % period)]  # fmt: skip
+        else:
+            placements = [(r, c) for _, r in _placements(hw, size, h_max) for _, c in _placements(kw, size, h_max)]
+        for row_cell, column_cell in placements:
+            inside = (row_cell < side) & (column_cell < side)
+            index = zone * (cells + 1) + np.where(inside, row_cell * side + column_cell, cells)
+            total += np.bincount(index, weights=values, minlength=total.size)
+            count += np.bincount(index, minlength=count.size)
+            if q_total is not None:
+                q_total += np.bincount(index, weights=q_values, minlength=q_total.size)
+    m = np.arange(size)
+    tile = ((m[:, None] % side) * side + m[None, :] % side).ravel() if period else np.arange(cells)
+
+    def cut(array: np.ndarray) -> np.ndarray:
+        return array.reshape(zone_count, cells + 1)[:, :cells]
+
+    return _Accumulated(first, shape, cut(total), cut(count), pixels, tile,
+                        None if q_total is None else cut(q_total))  # fmt: skip
+
+
+def candidate_coverage(
+    invalid: np.ndarray, coordinates: ModelCoordinates, strips: Iterator[slice], layout: Layout
+) -> list[tuple[np.ndarray, float]]:
+    """Per lattice point (model index, relative to the window's centre), the fraction of the window centred on it
+    whose cells hold a valid pixel centre; best first, unmeasured ones left out."""
+    size, h_max, first, shape = layout.size, layout.h_max, layout.first, layout.shape
+    shifts = _shifts(h_max, 2 * h_max / size)
+    margin = len(shifts)
+    rows_c, columns_c = shape[0] + margin, shape[1] + margin
+    offset = shifts.stop - 1
+    measured = np.zeros((rows_c * columns_c, size * size + 1), dtype=bool)
+    for rows in strips:
+        h, k = np.broadcast_arrays(*coordinates(rows))
+        valid = ~invalid[rows]
+        zh, zk = np.floor(h + 0.5), np.floor(k + 0.5)
+        hw, kw = (h - zh)[valid], (k - zk)[valid]
+        zh, zk = zh[valid].astype(np.int64) - first[0], zk[valid].astype(np.int64) - first[1]
+        for n, row_cell in _placements(hw, size, h_max):
+            for m, column_cell in _placements(kw, size, h_max):
+                cell = np.where((row_cell < size) & (column_cell < size), row_cell * size + column_cell, size * size)
+                measured[(zh - n + offset) * columns_c + (zk - m + offset), cell] = True
+    fractions = measured[:, :-1].mean(axis=1)
+    order = np.argsort(-fractions, kind="stable")
+    start = first - offset
+    return [(start + np.array(divmod(int(i), columns_c)), float(fractions[i])) for i in order if fractions[i] > 0]
+
+
+# --- falloff, agreement, consistency ----------------------------------------------------------------------
+
+
+@dataclass
+class Falloff:
+    """A smooth falloff f(|Q|) = exp(c0 + c1 |Q| + c2 |Q|^2 ...) fitted to the zones' mean intensities."""
+
+    coefficients: list[float] = field(default_factory=list)  # c0, c1, ... (empty: none fitted)
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        if not self.coefficients:
+            return np.ones_like(q, dtype=np.float64)
+        return np.exp(np.polynomial.polynomial.polyval(q, self.coefficients))
+
+    def curve(self, q_max: float, points: int = 21) -> dict[str, list[float]]:
+        q = np.linspace(0.0, q_max, points)
+        return {"q": [round(float(x), 6) for x in q], "f": [float(x) for x in self(q)]}
+
+
+def fit_falloff(sums: _Accumulated, degree: int) -> Falloff:
+    """The falloff that makes the zones agree: log I = log f(|Q|) + log P(cell), fitted by least squares over
+    every zone's cell means (each cell's own level P eliminated: a regression of the deviations of log I from its
+    cell's mean on those of |Q|^j, j = 1..degree), weighted by pixels x intensity (the inverse variance of log I
+    for counts). Exact for an image that is periodic times such a falloff; none when nothing can be fitted."""
+    if degree < 1 or sums.q_total is None:
+        return Falloff()
+    use = sums.count > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(use, sums.total / np.maximum(sums.count, 1), 0.0)
+        q = np.where(use, sums.q_total / np.maximum(sums.count, 1), 0.0)
+    use &= means > 0
+    if use.sum(axis=0).max(initial=0) < 2:  # no cell seen in two zones
+        return Falloff()
+    level = float(np.average(means[use], weights=sums.count[use]))
+    weights = np.where(use, sums.count * means / level, 0.0)
+    log_i = np.where(use, np.log(np.where(use, means, 1.0)), 0.0)
+    per_cell = weights.sum(axis=0)
+    shared = per_cell > 0
+
+    def centred(values: np.ndarray) -> np.ndarray:
+        """values minus their cell's weighted mean, over the zone-cells used."""
+        cell_mean = np.divide((weights * values).sum(axis=0), per_cell, out=np.zeros(per_cell.shape), where=shared)
+        return (values - cell_mean)[use]
+
+    spread = float(np.ptp(q[use]))
+    if spread <= 1e-9:
+        return Falloff()
+    scale = max(float(np.abs(q[use]).max()), 1e-12)
+    powers = np.stack([centred((q / scale) ** j) for j in range(1, degree + 1)], axis=1)
+    target, root = centred(log_i), np.sqrt(weights[use])
+    coefficients, *_ = np.linalg.lstsq(powers * root[:, None], target * root, rcond=None)
+    scaled = [0.0] + [float(c) / scale**j for j, c in enumerate(coefficients, start=1)]
+    fitted = Falloff(scaled)
+    scaled[0] = -float(np.average(np.log(fitted(q[use])), weights=sums.count[use]))  # 1 at the mean pixel
+    return Falloff(scaled)
+
+
+def pixel_noise(image: np.ndarray, invalid: np.ndarray, strips: Iterator[slice], scale: Callable[[slice], np.ndarray]
+                ) -> float:  # fmt: skip
+    """The pixels' noise (standard deviation, after dividing by ``scale``): from each valid pixel minus the mean
+    of its four valid neighbours, whose variance is 5/4 of the noise's for white noise (robust: from the MAD)."""
+    residuals = []
+    total_rows, columns = image.shape
+    every = max(1, image.size // NOISE_SAMPLE) | 1  # an even subsample by flat index: the same whatever the strips
+    for rows in strips:
+        low, high = max(rows.start, 1), min(rows.stop, total_rows - 1)  # rows with neighbours above and below
+        if high <= low or columns < 3:
+            continue
+        block = image[low - 1 : high + 1].astype(np.float64) / scale(slice(low - 1, high + 1))
+        bad = invalid[low - 1 : high + 1] | ~np.isfinite(block)
+        centre = block[1:-1, 1:-1]
+        neighbours = (block[:-2, 1:-1] + block[2:, 1:-1] + block[1:-1, :-2] + block[1:-1, 2:]) / 4
+        usable = ~(bad[1:-1, 1:-1] | bad[:-2, 1:-1] | bad[2:, 1:-1] | bad[1:-1, :-2] | bad[1:-1, 2:])
+        usable &= (np.arange(low, high)[:, None] * columns + np.arange(1, columns - 1)[None, :]) % every == 0
+        residuals.append((centre - neighbours)[usable])
+    if not residuals:
+        return 0.0
+    residual = np.concatenate(residuals)
+    if residual.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(residual - np.median(residual))) / math.sqrt(1.25))
+
+
+@dataclass
+class ZoneStatistics:
+    """What the fold found per zone and across zones (the correction's ``zones`` provenance)."""
+
+    folded: np.ndarray  # (M * M) the window: the weighted mean over zones (NaN where no zone measured a cell)
+    pixels: np.ndarray  # (M * M) pixels averaged into each cell of the window
+    zones_per_cell: np.ndarray  # (M * M) zones that measured each cell
+    entries: list[dict[str, Any]]  # per zone: lattice point, pixels, coverage, agreement, chi2, weight
+    consistency: list[dict[str, Any]]  # per G: correlation of I(Q) with I(Q + G), its noise ceiling, pairs
+    noise: float
+
+
+def zone_statistics(sums: _Accumulated, noise: float) -> ZoneStatistics:
+    """Each zone against the fold of the others (agreement: correlation; chi2: mean squared deviation in units
+    of the noise of both), zones down-weighted by 1/max(1, chi2), and the cross-zone consistency."""
+    total, count = sums.total, sums.count
+    present = count.sum(axis=1) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = total / count
+    variance = noise**2
+    weights = np.ones(len(total))
+    chi2 = np.full(len(total), np.nan)
+    agreement = np.full(len(total), np.nan)
+    for _ in range(2):  # once with equal weights, once with the weights that gives
+        weighted_total = (weights[:, None] * total).sum(axis=0)
+        weighted_count = (weights[:, None] * count).sum(axis=0)
+        for zone in np.flatnonzero(present):
+            others_total = weighted_total - weights[zone] * total[zone]
+            others_count = weighted_count - weights[zone] * count[zone]
+            cells = (count[zone] > 0) & (others_count > 0)
+            if cells.sum() < 2:
+                continue
+            mine, theirs = means[zone, cells], others_total[cells] / others_count[cells]
+            if variance > 0:
+                # the others' weighted mean has the variance sum(w^2 n) sigma^2 / (sum w n)^2 ~ sigma^2 / n_eff
+                expected = variance / count[zone, cells] + variance * weights[zone] / others_count[cells]
+                chi2[zone] = float(np.mean((mine - theirs) ** 2 / expected))
+            agreement[zone] = _correlation(mine, theirs)
+        weights = np.where(np.isfinite(chi2), 1.0 / np.maximum(1.0, chi2), 1.0)
+    weighted_total = (weights[:, None] * total).sum(axis=0)
+    weighted_count = (weights[:, None] * count).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        folded = np.where(weighted_count > 0, weighted_total / weighted_count, np.nan)
+    cells_per_copy = count.shape[1]
+    entries = []
+    for zone in np.flatnonzero(present):
+        index = sums.first + np.array(divmod(int(zone), sums.shape[1]))
+        entries.append({
+            "zone": [int(index[0]), int(index[1])],
+            "pixels": int(sums.pixels[zone]),
+            "coverage": float((count[zone] > 0).sum() / cells_per_copy),
+            "mean": float(total[zone].sum() / count[zone].sum()),
+            "agreement": _rounded(agreement[zone]),
+            "chi2": _rounded(chi2[zone]),
+            "weight": float(weights[zone]),
+            "disagrees": bool(np.isfinite(chi2[zone]) and chi2[zone] > DISAGREEMENT),
+        })  # fmt: skip
+    tile = sums.tile
+    return ZoneStatistics(folded[tile], count.sum(axis=0)[tile], (count > 0).sum(axis=0)[tile], entries,
+                          _consistency(sums, means, variance), noise)  # fmt: skip
+
+
+def _rounded(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
+
+
+def reported(value: Any, digits: int = 6) -> Any:
+    """A record with every float rounded to ``digits`` significant digits (numpy scalars made plain): reports do
+    not carry the last bits of sums, which depend on the order pixels were added in."""
+    if isinstance(value, dict):
+        return {key: reported(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [reported(item, digits) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(f"{float(value):.{digits}g}") if math.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    norm = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b / norm) if norm > 0 else float("nan")
+
+
+def _consistency(sums: _Accumulated, means: np.ndarray, variance: float) -> list[dict[str, Any]]:
+    """Per G (in the model's basis): the correlation of the zone means I(Q) and I(Q + G) over the cells both
+    measured, and the ceiling noise alone allows: sqrt((1 - e_a / var_a)(1 - e_b / var_b)), e the mean noise
+    variance of a cell mean. A periodic image reaches the ceiling; an image that does not repeat stays far below."""
+    rows, columns = sums.shape
+    found = []
+    for vector in CONSISTENCY_VECTORS:
+        first, second, noise_first, noise_second = [], [], [], []
+        for zone_row in range(rows):
+            for zone_column in range(columns):
+                other = (zone_row + vector[0], zone_column + vector[1])
+                if not (0 <= other[0] < rows and 0 <= other[1] < columns):
+                    continue
+                a, b = zone_row * columns + zone_column, other[0] * columns + other[1]
+                cells = (sums.count[a] > 0) & (sums.count[b] > 0)
+                if not cells.any():
+                    continue
+                first.append(means[a, cells])
+                second.append(means[b, cells])
+                noise_first.append(variance / sums.count[a, cells])
+                noise_second.append(variance / sums.count[b, cells])
+        if not first:
+            continue
+        a, b = np.concatenate(first), np.concatenate(second)
+        if a.size < 3:
+            continue
+        correlation = _correlation(a, b)
+        ceiling = math.sqrt(
+            max(0.0, 1 - float(np.mean(np.concatenate(noise_first))) / max(float(a.var()), 1e-300))
+            * max(0.0, 1 - float(np.mean(np.concatenate(noise_second))) / max(float(b.var()), 1e-300))
+        )
+        consistency = _rounded(correlation / ceiling) if ceiling > 0 else None
+        found.append({"G": list(vector), "correlation": _rounded(correlation), "ceiling": ceiling,
+                      "pairs": int(a.size), "consistency": consistency})  # fmt: skip
+    return found
+
+
+@dataclass
+class Fold:
+    """Every measured zone of an image folded onto the window (``fold``)."""
+
+    image: np.ndarray  # (M, M) float64: the weighted mean of the equivalent points; NaN where none was measured
+    statistics: ZoneStatistics
+    falloff: Falloff
+    sums: _Accumulated  # the falloff-divided sums per zone
+
+
+def fold(
+    image: np.ndarray,
+    invalid: np.ndarray,
+    pixels: PixelSpace,
+    strips: Callable[[], Iterator[slice]],
+    layout: Layout,
+    degree: int = 2,
+) -> Fold:
+    """The falloff fitted (``fit_falloff``) and divided out, every zone accumulated, compared with the others and
+    weighted (``zone_statistics``): the window as the weighted mean of its equivalent points. ``strips()`` gives
+    the row slices to work through."""
+    raw = accumulate(image, invalid, pixels, strips(), layout, with_q=True)
+    falloff = fit_falloff(raw, degree)
+    scale = (lambda rows: falloff(pixels.q(rows))) if falloff.coefficients else (lambda rows: 1.0)
+    sums = accumulate(image, invalid, pixels, strips(), layout, scale) if falloff.coefficients else raw
+    statistics = zone_statistics(sums, pixel_noise(image, invalid, strips(), scale))
+    return Fold(statistics.folded.reshape(layout.size, layout.size), statistics, falloff, sums)
