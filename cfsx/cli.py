@@ -616,8 +616,13 @@ def _pair(text: str | None, name: str) -> list[float] | None:
 def _correction_config(config: str, set_: list[str] | None, calibration: dict[str, Any], mask):
     """The correction config with the calibration flags (origin, pixels_per_rlu, rotation, centre, zones,
     lattice: the flags' own text) applied over ``--set``."""
-    from .config import CorrectionConfig, load_config
+    from .config import CENTRINGS, ZONE_RULES, CorrectionConfig, load_config
+    from .errors import ConfigError
 
+    if calibration["zones"] not in (None, *ZONE_RULES):
+        raise ConfigError(f"--zones must be all or centre, got {calibration['zones']!r}")
+    if calibration["lattice"] not in (None, *CENTRINGS):
+        raise ConfigError(f"--lattice must be one of {', '.join(CENTRINGS)}, got {calibration['lattice']!r}")
     return load_config(
         config,
         set_ or (),
@@ -665,12 +670,13 @@ Centre = Annotated[
 ]  # fmt: skip
 Zones = Annotated[
     str | None,
-    typer.Option(help="all: fold every measured zone onto the window (calibrated images); centre: the window only."),
-]
+    typer.Option(help="all: fold every measured zone onto the window (calibrated images); centre: the window only.",
+                 metavar="all|centre"),
+]  # fmt: skip
 Lattice = Annotated[
     str | None,
-    typer.Option(help="The crystal's centring (P, I, F, C, A, B) for the plane's reciprocal lattice points; F: "
-                 "(H, L) both even in h0l."),
+    typer.Option(help="The crystal's centring, for the plane's reciprocal lattice points (default P); F: (H, L) "
+                 "both even in h0l.", metavar="P|I|F|C|A|B"),
 ]  # fmt: skip
 # Config keys that have a flag of their own: errors that advise a setting name the flag on the command line.
 FLAGS = {
@@ -695,7 +701,8 @@ Plane = Annotated[
     epilog=_examples(
         [
             "cfsx correct 'scans/*.cbf' -o corrected.h5 --origin 1024,980 --pixels-per-rlu 160,160",
-            "cfsx correct plane.nxs -o plane.h5 --centre 4,-2 --set mask.edge=2 --figures figures/",
+            "cfsx correct ZrO2.nxs -o zro2.h5 --lattice F --set mask.edge=2 --figures figures/",
+            "cfsx correct ZrO2.nxs -o one.h5 --lattice F --zones centre --centre H=-2,L=4",
         ]
     )
 )

@@ -485,6 +485,7 @@ class BraggConfig:
 
 
 ZONE_RULES = ("all", "centre")
+CENTRINGS = ("P", "I", "F", "C", "A", "B")  # of the crystal's cell: primitive, body, face, one face (C, A, B)
 MAX_INDEX = 1e4  # r.l.u.: a larger centre or plane index is a typo
 SYMMETRIES = ("friedel", "none", "2", "mm", "4", "4mm")
 
@@ -525,7 +526,7 @@ class GeometryConfig:
         require(all(abs(v) <= MAX_INDEX for v in values), f"geometry.centre must be within +-{MAX_INDEX:g} r.l.u.")
         lattice = self.lattice
         require(
-            (isinstance(lattice, str) and lattice in ("P", "I", "F", "C", "A", "B"))
+            (isinstance(lattice, str) and lattice in CENTRINGS)
             or (isinstance(lattice, list) and len(lattice) == 2
                 and all(isinstance(v, list) and len(v) == 2 and all(is_number(x) for x in v) for v in lattice)),
             f"geometry.lattice must be P, I, F, C, A, B or two vectors [[r1, c1], [r2, c2]], got {lattice!r}",

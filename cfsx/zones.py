@@ -25,7 +25,6 @@ import numpy as np
 
 from .errors import DataError
 
-CENTRINGS = ("P", "I", "F", "C", "A", "B")
 LETTERS = ("h", "k", "l")
 MAX_ZONES = 20000  # zones of one plane (a 25 x 25 r.l.u. detector at unit cells is 625)
 # A zone disagrees with the others when its mean squared deviation from their fold is this many times the noise's.
