@@ -106,8 +106,8 @@ generalisation: $(STAMP)
 
 # docs/generalisation.md's multizone block (issue 25): the benchmark's n64-l32-kall structures as 384 x 384 multi-zone
 # detector renders (falloff, 1-10 counts per pixel, gaps; no Bragg peaks) corrected with geometry.zones=centre and
-# =all, scored with the built-in models and the least squares against the clean image. MEASURED with the data
-# present (the group's data are made first when missing: about 30 s). Not in CI.
+# =all, scored with the built-in models and the least squares against the clean image. 200 images: 43-81 s measured
+# on 2 shared cores with the data present (the group's data are made first when missing: about 30 s). Not in CI.
 multizone: $(STAMP)
 	$(BIN)/python benchmarks/multizone.py --data bench-output/generalisation-data --work bench-output/multizone \
 		--output docs/generalisation.md --figures docs/generalisation
