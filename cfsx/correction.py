@@ -69,6 +69,9 @@ class Correction:
     provenance: list[dict[str, Any]]
     source: str = ""  # the file (and dataset) it was read from; empty for an array
     counts: np.ndarray | None = None  # (M, M) measured pixels averaged into each cell (all zones); None: not kept
+    # (M, M) the noise variance of each cell's value, in the image's units (NaN where inpainted); None where not
+    # known (smoothing, histogram matching, files before it)
+    variance: np.ndarray | None = None
 
     def step(self, name: str) -> dict[str, Any] | None:
         """The provenance entry of step ``name`` (mask, bragg, resample, ...), None when it did not run."""
@@ -532,7 +535,7 @@ class _Work:
     missing: np.ndarray | None = None
     counts: np.ndarray | None = None
     mask: np.ndarray | None = None
-    noise: float = 0.0  # of one pixel, in the units of the resampled image (0: not estimated)
+    variance: np.ndarray | None = None  # (M, M) the noise variance of each cell's value (NaN where unmeasured)
     periodic: bool = False  # the window is a fold of whole zones: -h_max and h_max are one cell
 
 
@@ -566,13 +569,30 @@ def _resample_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]
     if missing.all() or measured < out.min_measured:
         raise _refusal(work, config, measured)
     work.resampled, work.missing, work.counts = resampled, missing, count
+    quantum = counting_quantum(work.image)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if quantum is not None:  # Poisson: the variance of a mean of n counts' values is quantum x mean / n
+            work.variance = np.where(missing, np.nan, quantum * np.maximum(resampled, 0) / count)
+        else:
+            from .zones import pixel_noise
+
+            noise = pixel_noise(work.image, work.invalid, _strips(work.image.shape), lambda rows: 1.0)
+            work.variance = np.where(missing, np.nan, np.float64(noise) ** 2 / count)
     work.mask = np.zeros(missing.shape, dtype=np.uint8)
     return [
         {"step": "resample", "method": "area average", "image_size": out.image_size, "h_max": out.h_max,
          "geometry": dataclasses.asdict(geometry), "calibrated": geometry.calibrated, **_window(work, config),
+         "noise_model": _noise_model(quantum),
          "empty_cells": int(missing.sum()), "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
          "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any() else 0.0}
     ]  # fmt: skip
+
+
+def _noise_model(quantum: float | None) -> str:
+    """How the pixels' noise is modelled: Poisson for an image of counts, else one level for every pixel."""
+    if quantum is None:
+        return "one level for every pixel, from the differences of neighbours"
+    return f"Poisson: counts of {quantum:.6g} (variance = quantum x intensity)"
 
 
 def _window(work: _Work, config: CorrectionConfig) -> dict[str, Any]:
@@ -604,8 +624,9 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
 
     geometry, out = config.geometry, config.output
     pixels, size = work.coordinates, out.image_size
+    quantum = counting_quantum(work.image)
     folded = fold(work.image, work.invalid, pixels, functools.partial(_strips, work.image.shape),
-                  _layout(work, config), geometry.falloff_degree)  # fmt: skip
+                  _layout(work, config), geometry.falloff_degree, quantum)  # fmt: skip
     stats, falloff, noise, image = folded.statistics, folded.falloff, folded.statistics.noise, folded.image
     indices = folded.sums.first + np.stack(np.divmod(np.arange(len(folded.sums.pixels)), folded.sums.shape[1]), 1)
     missing = ~np.isfinite(image)
@@ -614,7 +635,8 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
         raise _refusal(work, config, measured)
     work.resampled, work.missing = np.where(missing, 0.0, image), missing
     work.counts, work.mask = stats.pixels.reshape(size, size), np.zeros(missing.shape, dtype=np.uint8)
-    work.noise, work.periodic = noise, float(2 * out.h_max).is_integer()
+    work.periodic = float(2 * out.h_max).is_integer()
+    work.variance = stats.variance.reshape(size, size)
     for entry, index in zip(stats.entries, [e["zone"] for e in stats.entries], strict=True):
         point = pixels.map.point_of(np.array(index))
         entry["G"] = [float(v) for v in point]
@@ -633,7 +655,8 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
          "cells_measured": float(measured), "median_zones_per_cell": float(np.median(stats.zones_per_cell)),
          "falloff": {"model": "f(|Q|) = exp(c0 + c1 |Q| + ...), |Q| in the file's r.l.u.",
                      "coefficients": falloff.coefficients, "curve": falloff.curve(q_max)},
-         "noise": noise, "consistency": stats.consistency, "disagreeing": disagreeing, "per_zone": stats.entries}),
+         "noise": noise, "noise_model": _noise_model(quantum), "consistency": stats.consistency,
+         "disagreeing": disagreeing, "per_zone": stats.entries}),
     ]  # fmt: skip
 
 
@@ -688,7 +711,9 @@ def _reconstruct_step(work: _Work, config: CorrectionConfig) -> list[dict[str, A
                         f"the plane's is {lattice.describe()}")  # fmt: skip
     if group != "none":
         weights = np.where(work.missing, 0, work.counts).astype(np.float64)
-        work.resampled, filled, record = symmetry_average(work.resampled, weights, group, work.periodic, work.noise)
+        work.resampled, filled, record, work.variance = symmetry_average(
+            work.resampled, weights, group, work.periodic, work.variance
+        )
         work.mask[filled] = FILLED_BY_SYMMETRY
         work.missing &= ~filled
         done.append(reported({"step": "symmetry", **record}))
@@ -708,13 +733,15 @@ def _background_step(work: _Work, config: CorrectionConfig) -> list[dict[str, An
     background, out, done = config.background, config.output, []
     if background.subtract_percentile is not None:
         level = float(np.percentile(work.resampled, background.subtract_percentile))
-        work.resampled = np.maximum(work.resampled - level, 0.0)
+        work.resampled = np.maximum(work.resampled - level, 0.0)  # the noise stays what it was
         done.append({"step": "background", "percentile": background.subtract_percentile, "subtracted": level})
     if background.radial_falloff:
         grid = np.linspace(-out.h_max, out.h_max, out.image_size, endpoint=False)
         grid_h, grid_k = np.meshgrid(grid, grid, indexing="ij")
         falloff, b_factor = _falloff(work.resampled, grid_h, grid_k)
         work.resampled = work.resampled / falloff
+        if work.variance is not None:
+            work.variance = work.variance / falloff**2
         done.append({"step": "falloff", "model": "exp(-B q^2)", "B": b_factor})
     return done
 
@@ -723,6 +750,8 @@ def _smoothing_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any
     from scipy import ndimage
 
     smoothing = config.smoothing
+    if smoothing.method != "none" and smoothing.size > 0:
+        work.variance = None  # neighbouring cells share noise now: a variance per cell no longer describes it
     if smoothing.method == "gaussian" and smoothing.size > 0:
         work.resampled = ndimage.gaussian_filter(work.resampled, smoothing.size, mode="wrap")
     elif smoothing.method == "median" and smoothing.size > 0:
@@ -733,11 +762,14 @@ def _smoothing_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any
 def _normalise_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     if work.reference is not None:
         work.resampled = match_histogram(work.resampled, work.reference)
+        work.variance = None  # a nonlinear map of the intensities
         return [{"step": "normalise", "method": "histogram matching to the reference images"}]
     mean, target = work.resampled.mean(), config.output.mean
     if not np.isfinite(mean) or mean <= 0:
         raise DataError("the corrected image has no positive mean intensity; check the mask and background")
     work.resampled = work.resampled * (target / mean)
+    if work.variance is not None:
+        work.variance = work.variance * (target / mean) ** 2
     return [{"step": "normalise", "method": "mean", "mean": target, "factor": float(f"{target / mean:.9g}")}]
 
 
@@ -766,7 +798,9 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, pr
     if not np.all(np.isfinite(work.resampled)):
         raise DataError("the correction produced NaN or infinite values")
     progress(1.0)
-    return Correction(work.resampled.astype(np.float32), work.mask, provenance, counts=work.counts.astype(np.int64))
+    variance = None if work.variance is None else np.where(work.mask == INPAINTED, np.nan, work.variance)
+    return Correction(work.resampled.astype(np.float32), work.mask, provenance, counts=work.counts.astype(np.int64),
+                      variance=variance)  # fmt: skip
 
 
 def mask_of(config: CorrectionConfig) -> np.ndarray | None:

@@ -104,6 +104,8 @@ def write_corrections(path: str | Path, corrections: list[Correction], config: C
         file.create_dataset("sources", data=[c.source for c in corrections], dtype=text)
         if all(c.counts is not None for c in corrections):
             file.create_dataset("counts", data=np.stack([c.counts for c in corrections]).astype(np.int64), **options)
+        if all(c.variance is not None for c in corrections):
+            file.create_dataset("variance", data=np.stack([c.variance for c in corrections]), **options)
         add_view(file, signal="images", h_max=config.output.h_max, title="cfsx correct", config_text=config.to_yaml())
         _window_axes(file["entry/data"], corrections, config)
 
@@ -146,7 +148,8 @@ def read_corrections(path: str | Path) -> list[Correction]:
         provenance = [json.loads(text) for text in file["provenance"].asstr()[()]]
         sources = list(file["sources"].asstr()[()])
         counts = list(file["counts"][()]) if "counts" in file else [None] * len(images)
-    return [Correction(*parts) for parts in zip(images, masks, provenance, sources, counts, strict=True)]
+        variance = list(file["variance"][()]) if "variance" in file else [None] * len(images)
+    return [Correction(*parts) for parts in zip(images, masks, provenance, sources, counts, variance, strict=True)]
 
 
 @contextlib.contextmanager

@@ -51,21 +51,26 @@ def _terms(size: int, periodic: bool) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 
 def symmetry_average(
-    image: np.ndarray, weights: np.ndarray, group: str, periodic: bool, noise: float = 0.0
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    image: np.ndarray, weights: np.ndarray, group: str, periodic: bool, variance: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], np.ndarray | None]:
     """Every cell the weighted mean of its equivalents (weights: pixels per cell; 0 where not measured);
-    returns the image, the cells filled (no data of their own, a measured equivalent) and a record of how
-    far equivalent measured cells disagreed (rms relative to the image's spread, and chi2 with ``noise``)."""
+    returns the image, the cells filled (no data of their own, a measured equivalent), a record of how far
+    equivalent measured cells disagreed (rms relative to the image's spread, and chi2 when the cells' noise
+    ``variance`` is given) and the variance of the averaged cells (None without ``variance``)."""
     terms = _terms(image.shape[0], periodic)
     values = np.where(weights > 0, image, 0.0)
+    known = variance is not None
+    variances = np.where(weights > 0, variance, 0.0) if known else np.zeros(image.shape)
     total = np.zeros(image.shape, dtype=np.float64)
     weight = np.zeros(image.shape, dtype=np.float64)
+    spread = np.zeros(image.shape, dtype=np.float64)  # sum of w^2 v: the variance of the weighted sum
     partners = np.zeros(image.shape, dtype=np.int64)
     for name in group_operations(group):
         (rows, rows_inside), (columns, columns_inside) = (terms[rule] for rule in OPERATIONS[name])
         source_weight = np.where(rows_inside & columns_inside, weights[rows, columns], 0)
         total += source_weight * values[rows, columns]
         weight += source_weight
+        spread += source_weight**2 * variances[rows, columns]
         partners += (source_weight > 0) & (name != "identity")
     with np.errstate(invalid="ignore", divide="ignore"):
         averaged = np.where(weight > 0, total / np.where(weight > 0, weight, 1), image)
@@ -76,12 +81,15 @@ def symmetry_average(
                               "filled_cells": int(filled.sum()), "averaged_cells": int(compared.sum())}  # fmt: skip
     if compared.any():
         deviation = image[compared] - averaged[compared]
-        spread = float(np.std(image[measured])) if measured.sum() > 1 else 0.0
+        contrast = float(np.std(image[measured])) if measured.sum() > 1 else 0.0
         record["rms_deviation"] = float(np.sqrt(np.mean(deviation**2)))
-        record["relative_deviation"] = record["rms_deviation"] / spread if spread > 0 else None
-        if noise > 0:
-            # a cell's deviation from the mean of its orbit has variance sigma^2 (1/n - 1/N) for n of N pixels
-            expected = noise**2 * (1.0 / weights[compared] - 1.0 / weight[compared])
-            usable = expected > 0
-            record["chi2"] = float(np.mean(deviation[usable] ** 2 / expected[usable])) if usable.any() else None
-    return averaged, filled, record
+        record["relative_deviation"] = record["rms_deviation"] / contrast if contrast > 0 else None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        averaged_variance = np.where(weight > 0, spread / weight**2, np.nan) if known else None
+    if known and compared.any():
+        # a cell's deviation from its orbit's weighted mean m: var = v (1 - 2 w / W) + var(m)
+        own, total_weight = variances[compared], weight[compared]
+        expected = own * (1 - 2 * weights[compared] / total_weight) + averaged_variance[compared]
+        usable = expected > 0
+        record["chi2"] = float(np.mean(deviation[usable] ** 2 / expected[usable])) if usable.any() else None
+    return averaged, filled, record, averaged_variance

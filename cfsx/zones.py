@@ -29,6 +29,7 @@ LETTERS = ("h", "k", "l")
 MAX_ZONES = 20000  # zones of one plane (a 25 x 25 r.l.u. detector at unit cells is 625)
 # A zone disagrees with the others when its mean squared deviation from their fold is this many times the noise's.
 DISAGREEMENT = 4.0
+FULL_CELL = 0.75  # a zone covers a cell fully when it put at least this share of the most pixels any zone did
 NOISE_SAMPLE = 1 << 18  # pixels the noise is estimated from (an even subsample of larger images)
 CONSISTENCY_VECTORS = ((1, 0), (0, 1), (1, 1), (1, -1))  # G in the model's basis: b1, b2, b1 + b2, b1 - b2
 
@@ -170,6 +171,7 @@ class _Accumulated:
     pixels: np.ndarray  # (Z,) valid pixels of each zone
     tile: np.ndarray  # (M * M,) the cell of each window cell
     q_total: np.ndarray | None = None  # (Z, cells) sum of the pixels' |Q|, when asked for
+    variance_total: np.ndarray | None = None  # (Z, cells) sum of the pixels' noise variances, when asked for
 
 
 @dataclass(frozen=True)
@@ -230,12 +232,13 @@ def accumulate(
     strips: Iterator[slice],
     layout: Layout,
     falloff: Callable[[slice], np.ndarray] | None = None,
-    with_q: bool = False,
+    variance: Callable[[slice], np.ndarray] | None = None,
 ) -> _Accumulated:
     """Every valid pixel, divided by ``falloff(rows)`` when given, added per zone to the cell where the fold puts
-    it (see _Accumulated), with its |Q| when ``with_q``."""
+    it (see _Accumulated), with its noise variance (``variance(rows)``, in the falloff-divided units) when given;
+    without a falloff, with its |Q| (for ``fit_falloff``)."""
     size, h_max, first, shape = layout.size, layout.h_max, layout.first, layout.shape
-    coordinates, q = pixels, (pixels.q if with_q else None)
+    coordinates, q = pixels, (pixels.q if falloff is None else None)
     zone_count = shape[0] * shape[1]
     period = _period_cells(size, h_max)
     side = period or size
@@ -244,6 +247,7 @@ def accumulate(
     count = np.zeros(zone_count * (cells + 1), dtype=np.int64)
     pixels = np.zeros(zone_count, dtype=np.int64)
     q_total = np.zeros(total.size) if q is not None else None
+    variance_total = np.zeros(total.size) if variance is not None else None
     for rows in strips:
         h, k = np.broadcast_arrays(*coordinates(rows))
         valid = ~invalid[rows]
@@ -255,6 +259,7 @@ def accumulate(
         zone = (zh[valid].astype(np.int64) - first[0]) * shape[1] + (zk[valid].astype(np.int64) - first[1])
         values = values[valid]
         q_values = np.broadcast_to(q(rows), valid.shape)[valid] if q is not None else None
+        variances = np.broadcast_to(variance(rows), valid.shape)[valid] if variance is not None else None
         pixels += np.bincount(zone, minlength=zone_count)
         if period:  # one placement: the cell within the period
             placements = [(np.floor((hw + h_max) * period + 0.5).astype(np.int64) % period,
@@ -268,6 +273,8 @@ def accumulate(
             count += np.bincount(index, minlength=count.size)
             if q_total is not None:
                 q_total += np.bincount(index, weights=q_values, minlength=q_total.size)
+            if variance_total is not None:
+                variance_total += np.bincount(index, weights=variances, minlength=variance_total.size)
     m = np.arange(size)
     tile = ((m[:, None] % side) * side + m[None, :] % side).ravel() if period else np.arange(cells)
 
@@ -275,7 +282,8 @@ def accumulate(
         return array.reshape(zone_count, cells + 1)[:, :cells]
 
     return _Accumulated(first, shape, cut(total), cut(count), pixels, tile,
-                        None if q_total is None else cut(q_total))  # fmt: skip
+                        None if q_total is None else cut(q_total),
+                        None if variance_total is None else cut(variance_total))  # fmt: skip
 
 
 def candidate_coverage(
@@ -324,41 +332,52 @@ class Falloff:
         return {"q": [round(float(x), 6) for x in q], "f": [float(x) for x in self(q)]}
 
 
-def fit_falloff(sums: _Accumulated, degree: int) -> Falloff:
-    """The falloff that makes the zones agree: log I = log f(|Q|) + log P(cell), fitted by least squares over
-    every zone's cell means (each cell's own level P eliminated: a regression of the deviations of log I from its
-    cell's mean on those of |Q|^j, j = 1..degree), weighted by pixels x intensity (the inverse variance of log I
-    for counts). Exact for an image that is periodic times such a falloff; none when nothing can be fitted."""
+def fit_falloff(sums: _Accumulated, degree: int, zone_weights: np.ndarray | None = None, iterations: int = 100
+                ) -> Falloff:  # fmt: skip
+    """The falloff that makes the zones agree: every zone's cell sums modelled as I = P(cell) f(|Q|) x pixels, with
+    log f a polynomial in |Q| (no constant: P carries the level), fitted by maximum Poisson likelihood, alternating
+    the closed-form P with iteratively reweighted least squares for f. Unbiased at a few counts per cell (where a
+    fit of log I is not: the log of a small count's mean is biased low), and exact for an image that is periodic
+    times such a falloff. ``zone_weights``: how much each zone counts (zones that disagree with the others less).
+    No falloff when nothing can be fitted."""
     if degree < 1 or sums.q_total is None:
         return Falloff()
     use = sums.count > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(use, sums.total / np.maximum(sums.count, 1), 0.0)
-        q = np.where(use, sums.q_total / np.maximum(sums.count, 1), 0.0)
-    use &= means > 0
-    if use.sum(axis=0).max(initial=0) < 2:  # no cell seen in two zones
+    weight = np.ones(len(sums.count)) if zone_weights is None else np.asarray(zone_weights, dtype=np.float64)
+    count = np.where(use, sums.count, 0).astype(np.float64) * weight[:, None]
+    total = np.where(use, np.maximum(sums.total, 0.0), 0.0) * weight[:, None]
+    q = np.where(use, sums.q_total / np.maximum(sums.count, 1), 0.0)
+    shared = (count > 0).sum(axis=0) >= 2  # cells seen in at least two zones tell the falloff
+    if not shared.any() or float(np.ptp(q[use])) <= 1e-9 or total.sum() <= 0:
         return Falloff()
-    level = float(np.average(means[use], weights=sums.count[use]))
-    weights = np.where(use, sums.count * means / level, 0.0)
-    log_i = np.where(use, np.log(np.where(use, means, 1.0)), 0.0)
-    per_cell = weights.sum(axis=0)
-    shared = per_cell > 0
-
-    def centred(values: np.ndarray) -> np.ndarray:
-        """values minus their cell's weighted mean, over the zone-cells used."""
-        cell_mean = np.divide((weights * values).sum(axis=0), per_cell, out=np.zeros(per_cell.shape), where=shared)
-        return (values - cell_mean)[use]
-
-    spread = float(np.ptp(q[use]))
-    if spread <= 1e-9:
-        return Falloff()
-    scale = max(float(np.abs(q[use]).max()), 1e-12)
-    powers = np.stack([centred((q / scale) ** j) for j in range(1, degree + 1)], axis=1)
-    target, root = centred(log_i), np.sqrt(weights[use])
-    coefficients, *_ = np.linalg.lstsq(powers * root[:, None], target * root, rcond=None)
+    count, total, q = count[:, shared], total[:, shared], q[:, shared]
+    scale = max(float(q.max()), 1e-12)
+    powers = np.stack([(q / scale) ** j for j in range(1, degree + 1)], axis=-1)  # (Z, C, degree)
+    coefficients = np.zeros(degree)
+    seen = count > 0
+    for _ in range(iterations):
+        f = np.exp(powers @ coefficients)
+        exposure = (count * f).sum(axis=0)
+        level = np.divide(total.sum(axis=0), exposure, out=np.zeros(exposure.shape), where=exposure > 0)
+        mu = level[None, :] * count * f
+        fitted = seen & (mu > 0)
+        if not fitted.any():
+            return Falloff()
+        # one IRLS step of the Poisson regression log mu = log(level count) + powers . coefficients
+        eta = powers[fitted] @ coefficients
+        working = eta + (total[fitted] - mu[fitted]) / mu[fitted]
+        design = np.column_stack([np.ones(fitted.sum()), powers[fitted]])  # the constant: a shift of the levels
+        root = np.sqrt(mu[fitted])
+        solution, *_ = np.linalg.lstsq(design * root[:, None], working * root, rcond=None)
+        step = solution[1:] - coefficients
+        coefficients = solution[1:]
+        if np.abs(step).max() < 1e-13:
+            break
     scaled = [0.0] + [float(c) / scale**j for j, c in enumerate(coefficients, start=1)]
-    fitted = Falloff(scaled)
-    scaled[0] = -float(np.average(np.log(fitted(q[use])), weights=sums.count[use]))  # 1 at the mean pixel
+    fitted_falloff = Falloff(scaled)
+    mean_q = np.where(seen, q, np.nan)
+    weights = count[seen]
+    scaled[0] = -float(np.average(np.log(fitted_falloff(mean_q[seen])), weights=weights))  # 1 at the mean pixel
     return Falloff(scaled)
 
 
@@ -393,6 +412,7 @@ class ZoneStatistics:
     """What the fold found per zone and across zones (the correction's ``zones`` provenance)."""
 
     folded: np.ndarray  # (M * M) the window: the weighted mean over zones (NaN where no zone measured a cell)
+    variance: np.ndarray  # (M * M) the noise variance of each cell of the window (NaN where unmeasured)
     pixels: np.ndarray  # (M * M) pixels averaged into each cell of the window
     zones_per_cell: np.ndarray  # (M * M) zones that measured each cell
     entries: list[dict[str, Any]]  # per zone: lattice point, pixels, coverage, agreement, chi2, weight
@@ -402,35 +422,46 @@ class ZoneStatistics:
 
 def zone_statistics(sums: _Accumulated, noise: float) -> ZoneStatistics:
     """Each zone against the fold of the others (agreement: correlation; chi2: mean squared deviation in units
-    of the noise of both), zones down-weighted by 1/max(1, chi2), and the cross-zone consistency."""
+    of the noise of both, on the cells the zone covers fully), zones down-weighted by 1/max(1, chi2), and the
+    cross-zone consistency. The noise of a zone's cell is its pixels' summed variances (``sums.variance_total``)
+    over their number squared, or ``noise``^2 / pixels without them.
+
+    A cell that a zone covers only in part (a border zone, a gap's edge) samples another part of the cell than
+    the others do, so that an exactly periodic image would still differ there: such cells (fewer than
+    FULL_CELL of the most pixels any zone put in that cell) are averaged in but not compared."""
     total, count = sums.total, sums.count
     present = count.sum(axis=1) > 0
+    variance_total = sums.variance_total if sums.variance_total is not None else noise**2 * count
     with np.errstate(invalid="ignore", divide="ignore"):
         means = total / count
-    variance = noise**2
+        cell_variance = variance_total / count.astype(np.float64) ** 2  # of each zone's cell mean
+    full = count >= FULL_CELL * count.max(axis=0, initial=0)[None, :]
     weights = np.ones(len(total))
     chi2 = np.full(len(total), np.nan)
     agreement = np.full(len(total), np.nan)
     for _ in range(2):  # once with equal weights, once with the weights that gives
         weighted_total = (weights[:, None] * total).sum(axis=0)
         weighted_count = (weights[:, None] * count).sum(axis=0)
+        weighted_variance = (weights[:, None] ** 2 * variance_total).sum(axis=0)
         for zone in np.flatnonzero(present):
             others_total = weighted_total - weights[zone] * total[zone]
             others_count = weighted_count - weights[zone] * count[zone]
-            cells = (count[zone] > 0) & (others_count > 0)
+            cells = full[zone] & (count[zone] > 0) & (others_count > 0)
             if cells.sum() < 2:
                 continue
             mine, theirs = means[zone, cells], others_total[cells] / others_count[cells]
-            if variance > 0:
-                # the others' weighted mean has the variance sum(w^2 n) sigma^2 / (sum w n)^2 ~ sigma^2 / n_eff
-                expected = variance / count[zone, cells] + variance * weights[zone] / others_count[cells]
+            others_variance = (weighted_variance - weights[zone] ** 2 * variance_total[zone])[cells]
+            expected = cell_variance[zone, cells] + others_variance / others_count[cells] ** 2
+            if (expected > 0).all():
                 chi2[zone] = float(np.mean((mine - theirs) ** 2 / expected))
             agreement[zone] = _correlation(mine, theirs)
         weights = np.where(np.isfinite(chi2), 1.0 / np.maximum(1.0, chi2), 1.0)
     weighted_total = (weights[:, None] * total).sum(axis=0)
     weighted_count = (weights[:, None] * count).sum(axis=0)
+    weighted_variance = (weights[:, None] ** 2 * variance_total).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         folded = np.where(weighted_count > 0, weighted_total / weighted_count, np.nan)
+        variance = np.where(weighted_count > 0, weighted_variance / weighted_count**2, np.nan)
     cells_per_copy = count.shape[1]
     entries = []
     for zone in np.flatnonzero(present):
@@ -446,8 +477,8 @@ def zone_statistics(sums: _Accumulated, noise: float) -> ZoneStatistics:
             "disagrees": bool(np.isfinite(chi2[zone]) and chi2[zone] > DISAGREEMENT),
         })  # fmt: skip
     tile = sums.tile
-    return ZoneStatistics(folded[tile], count.sum(axis=0)[tile], (count > 0).sum(axis=0)[tile], entries,
-                          _consistency(sums, means, variance), noise)  # fmt: skip
+    return ZoneStatistics(folded[tile], variance[tile], count.sum(axis=0)[tile], (count > 0).sum(axis=0)[tile],
+                          entries, _consistency(sums, means, cell_variance, full), noise)  # fmt: skip
 
 
 def _rounded(value: float) -> float | None:
@@ -474,9 +505,10 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / norm) if norm > 0 else float("nan")
 
 
-def _consistency(sums: _Accumulated, means: np.ndarray, variance: float) -> list[dict[str, Any]]:
-    """Per G (in the model's basis): the correlation of the zone means I(Q) and I(Q + G) over the cells both
-    measured, and the ceiling noise alone allows: sqrt((1 - e_a / var_a)(1 - e_b / var_b)), e the mean noise
+def _consistency(sums: _Accumulated, means: np.ndarray, cell_variance: np.ndarray, full: np.ndarray
+                 ) -> list[dict[str, Any]]:  # fmt: skip
+    """Per G (in the model's basis): the correlation of the zone means I(Q) and I(Q + G) over the cells both zones
+    cover fully, and the ceiling noise alone allows: sqrt((1 - e_a / var_a)(1 - e_b / var_b)), e the mean noise
     variance of a cell mean. A periodic image reaches the ceiling; an image that does not repeat stays far below."""
     rows, columns = sums.shape
     found = []
@@ -488,13 +520,13 @@ def _consistency(sums: _Accumulated, means: np.ndarray, variance: float) -> list
                 if not (0 <= other[0] < rows and 0 <= other[1] < columns):
                     continue
                 a, b = zone_row * columns + zone_column, other[0] * columns + other[1]
-                cells = (sums.count[a] > 0) & (sums.count[b] > 0)
+                cells = full[a] & full[b] & (sums.count[a] > 0) & (sums.count[b] > 0)
                 if not cells.any():
                     continue
                 first.append(means[a, cells])
                 second.append(means[b, cells])
-                noise_first.append(variance / sums.count[a, cells])
-                noise_second.append(variance / sums.count[b, cells])
+                noise_first.append(cell_variance[a, cells])
+                noise_second.append(cell_variance[b, cells])
         if not first:
             continue
         a, b = np.concatenate(first), np.concatenate(second)
@@ -528,13 +560,36 @@ def fold(
     strips: Callable[[], Iterator[slice]],
     layout: Layout,
     degree: int = 2,
+    quantum: float | None = None,
 ) -> Fold:
     """The falloff fitted (``fit_falloff``) and divided out, every zone accumulated, compared with the others and
     weighted (``zone_statistics``): the window as the weighted mean of its equivalent points. ``strips()`` gives
-    the row slices to work through."""
-    raw = accumulate(image, invalid, pixels, strips(), layout, with_q=True)
+    the row slices to work through. ``quantum``: the image is counts of this size, whose noise is Poisson
+    (variance quantum x I per pixel); else one noise level for every pixel, estimated from the image."""
+    raw = accumulate(image, invalid, pixels, strips(), layout)
     falloff = fit_falloff(raw, degree)
-    scale = (lambda rows: falloff(pixels.q(rows))) if falloff.coefficients else (lambda rows: 1.0)
-    sums = accumulate(image, invalid, pixels, strips(), layout, scale) if falloff.coefficients else raw
-    statistics = zone_statistics(sums, pixel_noise(image, invalid, strips(), scale))
+    falloff, sums, statistics = _divided(image, invalid, pixels, strips, layout, falloff, quantum)
+    weights = np.array([entry["weight"] for entry in statistics.entries])
+    if degree and (weights < 1).any():  # zones out of line must not bend the falloff: fit it again without them
+        present = raw.count.sum(axis=1) > 0
+        zone_weights = np.ones(len(present))
+        zone_weights[present] = weights
+        falloff, sums, statistics = _divided(image, invalid, pixels, strips, layout,
+                                             fit_falloff(raw, degree, zone_weights), quantum)  # fmt: skip
     return Fold(statistics.folded.reshape(layout.size, layout.size), statistics, falloff, sums)
+
+
+def _divided(image, invalid, pixels: PixelSpace, strips, layout: Layout, falloff: Falloff, quantum: float | None):
+    """The zones accumulated with ``falloff`` divided out, and their statistics."""
+    scale = (lambda rows: falloff(pixels.q(rows))) if falloff.coefficients else (lambda rows: 1.0)
+    noise = pixel_noise(image, invalid, strips(), scale)
+    # Poisson: a pixel's variance is quantum x I / f^2 = quantum x P / f for I = P f. From the fold's P, not from
+    # the pixel's own count, which would make low counts look precise.
+    per_intensity = (lambda rows: quantum / np.asarray(scale(rows))) if quantum is not None else None
+    sums = accumulate(image, invalid, pixels, strips(), layout, scale if falloff.coefficients else None,
+                      variance=per_intensity)  # fmt: skip
+    if quantum is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            level = sums.total.sum(axis=0) / sums.count.sum(axis=0)
+        sums.variance_total = sums.variance_total * np.maximum(np.nan_to_num(level), 0.0)[None, :]
+    return falloff, sums, zone_statistics(sums, noise)

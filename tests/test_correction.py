@@ -109,7 +109,7 @@ def test_friedel_fill_restores_a_centrosymmetric_image(clean_image):
     missing = np.zeros(clean_image.shape, bool)
     missing[5:15, 20:40] = True
     weights = (~missing).astype(float)
-    filled, by_symmetry, record = symmetry_average(np.where(missing, np.nan, clean_image), weights, "friedel", False)
+    filled, by_symmetry, record, _ = symmetry_average(np.where(missing, np.nan, clean_image), weights, "friedel", False)
     assert by_symmetry.sum() == missing.sum() and record["filled_cells"] == missing.sum()
     np.testing.assert_allclose(filled, clean_image, rtol=1e-12)
     block = np.ones((2, 2))

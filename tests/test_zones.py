@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cfsx.cli import app
 from cfsx.config import CorrectionConfig, load_config
-from cfsx.correction import MEASURED, Pixels, _strips, correct_file, correct_image
+from cfsx.correction import MEASURED, Pixels, _strips, correct_file, correct_image, counting_quantum
 from cfsx.engine import reciprocal_grid
 from cfsx.errors import AdvisedError, DataError
 from cfsx.symmetry import OPERATIONS, _terms, symmetry_average
@@ -32,14 +32,16 @@ def warren_cowley(h: np.ndarray, k: np.ndarray) -> np.ndarray:
     return 0.25 * image
 
 
-def detector(pixels_per_rlu: int = 32, zones: int = 3, function=warren_cowley, falloff: float = 0.0):
+def detector(pixels_per_rlu: int = 32, zones: int = 3, function=warren_cowley, falloff: float = 0.0, shift=0.0):
     """A calibrated image over h, k in [-zones, zones) whose pixel centres sit on the window's cell centres
-    (32 pixels per r.l.u.: one pixel per cell and zone), times exp(-falloff |Q|^2)."""
+    (32 pixels per r.l.u.: one pixel per cell and zone; ``shift`` moves the origin by that many pixels), times
+    exp(-falloff |Q|^2)."""
     pixels = 2 * zones * pixels_per_rlu
-    axis = (np.arange(pixels) - zones * pixels_per_rlu) / pixels_per_rlu
+    origin = zones * pixels_per_rlu + shift
+    axis = (np.arange(pixels) - origin) / pixels_per_rlu
     h, k = np.meshgrid(axis, axis, indexing="ij")
     image = function(h, k) * np.exp(-falloff * (h**2 + k**2))
-    calibration = [f"geometry.origin=[{zones * pixels_per_rlu}, {zones * pixels_per_rlu}]",
+    calibration = [f"geometry.origin=[{origin}, {origin}]",
                    f"geometry.pixels_per_rlu=[{pixels_per_rlu}, {pixels_per_rlu}]"]  # fmt: skip
     return image, calibration
 
@@ -58,7 +60,7 @@ def folded(image: np.ndarray, settings: CorrectionConfig, invalid: np.ndarray | 
     model = (corners - pixels.map.origin) @ pixels.map.matrix.T - pixels.map.shift
     layout = Layout(*zone_range(model[:, 0], model[:, 1]), SIZE, H_MAX)
     strips = functools.partial(_strips, image.shape)
-    return fold(image, invalid, pixels, strips, layout, settings.geometry.falloff_degree)
+    return fold(image, invalid, pixels, strips, layout, settings.geometry.falloff_degree, counting_quantum(image))
 
 
 def window_truth(function=warren_cowley) -> np.ndarray:
@@ -214,11 +216,12 @@ def symmetrised(image: np.ndarray) -> np.ndarray:
 
 def test_symmetry_averaging_of_a_4mm_image_is_exact_and_an_asymmetric_one_is_reported():
     image = symmetrised(np.random.default_rng(0).random((SIZE, SIZE)))
-    averaged, filled, record = symmetry_average(image, np.ones(image.shape), "4mm", periodic=True, noise=0.01)
+    noise = np.full(image.shape, 1e-4)
+    averaged, filled, record, _ = symmetry_average(image, np.ones(image.shape), "4mm", periodic=True, variance=noise)
     np.testing.assert_allclose(averaged, image, rtol=1e-12)
     assert record["relative_deviation"] < 1e-12 and not filled.any()
     asymmetric = np.random.default_rng(1).random((SIZE, SIZE))
-    averaged, _, record = symmetry_average(asymmetric, np.ones(image.shape), "4mm", periodic=True, noise=0.01)
+    averaged, _, record, _ = symmetry_average(asymmetric, np.ones(image.shape), "4mm", periodic=True, variance=noise)
     assert record["relative_deviation"] > 0.5 and record["chi2"] > 100
     np.testing.assert_allclose(averaged, symmetrised(asymmetric), rtol=1e-12)
 
@@ -227,13 +230,13 @@ def test_mirrors_fill_only_from_their_own_equivalents():
     image = symmetrised(np.random.default_rng(0).random((SIZE, SIZE)))
     weights = np.ones(image.shape)
     weights[3:10, 5:12] = 0  # its mirror images (-h, k), (h, -k), (-h, -k) are measured
-    averaged, filled, record = symmetry_average(np.where(weights > 0, image, 0), weights, "mm", periodic=True)
+    averaged, filled, record, _ = symmetry_average(np.where(weights > 0, image, 0), weights, "mm", periodic=True)
     assert filled.sum() == 49 and record["filled_cells"] == 49
     np.testing.assert_allclose(averaged, image, rtol=1e-12)
     # the two-fold alone fills them too, but the window edge (-h_max) has no partner unless periodic
     edge = np.ones(image.shape)
     edge[0, 5:12] = 0
-    _, filled, _ = symmetry_average(image, edge, "2", periodic=False)
+    _, filled, _, _ = symmetry_average(image, edge, "2", periodic=False)
     assert not filled.any()
 
 
@@ -355,3 +358,32 @@ def test_the_correction_travels_into_interpret_results(tmp_path):
 
     again = read_results_h5(output / "results.h5")[0].correction
     assert again == record
+
+
+def sharp_peaks(h: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Periodic, with diffuse peaks far brighter than the rest (the noise of counts differs across the image)."""
+    wrapped_h, wrapped_k = h - np.round(h), k - np.round(k)
+    return 1.0 + 30.0 * np.exp(-(wrapped_h**2 + wrapped_k**2) / (2 * 0.04**2))
+
+
+@pytest.mark.parametrize("counts", [2.0, 20.0])
+def test_counts_with_sharp_peaks_and_half_zones_leave_every_zone_in_line(counts):
+    # 6 x 6 zones with half zones at the border (their cells partly covered), Poisson counts, a falloff: periodic
+    # once the falloff is divided out, so each zone agrees with the others within its noise (chi2 about 1).
+    image, calibration = detector(pixels_per_rlu=64, falloff=0.05, function=sharp_peaks, shift=-0.5)
+    rng = np.random.default_rng(int(counts))
+    counted = rng.poisson(image * counts / image.mean()).astype(float)
+    result = folded(counted, config(*calibration))
+    chi2 = [entry["chi2"] for entry in result.statistics.entries if entry["chi2"] is not None]
+    assert not any(entry["disagrees"] for entry in result.statistics.entries)
+    assert 0.85 < np.median(chi2) < 1.2
+    # the falloff is read without the bias of logs of small counts: log f(4) - log f(0) = -0.05 x 16
+    fitted = result.falloff
+    assert np.log(fitted(np.array([4.0]))[0] / fitted(np.array([0.0]))[0]) == pytest.approx(-0.8, abs=0.06)
+    # and a zone made three times brighter is still caught
+    brighter = counted.copy()
+    brighter[160:224, 160:224] *= 3  # the zone of h, k in [-0.5, 0.5)
+    flagged = [
+        entry["zone"] for entry in folded(brighter, config(*calibration)).statistics.entries if entry["disagrees"]
+    ]
+    assert flagged == [[0, 0]]
