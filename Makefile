@@ -12,7 +12,7 @@ TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 REALDATA ?= ../shared/realdata/javelin-zro2-h0l/ZrO2.nxs
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-browser serve serve-screenshot bench models models-cfs2 models-cfs3 models-cfs4 models-pilot reproduce validate-correct interpretation-example generalisation multizone targets-study fuzz lint format clean
+.PHONY: install demo test test-browser serve serve-screenshot bench models models-cfs2 models-cfs3 models-cfs4 models-pilot reproduce validate-correct interpretation-example generalisation multizone verdict targets-study fuzz lint format clean
 
 install: $(STAMP)
 
@@ -111,6 +111,11 @@ generalisation: $(STAMP)
 multizone: $(STAMP)
 	$(BIN)/python benchmarks/multizone.py --data bench-output/generalisation-data --work bench-output/multizone \
 		--output docs/generalisation.md --figures docs/generalisation
+
+# docs/interpretation.md's verdict block (issue 26): verdicts, ceilings and model-image fits on the generalisation
+# benchmark's clean images (two groups, made first when missing), negative controls and the real ZrO2 plane. Not in CI.
+verdict: $(STAMP)
+	$(BIN)/python benchmarks/verdict.py --data bench-output/generalisation-data --output docs/interpretation.md
 
 # Every command against 1000 bad inputs drawn by hypothesis (the same every run): one line and an exit
 # code, no traceback, nothing partial, no input changed. 10-15 minutes; not in CI. Writes its section of

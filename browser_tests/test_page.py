@@ -82,6 +82,9 @@ def test_the_page_interprets_an_uploaded_image_as_the_api_does(server, tmp_path)
         )
         cells = browser.find_elements(By.CSS_SELECTOR, "#encoding td[data-label]")
         on_page = {cell.get_attribute("data-label"): float(cell.text) for cell in cells}
+        verdict = browser.find_element(By.ID, "verdict")
+        verdict_label, verdict_text = verdict.get_attribute("data-label"), verdict.text
+        verdict_colour = verdict.value_of_css_property("border-left-color")
         screenshot = tmp_path / "serve.png"
         browser.save_screenshot(str(screenshot))
     finally:
@@ -94,5 +97,10 @@ def test_the_page_interprets_an_uploaded_image_as_the_api_does(server, tmp_path)
     for label, value in from_api.items():
         assert on_page[label] == pytest.approx(value, abs=5e-5)  # the page shows 4 decimals
     assert screenshot.stat().st_size > 10_000
+    # the verdict beside the encoding, in its colour, as the API gives it
+    expected = answer["interpretation"]["verdict"]
+    assert verdict_label == expected["label"] and verdict_text.startswith(expected["label"])
+    assert all(reason in verdict_text for reason in expected["reasons"])
+    assert verdict_colour != "rgb(136, 136, 136)"  # one of the three verdicts' colours, not the default grey
     if os.environ.get("CFSX_SCREENSHOT"):
         shutil.copy(screenshot, os.environ["CFSX_SCREENSHOT"])

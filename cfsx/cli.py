@@ -13,11 +13,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
+    EXIT_NOT_EXPLAINED,
     EXIT_RESUMABLE,
     EXIT_SIGINT,
     EXIT_USAGE,
@@ -821,9 +823,12 @@ def interpret(
     correct_set: Annotated[
         list[str] | None, typer.Option("--correct-set", help="Override a correction config value (repeatable).")
     ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with code 7 when any image is not explained (results still written).")
+    ] = False,
     json_: JsonFlag = False,
 ) -> None:
-    """Interpret images: encoding, decoded structure and image, metrics, uncertainty, optional refinement."""
+    """Interpret images: encoding, decoded structure and image, fit quality, verdict, uncertainty, refinement."""
     with _reported_errors():
         from .builtin import DEFAULT_MODEL
         from .config import InterpretationConfig, load_config
@@ -869,9 +874,15 @@ def interpret(
         _print_interpretation(result.interpretations, _result_console(json_))
         console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)")
         if record is not None:
-            console.print(f"recorded into {record} (now {result.document['store_size']} images)")
+            skipped = result.document.get("store_skipped", 0)
+            console.print(f"recorded into {record} (now {result.document['store_size']} images"
+                          + (f"; {skipped} not explained left out)" if skipped else ")"))  # fmt: skip
         if json_:
             _print_json(result.document)
+        from .fit_quality import NOT_EXPLAINED
+
+        if strict and any(item.verdict and item.verdict.label == NOT_EXPLAINED for item in result.interpretations):
+            raise _fail("--strict: some images are not explained (their verdicts above)", EXIT_NOT_EXPLAINED)
 
 
 @app.command(
@@ -925,41 +936,49 @@ def serve(
 
 
 def _print_interpretation(interpretations, out: Console) -> None:
-    import numpy as np
-
+    """The table of the images (final answer, verdict, fit of every estimate's model image, ceilings), a warning
+    line for each image not fully explained, and the first image's encoding with its verdict."""
     from .estimates import FINAL_RULE
+    from .fit_quality import EXPLAINED, NOT_EXPLAINED
     from .results import short_name
 
     first = interpretations[0]
-    refined = first.refinement is not None
     methods = list(first.estimates)
-    table = Table(title=f"CFS{first.provenance.model.cfs} interpretation: image R2 of the decoded images")
-    columns = ["image", "final answer", *methods, "floor: two decodes"]
-    if refined:
-        columns += ["refinement from CNN", "from zero"]
+    kind = "structure" if first.decoded is not None else "analytic"
+    table = Table(title=f"CFS{first.provenance.model.cfs} interpretation: R1 / R2 of each estimate's {kind} image "
+                  "on the measured cells")  # fmt: skip
+    columns = ["image", "verdict", "final answer", *methods, "ceiling: range / periodic"]
     for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
-
-    def spread(values) -> str:
-        return "-" if values is None or not len(values) else f"{np.mean(values):.3f} ± {_std(values):.3f}"
-
+        table.add_column(column.replace("_", " "), justify="right", overflow="fold")
     for item in interpretations[:20]:
-        r2 = item.decoded_image_r2 or {}
-        row = [short_name(item.source), item.final_source.replace("_", " ")]
-        row += [spread(r2.get(name) if item.defined(name) else None) for name in methods]
-        row.append(spread(None if item.decoded is None else item.decoded.image_r2_floor))
-        if refined:
-            for start in ("from_cnn", "from_zero"):
-                stages = item.refinement.get(start)
-                row.append(
-                    f"{stages['start']['decoded_r2']:.3f}->{stages['refined']['decoded_r2']:.3f}" if stages else "-"
-                )
+        row = [short_name(item.source), _verdict_text(item.verdict), item.final_source.replace("_", " ")]
+        for name in methods:
+            fit = (item.fits or {}).get(name)
+            quality = None if fit is None else (fit.structure or fit.analytic)
+            row.append("-" if quality is None else f"{quality.r1:.3f} / {quality.r2:.3f}")
+        limits = item.ceilings
+        row.append("-" if limits is None else f"{limits.range_r2:.2f} / {limits.periodic_r2:.2f}")
         table.add_row(*row)
     out.print(table)
     console.print(f"final answer: {FINAL_RULE}", highlight=False)
     if len(interpretations) > 20:
         console.print(f"... and {len(interpretations) - 20} more images")
-    console.print(f"encoding of {first.summary()}", highlight=False)
+    for item in interpretations:
+        if item.verdict is not None and item.verdict.label != EXPLAINED:
+            colour = "red" if item.verdict.label == NOT_EXPLAINED else "yellow"
+            console.print(f"[{colour}]warning[/{colour}]: {escape(short_name(item.source))} is "
+                          f"{escape(item.verdict.line())}", highlight=False)  # fmt: skip
+    verdict = escape(f" [{first.verdict.label}]") if first.verdict is not None else ""
+    console.print(f"encoding of {escape(first.summary())}{verdict}", highlight=False)
+
+
+def _verdict_text(verdict) -> str:
+    from .fit_quality import EXPLAINED, NOT_EXPLAINED, PARTLY
+
+    if verdict is None:
+        return "-"
+    colour = {EXPLAINED: "green", PARTLY: "yellow", NOT_EXPLAINED: "red"}[verdict.label]
+    return f"[{colour}]{verdict.label}[/{colour}]"
 
 
 def _std(values) -> float:

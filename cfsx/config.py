@@ -674,6 +674,13 @@ class DecodeConfig:
     seed: int = 0
     # the concentration of the decoded (and refined) structures; null: the model's decoding config's
     concentration: float | None = None
+    # the decoded structures' lattice (N x N); null: the model's decoding config's. 128 with 4 replicates gives a
+    # structure image with 5 % noise (docs/interpretation.md); the model's 64 gives 9 %
+    lattice_size: int | None = 128
+    # the structure image: the decoded structures' correlations summed flat to image_inner lattice units, tapered
+    # by a half cosine to zero at image_outer (longer ranges are mostly the finite lattice's noise)
+    image_inner: float = 4.0
+    image_outer: float = 10.0
 
     def __post_init__(self) -> None:
         require(
@@ -685,6 +692,15 @@ class DecodeConfig:
             self.concentration is None or (is_number(self.concentration) and 0 < self.concentration < 1),
             f"decode.concentration must be null or in (0, 1), got {self.concentration!r}",
         )
+        require(
+            self.lattice_size is None or (is_int(self.lattice_size) and 8 <= self.lattice_size <= 1024),
+            f"decode.lattice_size must be null or an integer in 8..1024, got {self.lattice_size!r}",
+        )
+        require(
+            is_number(self.image_inner) and is_number(self.image_outer) and 0 <= self.image_inner < self.image_outer
+            and self.image_outer <= 64,
+            "decode.image_inner and image_outer must be numbers with 0 <= image_inner < image_outer <= 64",
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

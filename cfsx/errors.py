@@ -2,7 +2,8 @@
 
 The exit codes are a contract for scripts and batch systems (README, "Exit codes"):
 0 ok, 1 internal error, 2 usage error (Click), 3 bad input, 4 output problem,
-5 interrupted and resumable, 6 cluster unreachable, 130 interrupted by Ctrl-C (SIGINT).
+5 interrupted and resumable, 6 cluster unreachable, 7 an image not explained (``interpret --strict``),
+130 interrupted by Ctrl-C (SIGINT).
 """
 
 EXIT_OK = 0
@@ -12,6 +13,7 @@ EXIT_BAD_INPUT = 3
 EXIT_OUTPUT = 4
 EXIT_RESUMABLE = 5
 EXIT_CLUSTER = 6
+EXIT_NOT_EXPLAINED = 7  # interpret --strict: the results are written, but some image is not explained
 EXIT_SIGINT = 130
 
 

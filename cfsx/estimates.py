@@ -28,7 +28,7 @@ FINAL_RULE = (
     "correction learned on corrected images: the built-in general models); otherwise the least squares "
     "(Warren-Cowley; the lot window of a simulated dataset, none for measured images) wherever it is defined "
     "(finite, fitted g(0) > 0), else the CNN. Measured on the generalisation benchmark (docs/generalisation.md, "
-    "docs/models.md). The other estimates are reported beside it with their decoded image R2."
+    "docs/models.md). The other estimates are reported beside it with the fit of their model images."
 )
 CORRECTION_TRAINED = ("hybrid",)  # architectures whose CNN is the final answer for corrected images
 

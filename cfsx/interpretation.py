@@ -72,6 +72,7 @@ class Observed:
     # per image, how cfsx correct made it: {"config": the correction config, "steps": its provenance}; None for
     # simulated images
     corrections: list[dict[str, Any] | None] | None = None
+    variances: list[np.ndarray | None] | None = None  # per image, each cell's noise variance where known
 
 
 def _cfsx_dataset(spec: str) -> bool:
@@ -103,7 +104,7 @@ def read_observed(
     correction = dataclasses.replace(correction, output=grid)
     extra_mask = mask_of(correction)
     specs = expand_inputs(inputs)
-    images, sources, masks, truths, lots, corrections = [], [], [], [], [], []
+    images, sources, masks, truths, lots, corrections, variances = [], [], [], [], [], [], []
     for number, spec in enumerate(specs):
         if _cfsx_dataset(spec):
             with open_dataset(spec) as file:
@@ -125,6 +126,7 @@ def read_observed(
                     labels = labels[:, sub_encoding(file_cfs, card.cfs)]
                 file_masks = file["masks"][()] if "masks" in file else np.zeros(block.shape, np.uint8)
                 corrections += _stored_corrections(file, len(block))
+                variances += list(file["variance"][()]) if "variance" in file else [None] * len(block)
             images.append(block)
             lots.append(np.full(len(block), lot_size))
             sources += [f"{spec}::/images[{i}]" for i in range(len(block))]
@@ -133,6 +135,7 @@ def read_observed(
         else:
             corrected = correct_file(spec, correction, extra_mask)[1]
             corrections.append({"config": correction.to_dict(), "steps": corrected.provenance})
+            variances.append(corrected.variance)
             images.append(corrected.image[None].astype(np.float64))
             lots.append(np.array([NO_WINDOW]))
             sources.append(spec)
@@ -143,7 +146,7 @@ def read_observed(
     truth = np.concatenate(truths).astype(np.float64)
     truth = None if np.isnan(truth).all() else truth
     observed = Observed(np.concatenate(images), sources, np.concatenate(masks), truth,
-                        np.concatenate(lots).astype(np.int64), corrections)  # fmt: skip
+                        np.concatenate(lots).astype(np.int64), corrections, variances)  # fmt: skip
     check_images(observed)
     from .correction import warn_uncalibrated
 
@@ -263,11 +266,16 @@ def check_images(observed: Observed) -> None:
 
 def decoding_settings(card: ModelCard, config: InterpretationConfig):
     """The simulation config that decodes (and refines) with a model: its decoding config, with the user's
-    composition where given (``decode.concentration``)."""
+    composition and lattice size where given (``decode.concentration``, ``decode.lattice_size``)."""
     simulation = card.decoding()
-    if config.decode.concentration is None:
+    changes = {}
+    if config.decode.concentration is not None:
+        changes["concentration"] = config.decode.concentration
+    if config.decode.lattice_size is not None:
+        changes["size"] = config.decode.lattice_size
+    if not changes:
         return simulation
-    lattice = dataclasses.replace(simulation.lattice, concentration=config.decode.concentration)
+    lattice = dataclasses.replace(simulation.lattice, **changes)
     return dataclasses.replace(simulation, lattice=lattice)
 
 
@@ -299,6 +307,10 @@ def interpret_observed(
 
     clock = {} if clock is None else clock
     simulation = decoding_settings(card, config)
+    # the refinement decodes on the model's own lattice: its objective was measured there (docs/interpretation.md)
+    refining = decoding_settings(
+        card, dataclasses.replace(config, decode=dataclasses.replace(config.decode, lattice_size=None))
+    )
     vectors = card.vectors
     permutation = transpose_permutation(vectors) if config.inference.transpose else None
     cnn, transpose_difference = predict_encodings(network, observed.images, permutation, config.inference.batch_size)
@@ -312,7 +324,7 @@ def interpret_observed(
     }
     refinements: list[dict[str, Any]] | None = None
     if config.refine.enabled:
-        refinements, by_method[REFINED] = _refine_all(observed.images, cnn, simulation, vectors,
+        refinements, by_method[REFINED] = _refine_all(observed.images, cnn, refining, vectors,
                                                       vector_labels(vectors), config.refine, progress)  # fmt: skip
     corrected = observed.lot_sizes == NO_WINDOW  # raw images and files of cfsx correct; not simulated datasets
     estimates = choose_final(by_method, corrected if card.architecture in CORRECTION_TRAINED else None)
@@ -334,6 +346,8 @@ def interpret_observed(
         again = again.reshape(len(final), config.decode.replicates, -1)
         replicate_std = again.std(axis=1, ddof=1) if config.decode.replicates > 1 else np.zeros_like(final)
     clock["decode"] = time.perf_counter()
+    assessments = _assess_all(observed, by_method, estimates.final_source, card, decoded_by, config)
+    clock["assess"] = time.perf_counter()
 
     provenance = Provenance(
         model=_model_summary(card),
@@ -359,9 +373,35 @@ def interpret_observed(
             truth=None if observed.truth is None else observed.truth[index],
             refinement=None if refinements is None else refinements[index],
             correction=None if observed.corrections is None else observed.corrections[index],
+            fits=assessments[index].fits,
+            ceilings=assessments[index].ceilings,
+            verdict=assessments[index].verdict,
+            model_image=assessments[index].model_image,
         )
         for index, source in enumerate(observed.sources)
     ]
+
+
+def _assess_all(observed: Observed, by_method: dict[str, np.ndarray], final_source: list[str], card: ModelCard,
+                decoded_by: dict[str, Decoded], config: InterpretationConfig) -> list:  # fmt: skip
+    """cfsx.quality.assess for every image: model images, fit quality, ceilings, verdict."""
+    from .quality import ImageEvidence, Structures, assess
+
+    assessments = []
+    for index, image in enumerate(observed.images):
+        evidence = ImageEvidence(
+            None if observed.masks is None else observed.masks[index] == 0,
+            None if observed.variances is None else observed.variances[index],
+            None if observed.corrections is None else observed.corrections[index],
+        )
+        structures = None
+        if decoded_by:
+            lattices = {name: decoded.lattices[index] for name, decoded in decoded_by.items()}
+            structures = Structures(lattices, config.decode.image_inner, config.decode.image_outer)
+        estimates = {name: values[index] for name, values in by_method.items()}
+        grid = (card.image_size, card.h_max, card.cfs)
+        assessments.append(assess(image, estimates, final_source[index], card.vectors, grid, evidence, structures))
+    return assessments
 
 
 def _interpret(
@@ -383,7 +423,7 @@ def _interpret(
 
         if config.decode.replicates == 0:
             raise ConfigError("--record stores decoded structures: decode.replicates must be >= 1")
-        check_appendable(record, store_attributes(card))
+        check_appendable(record, store_attributes(card, config.decode.lattice_size))
     observed = read_observed(inputs, card, correction, progress)
     clock["read"] = time.perf_counter()
     interpretations = interpret_observed(network, card, observed, config, workers, progress, clock)
@@ -411,6 +451,8 @@ def _interpret(
         (temporary / "results.json").write_text(json.dumps(document, indent=indent))
         if record is not None:  # inside: a store that cannot take the images leaves no results either
             document["store_size"] = record_store(record, card, interpretations)
+            document["store_skipped"] = sum(1 for item in interpretations if item.verdict
+                                            and item.verdict.label == "not explained")  # fmt: skip
     return InterpretationResult(output_dir, interpretations, document, document["seconds"])
 
 
@@ -465,8 +507,15 @@ def record_store(path, card: ModelCard, interpretations: list[Interpretation]) -
     structure: /encodings/target is the interpreted encoding, /encodings/achieved the correlations of
     the structure that explains the image (the training label, as for simulated data).
     """
-    from .dataset import append_samples
+    from .dataset import append_samples, check_appendable
+    from .fit_quality import NOT_EXPLAINED
 
+    lattice_size = interpretations[0].decoded.lattices.shape[-1]
+    # images the model does not explain are no fine-tuning data: their decoded structures explain nothing
+    interpretations = [item for item in interpretations if not (item.verdict and item.verdict.label == NOT_EXPLAINED)]
+    if not interpretations:
+        check_appendable(path, store_attributes(card, lattice_size))
+        return _store_size(path)
     decoded = [item.decoded for item in interpretations]
     arrays = {
         "images": np.stack([item.observed / d.scale[0] for item, d in zip(interpretations, decoded, strict=True)]),
@@ -478,14 +527,25 @@ def record_store(path, card: ModelCard, interpretations: list[Interpretation]) -
         "seeds": np.full(len(interpretations), interpretations[0].provenance.decode_seeds[0], dtype=np.uint64),
     }
     sources = [item.source for item in interpretations]
-    return append_samples(path, store_attributes(card), arrays, {"sources": sources})
+    return append_samples(path, store_attributes(card, lattice_size), arrays, {"sources": sources})
 
 
-def store_attributes(card: ModelCard) -> dict[str, Any]:
-    """The root attributes of a knowledge store for a model's interpretations."""
-    return {
-        "kind": "store",
-        "cfs": card.cfs,
-        "vectors": card.vectors,
-        "config": card.decoding_config,
-    }
+def _store_size(path) -> int:
+    """The images a knowledge store holds (0 when it does not exist yet)."""
+    from .dataset import open_dataset
+
+    if not Path(path).exists():
+        return 0
+    with open_dataset(path) as file:
+        return len(file["images"]) if "images" in file else 0
+
+
+def store_attributes(card: ModelCard, lattice_size: int | None = None) -> dict[str, Any]:
+    """The root attributes of a knowledge store for a model's interpretations, whose structures were decoded on
+    ``lattice_size`` (None: the model's own decoding lattice)."""
+    config = card.decoding_config
+    if lattice_size is not None and lattice_size != card.decoding().lattice.size:
+        simulation = card.decoding()
+        config = dataclasses.replace(simulation, lattice=dataclasses.replace(simulation.lattice, size=lattice_size))
+        config = config.to_yaml()
+    return {"kind": "store", "cfs": card.cfs, "vectors": card.vectors, "config": config}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +17,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .metrics import scaled_image_r2
 from .outputs import atomic_path
 
 
@@ -182,59 +182,107 @@ def encoding_matrix(encoding: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def interpretation_figure(observed, lattice, simulated, encoding, uncertainty, vectors, title: str = "") -> Figure:
-    """The four panels of an interpretation: observed image, decoded structure, its simulated image
-    (log10, on the observation's scale) and the encoding as an n x n matrix (origin cell marked)."""
-    observed = np.asarray(observed, dtype=np.float64)
-    shown = [np.log10(np.maximum(observed, 1e-6))]
-    if simulated is not None:  # on the observation's scale (least squares)
-        scale = scaled_image_r2(observed, simulated)[1]
-        shown.append(np.log10(np.maximum(scale * np.asarray(simulated, dtype=np.float64), 1e-6)))
-    low, high = np.percentile(np.concatenate([s.ravel() for s in shown]), [1, 99.5])
-    figure, axes = _subplots(1, 4, (17, 4.2))
-    panels = list(zip((axes[0], axes[2]), shown, ("observed (log10)", "decoded image (log10)"), strict=False))
-    for axis, image, name in panels:
-        picture = axis.imshow(image, origin="lower", cmap="viridis", vmin=low, vmax=high)
-        axis.set(title=name, xlabel="k", ylabel="h", xticks=[], yticks=[])
-    figure.colorbar(picture, ax=panels[-1][0], fraction=0.046)
-    if lattice is not None:
-        axes[1].imshow(lattice, cmap="gray_r", interpolation="nearest", origin="lower")
-        axes[1].set(title=f"decoded structure {lattice.shape[0]} x {lattice.shape[1]}", xticks=[], yticks=[])
-    if simulated is None:
-        for axis in axes[1:3]:
-            axis.text(0.5, 0.5, "not decoded\n(decode.replicates: 0)", ha="center", va="center")
+@dataclass(frozen=True)
+class InterpretationPanels:
+    """What an interpretation figure shows of one image: the observed image and the final answer's model image
+    (fitted to it) on the grid h, k in [-h_max, h_max), the cells not measured (mask != 0), a decoded structure,
+    the encoding with its uncertainty, and the title (with R1, R2 and the verdict)."""
+
+    observed: np.ndarray
+    model: np.ndarray | None
+    h_max: float
+    mask: np.ndarray | None
+    lattice: np.ndarray | None
+    encoding: np.ndarray
+    uncertainty: np.ndarray
+    vectors: np.ndarray
+    title: str = ""
+    model_name: str = "model image"
+
+
+def interpretation_figure(panels: InterpretationPanels) -> Figure:
+    """Observed | model | residual (observed and model on one colour scale, the residual on a symmetric one, axes in
+    r.l.u.; cells not measured hatched), the decoded structure and the encoding as an n x n matrix. The panels
+    wrap onto two rows (a figure narrow enough for a phone stacks them)."""
+    observed = np.asarray(panels.observed, dtype=np.float64)
+    figure = Figure(figsize=(15.5, 8.4), layout="constrained")
+    axes = figure.subplots(2, 3).ravel()
+    extent = [-panels.h_max, panels.h_max, -panels.h_max, panels.h_max]  # columns k, rows h; origin lower
+    model = None if panels.model is None else np.asarray(panels.model, dtype=np.float64)
+    together = observed if model is None else np.concatenate([observed.ravel(), model.ravel()])
+    low, high = np.percentile(together, [0.5, 99.5])
+    unmeasured = None if panels.mask is None else np.ma.masked_where(np.asarray(panels.mask) == 0,
+                                                                       np.ones(observed.shape))  # fmt: skip
+    for axis, image, name in ((axes[0], observed, "observed"), (axes[1], model, panels.model_name)):
+        if image is None:
+            axis.text(0.5, 0.5, "no model image", ha="center", va="center")
             axis.set_axis_off()
-    matrix = encoding_matrix(encoding, vectors)
-    errors = encoding_matrix(uncertainty, vectors)
+            continue
+        picture = axis.imshow(image, origin="lower", cmap="viridis", vmin=low, vmax=high, extent=extent)
+        figure.colorbar(picture, ax=axis, fraction=0.046, label="intensity")
+        axis.set(title=name, xlabel="k (r.l.u.)", ylabel="h (r.l.u.)")
+        if unmeasured is not None and unmeasured.count():
+            axis.contourf(np.linspace(*extent[:2], observed.shape[1]), np.linspace(*extent[2:], observed.shape[0]),
+                          unmeasured, levels=[0.5, 1.5], colors="none", hatches=["///"])  # fmt: skip
+    if model is not None:
+        residual = observed - model
+        bound = float(np.percentile(np.abs(residual), 99.5)) or 1.0
+        picture = axes[2].imshow(residual, origin="lower", cmap="RdBu_r", vmin=-bound, vmax=bound, extent=extent)
+        figure.colorbar(picture, ax=axes[2], fraction=0.046, label="observed - model")
+        axes[2].set(title="residual", xlabel="k (r.l.u.)", ylabel="h (r.l.u.)")
+    else:
+        axes[2].set_axis_off()
+    if panels.lattice is not None:
+        lattice = panels.lattice
+        axes[3].imshow(lattice, cmap="gray_r", interpolation="nearest", origin="lower")
+        axes[3].set(title=f"a decoded structure {lattice.shape[0]} x {lattice.shape[1]}", xlabel="y", ylabel="x")
+    else:
+        axes[3].text(0.5, 0.5, "not decoded\n(decode.replicates: 0)", ha="center", va="center")
+        axes[3].set_axis_off()
+    matrix = encoding_matrix(panels.encoding, panels.vectors)
+    errors = encoding_matrix(panels.uncertainty, panels.vectors)
     shown_matrix = matrix.copy()
     shown_matrix[0, 0] = np.nan  # the origin, alpha(0, 0) = 1 by definition, is drawn grey
     colours = matplotlib.colormaps["RdBu_r"].with_extremes(bad="lightgrey")
-    axes[3].imshow(shown_matrix, cmap=colours, vmin=-1, vmax=1, origin="lower")
+    axes[4].imshow(shown_matrix, cmap=colours, vmin=-1, vmax=1, origin="lower")
     for dx in range(matrix.shape[0]):
         for dy in range(matrix.shape[1]):
             text = "origin\n1" if dx == dy == 0 else f"{matrix[dx, dy]:+.3f}\n±{errors[dx, dy]:.3f}"
-            axes[3].text(dy, dx, text, ha="center", va="center", fontsize=8)
-    axes[3].add_patch(Rectangle((-0.5, -0.5), 1, 1, fill=False, hatch="//", edgecolor="k", linewidth=1.5))
-    axes[3].set(title="encoding alpha(dx, dy)", xlabel="dy", ylabel="dx",
+            axes[4].text(dy, dx, text, ha="center", va="center", fontsize=8)
+    axes[4].add_patch(Rectangle((-0.5, -0.5), 1, 1, fill=False, hatch="//", edgecolor="k", linewidth=1.5))
+    axes[4].set(title="encoding alpha(dx, dy)", xlabel="dy", ylabel="dx",
                 xticks=range(matrix.shape[1]), yticks=range(matrix.shape[0]))  # fmt: skip
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    axes[5].set_axis_off()
+    if panels.title:
+        figure.suptitle(panels.title, fontsize=10)
     return figure
 
 
 def interpretation(record) -> Figure:
-    """``interpretation_figure`` of an Interpretation record (cfsx.results): its first decoded structure and
-    image, the final encoding and its uncertainty."""
+    """``interpretation_figure`` of an Interpretation record (cfsx.results): the final answer's model image and
+    its residual, a decoded structure, the encoding and its uncertainty; R1, R2 and the verdict in the title."""
     from .results import short_name
 
-    decoded = record.decoded
     title = short_name(record.source)
-    if decoded is not None:
-        title += f": image R2 {decoded.image_r2.mean():.3f}"
-    lattice, simulated = (None, None) if decoded is None else (decoded.lattices[0], decoded.images[0])
-    return interpretation_figure(record.observed, lattice, simulated, record.encoding, record.uncertainty,
-                                 record.vectors, title=title)  # fmt: skip
+    fit = (record.fits or {}).get(record.final_source)
+    quality = None if fit is None else (fit.structure or fit.analytic)
+    kind = "structure image" if fit is not None and fit.structure is not None else "analytic image"
+    if quality is not None:
+        title += f" ({record.final_source.replace('_', ' ')}, {kind}): R1 {quality.r1:.3f}, R2 {quality.r2:.3f}"
+        if quality.chi2 is not None:
+            title += f", chi2 {quality.chi2:.2f}"
+    if record.verdict is not None:
+        title += f"\n{record.verdict.line()}"
+    lattice = None if record.decoded is None else record.decoded.lattices[0]
+    return interpretation_figure(InterpretationPanels(
+        record.observed, record.model_image, record.provenance.model.h_max, record.mask, lattice, record.encoding,
+        record.uncertainty, record.vectors, _wrapped(title, 150), f"model: {kind}"))  # fmt: skip
+
+
+def _wrapped(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
 def zones_figure(raw: np.ndarray, correction, step: int = 1) -> Figure | None:

@@ -18,9 +18,12 @@ import yaml
 from . import records
 from .encoding import named, vector_labels
 from .estimates import FINAL_RULE
+from .fit_quality import VERDICTS, Ceilings, Verdict
+from .quality import EstimateFit
 
 RESULTS_FORMAT = "cfsx-interpretation"
-RESULTS_FORMAT_VERSION = 2  # 2: model.sha256, model.builtin, config.decode.concentration
+# 2: model.sha256, model.builtin, config.decode.concentration; 3: fit, ceilings, verdict, correction, model images
+RESULTS_FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,10 @@ class Interpretation:
     refinement: dict[str, Any] | None = None  # per start ("from_cnn", "from_zero"): its stages
     # how cfsx correct made the image: {"config": the correction config, "steps": its provenance}; None if simulated
     correction: dict[str, Any] | None = None
+    fits: dict[str, EstimateFit] | None = None  # per estimate: its model images against the measured cells
+    ceilings: Ceilings | None = None  # what Warren-Cowley images can explain of this image
+    verdict: Verdict | None = None  # whether the final answer explains the image, with its reasons
+    model_image: np.ndarray | None = None  # (M, M) float32: the final answer's model image, fitted to the image
 
     @property
     def labels(self) -> list[str]:
@@ -129,6 +136,9 @@ class Interpretation:
             "refinement": self.refinement,
             "figure": figure,
             "correction": self.correction,
+            "fit": None if self.fits is None else finite({name: records.to_plain(f) for name, f in self.fits.items()}),
+            "ceilings": None if self.ceilings is None else finite(records.to_plain(self.ceilings)),
+            "verdict": None if self.verdict is None else records.to_plain(self.verdict),
         }
         if decoded is not None:
             record["decoded"] = {
@@ -165,6 +175,17 @@ class Interpretation:
             for label, value, sigma in zip(self.labels, self.encoding, self.uncertainty, strict=True)
         )
         return f"{short_name(self.source)} ({self.final_source.replace('_', ' ')}): {values}"
+
+
+def finite(value: Any) -> Any:
+    """JSON values with every NaN or infinite float as null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def short_name(source: str) -> str:
@@ -212,6 +233,10 @@ def results_document(interpretations: list[Interpretation], figures: list[str | 
             "final_sources": {name: sources.count(name) for name in methods},
             "image_r2_median": None if r2 is None else float(np.median(r2)),
             "image_r2_mean": None if r2 is None else float(r2.mean()),
+            "verdicts": {
+                label: sum(1 for item in interpretations if item.verdict and item.verdict.label == label)
+                for label in VERDICTS
+            },
         },
         "images": records,
     }
@@ -265,6 +290,12 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
                 file[f"refinement/{start}"] = np.array(encodings)
             file.create_dataset("refinement/records", data=[json.dumps(i.refinement) for i in interpretations],
                                 dtype=text)  # fmt: skip
+        if first.verdict is not None:
+            quality = [records.to_json({"fits": i.fits, "ceilings": i.ceilings, "verdict": i.verdict}) for i in
+                       interpretations]  # fmt: skip
+            file.create_dataset("quality", data=quality, dtype=text)
+            file["model_images"] = np.stack([i.model_image for i in interpretations])
+            file["model_images"].attrs["long_name"] = "the final answer's model image, fitted to the observed one"
         if any(i.correction is not None for i in interpretations):
             file.create_dataset("correction", data=[json.dumps(i.correction, default=float) for i in interpretations],
                                 dtype=text)  # fmt: skip
@@ -301,6 +332,8 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
         refinements = None if refinements is None else [json.loads(text) for text in refinements[()]]
         corrections = file.get("correction")
         corrections = [None] * len(sources) if corrections is None else [json.loads(t) for t in corrections[()]]
+        quality = [_quality(text) for text in file["quality"][()]] if "quality" in file else [{}] * len(sources)
+        model_images = file["model_images"][()] if "model_images" in file else [None] * len(sources)
     return [
         Interpretation(
             source=source,
@@ -318,6 +351,18 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
             truth=arrays["truth"][index] if "truth" in arrays else None,
             refinement=None if refinements is None else refinements[index],
             correction=corrections[index],
+            fits=quality[index].get("fits"),
+            ceilings=quality[index].get("ceilings"),
+            verdict=quality[index].get("verdict"),
+            model_image=model_images[index],
         )
         for index, source in enumerate(sources)
     ]
+
+
+def _quality(text: bytes | str) -> dict[str, Any]:
+    """The fits, ceilings and verdict of one image in results.h5, as records."""
+    plain = json.loads(text)
+    fits = {name: records.from_plain(EstimateFit, fit) for name, fit in (plain.get("fits") or {}).items()}
+    return {"fits": fits, "ceilings": records.from_plain(Ceilings, plain["ceilings"]),
+            "verdict": records.from_plain(Verdict, plain["verdict"])}  # fmt: skip

@@ -50,7 +50,9 @@ def interpretation_config(**flags) -> InterpretationConfig:
 
 @pytest.fixture(scope="module")
 def interpreted(setup):
-    config = interpretation_config(**{"refine.enabled": True, "refine.decoded_iterations": 4})
+    # decoded on the model's own lattice, as the observations were simulated: their floors are comparable
+    config = load_config("interpret", ["decode.lattice_size=null"], root=InterpretationConfig,
+                         **{"refine.enabled": True, "refine.decoded_iterations": 4})  # fmt: skip
     return interpret(setup / "model.keras", [str(setup / "unseen.h5")], setup / "out", config, CorrectionConfig())
 
 
