@@ -179,3 +179,35 @@ def test_correction_evidence_reads_the_zones_and_symmetry_steps():
              {"step": "symmetry", "chi2": 3.5}]  # fmt: skip
     assert correction_evidence({"steps": steps}) == (-0.2, 3.5)  # 10 pairs are too few to judge
     assert correction_evidence(None) == (None, None)
+
+
+def test_strict_exits_7_for_a_texture_keeps_the_results_and_the_store_leaves_it_out(tmp_path):
+    import h5py
+    from scipy import ndimage
+    from typer.testing import CliRunner
+
+    from cfsx.cli import app
+    from cfsx.config import load_config
+    from cfsx.simulation import decode
+
+    texture = ndimage.gaussian_filter(np.random.default_rng(6).normal(size=(SIZE, SIZE)), 2.0, mode="wrap")
+    np.save(tmp_path / "texture.npy", texture - texture.min() + 0.1)
+    demo = load_config("demo", ["lattice.size=32", "diffraction.image_size=64", "diffraction.lot_size=16",
+                                "diffraction.n_lots=4"])  # fmt: skip
+    np.save(tmp_path / "plane.npy", decode(demo, np.array([[-0.2, 0.1, 0.15]]), 3)["images"][0])
+    runner = CliRunner()
+    arguments = ["interpret", str(tmp_path / "texture.npy"), str(tmp_path / "plane.npy"), "--model", "general-cfs2",
+                 "--replicates", "1", "--no-figures", "--set", "decode.lattice_size=32",
+                 "--record", str(tmp_path / "store.h5")]  # fmt: skip
+    lenient = runner.invoke(app, [*arguments, "-o", str(tmp_path / "lenient")])
+    assert lenient.exit_code == 0, lenient.output
+    assert "texture.npy is not explained" in " ".join(lenient.output.split())
+    import json
+
+    images = json.loads((tmp_path / "lenient" / "results.json").read_text())["images"]
+    labels = [image["verdict"]["label"] for image in images]
+    assert labels[0] == "not explained" and labels[1] != "not explained"
+    with h5py.File(tmp_path / "store.h5") as store:  # the texture is no fine-tuning data
+        assert [source.decode() for source in store["sources"][()]] == [str(tmp_path / "plane.npy")]
+    strict = runner.invoke(app, [*arguments, "-o", str(tmp_path / "strict"), "--strict"])
+    assert strict.exit_code == 7 and (tmp_path / "strict" / "results.json").exists()
