@@ -12,6 +12,7 @@ structure images, and the structure images' noise; writes the marked block ``ver
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections import Counter
@@ -62,7 +63,9 @@ def summarise(name: str, interpretations: list) -> dict:
     noise = np.array([fit.structure.noise for fit in finals if fit.structure is not None and fit.structure.noise])
     share = structure / ranges[: len(structure)] if len(structure) else np.array([])
     reasons = Counter(
-        reason.split(" (")[0].split(":")[0] for item in interpretations for reason in item.verdict.reasons
+        re.sub(r"-?\d+\.\d+", "x", reason.split(" (")[0].split(":")[0])
+        for item in interpretations
+        for reason in item.verdict.reasons
     )
     return {"set": name, "images": len(interpretations), "labels": labels, "range": np.median(ranges),
             "periodic": np.median(periodic), "analytic": np.median(analytic),
@@ -137,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         table,
         f"Negative controls judged `not explained`: {caught} of {total} ({100 * caught / max(total, 1):.0f} %); "
         f"clean benchmark images judged `not explained`: {clean_not}."
-        + ("" if zro2 is None else f" ZrO2: `{zro2.verdict.label}`: {zro2.verdict.line()}"),
-        "Reasons given (the first words of each):\n\n" + reasons,
+        + ("" if zro2 is None else f" ZrO2: `{zro2.verdict.label}`: {'; '.join(zro2.verdict.reasons)}."),
+        "Reasons given (their first words; x stands for a number):\n\n" + reasons,
     ])  # fmt: skip
     replace_block(args.output, "verdict", text)
     print(text)
