@@ -576,11 +576,12 @@ class ReconstructionConfig:
 
     @property
     def group(self) -> str:
-        """The symmetry in force: the old keys friedel and mirrors, when given, decide it."""
-        if self.mirrors:
-            return "mm"
+        """The symmetry in force: the old keys friedel and mirrors, when given, decide it as they did (mirrors only
+        with friedel)."""
         if self.friedel is False:
             return "none"
+        if self.mirrors:
+            return "mm"
         return self.symmetry
 
 

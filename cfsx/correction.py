@@ -667,7 +667,7 @@ def _refusal(work: _Work, config: CorrectionConfig, measured: float) -> DataErro
 
     geometry, out = config.geometry, config.output
     where = f"only {100 * measured:.1f} % of the window h, k in [-h_max, h_max)"
-    limit = f"(output.min_measured {out.min_measured:g})"
+    limit = f"(less than the {100 * out.min_measured:g} % required)"
     if not geometry.calibrated:
         return DataError(f"{where} is measured {limit}: check the mask")
     if geometry.zones == "all":
@@ -702,13 +702,26 @@ def _reconstruct_step(work: _Work, config: CorrectionConfig) -> list[dict[str, A
     rec, done = config.reconstruction, []
     group = rec.group
     lattice = work.coordinates.map.lattice
+    centred_on_origin = not np.any(work.coordinates.map.centre)
     if group == "friedel" and not lattice.through_origin:
         done.append({"step": "symmetry", "symmetry": "none",
                      "skipped": "Friedel's law: the plane does not pass through the origin"})  # fmt: skip
         group = "none"
-    if group in ("4", "4mm") and not lattice.square or group == "mm" and not lattice.rectangular:
-        raise DataError(f"symmetry {group} needs a {'square' if '4' in group else 'rectangular'} reciprocal basis; "
-                        f"the plane's is {lattice.describe()}")  # fmt: skip
+    elif group == "friedel" and not work.periodic and not centred_on_origin:
+        # (-h, -k) about another lattice point is Friedel's mate only where the image repeats with the lattice
+        done.append(
+            {
+                "step": "symmetry",
+                "symmetry": "none",
+                "skipped": "Friedel's law: the window is centred off the origin and the zones are not folded",
+            }
+        )
+        group = "none"
+    if group in ("mm", "4", "4mm") and not (lattice.rectangular and (lattice.square or group == "mm")):
+        raise DataError(
+            f"symmetry {group} acts along the plane's axes: it needs a basis along them"
+            f"{' of equal lengths' if '4' in group else ''}; the plane's is {lattice.describe()}"
+        )
     if group != "none":
         weights = np.where(work.missing, 0, work.counts).astype(np.float64)
         work.resampled, filled, record, work.variance = symmetry_average(
@@ -788,7 +801,14 @@ STEPS: tuple[tuple[Callable[[_Work, CorrectionConfig], list[dict[str, Any]]], fl
 
 def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, progress: Progress) -> Correction:
     image = as_image(raw)
-    out = config.output
+    out, geometry = config.output, config.geometry
+    if not geometry.calibrated and (geometry.centre is not None or geometry.lattice != "P"):
+        raise AdvisedError(
+            "the image has no calibration (no r.l.u. axes in the file, none given), so a centre or a crystal lattice "
+            "cannot be placed on it: give {advice}",
+            [("geometry.origin", "[row, column]", "ROW,COL", "the pixel of h = k = 0"),
+             ("geometry.pixels_per_rlu", "[rows, columns]", "A,B", "")],
+        )  # fmt: skip
     work = _Work(image, Pixels(image.shape, config.geometry, out.h_max, out.image_size), extra_mask, reference)
     provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
     for step, done in STEPS:

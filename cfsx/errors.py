@@ -80,4 +80,5 @@ class AdvisedError(DataError):
         for key, value, flag_value, note in self.advice:
             setting = f"{flags[key]} {flag_value}" if key in flags else f"{key} = {value}"
             parts.append(f"{setting}{f' ({note})' if note else ''}")
-        return self.template.format(advice=", or ".join(parts))
+        joined = " and ".join(parts) if self.template.rstrip().endswith("give {advice}") else ", or ".join(parts)
+        return self.template.format(advice=joined)

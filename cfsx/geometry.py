@@ -177,7 +177,8 @@ def calibrate_from_file(config: CorrectionConfig, shape: tuple[int, int], info: 
     Pixel i of an axis with edges e_0..e_n covers [e_i, e_i+1], so h = 0 lies at pixel -e_0 / step - 1/2.
     """
     axes = info.get("axes") or {}
-    plane = (axes.get("plane") or {}).get("value")
+    selected = axes.get("plane") or {}
+    plane = selected.get("requested", selected.get("value"))  # the plane asked for, not its nearest slice's centre
     names = axes.get("names") if axes.get("rlu") else None
     if config.geometry.calibrated or not config.geometry.file_axes or not axes or not axes.get("rlu"):
         geometry = resolve_geometry(config.geometry, names if config.geometry.calibrated else None, plane)

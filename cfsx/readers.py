@@ -265,6 +265,7 @@ def _plane(array: Any, volume: VolumeAxes | None, plane: Plane, spec: str, info:
         "plane": {
             "axis": plane.axis,
             "value": value,
+            "requested": plane.value,
             "thickness": plane.thickness,
             "slices": [indices.start, indices.stop],
         },

@@ -27,6 +27,7 @@ from .errors import DataError
 
 LETTERS = ("h", "k", "l")
 MAX_ZONES = 20000  # zones of one plane (a 25 x 25 r.l.u. detector at unit cells is 625)
+MAX_ZONE_CELLS = 1 << 25  # zones x cells summed per zone: 4 arrays of this many float64 are 1 GB
 # A zone disagrees with the others when its mean squared deviation from their fold is this many times the noise's.
 DISAGREEMENT = 4.0
 FULL_CELL = 0.75  # a zone covers a cell fully when it put at least this share of the most pixels any zone did
@@ -103,14 +104,14 @@ class PlaneLattice:
 
     @property
     def rectangular(self) -> bool:
-        """b1 perpendicular to b2 (in the file's axes, taken as orthonormal): mirrors along the model's axes."""
-        return abs(float(self.matrix[0] @ self.matrix[1])) < 1e-9
+        """b1 along the rows and b2 along the columns: the model's mirrors are the plane's (axes taken as
+        orthogonal, as for cubic, tetragonal and orthorhombic cells)."""
+        return abs(self.matrix[0, 1]) < 1e-12 and abs(self.matrix[1, 0]) < 1e-12
 
     @property
     def square(self) -> bool:
-        """Rectangular with |b1| = |b2|: four-fold rotations."""
-        lengths = np.linalg.norm(self.matrix, axis=1)
-        return self.rectangular and abs(lengths[0] - lengths[1]) < 1e-9
+        """Rectangular with |b1| = |b2| (in r.l.u. of the file's axes, taken as equally long): four-fold rotations."""
+        return self.rectangular and abs(abs(self.matrix[0, 0]) - abs(self.matrix[1, 1])) < 1e-9
 
 
 def plane_lattice(lattice: str | list, letters: tuple[str, str] | None, plane: float = 0.0) -> PlaneLattice:
@@ -243,9 +244,15 @@ def accumulate(
     period = _period_cells(size, h_max)
     side = period or size
     cells = side * side
+    if zone_count * (cells + 1) > MAX_ZONE_CELLS:
+        raise DataError(
+            f"folding {zone_count} zones onto {side} x {side} cells each is too large ({zone_count * cells:,} "
+            f"zone-cells, limit {MAX_ZONE_CELLS:,}): choose a window of a whole number of cells per zone "
+            "(output.image_size / (2 output.h_max) an integer), or fold only the window (geometry.zones centre)"
+        )
     total = np.zeros(zone_count * (cells + 1))
     count = np.zeros(zone_count * (cells + 1), dtype=np.int64)
-    pixels = np.zeros(zone_count, dtype=np.int64)
+    zone_pixels = np.zeros(zone_count, dtype=np.int64)
     q_total = np.zeros(total.size) if q is not None else None
     variance_total = np.zeros(total.size) if variance is not None else None
     for rows in strips:
@@ -260,7 +267,7 @@ def accumulate(
         values = values[valid]
         q_values = np.broadcast_to(q(rows), valid.shape)[valid] if q is not None else None
         variances = np.broadcast_to(variance(rows), valid.shape)[valid] if variance is not None else None
-        pixels += np.bincount(zone, minlength=zone_count)
+        zone_pixels += np.bincount(zone, minlength=zone_count)
         if period:  # one placement: the cell within the period
             placements = [(np.floor((hw + h_max) * period + 0.5).astype(np.int64) % period,
                            np.floor((kw + h_max) * period + 0.5).astype(np.int64) % period)]  # fmt: skip
@@ -269,19 +276,25 @@ def accumulate(
         for row_cell, column_cell in placements:
             inside = (row_cell < side) & (column_cell < side)
             index = zone * (cells + 1) + np.where(inside, row_cell * side + column_cell, cells)
-            total += np.bincount(index, weights=values, minlength=total.size)
-            count += np.bincount(index, minlength=count.size)
+            if not index.size:
+                continue
+            # a strip reaches a few rows of zones: count into the span of indices it touches, not all zones' cells
+            low = int(index.min())
+            index -= low
+            span = slice(low, low + int(index.max()) + 1)
+            total[span] += np.bincount(index, weights=values)
+            count[span] += np.bincount(index)
             if q_total is not None:
-                q_total += np.bincount(index, weights=q_values, minlength=q_total.size)
+                q_total[span] += np.bincount(index, weights=q_values)
             if variance_total is not None:
-                variance_total += np.bincount(index, weights=variances, minlength=variance_total.size)
+                variance_total[span] += np.bincount(index, weights=variances)
     m = np.arange(size)
     tile = ((m[:, None] % side) * side + m[None, :] % side).ravel() if period else np.arange(cells)
 
     def cut(array: np.ndarray) -> np.ndarray:
         return array.reshape(zone_count, cells + 1)[:, :cells]
 
-    return _Accumulated(first, shape, cut(total), cut(count), pixels, tile,
+    return _Accumulated(first, shape, cut(total), cut(count), zone_pixels, tile,
                         None if q_total is None else cut(q_total),
                         None if variance_total is None else cut(variance_total))  # fmt: skip
 
@@ -455,7 +468,10 @@ def zone_statistics(sums: _Accumulated, noise: float) -> ZoneStatistics:
             if (expected > 0).all():
                 chi2[zone] = float(np.mean((mine - theirs) ** 2 / expected))
             agreement[zone] = _correlation(mine, theirs)
-        weights = np.where(np.isfinite(chi2), 1.0 / np.maximum(1.0, chi2), 1.0)
+        judged = np.isfinite(chi2)
+        # a zone too small to judge weighs as the typical judged zone does, not as a zone known to agree
+        typical = float(np.median(1.0 / np.maximum(1.0, chi2[judged]))) if judged.any() else 1.0
+        weights = np.where(judged, 1.0 / np.maximum(1.0, chi2), typical)
     weighted_total = (weights[:, None] * total).sum(axis=0)
     weighted_count = (weights[:, None] * count).sum(axis=0)
     weighted_variance = (weights[:, None] ** 2 * variance_total).sum(axis=0)

@@ -171,7 +171,7 @@ def test_planes_of_an_nxrefine_transform_are_read_with_their_axes(tmp_path):
     axes = info["axes"]
     assert axes["names"] == ["Qk", "Qh"] and axes["rlu"] is True
     assert axes["rows"] == pytest.approx([-0.75, 2.25]) and axes["columns"] == pytest.approx([-2.05, 1.05])
-    assert axes["plane"] == {"axis": "l", "value": 0.0, "thickness": 0.0, "slices": [2, 3]}
+    assert axes["plane"] == {"axis": "l", "value": 0.0, "requested": 0.0, "thickness": 0.0, "slices": [2, 3]}
     geometry = calibrate_from_file(CorrectionConfig(), image.shape, info).geometry
     assert geometry.origin == pytest.approx([1.0, 20.0]) and geometry.pixels_per_rlu == pytest.approx([2.0, 10.0])
 
@@ -182,7 +182,8 @@ def test_planes_of_an_nxrefine_transform_are_read_with_their_axes(tmp_path):
     image, info = read_image(f"{master}[h=-1+-0.1]")  # the sum of three slices (centres of a linspace)
     np.testing.assert_array_equal(image, volume[:, :, 9:12].astype(np.float64).sum(axis=2))
     assert info["axes"]["names"] == ["Ql", "Qk"]
-    assert info["axes"]["plane"] == {"axis": "h", "value": -1.0, "thickness": 0.1, "slices": [9, 12]}
+    assert info["axes"]["plane"] == {"axis": "h", "value": -1.0, "requested": -1.0, "thickness": 0.1,
+                                     "slices": [9, 12]}  # fmt: skip
 
     image, info = read_image(f"{master}[l=0.3]")  # the nearest slice, named by its own centre
     np.testing.assert_array_equal(image, volume[3])
@@ -227,7 +228,8 @@ def test_planes_of_a_mantid_mdhisto_volume(tmp_path):
     np.testing.assert_array_equal(image, volume[2])
     assert info["axes"]["names"] == ["[0,K,0]", "[H,0,0]"]
     assert info["axes"]["rows"] == [-1.0, 4.0] and info["axes"]["columns"] == [-3.0, 3.0]
-    assert info["axes"]["plane"] == {"axis": "l", "value": 0.5, "thickness": 0.0, "slices": [2, 3]}
+    assert info["axes"]["plane"] == {"axis": "l", "value": 0.5, "requested": 0.4, "thickness": 0.0,
+                                     "slices": [2, 3]}  # fmt: skip
     image, info = read_image(f"{tmp_path / 'volume.nxs'}::MDHistoWorkspace/data/signal[h=1.2]")  # H: 1 apart
     np.testing.assert_array_equal(image, volume[:, :, 4])
     assert info["axes"]["names"] == ["[0,0,L]", "[0,K,0]"] and info["axes"]["plane"]["value"] == 1.5
@@ -298,6 +300,7 @@ def test_correct_and_interpret_take_a_plane_from_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     (correction,) = read_corrections(output)
     assert correction.source == f"{master}[l=0]"
-    assert correction.step("read")["axes"]["plane"] == {"axis": "l", "value": 0.0, "thickness": 0.0, "slices": [2, 3]}
+    plane = {"axis": "l", "value": 0.0, "requested": 0.0, "thickness": 0.0, "slices": [2, 3]}
+    assert correction.step("read")["axes"]["plane"] == plane
     refused = runner.invoke(app, ["interpret", str(master), "-o", str(tmp_path / "out"), "--plane", "l"])
     assert refused.exit_code == 3 and "--plane: a plane is AXIS=VALUE" in refused.output
