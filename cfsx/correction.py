@@ -630,6 +630,13 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     stats, falloff, noise, image = folded.statistics, folded.falloff, folded.statistics.noise, folded.image
     indices = folded.sums.first + np.stack(np.divmod(np.arange(len(folded.sums.pixels)), folded.sums.shape[1]), 1)
     missing = ~np.isfinite(image)
+    under = _pixels_under_folded_cells(work, config, missing, indices, falloff)
+    if under is not None:
+        cells, values, zones_used = under
+        image[cells] = values
+        stats.pixels.reshape(size, size)[cells] = zones_used
+        stats.variance.reshape(size, size)[cells] = np.nan  # one pixel per zone: its noise is not modelled here
+        missing = ~np.isfinite(image)
     measured = 1.0 - missing.mean()
     if missing.all() or measured < out.min_measured:
         raise _refusal(work, config, measured)
@@ -650,7 +657,8 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     return [
         {"step": "resample", "method": "fold of every measured zone", "image_size": size, "h_max": out.h_max,
          "geometry": dataclasses.asdict(geometry), "calibrated": True, **_window(work, config),
-         "empty_cells": int(missing.sum()), "median_pixels_per_cell": float(np.median(stats.pixels[stats.pixels > 0]))},
+         "empty_cells": int(missing.sum()), "median_pixels_per_cell": float(np.median(stats.pixels[stats.pixels > 0])),
+         "cells_from_the_pixels_under_their_centre": 0 if under is None else int(under[0].sum())},
         reported({"step": "zones", "lattice": pixels.map.lattice.describe(), "zones": len(stats.entries),
          "cells_measured": float(measured), "median_zones_per_cell": float(np.median(stats.zones_per_cell)),
          "falloff": {"model": "f(|Q|) = exp(c0 + c1 |Q| + ...), |Q| in the file's r.l.u.",
@@ -658,6 +666,39 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
          "noise": noise, "noise_model": _noise_model(quantum), "consistency": stats.consistency,
          "disagreeing": disagreeing, "per_zone": stats.entries}),
     ]  # fmt: skip
+
+
+MAX_UNDER_POINTS = 1 << 22  # empty cells x zones looked up by the fold's fallback (more: left to inpainting)
+
+
+def _pixels_under_folded_cells(work: _Work, config: CorrectionConfig, missing: np.ndarray, zones: np.ndarray,
+                               falloff) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
+    """Cells no pixel centre fell into (pixels coarser than cells along an axis): the mean over the zones of the
+    valid pixel under the cell's centre in each (falloff divided out), as the window around one centre does.
+    Returns the cells filled, their values and how many zones gave one; None when there is nothing to fill."""
+    from .engine import reciprocal_grid
+
+    if not missing.any() or missing.sum() * len(zones) > MAX_UNDER_POINTS:
+        return None
+    grid = reciprocal_grid(config.output.image_size, config.output.h_max)
+    rows, columns = np.nonzero(missing)
+    h = grid[rows][:, None] + zones[None, :, 0]  # (cells, zones): the cell's equivalent point in every zone
+    k = grid[columns][:, None] + zones[None, :, 1]
+    pixel_map, image = work.coordinates.map, work.image
+    pixel_rows, pixel_columns = (np.rint(x).astype(np.int64) for x in pixel_map.pixel_of(h, k))
+    inside = (pixel_rows >= 0) & (pixel_rows < image.shape[0]) & (pixel_columns >= 0) & (pixel_columns < image.shape[1])
+    pixel_rows, pixel_columns = np.where(inside, pixel_rows, 0), np.where(inside, pixel_columns, 0)
+    usable = inside & ~work.invalid[pixel_rows, pixel_columns]
+    if not usable.any():
+        return None
+    file_points = pixel_map.point_of(np.stack([h, k], axis=-1))
+    scale = falloff(np.hypot(file_points[..., 0], file_points[..., 1])) if falloff.coefficients else 1.0
+    values = np.where(usable, image[pixel_rows, pixel_columns] / scale, 0.0)
+    used = usable.sum(axis=1)
+    filled = used > 0
+    cells = np.zeros(missing.shape, dtype=bool)
+    cells[rows[filled], columns[filled]] = True
+    return cells, values.sum(axis=1)[filled] / used[filled], used[filled]
 
 
 def _refusal(work: _Work, config: CorrectionConfig, measured: float) -> DataError:

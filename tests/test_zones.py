@@ -435,3 +435,17 @@ def test_a_centre_or_lattice_without_a_calibration_is_refused_by_flag_or_key():
     assert "geometry.origin" in str(refused.value) and "--origin" in refused.value.text({"geometry.origin": "--origin"})
     with pytest.raises(AdvisedError):
         correct_image(image, config("geometry.centre=[1, 0]"))
+
+
+def test_cells_between_coarse_pixels_take_the_pixels_under_them_in_every_zone():
+    # 16 pixels per r.l.u. for 32 cells per zone: every other row and column of cells has no pixel centre
+    image, calibration = detector(pixels_per_rlu=16, falloff=0.03, shift=0.25)
+    corrected = correct_image(image, config(*calibration))
+    resample = corrected.step("resample")
+    assert resample["cells_from_the_pixels_under_their_centre"] == 3 * SIZE * SIZE // 4  # half the rows and columns
+    assert (corrected.mask == 0).all()
+    truth = window_truth()
+    relative = corrected.image / corrected.image.mean() - truth / truth.mean()
+    assert np.abs(relative).max() < 0.1  # the pixel under a cell is up to half a pixel (1/32 r.l.u.) away
+    without = correct_image(image, config(*calibration, "reconstruction.inpaint=false", "reconstruction.symmetry=none"))
+    assert without.step("resample")["cells_from_the_pixels_under_their_centre"] > 0
