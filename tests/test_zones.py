@@ -449,3 +449,32 @@ def test_cells_between_coarse_pixels_take_the_pixels_under_them_in_every_zone():
     assert np.abs(relative).max() < 0.1  # the pixel under a cell is up to half a pixel (1/32 r.l.u.) away
     without = correct_image(image, config(*calibration, "reconstruction.inpaint=false", "reconstruction.symmetry=none"))
     assert without.step("resample")["cells_from_the_pixels_under_their_centre"] > 0
+
+
+@pytest.mark.parametrize(
+    "centring, letters, plane, points, not_points",
+    [  # by hand, from the reflection conditions: F h, k, l all even or all odd; I h + k + l even; C h + k even
+        ("F", ("l", "h"), 0, [(0, 0), (2, 0), (2, -2), (4, 6)], [(1, 0), (1, 1), (2, 1), (3, 3)]),
+        ("F", ("h", "k"), 1, [(1, 1), (-1, 3), (3, 5)], [(0, 0), (2, 0), (1, 2)]),
+        ("I", ("h", "k"), 0, [(0, 0), (1, 1), (2, 0), (1, -1)], [(1, 0), (0, 1), (2, 1)]),
+        ("I", ("h", "l"), 1, [(1, 0), (0, 1), (2, 1)], [(0, 0), (1, 1), (2, 0)]),
+        ("C", ("h", "k"), 0, [(0, 0), (1, 1), (2, 0)], [(1, 0), (0, 1)]),
+        ("C", ("h", "l"), 0, [(0, 0), (2, 1), (0, 1)], [(1, 0), (1, 1)]),
+        ("C", ("k", "l"), 0, [(2, 0), (0, 1), (2, 5)], [(1, 0), (1, 1)]),
+    ],
+)
+def test_plane_lattices_against_the_reflection_conditions_by_hand(centring, letters, plane, points, not_points):
+    lattice = plane_lattice(centring, letters, plane)
+    assert all(lattice.is_point(point) for point in points)
+    assert not any(lattice.is_point(point) for point in not_points)
+
+
+def test_mirrors_fill_a_cell_from_its_mirror_image_not_from_the_diagonal():
+    # mm-symmetric, not 4mm: I(h, k) = f(|h|) g(|k|) with f != g; a missing cell must take I(-h, k) = I(h, -k)
+    grid = reciprocal_grid(SIZE, H_MAX)
+    image = (1 + np.cos(2 * np.pi * grid) ** 2)[:, None] * (2 + np.cos(6 * np.pi * grid))[None, :]
+    weights = np.ones(image.shape)
+    weights[10, 20] = 0
+    averaged, filled, _, _ = symmetry_average(np.where(weights > 0, image, 0), weights, "mm", periodic=True)
+    assert filled[10, 20] and averaged[10, 20] == pytest.approx(image[SIZE - 10, 20])
+    assert averaged[10, 20] == pytest.approx(image[10, SIZE - 20]) and averaged[10, 20] != pytest.approx(image[20, 10])
