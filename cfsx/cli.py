@@ -689,6 +689,9 @@ FLAGS = {
     "geometry.pixels_per_rlu": "--pixels-per-rlu",
     "geometry.rotation": "--rotation",
     "mask.file": "--mask",
+    "spec.frames": "--frames",
+    "spec.sum": "--sum-frames",
+    "spec.plane": "--plane",
 }
 MaskFile = Annotated[str | None, typer.Option(help="Mask image: nonzero pixels are excluded (mask.file).")]
 Frames = Annotated[str | None, typer.Option(help="Frames a:b of 3-D stacks, each an image (or FILE[3] for one frame).")]

@@ -78,7 +78,10 @@ class AdvisedError(DataError):
         flags = flags or {}
         parts = []
         for key, value, flag_value, note in self.advice:
-            setting = f"{flags[key]} {flag_value}" if key in flags else f"{key} = {value}"
+            if key in flags:
+                setting = f"{flags[key]} {flag_value}".rstrip()
+            else:  # a config key and its value, or (keys "spec.*") the image spec's own syntax
+                setting = value if key.startswith("spec.") else f"{key} = {value}"
             parts.append(f"{setting}{f' ({note})' if note else ''}")
         joined = " and ".join(parts) if self.template.rstrip().endswith("give {advice}") else ", or ".join(parts)
         return self.template.format(advice=joined)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import AdvisedError, DataError
 
 MAX_HDF5_LINKS = 32  # soft and external links followed for one HDF5 path (more: a cycle)
 
@@ -49,10 +49,11 @@ def as_image(array: Any, source: str = "") -> np.ndarray:
     dtype = np.float32 if np.can_cast(array.dtype, np.float32) else np.float64
     image = np.ascontiguousarray(np.squeeze(array.astype(dtype, copy=False)))
     if image.ndim == 3:
-        raise DataError(
-            f"{where}a stack of {image.shape[0]} frames: choose one (FILE[3], FILE::/path[3]), several "
-            "(--frames a:b: one image each) or their sum (--sum-frames)"
-        )
+        raise AdvisedError(
+            f"{where}a stack of {image.shape[0]} frames or a volume: choose {{advice}}",
+            [("spec.frames", "FILE[3]", "a:b", "frames"), ("spec.sum", "FILE[a:b]", "", "their sum"),
+             ("spec.plane", "FILE[l=0]", "l=0", "a plane of a volume with h, k, l axes")],
+        )  # fmt: skip
     if image.ndim != 2 or min(image.shape) < 2:
         raise DataError(f"{where}an image must be 2-D with at least 2 x 2 pixels, got shape {array.shape}")
     return image

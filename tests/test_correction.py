@@ -123,7 +123,7 @@ def test_friedel_fill_restores_a_centrosymmetric_image(clean_image):
         (np.full((8, 8), np.nan), "no valid pixel"),
         (np.zeros((8, 8)), "no valid pixel"),
         (np.ones((1, 1)), "2-D"),
-        (np.ones((4, 4, 3)), "a stack of 4 frames: choose one"),
+        (np.ones((4, 4, 3)), "a stack of 4 frames or a volume: choose FILE"),
         (np.ones((2, 4, 4, 3)), "2-D"),
         (np.array([["a", "b"], ["c", "d"]]), "numeric"),
     ],

@@ -74,7 +74,7 @@ def stack(tmp_path):
 
 def test_frames_of_a_stack_are_selected_or_summed(stack):
     folder, frames = stack
-    with pytest.raises(DataError, match="a stack of 5 frames: choose one"):
+    with pytest.raises(DataError, match="a stack of 5 frames or a volume: choose FILE"):
         read_image(str(folder / "stack.npy"))
     np.testing.assert_array_equal(read_image(f"{folder / 'stack.npy'}[3]")[0], frames[3])
     np.testing.assert_array_equal(read_image(f"{folder / 'stack.h5'}::/entry/data/data[-1]")[0], frames[4])
