@@ -57,8 +57,10 @@ def fit_quality(
     y, x = observed[use], model[use]
     if y.size < 3:
         return FitQuality(float("nan"), float("nan"), None, float("nan"), float("nan"), int(y.size), noise)
-    design = np.column_stack([x, np.ones_like(x)])
-    (scale, background), *_ = np.linalg.lstsq(design, y, rcond=None)
+    centred = x - x.mean()
+    spread = float(centred @ centred)
+    scale = float(centred @ (y - y.mean())) / spread if spread > 0 else 0.0  # a flat model: the mean alone
+    background = float(y.mean() - scale * x.mean())
     residual = y - (scale * x + background)
     total = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - float(residual @ residual) / total if total > 0 else float("nan")
@@ -89,23 +91,31 @@ def ceilings(
 ) -> Ceilings:
     """The range and periodic ceilings of one (M, M) image (module docstring), its odd share and, with the
     cells' noise ``variance``, the R2 that noise leaves reachable."""
-    size = observed.shape[0]
-    measured = np.ones(observed.shape, bool) if measured is None else np.asarray(measured, dtype=bool)
-    measured = measured & np.isfinite(observed)
+    return ceilings_of(np.asarray(observed)[None], measured, cfs, h_max, [variance])[0]
+
+
+def ceilings_of(
+    images: np.ndarray, measured: np.ndarray | None, cfs: int, h_max: float, variances: list | None = None
+) -> list[Ceilings]:
+    """``ceilings`` of (S, M, M) images measured on the same cells, the cross-validation done for all at once."""
+    images = np.asarray(images, dtype=np.float64)
+    size = images.shape[-1]
+    measured = np.ones(images.shape[1:], bool) if measured is None else np.asarray(measured, dtype=bool)
+    measured = measured & np.isfinite(images).all(axis=0)
     near, far = cfs - 1, largest_range(size, h_max, NO_WINDOW)
-    noise_r2 = None
-    if variance is not None:
-        values, noise = observed[measured], np.asarray(variance, dtype=np.float64)[measured]
-        if np.isfinite(noise).all() and values.size > 2 and values.var() > 0:
-            noise_r2 = float(1.0 - noise.mean() / values.var())
-    return Ceilings(
-        _cross_validated_r2(observed, measured, near, h_max),
-        _cross_validated_r2(observed, measured, far, h_max),
-        len(half_window(near)) - 1,
-        len(half_window(far)) - 1,
-        odd_share(observed, measured),
-        noise_r2,
-    )
+    range_r2 = _cross_validated_r2(images, measured, near, h_max)
+    periodic_r2 = _cross_validated_r2(images, measured, far, h_max)
+    variances = variances or [None] * len(images)
+    found = []
+    for index, image in enumerate(images):
+        noise_r2, variance = None, variances[index]
+        if variance is not None:
+            values, noise = image[measured], np.asarray(variance, dtype=np.float64)[measured]
+            if np.isfinite(noise).all() and values.size > 2 and values.var() > 0:
+                noise_r2 = float(1.0 - noise.mean() / values.var())
+        found.append(Ceilings(float(range_r2[index]), float(periodic_r2[index]), len(half_window(near)) - 1,
+                              len(half_window(far)) - 1, odd_share(image, measured), noise_r2))  # fmt: skip
+    return found
 
 
 def odd_share(observed: np.ndarray, measured: np.ndarray) -> float:
@@ -122,20 +132,24 @@ def odd_share(observed: np.ndarray, measured: np.ndarray) -> float:
     return float(np.mean(((values - mates) / 2) ** 2) / spread) if spread > 0 else 0.0
 
 
-def _cross_validated_r2(observed: np.ndarray, measured: np.ndarray, max_range: int, h_max: float) -> float:
-    size = observed.shape[0]
+def _cross_validated_r2(images: np.ndarray, measured: np.ndarray, max_range: int, h_max: float) -> np.ndarray:
+    """(S,) block-cross-validated R2 of (S, M, M) images measured on the same cells."""
+    size = images.shape[-1]
     design, folds = _fold_solvers(size, h_max, max_range, measured.tobytes())
-    y = observed.ravel()
+    y = images.reshape(len(images), -1).T  # (cells, S)
+    inside = measured.ravel()
+    projected = design[inside].T @ y[inside]  # every measured cell's X'y; a fold's training part is this minus its own
     predicted, held = [], []
-    for train, test, (vectors, inverse_values) in folds:
-        coefficients = vectors @ (inverse_values * (vectors.T @ (design[train].T @ y[train])))
-        predicted.append(design[test] @ coefficients)
+    for test, predictor in folds:
+        training = projected - design[test].T @ y[test]
+        predicted.append(predictor @ training)
         held.append(y[test])
     if not held:
-        return float("nan")
+        return np.full(len(images), np.nan)
     predicted, held = np.concatenate(predicted), np.concatenate(held)
-    total = float(np.sum((held - held.mean()) ** 2))
-    return 1.0 - float(np.sum((held - predicted) ** 2)) / total if total > 0 else float("nan")
+    total = np.sum((held - held.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - np.sum((held - predicted) ** 2, axis=0) / total, np.nan)
 
 
 def fold_of_cells(size: int) -> np.ndarray:
@@ -148,9 +162,9 @@ def fold_of_cells(size: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _fold_solvers(size: int, h_max: float, max_range: int, mask: bytes):
-    """The cosine design, and per fold the training cells, the held-out cells and the pseudo-inverse of the
-    training cells' normal equations (eigenvectors and inverse eigenvalues). Kept for the last few masks: a batch
-    of images measured alike (every cell, or one detector) pays for them once; each image then costs products."""
+    """The cosine design, and per fold the held-out cells and the matrix that predicts them from the training
+    cells' X'y (through the pseudo-inverse of their normal equations). Kept for the last few masks: a batch of
+    images measured alike (every cell, or one detector) pays for them once; each image then costs products."""
     measured = np.frombuffer(mask, dtype=bool).reshape(size, size).ravel()
     design = cosine_design(half_window(max_range), size, h_max, NO_WINDOW)
     folds = fold_of_cells(size).ravel()
@@ -164,7 +178,8 @@ def _fold_solvers(size: int, h_max: float, max_range: int, mask: bytes):
             continue
         values, vectors = np.linalg.eigh(normal - design[test].T @ design[test])
         keep = values > 1e-10 * values.max()
-        solvers.append((train, test, (vectors[:, keep], 1.0 / values[keep])))
+        inverse = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T  # the training cells' (X'X)^+
+        solvers.append((test, design[test] @ inverse))  # predicts the held-out cells from the training cells' X'y
     return design, solvers
 
 

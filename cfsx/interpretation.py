@@ -385,8 +385,20 @@ def interpret_observed(
 def _assess_all(observed: Observed, by_method: dict[str, np.ndarray], final_source: list[str], card: ModelCard,
                 decoded_by: dict[str, Decoded], config: InterpretationConfig) -> list:  # fmt: skip
     """cfsx.quality.assess for every image: model images, fit quality, ceilings, verdict."""
+    from .fit_quality import ceilings_of
     from .quality import ImageEvidence, Structures, assess
 
+    # the ceilings of images measured on the same cells in one cross-validation (CNN-only batches stay fast)
+    measured_cells = [None if observed.masks is None else observed.masks[index] == 0 for index in
+                      range(len(observed.images))]  # fmt: skip
+    groups: dict[bytes, list[int]] = {}
+    for index, cells in enumerate(measured_cells):
+        groups.setdefault(b"" if cells is None else cells.tobytes(), []).append(index)
+    limits: dict[int, Any] = {}
+    for members in groups.values():
+        variances = [None if observed.variances is None else observed.variances[i] for i in members]
+        found = ceilings_of(observed.images[members], measured_cells[members[0]], card.cfs, card.h_max, variances)
+        limits.update(zip(members, found, strict=True))
     assessments = []
     for index, image in enumerate(observed.images):
         evidence = ImageEvidence(
@@ -400,7 +412,8 @@ def _assess_all(observed: Observed, by_method: dict[str, np.ndarray], final_sour
             structures = Structures(lattices, config.decode.image_inner, config.decode.image_outer)
         estimates = {name: values[index] for name, values in by_method.items()}
         grid = (card.image_size, card.h_max, card.cfs)
-        assessments.append(assess(image, estimates, final_source[index], card.vectors, grid, evidence, structures))
+        assessments.append(assess(image, estimates, final_source[index], card.vectors, grid, evidence, structures,
+                                  limits[index]))  # fmt: skip
     return assessments
 
 

@@ -12,6 +12,8 @@ Two kinds, for every estimate of an image's encoding:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .engine import autocorrelation, cosine_transform
@@ -20,8 +22,15 @@ from .inversion import NO_WINDOW, cosine_design
 
 def analytic_image(encoding: np.ndarray, vectors: np.ndarray, image_size: int, h_max: float) -> np.ndarray:
     """(M, M): 1 + sum over the encoding's vectors v (and -v) of 2 alpha(v) cos 2 pi (h v_x + k v_y)."""
-    design = cosine_design(vectors, image_size, h_max, NO_WINDOW)
+    key = tuple(map(tuple, np.asarray(vectors, dtype=np.int64).tolist()))
+    design = _design(key, image_size, float(h_max))
     return (1.0 + design @ np.asarray(encoding, dtype=np.float64)).reshape(image_size, image_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _design(vectors: tuple, image_size: int, h_max: float) -> np.ndarray:
+    """The cosine design of an encoding's vectors on a grid, made once."""
+    return cosine_design(np.array(vectors), image_size, h_max, NO_WINDOW)
 
 
 def taper(displacements: np.ndarray, inner: float, outer: float) -> np.ndarray:

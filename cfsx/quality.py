@@ -60,9 +60,11 @@ def assess(
     grid: tuple[int, float, int],
     evidence: ImageEvidence,
     structures: Structures | None = None,
+    limits: Ceilings | None = None,
 ) -> Assessment:
     """``image`` (M, M) and its ``estimates`` (name -> (D,) encoding, NaN where undefined); ``grid`` is (M, h_max,
-    cfs); ``structures``: those decoded from the estimates."""
+    cfs); ``structures``: those decoded from the estimates; ``limits``: the image's ceilings when already known
+    (``ceilings_of`` does a batch at once)."""
     size, h_max, cfs = grid
     measured, variance = evidence.measured, evidence.variance
     fits: dict[str, EstimateFit] = {}
@@ -78,7 +80,7 @@ def assess(
                                                 structures.outer)  # fmt: skip
             fits[name].structure = fit_quality(image, structure, measured, variance, noise)
             shown[name] = (structure, fits[name].structure)
-    limits = ceilings(image, measured, cfs, h_max, variance)
+    limits = limits or ceilings(image, measured, cfs, h_max, variance)
     final = fits.get(final_source) or next(iter(fits.values()))
     consistency, symmetry_chi2 = correction_evidence(evidence.correction)
     verdict = judge(final.analytic, limits, consistency, symmetry_chi2)
