@@ -215,8 +215,16 @@ def errors(rows: dict, parameters: dict | None = None) -> dict[str, np.ndarray]:
         "R2": mae(pick(fit_cnn[:, 1] > fit_ls[:, 1], cnn, ls, today, r2_defined), truth),
         "R1": mae(pick(fit_cnn[:, 0] < fit_ls[:, 0], cnn, ls, today, r1_defined), truth),
         "R2+m": mae(pick(fit_cnn[:, 1] > fit_ls[:, 1] - p["m"], cnn, ls, today, r2_defined), truth),
-        "chi2": mae(pick(np.where(chi2_known, fit_cnn[:, 2] < fit_ls[:, 2], fit_cnn[:, 1] > fit_ls[:, 1]),
-                         cnn, ls, today, r2_defined), truth),  # fmt: skip
+        "chi2": mae(
+            pick(
+                np.where(chi2_known, fit_cnn[:, 2] < fit_ls[:, 2], fit_cnn[:, 1] > fit_ls[:, 1]),
+                cnn,
+                ls,
+                today,
+                r2_defined,
+            ),
+            truth,
+        ),  # fmt: skip
     }
     for name, tau, offset in (("blend", p["tau"], 0.0), ("blend+b", p["tau_b"], p["b"])):
         w = blend(fit_cnn[:, 1], np.where(usable, fit_ls[:, 1], -np.inf), tau, offset)[:, None]
@@ -285,10 +293,13 @@ def report(result: dict, half: str) -> dict:
                 ls_error = mae(held["ls"][inside], held["truth"][inside])
                 per_set[name] = {
                     "mae": {rule: float(values[inside].mean()) for rule, values in per_image.items()},
-                    "paired": {rule: (float((values[inside] - per_image["today"][inside]).mean()),
-                                      float((values[inside] - per_image["today"][inside]).std(ddof=1)
-                                            / np.sqrt(inside.sum())))
-                               for rule, values in per_image.items()},  # fmt: skip
+                    "paired": {
+                        rule: (
+                            float((values[inside] - per_image["today"][inside]).mean()),
+                            float((values[inside] - per_image["today"][inside]).std(ddof=1) / np.sqrt(inside.sum())),
+                        )
+                        for rule, values in per_image.items()
+                    },  # fmt: skip
                     "n": int(inside.sum()),
                     "share_cnn_R2": float(np.mean(fit_cnn[:, 1] > fit_ls[:, 1])),
                     "share_cnn_R1": float(np.mean(fit_cnn[:, 0] < fit_ls[:, 0])),
@@ -301,8 +312,9 @@ def report(result: dict, half: str) -> dict:
                 }
         shown = (flat["case"] % 2 == (0 if half == "even" else 1)) & (flat["set"] == "clean raw")
         out[model] = {
-            "parameters": {kind: {key: float(value) for key, value in values.items()} for kind, values in
-                           parameters.items()},  # fmt: skip
+            "parameters": {
+                kind: {key: float(value) for key, value in values.items()} for kind, values in parameters.items()
+            },  # fmt: skip
             "train_objective": train_objective,
             "sets": {name: per_set[name] for name in sets},
             "ls_true_l_clean_raw": float(mae(flat["ls_true_l"][shown], flat["truth"][shown]).mean()),
@@ -322,7 +334,8 @@ def print_report(summary: dict, half: str) -> None:
         for name, row in part["sets"].items():
             print(f"| {name} ({row['n']}) | " + " | ".join(f"{row['mae'][c]:.4f}" for c in columns) + " |")
         corrected = [row for name, row in part["sets"].items() if name != "clean raw"]
-        for label, rows in (("mean over corrected sets", corrected), ("mean over all sets", list(part["sets"].values()))):
+        everything = list(part["sets"].values())
+        for label, rows in (("mean over corrected sets", corrected), ("mean over all sets", everything)):
             print(f"| {label} | " + " | ".join(f"{np.mean([row['mae'][c] for row in rows]):.4f}" for c in columns)
                   + " |")  # fmt: skip
         print("\nrule - today (paired over images): sets better / worse; beyond 2 s.e.; mean difference over sets")
@@ -331,9 +344,11 @@ def print_report(summary: dict, half: str) -> None:
                 continue
             pairs = np.array([row["paired"][rule] for row in part["sets"].values()])
             values, errors = pairs[:, 0], pairs[:, 1]
-            print(f"  {rule:8s} better {int((values < 0).sum()):2d}, worse {int((values > 0).sum()):2d} of {len(values)};"
-                  f" beyond 2 s.e. better {int((values < -2 * errors).sum()):2d}, worse "
-                  f"{int((values > 2 * errors).sum()):2d}; mean {values.mean():+.4f}; worst set {values.max():+.4f}")
+            print(
+                f"  {rule:8s} better {int((values < 0).sum()):2d}, worse {int((values > 0).sum()):2d} of "
+                f"{len(values)}; beyond 2 s.e. better {int((values < -2 * errors).sum()):2d}, worse "
+                f"{int((values > 2 * errors).sum()):2d}; mean {values.mean():+.4f}; worst set {values.max():+.4f}"
+            )
         print("\nshare of images where the rule takes the CNN (R2, R1, R2+m) and where the CNN is better; mean R2")
         for name, row in part["sets"].items():
             print(f"  {name:16s} R2 {row['share_cnn_R2']:.2f}  R1 {row['share_cnn_R1']:.2f}  R2+m "
