@@ -43,7 +43,8 @@ def naive(image: np.ndarray, config: CorrectionConfig) -> np.ndarray:
         config,
         mask=dataclasses.replace(config.mask, zeros="values", negative=False),
         bragg=dataclasses.replace(config.bragg, enabled=False),
-        reconstruction=dataclasses.replace(config.reconstruction, friedel=False, inpaint=False),
+        geometry=dataclasses.replace(config.geometry, zones="centre"),  # the window's own pixels, not every zone's
+        reconstruction=dataclasses.replace(config.reconstruction, symmetry="none", inpaint=False),
         background=dataclasses.replace(config.background, radial_falloff=False),
         smoothing=dataclasses.replace(config.smoothing, method="none"),
     )
@@ -86,7 +87,12 @@ def main() -> None:
     ablation = []
     steps = {
         "bragg peaks not masked": {"bragg": dataclasses.replace(correction.bragg, enabled=False)},
-        "no Friedel fill": {"reconstruction": dataclasses.replace(correction.reconstruction, friedel=False)},
+        "the window around h = k = 0 only (no fold of the other zones)": {
+            "geometry": dataclasses.replace(correction.geometry, zones="centre")
+        },
+        "no symmetry averaging (Friedel)": {
+            "reconstruction": dataclasses.replace(correction.reconstruction, symmetry="none")
+        },
         "with falloff division": {"background": dataclasses.replace(correction.background, radial_falloff=True)},
         "with Gaussian smoothing, sigma 0.7 px": {
             "smoothing": dataclasses.replace(correction.smoothing, method="gaussian", size=0.7)
