@@ -405,6 +405,7 @@ def _assess_all(observed: Observed, by_method: dict[str, np.ndarray], final_sour
             None if observed.masks is None else observed.masks[index] == 0,
             None if observed.variances is None else observed.variances[index],
             None if observed.corrections is None else observed.corrections[index],
+            limits[index],
         )
         structures = None
         if decoded_by:
@@ -412,8 +413,7 @@ def _assess_all(observed: Observed, by_method: dict[str, np.ndarray], final_sour
             structures = Structures(lattices, config.decode.image_inner, config.decode.image_outer)
         estimates = {name: values[index] for name, values in by_method.items()}
         grid = (card.image_size, card.h_max, card.cfs)
-        assessments.append(assess(image, estimates, final_source[index], card.vectors, grid, evidence, structures,
-                                  limits[index]))  # fmt: skip
+        assessments.append(assess(image, estimates, final_source[index], card.vectors, grid, evidence, structures))
     return assessments
 
 

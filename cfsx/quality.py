@@ -35,11 +35,12 @@ class Assessment:
 @dataclass(frozen=True)
 class ImageEvidence:
     """What is known of one observed image besides its values: which cells were measured (None: all), their
-    noise variance (None: unknown), and the correction's record (None: not corrected)."""
+    noise variance (None: unknown), the correction's record (None: not corrected) and its ceilings."""
 
     measured: np.ndarray | None = None
     variance: np.ndarray | None = None
     correction: dict[str, Any] | None = None
+    ceilings: Ceilings | None = None  # already measured (``ceilings_of`` does a batch at once); None: measure them
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,9 @@ def assess(
     grid: tuple[int, float, int],
     evidence: ImageEvidence,
     structures: Structures | None = None,
-    limits: Ceilings | None = None,
 ) -> Assessment:
     """``image`` (M, M) and its ``estimates`` (name -> (D,) encoding, NaN where undefined); ``grid`` is (M, h_max,
-    cfs); ``structures``: those decoded from the estimates; ``limits``: the image's ceilings when already known
-    (``ceilings_of`` does a batch at once)."""
+    cfs); ``structures``: those decoded from the estimates."""
     size, h_max, cfs = grid
     measured, variance = evidence.measured, evidence.variance
     fits: dict[str, EstimateFit] = {}
@@ -80,7 +79,7 @@ def assess(
                                                 structures.outer)  # fmt: skip
             fits[name].structure = fit_quality(image, structure, measured, variance, noise)
             shown[name] = (structure, fits[name].structure)
-    limits = limits or ceilings(image, measured, cfs, h_max, variance)
+    limits = evidence.ceilings or ceilings(image, measured, cfs, h_max, variance)
     final = fits.get(final_source) or next(iter(fits.values()))
     consistency, symmetry_chi2 = correction_evidence(evidence.correction)
     verdict = judge(final.analytic, limits, consistency, symmetry_chi2)
