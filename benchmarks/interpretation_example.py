@@ -132,7 +132,7 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
 
 def zro2(model: Path, work: Path, docs: Path) -> str:
     seconds = cfsx("interpret", "--model", str(model), str(REALDATA), "-o", str(work / "zro2"), "--refine",
-                   "--centre", "4,-2", "--correct-set", "mask.edge=2", cwd=work)  # fmt: skip
+                   "--lattice", "F", "--correct-set", "mask.edge=2", cwd=work)  # fmt: skip
     document = json.loads((work / "zro2" / "results.json").read_text())
     record = document["images"][0]
     shutil.copy(work / "zro2" / record["figure"], docs / "interpretation" / "zro2.png")
@@ -161,7 +161,7 @@ def zro2(model: Path, work: Path, docs: Path) -> str:
     table = markdown_table(("image R2 against the corrected plane", "value"), rows)
     return (
         f"{machine_line('make interpretation-example')} "
-        "`cfsx interpret MODEL ZrO2.nxs --centre 4,-2 --correct-set mask.edge=2 --refine`: "
+        "`cfsx interpret MODEL ZrO2.nxs --lattice F --correct-set mask.edge=2 --refine`: "
         f"{seconds:.1f} s from the command line.\n\n{table}"
         f"\n\nCNN encoding ± replicate spread: {encoding}.\n\nFinal answer ({record['final_source']}): {final}.\n"
     )
