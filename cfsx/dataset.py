@@ -86,7 +86,7 @@ def write_corrections(path: str | Path, corrections: list[Correction], config: C
     provenance (JSON text), with the config that made them; ``read_corrections`` gives the records back."""
     import json
 
-    from .nexus import add_view
+    from .nexus import add_view, add_window_axes
 
     size = config.output.image_size
     with atomic_hdf5(path, size=sum(c.image.nbytes + c.mask.nbytes for c in corrections)) as file:
@@ -107,32 +107,8 @@ def write_corrections(path: str | Path, corrections: list[Correction], config: C
         if all(c.variance is not None for c in corrections):
             file.create_dataset("variance", data=np.stack([c.variance for c in corrections]), **options)
         add_view(file, signal="images", h_max=config.output.h_max, title="cfsx correct", config_text=config.to_yaml())
-        _window_axes(file["entry/data"], corrections, config)
-
-
-def _window_axes(data: h5py.Group, corrections: list[Correction], config: CorrectionConfig) -> None:
-    """The window's coordinates in the file's own axes (e.g. L and H in r.l.u.), as auxiliary NXdata axes,
-    when every image shares one calibrated window whose lattice basis runs along the file's axes."""
-    from .engine import reciprocal_grid
-    from .geometry import short_axis_name
-
-    windows = [(c.step("resample") or {}).get("window") for c in corrections]
-    first = windows[0]
-    if first is None or any(w != first for w in windows) or not first.get("axes"):
-        return
-    (a, b), (c, d) = first["basis"]
-    if b != 0 or c != 0:  # an oblique basis: the window's axes are not the file's
-        return
-    grid = reciprocal_grid(config.output.image_size, config.output.h_max)
-    names = [short_axis_name(name) for name in first["axes"]]
-    if len(set(names)) != 2 or {"h", "k"} & set(names):  # would clash with the model's h and k
-        names = [f"{name}_file" for name in names]
-    for index, (name, step, centre) in enumerate(zip(names, (a, d), first["centre"], strict=True)):
-        data.create_dataset(name, data=centre + step * grid)
-        data[name].attrs.update(units="r.l.u.", long_name=f"{first['axes'][index]} (r.l.u. of the crystal's cell), "
-                                f"image axis {index + 1}")  # fmt: skip
-        data.attrs[f"{name}_indices"] = index + 1
-    data.attrs["auxiliary_axes"] = names
+        windows = [(c.step("resample") or {}).get("window") for c in corrections]
+        add_window_axes(file["entry/data"], windows, size, config.output.h_max)
 
 
 def read_corrections(path: str | Path) -> list[Correction]:

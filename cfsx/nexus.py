@@ -82,3 +82,27 @@ def h_max_of(attrs: dict[str, Any]) -> float:
     from .config import config_from_yaml_text
 
     return float(config_from_yaml_text(str(attrs["config"])).diffraction.h_max)
+
+
+def add_window_axes(data: h5py.Group, windows: list[dict[str, Any] | None], image_size: int, h_max: float) -> None:
+    """The window's coordinates in the file's own axes (e.g. L and H in r.l.u.) as auxiliary NXdata axes of ``data``,
+    when every image shares one calibrated window (the ``window`` of the correction's resample step) whose lattice
+    basis runs along the file's axes."""
+    from .geometry import short_axis_name
+
+    first = windows[0] if windows else None
+    if first is None or any(window != first for window in windows) or not first.get("axes"):
+        return
+    (a, b), (c, d) = first["basis"]
+    if b != 0 or c != 0:  # an oblique basis: the window's axes are not the file's
+        return
+    grid = reciprocal_grid(image_size, h_max)
+    names = [short_axis_name(name) for name in first["axes"]]
+    if len(set(names)) != 2 or {"h", "k"} & set(names):  # would clash with the model's h and k
+        names = [f"{name}_file" for name in names]
+    for index, (name, step, centre) in enumerate(zip(names, (a, d), first["centre"], strict=True)):
+        data.create_dataset(name, data=centre + step * grid)
+        data[name].attrs.update(units=RLU, long_name=f"{first['axes'][index]} (r.l.u. of the crystal's cell), "
+                                f"image axis {index + 1}")  # fmt: skip
+        data.attrs[f"{name}_indices"] = index + 1
+    data.attrs["auxiliary_axes"] = names

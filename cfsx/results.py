@@ -259,7 +259,7 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
     ``read_results_h5`` gives the records back."""
     import h5py
 
-    from .nexus import add_view
+    from .nexus import add_view, add_window_axes
     from .outputs import hdf5_writer
 
     first, provenance = interpretations[0], interpretations[0].provenance
@@ -284,6 +284,8 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
         file["uncertainty/transpose"] = np.stack([i.transpose_difference for i in interpretations])
         add_view(file, signal="observed", h_max=provenance.model.h_max, title="cfsx interpret",
                  config_text=yaml.safe_dump(provenance.config, sort_keys=False))  # fmt: skip
+        windows = [_window_of(i.correction) for i in interpretations]
+        add_window_axes(file["entry/data"], windows, first.observed.shape[-1], provenance.model.h_max)
         if first.refinement is not None:
             for start in first.refinement:
                 encodings = [list(i.refinement[start]["refined"]["encoding"].values()) for i in interpretations]
@@ -358,6 +360,12 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
         )
         for index, source in enumerate(sources)
     ]
+
+
+def _window_of(correction: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The calibrated window of a correction record (its resample step's ``window``), None without one."""
+    steps = (correction or {}).get("steps", [])
+    return next((step.get("window") for step in steps if step.get("step") == "resample"), None)
 
 
 def _quality(text: bytes | str) -> dict[str, Any]:

@@ -358,6 +358,10 @@ def test_the_correction_travels_into_interpret_results(tmp_path):
 
     again = read_results_h5(output / "results.h5")[0].correction
     assert again == record
+    with h5py.File(output / "results.h5") as results:  # the window's own axes: L over rows, H over columns
+        data = results["entry/data"]
+        assert data.attrs["L_indices"] == 1 and data.attrs["H_indices"] == 2
+        np.testing.assert_allclose(data["L"][[0, -1]], [-2.0, 1.9375])  # F: the window spans 4 r.l.u. of L
 
 
 def sharp_peaks(h: np.ndarray, k: np.ndarray) -> np.ndarray:
