@@ -30,6 +30,7 @@ MAX_ZONES = 20000  # zones of one plane (a 25 x 25 r.l.u. detector at unit cells
 MAX_ZONE_CELLS = 1 << 25  # zones x cells summed per zone: 4 arrays of this many float64 are 1 GB
 # A zone disagrees with the others when its mean squared deviation from their fold is this many times the noise's.
 DISAGREEMENT = 4.0
+MAX_LOG_FALLOFF = 30.0  # |c1| + |c2| + ... of log f on |Q| scaled to [0, 1]: beyond, the fit ran away
 FULL_CELL = 0.75  # a zone covers a cell fully when it put at least this share of the most pixels any zone did
 NOISE_SAMPLE = 1 << 18  # pixels the noise is estimated from (an even subsample of larger images)
 CONSISTENCY_VECTORS = ((1, 0), (0, 1), (1, 1), (1, -1))  # G in the model's basis: b1, b2, b1 + b2, b1 - b2
@@ -368,24 +369,34 @@ def fit_falloff(sums: _Accumulated, degree: int, zone_weights: np.ndarray | None
     powers = np.stack([(q / scale) ** j for j in range(1, degree + 1)], axis=-1)  # (Z, C, degree)
     coefficients = np.zeros(degree)
     seen = count > 0
-    for _ in range(iterations):
-        f = np.exp(powers @ coefficients)
-        exposure = (count * f).sum(axis=0)
-        level = np.divide(total.sum(axis=0), exposure, out=np.zeros(exposure.shape), where=exposure > 0)
-        mu = level[None, :] * count * f
-        fitted = seen & (mu > 0)
-        if not fitted.any():
-            return Falloff()
-        # one IRLS step of the Poisson regression log mu = log(level count) + powers . coefficients
-        eta = powers[fitted] @ coefficients
-        working = eta + (total[fitted] - mu[fitted]) / mu[fitted]
-        design = np.column_stack([np.ones(fitted.sum()), powers[fitted]])  # the constant: a shift of the levels
-        root = np.sqrt(mu[fitted])
-        solution, *_ = np.linalg.lstsq(design * root[:, None], working * root, rcond=None)
-        step = solution[1:] - coefficients
-        coefficients = solution[1:]
-        if np.abs(step).max() < 1e-13:
-            break
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for _ in range(iterations):
+            f = np.exp(powers @ coefficients)
+            exposure = (count * f).sum(axis=0)
+            level = np.divide(total.sum(axis=0), exposure, out=np.zeros(exposure.shape), where=exposure > 0)
+            mu = level[None, :] * count * f
+            fitted = seen & (mu > 0) & np.isfinite(mu)
+            if not fitted.any():
+                return Falloff()
+            # one IRLS step of the Poisson regression log mu = log(level count) + powers . coefficients
+            eta = powers[fitted] @ coefficients
+            working = eta + (total[fitted] - mu[fitted]) / mu[fitted]
+            design = np.column_stack([np.ones(fitted.sum()), powers[fitted]])  # the constant: a shift of the levels
+            root = np.sqrt(mu[fitted])
+            if not (np.isfinite(working).all() and np.isfinite(root).all()):
+                break  # a step too far (values beyond floating point): keep the last finite fit
+            try:
+                solution, *_ = np.linalg.lstsq(design * root[:, None], working * root, rcond=None)
+            except np.linalg.LinAlgError:
+                break
+            if not np.isfinite(solution).all():
+                break
+            step = solution[1:] - coefficients
+            coefficients = solution[1:]
+            if np.abs(step).max() < 1e-13:
+                break
+    if np.abs(coefficients).sum() > MAX_LOG_FALLOFF:  # a falloff by more than e^MAX_LOG_FALLOFF is no falloff
+        return Falloff()
     scaled = [0.0] + [float(c) / scale**j for j, c in enumerate(coefficients, start=1)]
     fitted_falloff = Falloff(scaled)
     mean_q = np.where(seen, q, np.nan)
