@@ -411,24 +411,36 @@ def pixel_noise(image: np.ndarray, invalid: np.ndarray, strips: Iterator[slice],
     of its four valid neighbours, whose variance is 5/4 of the noise's for white noise (robust: from the MAD)."""
     residuals = []
     total_rows, columns = image.shape
-    every = max(1, image.size // NOISE_SAMPLE) | 1  # an even subsample by flat index: the same whatever the strips
+    # an even subsample of whole rows (every n-th, by the row's own index: the same whatever the strips), so a large
+    # image costs a few hundred rows, not a pass over every pixel
+    every = max(1, image.size // NOISE_SAMPLE)
     for rows in strips:
         low, high = max(rows.start, 1), min(rows.stop, total_rows - 1)  # rows with neighbours above and below
-        if high <= low or columns < 3:
+        chosen = np.arange(low + (-low) % every, high, every)
+        if not len(chosen) or columns < 3:
             continue
-        block = image[low - 1 : high + 1].astype(np.float64) / scale(slice(low - 1, high + 1))
-        bad = invalid[low - 1 : high + 1] | ~np.isfinite(block)
-        centre = block[1:-1, 1:-1]
-        neighbours = (block[:-2, 1:-1] + block[2:, 1:-1] + block[1:-1, :-2] + block[1:-1, 2:]) / 4
-        usable = ~(bad[1:-1, 1:-1] | bad[:-2, 1:-1] | bad[2:, 1:-1] | bad[1:-1, :-2] | bad[1:-1, 2:])
-        usable &= (np.arange(low, high)[:, None] * columns + np.arange(1, columns - 1)[None, :]) % every == 0
-        residuals.append((centre - neighbours)[usable])
+        around = np.concatenate([chosen - 1, chosen, chosen + 1])
+        block = image[around].astype(np.float64) / scale_rows(scale, around)
+        bad = (invalid[around] | ~np.isfinite(block)).reshape(3, len(chosen), columns)
+        block = block.reshape(3, len(chosen), columns)
+        above, centre, below = block[0], block[1], block[2]
+        neighbours = (above[:, 1:-1] + below[:, 1:-1] + centre[:, :-2] + centre[:, 2:]) / 4
+        usable = ~(bad[1][:, 1:-1] | bad[0][:, 1:-1] | bad[2][:, 1:-1] | bad[1][:, :-2] | bad[1][:, 2:])
+        residuals.append((centre[:, 1:-1] - neighbours)[usable])
     if not residuals:
         return 0.0
     residual = np.concatenate(residuals)
     if residual.size == 0:
         return 0.0
     return float(1.4826 * np.median(np.abs(residual - np.median(residual))) / math.sqrt(1.25))
+
+
+def scale_rows(scale: Callable[[slice], np.ndarray], rows: np.ndarray) -> np.ndarray | float:
+    """``scale`` (a function of a slice of rows: a number, or an array of those rows) at the listed rows."""
+    first = scale(slice(int(rows[0]), int(rows[0]) + 1)) if len(rows) else 1.0
+    if np.ndim(first) == 0:
+        return float(first)
+    return np.concatenate([np.asarray(scale(slice(int(row), int(row) + 1))) for row in rows], axis=0)
 
 
 @dataclass
@@ -597,7 +609,8 @@ def fold(
     falloff = fit_falloff(raw, degree)
     falloff, sums, statistics = _divided(image, invalid, pixels, strips, layout, falloff, quantum)
     weights = np.array([entry["weight"] for entry in statistics.entries])
-    if degree and (weights < 1).any():  # zones out of line must not bend the falloff: fit it again without them
+    if degree and any(entry["disagrees"] for entry in statistics.entries):  # zones out of line must not bend the
+        # falloff: fit it again with their weights (two more passes over the pixels, so only when some disagree)
         present = raw.count.sum(axis=1) > 0
         zone_weights = np.ones(len(present))
         zone_weights[present] = weights
