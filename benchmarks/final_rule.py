@@ -1,39 +1,25 @@
-"""Issue 27: does a final-answer rule that looks at the image choose better than FINAL_RULE (cfsx/estimates.py)?
+"""Issue 27: the final answer of ``cfsx interpret`` against the better of its two estimates, per image kind.
 
-Per image of the generalisation benchmark (benchmarks/generalisation_data.py, groups n64-l32-k8 and n64-l32-kall,
-the first ``--cases`` cases of each) and per built-in general model (general-cfs4, general-cfs2):
+Per image of the generalisation benchmark (benchmarks/generalisation_data.py: every group, the first ``--cases``
+cases) and per built-in general model (general-cfs2, -cfs3, -cfs4):
 
-- image sets: the clean images raw (not corrected: FINAL_RULE takes the least squares there), the clean images
-  through ``cfsx correct`` and every corrupted kind at each ``--levels`` through ``cfsx correct`` (default config,
-  uncalibrated: the whole image is the window; the stored gap/beamstop masks passed as ``extra_mask``);
-- the two estimates as ``cfsx interpret`` makes them: the CNN (``predict_encodings`` with the transposed-image
-  average) and the least squares (``cfsx.estimates.least_squares``, no lot window), on the NaN-zeroed image;
-- each estimate's analytic-image fit (``fit_quality(image, analytic_image(estimate), measured=mask == 0,
-  variance)``: R1, R2, chi2 after a fitted scale and background, on the correction's measured cells; every cell
-  and no variance for the raw set).
+- image sets, as ``interpret`` reads a raw file: the clean images and every corrupted kind at every level through
+  ``cfsx correct`` (default config, uncalibrated: the whole image is the window; the stored gap/beamstop masks as
+  ``extra_mask``), the clean images raw (no correction: the least squares there is the yardstick of issue 27), and
+  exact ensemble images (``ensemble_images``: what a large crystal gives, no lot noise), raw and corrected;
+- the CNN (transposed-image average, as interpret) and the least squares (no lot window, as for measured images);
+- ``cfsx.estimates.ImageFacts`` of each image (what correct did: Bragg pixels masked, cells inpainted, counts).
 
-Rules scored (alpha MAE against the truth, mean over images): CNN, LS, today's rule (``choose_final``: the CNN
-for corrected images with a hybrid model, else the LS where defined), "R2" (the estimate whose analytic image has
-the higher R2), "R1" (lower R1), "blend" (w CNN + (1 - w) LS with w = softmax of the two R2 / tau), the oracle
-(per image the better of the two; not a bound for blends, which can beat both). Extra rules, labelled as such:
-"chi2" (lower chi2 where the correction gave the cells' variance, else R2), "R2+m" (the CNN unless the LS's R2
-exceeds the CNN's by more than m), "blend+b" (w = sigmoid((R2_cnn - R2_ls + b) / tau)), "avg" (w = 1/2, no image
-evidence), "fixed w" (a constant w, no image evidence) and "mask" (the CNN where more than a share s of the cells
-were not measured, else the LS). Where the LS is undefined every rule takes the CNN; where a fit is undefined (an
-image the correction refused) the rule falls back to today's.
+The rule (``cfsx.estimates.choose_final``) is scored as interpret applies it; candidate rules with parameters are
+chosen on the even cases only and every table reports the odd cases (``--half``). Computed arrays are cached in
+``--work`` (``--recompute`` to redo them).
 
-Every parameter (tau; tau and b; m; w; s) is chosen on the even cases only, separately for raw and for corrected
-images (what FINAL_RULE knows of an image too), minimising the mean over that class's image sets of the set's
-mean MAE (both groups pooled; one value per model and class); the tables report the held-out odd cases
-(``--half odd``, the default).
-
-    PYTHONPATH=. .venv/bin/python benchmarks/final_rule.py [--cases 100] [--levels 1 2 3] [--work /tmp/rule]
+    PYTHONPATH=. .venv/bin/python benchmarks/final_rule.py [--cases 100] [--work bench-output/final-rule]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -46,342 +32,219 @@ sys.path.insert(0, str(HERE))
 
 import generalisation_data as gd  # noqa: E402
 
-GROUPS = ("n64-l32-k8", "n64-l32-kall")
-MODELS = ("general-cfs4", "general-cfs2")
-COLUMNS = ("CNN", "LS", "today", "R2", "R1", "blend", "oracle")
-EXTRA = ("chi2", "R2+m", "blend+b", "avg", "fixed w", "mask")
-SHARES = np.concatenate([[-1.0], np.linspace(0, 0.7, 71), [np.inf]])  # mask rule: -1 always CNN, inf never
-MARGINS = np.concatenate([np.linspace(-0.05, 0.2, 101), [np.inf]])
-WEIGHTS = np.linspace(0, 1, 21)
-TAUS = np.concatenate([np.logspace(-5, 0, 41), [np.inf]])  # tau = inf: w = 1/2
-OFFSETS = np.linspace(-0.05, 0.1, 61)
+MODELS = ("general-cfs2", "general-cfs3", "general-cfs4")
+LEVELS = (1, 2, 3)
+ENSEMBLE_CASES = 60
+FACTS = ("bragg_share", "filled_share", "counts", "coefficient_noise")
 
 
-# --- corrections (worker processes) -----------------------------------------------------------------------------
+# --- exact ensemble images (no cfsx) ------------------------------------------------------------------------------
 
 
-def correct_chunk(job: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(images, masks or None) -> corrected images (NaN where refused), correction masks (255 where refused),
-    variances (NaN where unknown), refusals."""
-    from cfsx.config import CorrectionConfig, load_config
+def ensemble_case(case: int, seed: int = gd.DEFAULT_SEED, size: int = 32, lattices: int = 4) -> tuple:
+    """One exact ensemble image and its alpha on the CFS4 vectors: a Hamiltonian on the CFS4 vectors (couplings
+    uniform in [-1, 1] times a strength log-uniform in 0.02-0.3, c = 0.5), the periodic correlations of ``lattices``
+    equilibrated lattices (200 sweeps each, sampled 4 times 25 sweeps apart) averaged, summed as a Warren-Cowley
+    series over every displacement of the lattice (no lot window). On the 64 x 64 grid over h, k in [-1, 1) (1/32
+    r.l.u.) the 32 x 32 lattice's displacement classes are exactly the grid's: the least squares (no window) reads
+    such an image exactly."""
+    vectors = gd.cfs_vectors(4)
+    rng = np.random.default_rng(gd.seed_sequence(seed, 99, case, 0))
+    couplings = rng.uniform(-1, 1, len(vectors)) * np.exp(rng.uniform(np.log(0.02), np.log(0.3)))
+    gammas = []
+    for _ in range(lattices):
+        lattice = np.zeros(size * size, dtype=np.uint8)
+        lattice[rng.permutation(size * size)[: size * size // 2]] = 1
+        lattice = lattice.reshape(size, size)
+        for sweeps in (200, 25, 25, 25):
+            lattice, _, _ = gd.exchange_monte_carlo(lattice, vectors, couplings, sweeps, int(rng.integers(2**63)))
+            gammas.append(gd.autocorrelation(lattice))
+    gamma = np.mean(gammas, axis=0)
+    axis = gd.reciprocal_axis(64, 1.0)
+    displacements = np.arange(-(size // 2), size // 2)
+    image = gd.cosine_sum(displacements, gamma[np.ix_(displacements % size, displacements % size)], axis, axis)
+    alpha = gamma[vectors[:, 0] % size, vectors[:, 1] % size] / 0.25
+    return image, alpha
+
+
+# --- corrections (worker processes) -------------------------------------------------------------------------------
+
+
+def correct_chunk(job: tuple) -> list:
+    """``cfsx correct`` defaults on each image: (images, masks or None) -> [(image, mask, variance, facts) or None]."""
+    from cfsx.config import CorrectionConfig
     from cfsx.correction import correct_image
-    from cfsx.errors import CfsxError
+    from cfsx.errors import DataError
+    from cfsx.estimates import ImageFacts
 
     images, masks = job
-    config = load_config("correct", [], root=CorrectionConfig)
-    out = np.full((len(images), 64, 64), np.nan)
-    mask = np.full((len(images), 64, 64), 255, dtype=np.uint8)
-    variance = np.full((len(images), 64, 64), np.nan)
-    refused = 0
+    config, out = CorrectionConfig(), []
     for index, image in enumerate(images):
         try:
-            corrected = correct_image(image, config, extra_mask=None if masks is None else masks[index] > 0)
-        except CfsxError:
-            refused += 1
+            corrected = correct_image(image, config, extra_mask=None if masks is None else masks[index] != 0)
+        except DataError:
+            out.append(None)
             continue
-        out[index], mask[index] = corrected.image, corrected.mask
-        if corrected.variance is not None:
-            variance[index] = corrected.variance
-    return out, mask, variance, refused
-
-
-def image_sets(data: dict, cases: int, levels: list[int], pool) -> tuple[dict, dict]:
-    """name -> (images, measured cells or None, variances or None) and name -> refusals."""
-    jobs = {"clean corrected": (data["images_clean"][:cases], None)}
-    for level in levels:
-        for kind in gd.KINDS:
-            masks = data.get(f"masks/{kind}/{level}")
-            jobs[f"{kind} {level}"] = (data[f"images_corrupted/{kind}/{level}"][:cases],
-                                       None if masks is None else masks[:cases])  # fmt: skip
-    futures = {}
-    for name, (images, masks) in jobs.items():
-        for start in range(0, cases, 25):
-            part = slice(start, start + 25)
-            futures[(name, start)] = pool.submit(correct_chunk, (images[part], None if masks is None else masks[part]))
-    sets = {"clean raw": (data["images_clean"][:cases].astype(np.float64), None, None)}
-    refused = {"clean raw": 0}
-    for name in jobs:
-        parts = [futures[(name, start)].result() for start in range(0, cases, 25)]
-        images, masks, variances = (np.concatenate([part[i] for part in parts]) for i in range(3))
-        sets[name] = (images, masks == 0, variances)
-        refused[name] = sum(part[3] for part in parts)
-    return sets, refused
-
-
-# --- estimates and fits -----------------------------------------------------------------------------------------
-
-
-def fits(images, measured, variances, estimates: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """(S, 3): R1, R2, chi2 (NaN: undefined or unknown) of each image's estimate's analytic image."""
-    from cfsx.fit_quality import fit_quality
-    from cfsx.model_images import analytic_image
-
-    out = np.full((len(images), 3), np.nan)
-    for index, (image, estimate) in enumerate(zip(images, estimates, strict=True)):
-        if not np.isfinite(estimate).all() or not np.isfinite(image).any():
-            continue
-        quality = fit_quality(image, analytic_image(estimate, vectors, 64, 1.0),
-                              None if measured is None else measured[index],
-                              None if variances is None else variances[index])  # fmt: skip
-        out[index] = quality.r1, quality.r2, np.nan if quality.chi2 is None else quality.chi2
+        facts = ImageFacts.of({"config": None, "steps": corrected.provenance}, corrected.mask, corrected.image,
+                              corrected.variance, 1.0)  # fmt: skip
+        out.append((corrected.image, facts))
     return out
+
+
+def image_sets(data: dict, cases: int, pool) -> dict[str, tuple[np.ndarray, list]]:
+    """Set name -> (S, 64, 64) images as interpret sees them, and their ImageFacts (None: refused by correct)."""
+    from cfsx.estimates import ImageFacts
+
+    jobs = {"clean": (data["images_clean"][:cases], None)}
+    for kind in gd.KINDS:
+        for level in LEVELS:
+            key = f"masks/{kind}/{level}"
+            jobs[f"{kind} {level}"] = (data[f"images_corrupted/{kind}/{level}"][:cases],
+                                       data[key][:cases] if key in data else None)  # fmt: skip
+    sets = {
+        "clean raw": (
+            data["images_clean"][:cases].astype(np.float64),
+            [ImageFacts.of(None, None, image, None, 1.0) for image in data["images_clean"][:cases]],
+        )
+    }
+    futures = {name: [pool.submit(correct_chunk, (images[s : s + 25], None if masks is None else masks[s : s + 25]))
+                      for s in range(0, len(images), 25)] for name, (images, masks) in jobs.items()}  # fmt: skip
+    for name, parts in futures.items():
+        results = [item for future in parts for item in future.result()]
+        images = np.array([np.full((64, 64), np.nan) if r is None else r[0] for r in results], dtype=np.float64)
+        sets[name] = (images, [None if r is None else r[1] for r in results])
+    return sets
+
+
+# --- per-image quantities -----------------------------------------------------------------------------------------
 
 
 def compute(args) -> dict:
-    """Every per-image quantity, as flat arrays over (model, group, set, case)."""
+    """Flat per-image arrays over (model, group, set, case): truth, CNN, LS and the image facts."""
     from cfsx.builtin import resolve_model
     from cfsx.encoding import transpose_permutation
-    from cfsx.estimates import CNN, CORRECTION_TRAINED, LEAST_SQUARES, choose_final, least_squares
+    from cfsx.estimates import ImageFacts, least_squares
     from cfsx.models import load_model, predict_encodings
 
-    keys = ("group", "set", "case", "truth", "cnn", "ls", "today", "fit_cnn", "fit_ls", "ls_true_l", "unmeasured")
-    rows: dict[str, dict[str, list]] = {model: {key: [] for key in keys} for model in MODELS}
+    rows: dict[str, dict[str, list]] = {m: {k: [] for k in ("group", "set", "case", "truth", "cnn", "ls", *FACTS,
+                                                             "corrected")} for m in MODELS}  # fmt: skip
     networks = {name: load_model(resolve_model(name)) for name in MODELS}
-    refusals = {}
     with ProcessPoolExecutor(args.workers) as pool:
-        for group in GROUPS:
+        started = time.perf_counter()
+        ensemble = list(pool.map(ensemble_case, range(args.ensemble)))
+        ensemble_images, ensemble_alpha = np.array([e[0] for e in ensemble]), np.array([e[1] for e in ensemble])
+        corrected_ensemble = [item for s in range(0, len(ensemble_images), 25)
+                              for item in correct_chunk((ensemble_images[s : s + 25], None))]  # fmt: skip
+        print(f"ensemble: {len(ensemble)} images in {time.perf_counter() - started:.0f} s", flush=True)
+        groups = [("ensemble", {"ensemble raw": (ensemble_images,
+                                                 [ImageFacts.of(None, None, i, None, 1.0) for i in ensemble_images]),
+                                "ensemble": (np.array([r[0] for r in corrected_ensemble], dtype=np.float64),
+                                             [r[1] for r in corrected_ensemble])}, ensemble_alpha)]  # fmt: skip
+        for spec in gd.GROUPS:
             started = time.perf_counter()
-            data = gd.load_group(Path(args.data) / f"{group}.h5")
-            sets, refusals[group] = image_sets(data, args.cases, args.levels, pool)
-            print(f"{group}: corrected {len(sets) - 1} sets in {time.perf_counter() - started:.0f} s", flush=True)
-            for model_name, (network, card) in networks.items():
-                vectors = np.asarray(card.vectors)
-                permutation = transpose_permutation(vectors)
-                hybrid = card.architecture in CORRECTION_TRAINED
-                truth = data[f"alpha_cfs{card.cfs}"][: args.cases]
-                into = rows[model_name]
-                for set_name, (images, measured, variances) in sets.items():
-                    clean = np.nan_to_num(images).astype(np.float32)
-                    cnn = predict_encodings(network, clean, permutation, 256)[0].astype(np.float64)
-                    with np.errstate(all="ignore"):
-                        fitted = least_squares(clean.astype(np.float64), vectors, 1.0)
-                        true_l = least_squares(clean.astype(np.float64), vectors, 1.0,
-                                               np.full(len(clean), int(data["attrs"]["L"])))  # fmt: skip
-                    corrected = set_name != "clean raw"
-                    today = choose_final({CNN: cnn, LEAST_SQUARES: fitted},
-                                         np.full(len(cnn), hybrid and corrected)).final  # fmt: skip
-                    count = len(cnn)
-                    for key, value in (("cnn", cnn), ("ls", fitted), ("today", today), ("truth", truth),
-                                       ("ls_true_l", true_l), ("group", [group] * count),
-                                       ("set", [set_name] * count), ("case", np.arange(count)),
-                                       ("unmeasured", np.zeros(count) if measured is None else
-                                        1.0 - measured.reshape(count, -1).mean(axis=1)),
-                                       ("fit_cnn", fits(images, measured, variances, cnn, vectors)),
-                                       ("fit_ls", fits(images, measured, variances, fitted, vectors))):  # fmt: skip
-                        into[key].append(np.asarray(value))
-                print(f"{group} {model_name}: estimates and fits done at {time.perf_counter() - started:.0f} s",
-                      flush=True)  # fmt: skip
-    print("corrections refused:", refusals)
-    return {f"{model}/{key}": np.concatenate(value) for model, part in rows.items() for key, value in part.items()}
+            data = gd.load_group(Path(args.data) / f"{spec.name}.h5")
+            groups.append((spec.name, image_sets(data, args.cases, pool), data["alpha_cfs4"][: args.cases]))
+            print(f"{spec.name}: corrected in {time.perf_counter() - started:.0f} s", flush=True)
+    for model_name, (network, card) in networks.items():
+        vectors = np.asarray(card.vectors)
+        chosen = [int(np.flatnonzero((gd.cfs_vectors(4) == v).all(axis=1))[0]) for v in vectors]
+        permutation = transpose_permutation(vectors)
+        into = rows[model_name]
+        for group, sets, truth in groups:
+            for set_name, (images, facts) in sets.items():
+                clean = np.nan_to_num(images)
+                cnn = predict_encodings(network, clean.astype(np.float32), permutation, 256)[0].astype(np.float64)
+                with np.errstate(all="ignore"):
+                    fitted = least_squares(clean, vectors, 1.0)
+                refused = np.array([f is None for f in facts]) | ~np.isfinite(images).all(axis=(1, 2))
+                cnn[refused] = fitted[refused] = np.nan
+                into["group"] += [group] * len(images)
+                into["set"] += [set_name] * len(images)
+                into["case"] += list(range(len(images)))
+                into["truth"].append(truth[: len(images), chosen])
+                into["cnn"].append(cnn)
+                into["ls"].append(fitted)
+                for name in FACTS:
+                    into[name] += [np.nan if f is None else getattr(f, name) for f in facts]
+                into["corrected"] += [f is not None and f.corrected for f in facts]
+        print(f"{model_name}: predicted", flush=True)
+    return {model: {k: np.concatenate(v) if k in ("truth", "cnn", "ls") else np.array(v) for k, v in into.items()}
+            for model, into in rows.items()}  # fmt: skip
 
 
-# --- rules ------------------------------------------------------------------------------------------------------
+def save(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{f"{m}|{k}": v for m, into in result.items() for k, v in into.items()})
+
+
+def load(path: Path) -> dict:
+    stored = np.load(path, allow_pickle=False)
+    result: dict = {}
+    for key in stored.files:
+        model, name = key.split("|")
+        result.setdefault(model, {})[name] = stored[key]
+    return result
+
+
+# --- rules --------------------------------------------------------------------------------------------------------
 
 
 def mae(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per-image alpha MAE; a non-finite estimate counts as 0 (no correlation), as the benchmark scores it."""
-    return np.abs(np.where(np.isfinite(estimate), estimate, 0.0) - truth).mean(axis=1)
+    return np.abs(estimate - truth).mean(axis=1)
 
 
-def pick(condition: np.ndarray, cnn: np.ndarray, ls: np.ndarray, today: np.ndarray, defined: np.ndarray):
-    """The CNN where ``condition``, else the LS; the CNN where the LS is undefined; today's where not ``defined``."""
-    usable = np.isfinite(ls).all(axis=1)
-    chosen = np.where((condition | ~usable)[:, None], cnn, ls)
-    return np.where(defined[:, None], chosen, today)
+def rule_estimates(rows: dict, architecture: str = "hybrid") -> np.ndarray:
+    """cfsx.estimates.choose_final on every image, as interpret applies it."""
+    from cfsx.estimates import CNN, LEAST_SQUARES, ImageFacts, choose_final
+
+    facts = [
+        ImageFacts(bool(c), *(float(v) for v in values)) if np.isfinite(values[0]) else ImageFacts(bool(c))
+        for c, *values in zip(rows["corrected"], *(rows[name] for name in FACTS), strict=True)
+    ]
+    return choose_final({CNN: rows["cnn"], LEAST_SQUARES: rows["ls"]}, facts, architecture).final
 
 
-def blend(r2_cnn, r2_ls, tau: float, offset: float = 0.0) -> np.ndarray:
-    """w of the CNN: softmax of (R2_cnn + offset, R2_ls) / tau (tau = inf: 1/2)."""
-    if not np.isfinite(tau):
-        return np.full(len(r2_cnn), 0.5)
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(np.clip((r2_ls - r2_cnn - offset) / tau, -700, 700)))
-
-
-def errors(rows: dict, parameters: dict | None = None) -> dict[str, np.ndarray]:
-    """Per-image MAE of every rule on ``rows`` with the tuned rules' ``parameters`` (PARAMETERS' keys)."""
-    p = {**DEFAULTS, **(parameters or {})}
-    cnn, ls, today, truth = rows["cnn"], rows["ls"], rows["today"], rows["truth"]
-    fit_cnn, fit_ls = rows["fit_cnn"], rows["fit_ls"]
-    usable = np.isfinite(ls).all(axis=1)
-    ls_or_cnn = np.where(usable[:, None], ls, cnn)
-    r1_defined = np.isfinite(fit_cnn[:, 0]) & (np.isfinite(fit_ls[:, 0]) | ~usable)
-    r2_defined = np.isfinite(fit_cnn[:, 1]) & (np.isfinite(fit_ls[:, 1]) | ~usable)
-    chi2_known = np.isfinite(fit_cnn[:, 2]) & np.isfinite(fit_ls[:, 2])
-    out = {
-        "CNN": mae(cnn, truth),
-        "LS": mae(ls, truth),
-        "today": mae(today, truth),
-        "R2": mae(pick(fit_cnn[:, 1] > fit_ls[:, 1], cnn, ls, today, r2_defined), truth),
-        "R1": mae(pick(fit_cnn[:, 0] < fit_ls[:, 0], cnn, ls, today, r1_defined), truth),
-        "R2+m": mae(pick(fit_cnn[:, 1] > fit_ls[:, 1] - p["m"], cnn, ls, today, r2_defined), truth),
-        "chi2": mae(
-            pick(
-                np.where(chi2_known, fit_cnn[:, 2] < fit_ls[:, 2], fit_cnn[:, 1] > fit_ls[:, 1]),
-                cnn,
-                ls,
-                today,
-                r2_defined,
-            ),
-            truth,
-        ),  # fmt: skip
-    }
-    for name, tau, offset in (("blend", p["tau"], 0.0), ("blend+b", p["tau_b"], p["b"])):
-        w = blend(fit_cnn[:, 1], np.where(usable, fit_ls[:, 1], -np.inf), tau, offset)[:, None]
-        mixed = np.where(r2_defined[:, None], w * cnn + (1 - w) * ls_or_cnn, today)
-        out[name] = mae(mixed, truth)
-    out["avg"] = mae(0.5 * cnn + 0.5 * ls_or_cnn, truth)
-    out["fixed w"] = mae(p["w"] * cnn + (1 - p["w"]) * ls_or_cnn, truth)
-    out["mask"] = mae(pick(rows["unmeasured"] > p["s"], cnn, ls, today, np.ones(len(cnn), bool)), truth)
-    out["oracle"] = np.minimum(out["CNN"], mae(ls_or_cnn, truth))
-    return out
-
-
-DEFAULTS = {"tau": np.inf, "tau_b": np.inf, "b": 0.0, "m": 0.0, "w": 0.5, "s": np.inf}
-# The tuned rules: their parameter grids (each chosen on the training cases alone).
-PARAMETERS = {
-    "blend": [{"tau": tau} for tau in TAUS],
-    "blend+b": [{"tau_b": tau, "b": offset} for tau in TAUS for offset in OFFSETS],
-    "R2+m": [{"m": margin} for margin in MARGINS],
-    "fixed w": [{"w": weight} for weight in WEIGHTS],
-    "mask": [{"s": share} for share in SHARES],
-}
-CLASSES = ("raw", "corrected")  # what the rules may know of an image, as FINAL_RULE does: whether it was corrected
-
-
-def subset(rows: dict, chosen: np.ndarray) -> dict:
-    return {key: rows[key][chosen] for key in ("cnn", "ls", "today", "truth", "fit_cnn", "fit_ls", "set", "unmeasured")}
-
-
-def objective(rows: dict, per_image: np.ndarray) -> float:
-    """The mean over the image sets in ``rows`` of each set's mean MAE."""
-    return float(np.mean([per_image[rows["set"] == name].mean() for name in dict.fromkeys(rows["set"].tolist())]))
-
-
-def choose_parameters(train: dict) -> tuple[dict, dict]:
-    """Per tuned rule, the grid point minimising ``objective`` on ``train``; and the objective values."""
-    chosen, values = {}, {}
-    for rule, grid in PARAMETERS.items():
-        scores = [objective(train, errors(train, point)[rule]) for point in grid]
-        best = int(np.argmin(scores))
-        chosen.update(grid[best])
-        values[rule] = scores[best]
-    return chosen, values
-
-
-def image_class(rows: dict) -> np.ndarray:
-    return np.where(rows["set"] == "clean raw", "raw", "corrected")
-
-
-def report(result: dict, half: str) -> dict:
-    """Per model and class of image (raw, corrected): parameters chosen on the even cases; every rule's mean MAE per
-    set on ``half``'s cases, and the paired differences to today's rule."""
-    out = {}
-    for model in MODELS:
-        flat = {key.split("/", 1)[1]: value for key, value in result.items() if key.startswith(model + "/")}
-        sets = list(dict.fromkeys(flat["set"].tolist()))
-        classes = image_class(flat)
-        parameters, train_objective, per_set = {}, {}, {}
-        for kind in CLASSES:
-            train = subset(flat, (flat["case"] % 2 == 0) & (classes == kind))
-            parameters[kind], train_objective[kind] = choose_parameters(train)
-            held = subset(flat, (flat["case"] % 2 == (0 if half == "even" else 1)) & (classes == kind))
-            per_image = errors(held, parameters[kind])
-            for name in dict.fromkeys(held["set"].tolist()):
-                inside = held["set"] == name
-                fit_cnn, fit_ls = held["fit_cnn"][inside], held["fit_ls"][inside]
-                ls_error = mae(held["ls"][inside], held["truth"][inside])
-                per_set[name] = {
-                    "mae": {rule: float(values[inside].mean()) for rule, values in per_image.items()},
-                    "paired": {
-                        rule: (
-                            float((values[inside] - per_image["today"][inside]).mean()),
-                            float((values[inside] - per_image["today"][inside]).std(ddof=1) / np.sqrt(inside.sum())),
-                        )
-                        for rule, values in per_image.items()
-                    },  # fmt: skip
-                    "n": int(inside.sum()),
-                    "share_cnn_R2": float(np.mean(fit_cnn[:, 1] > fit_ls[:, 1])),
-                    "share_cnn_R1": float(np.mean(fit_cnn[:, 0] < fit_ls[:, 0])),
-                    "share_cnn_R2m": float(np.mean(fit_cnn[:, 1] > fit_ls[:, 1] - parameters[kind]["m"])),
-                    "share_cnn_better": float(np.mean(per_image["CNN"][inside] < ls_error)),
-                    "ls_undefined": int((~np.isfinite(held["ls"][inside]).all(axis=1)).sum()),
-                    "fit_undefined": int((~np.isfinite(fit_cnn[:, 1])).sum()),
-                    "mean_r2_cnn": float(np.nanmean(fit_cnn[:, 1])),
-                    "mean_r2_ls": float(np.nanmean(fit_ls[:, 1])),
-                }
-        shown = (flat["case"] % 2 == (0 if half == "even" else 1)) & (flat["set"] == "clean raw")
-        out[model] = {
-            "parameters": {
-                kind: {key: float(value) for key, value in values.items()} for kind, values in parameters.items()
-            },  # fmt: skip
-            "train_objective": train_objective,
-            "sets": {name: per_set[name] for name in sets},
-            "ls_true_l_clean_raw": float(mae(flat["ls_true_l"][shown], flat["truth"][shown]).mean()),
-        }
-    return out
-
-
-def print_report(summary: dict, half: str) -> None:
-    columns = (*COLUMNS, *EXTRA)
-    for model, part in summary.items():
-        print(f"\n## {model}: mean alpha MAE on the {half} cases")
-        for kind, values in part["parameters"].items():
-            print(f"parameters for {kind} images (chosen on the even cases): "
-                  + ", ".join(f"{key} = {value:.4g}" for key, value in values.items()))  # fmt: skip
-        print("| set (n) | " + " | ".join(columns) + " |")
-        print("|---" * (len(columns) + 1) + "|")
-        for name, row in part["sets"].items():
-            print(f"| {name} ({row['n']}) | " + " | ".join(f"{row['mae'][c]:.4f}" for c in columns) + " |")
-        corrected = [row for name, row in part["sets"].items() if name != "clean raw"]
-        everything = list(part["sets"].values())
-        for label, rows in (("mean over corrected sets", corrected), ("mean over all sets", everything)):
-            print(f"| {label} | " + " | ".join(f"{np.mean([row['mae'][c] for row in rows]):.4f}" for c in columns)
-                  + " |")  # fmt: skip
-        print("\nrule - today (paired over images): sets better / worse; beyond 2 s.e.; mean difference over sets")
-        for rule in columns:
-            if rule == "today":
-                continue
-            pairs = np.array([row["paired"][rule] for row in part["sets"].values()])
-            values, errors = pairs[:, 0], pairs[:, 1]
-            print(
-                f"  {rule:8s} better {int((values < 0).sum()):2d}, worse {int((values > 0).sum()):2d} of "
-                f"{len(values)}; beyond 2 s.e. better {int((values < -2 * errors).sum()):2d}, worse "
-                f"{int((values > 2 * errors).sum()):2d}; mean {values.mean():+.4f}; worst set {values.max():+.4f}"
-            )
-        print("\nshare of images where the rule takes the CNN (R2, R1, R2+m) and where the CNN is better; mean R2")
-        for name, row in part["sets"].items():
-            print(f"  {name:16s} R2 {row['share_cnn_R2']:.2f}  R1 {row['share_cnn_R1']:.2f}  R2+m "
-                  f"{row['share_cnn_R2m']:.2f}  CNN better {row['share_cnn_better']:.2f}  LS undefined "
-                  f"{row['ls_undefined']}  fit undefined {row['fit_undefined']}  R2 CNN {row['mean_r2_cnn']:.3f} "
-                  f"LS {row['mean_r2_ls']:.3f}")  # fmt: skip
-        print(f"LS with the true lot window (L = 32) on clean raw: {part['ls_true_l_clean_raw']:.4f}")
+def table(result: dict, half: str) -> str:
+    """Per model and set (means over groups of the set's mean MAE): CNN, LS, the rule, min and the rule's excess."""
+    lines = ["| model | set | CNN | least squares | final (rule) | final - min |", "|---|---|---|---|---|---|"]
+    misses = []
+    for model, rows in result.items():
+        keep = (rows["case"] % 2 == (1 if half == "odd" else 0)) & np.isfinite(rows["ls"]).all(axis=1)
+        final = rule_estimates(rows)
+        errors = {"cnn": mae(rows["cnn"], rows["truth"]), "ls": mae(rows["ls"], rows["truth"]),
+                  "final": mae(final, rows["truth"])}  # fmt: skip
+        for set_name in dict.fromkeys(rows["set"]):
+            chosen = keep & (rows["set"] == set_name)
+            groups = sorted(set(rows["group"][chosen]))
+            means = {k: np.mean([v[chosen & (rows["group"] == g)].mean() for g in groups]) for k, v in errors.items()}
+            excess = means["final"] - min(means["cnn"], means["ls"])
+            if excess > 0.0005 and set_name not in ("clean raw", "ensemble raw"):
+                misses.append(f"{model} {set_name} (+{excess:.4f})")
+            lines.append(f"| {model} | {set_name} | {means['cnn']:.4f} | {means['ls']:.4f} | {means['final']:.4f} | "
+                         f"{excess:+.4f} |")  # fmt: skip
+    return (
+        "\n".join(lines)
+        + f"\n\nMisses of final <= min + 0.0005: {len(misses)}"
+        + (f" ({'; '.join(misses)})" if misses else "")
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="bench-output/generalisation-data")
+    parser.add_argument("--work", type=Path, default=Path("bench-output/final-rule"))
     parser.add_argument("--cases", type=int, default=100)
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--ensemble", type=int, default=ENSEMBLE_CASES)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--data", default=str(HERE.parent / "bench-output" / "generalisation-data"))
-    parser.add_argument("--work", default="/tmp/rule")
-    parser.add_argument("--half", choices=("even", "odd"), default="odd", help="the cases to report (odd: held out)")
+    parser.add_argument("--half", choices=("odd", "even"), default="odd")
     parser.add_argument("--recompute", action="store_true")
     args = parser.parse_args()
+    cache = args.work / "estimates.npz"
     started = time.perf_counter()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    cache = work / f"per_image_c{args.cases}_l{''.join(map(str, args.levels))}.npz"
-    if cache.exists() and not args.recompute:
-        stored = np.load(cache, allow_pickle=True)
-        result = {key: stored[key] for key in stored.files}
-    else:
-        result = compute(args)
-        np.savez(cache, **result)
-    summary = report(result, args.half)
-    print_report(summary, args.half)
-    (work / f"summary_{args.half}.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nrun time {time.perf_counter() - started:.0f} s")
+    if args.recompute or not cache.exists():
+        save(compute(args), cache)
+    print(table(load(cache), args.half))
+    print(f"({time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 import generalisation_data as gd  # noqa: E402
 
-from cfsx.estimates import CNN, CORRECTION_TRAINED, FINAL_RULE, LEAST_SQUARES, choose_final  # noqa: E402
+from cfsx.estimates import CNN, FINAL_RULE, LEAST_SQUARES, ImageFacts, choose_final  # noqa: E402
 from cfsx.inversion import NO_WINDOW  # noqa: E402  (the lot size of "no lot window")
 
 # The reference models: built-in configs with the seed study's targets, 5000 samples, default training.
@@ -152,17 +152,18 @@ def _config(overrides: tuple[str, ...]):
     return _CONFIGS[overrides]
 
 
-def correct_chunk(job: tuple) -> tuple[np.ndarray, int, int]:
+def correct_chunk(job: tuple) -> tuple[np.ndarray, int, list]:
     """``cfsx correct`` on each image: (images, per-image overrides, masks or None) -> (images, failures,
-    images in which the Bragg step masked pixels).
+    each image's ImageFacts (what the final answer knows of it; not corrected for a refused one)).
 
     An image the correction refuses (too little measured) becomes NaN and is counted.
     """
     from cfsx.correction import correct_image
     from cfsx.errors import CfsxError
+    from cfsx.estimates import ImageFacts
 
     images, overrides, masks = job
-    out, failures, bragg = np.full((len(images), 64, 64), np.nan), 0, 0
+    out, failures, facts = np.full((len(images), 64, 64), np.nan), 0, [ImageFacts(False)] * len(images)
     for index, image in enumerate(images):
         extra = None if masks is None else masks[index] > 0
         try:
@@ -171,8 +172,9 @@ def correct_chunk(job: tuple) -> tuple[np.ndarray, int, int]:
             failures += 1
             continue
         out[index] = corrected.image
-        bragg += any(step["step"] == "bragg" and step.get("peak_pixels", 0) > 0 for step in corrected.provenance)
-    return out, failures, bragg
+        facts[index] = ImageFacts.of({"steps": corrected.provenance}, corrected.mask, corrected.image,
+                                     corrected.variance, 1.0)  # fmt: skip
+    return out, failures, facts
 
 
 def detector_overrides(pixels_per_rlu: float, origin) -> list[str]:
@@ -201,7 +203,7 @@ def correct_all(pool, jobs: dict[str, tuple]) -> dict[str, tuple[np.ndarray, int
         name: (
             np.concatenate([part[0] for part in parts]),
             sum(part[1] for part in parts),
-            sum(part[2] for part in parts),
+            [fact for part in parts for fact in part[2]],
         )
         for name, parts in results.items()
     }
@@ -286,9 +288,10 @@ def run_group(path: Path, models: list[Model], inversions: Inversions, pool, arg
                     masks,
                 )
     corrected = correct_all(pool, {str(key): job for key, job in jobs.items()})
-    failures, bragg = {}, {}
+    failures, bragg, facts = {}, {}, {key: [ImageFacts(False)] * len(images) for key, images in sets.items()}
     for key in jobs:
-        sets[key], failures[key], bragg[key] = corrected[str(key)]
+        sets[key], failures[key], facts[key] = corrected[str(key)]
+        bragg[key] = sum(fact.bragg_share > 0 for fact in facts[key])
     data = {key: value for key, value in data.items() if not key.startswith("detector")}  # large: drop the renders
     seconds_correct = time.perf_counter() - started
 
@@ -307,10 +310,9 @@ def run_group(path: Path, models: list[Model], inversions: Inversions, pool, arg
         # correct (corrected, calibrated) counted as interpret's raw images, the raw sets as simulated data.
         model = next(model for model in models if model.cfs == cfs)
         cnn, fitted = predictions[model.name], predictions[f"LS-CFS{cfs} no window"]
-        hybrid = model.metadata["training"]["config"]["model"]["architecture"] in CORRECTION_TRAINED
+        architecture = model.metadata["training"]["config"]["model"]["architecture"]
         predictions[f"final-CFS{cfs}"] = {
-            key: choose_final({CNN: cnn[key], LEAST_SQUARES: fitted[key]},
-                              np.full(len(cnn[key]), hybrid and key[-1] != "raw")).final
+            key: choose_final({CNN: cnn[key], LEAST_SQUARES: fitted[key]}, facts[key], architecture).final
             for key in keys
         }  # fmt: skip
 

@@ -460,6 +460,11 @@ class BraggConfig:
     # calibration's, or the training window's when uncalibrated), so that superstructure peaks of ordered
     # crystals are kept; anywhere: for images whose axes are not known
     positions: str = "lattice"
+    # A Bragg peak is no wider than the resolution (FWHM, pixels of the image: one on the training grid, where a
+    # lattice's Bragg peak is one pixel); a peak whose excess one resolution + 1 pixel from its maximum is above
+    # tail x its maximum's is a diffuse maximum and is kept (null: every peak found is masked)
+    resolution: float = 1.0
+    tail: float | None = None
     local_size: int = 15  # local: median window (pixels), wider than a Bragg peak, narrower than diffuse features
     local_threshold: float = 20.0  # local: a peak's seed stands this many robust sigmas above the local median
     local_contrast: float = 3.0  # local: ... and sqrt(I) this many times the local median's (9x the intensity)
@@ -480,6 +485,8 @@ class BraggConfig:
         for name in ("threshold", "local_threshold", "local_contrast", "local_grow"):
             require(is_number(getattr(self, name)) and getattr(self, name) > 0, f"bragg.{name} must be a number > 0")
         require(is_number(self.lattice_radius) and self.lattice_radius > 0, "bragg.lattice_radius must be > 0")
+        require(is_number(self.resolution) and 0 < self.resolution <= 100, "bragg.resolution: (0, 100] pixels")
+        require(self.tail is None or (is_number(self.tail) and 0 < self.tail < 1), "bragg.tail: in (0, 1) or null")
         require(self.positions in ("lattice", "anywhere"), f"bragg.positions must be lattice or anywhere, got "
                  f"{self.positions!r}")  # fmt: skip
 

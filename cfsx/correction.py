@@ -256,6 +256,7 @@ def bragg_peaks(
     """
     from scipy import ndimage
 
+    kept = 0
     if config.method == "lattice":
         if coordinates is None:
             raise DataError("the lattice Bragg finder needs the pixels' h, k (a calibration)")
@@ -268,6 +269,8 @@ def bragg_peaks(
         else:
             peaks = _tophat_outliers(image, invalid, config) & (True if near is None else near)
         del near
+        if config.tail is not None and peaks.any():
+            peaks, kept = _resolution_limited(image, invalid, peaks, config)
         if lattice and peaks.any():
             # Bragg peaks stand at every lattice point: the footprint of a typical peak found (the median of their
             # radii) is masked at all of them, so that a point whose peak is faint here, or lies just outside the
@@ -276,7 +279,42 @@ def bragg_peaks(
     if config.dilate and peaks.any():
         peaks = ndimage.binary_dilation(peaks, iterations=config.dilate)
     _, count = ndimage.label(peaks)
-    return peaks, {"peaks": int(count), "peak_pixels": int(np.count_nonzero(peaks))}
+    return peaks, {"peaks": int(count), "peak_pixels": int(np.count_nonzero(peaks)), "diffuse_maxima_kept": kept}
+
+
+def _resolution_limited(image: np.ndarray, invalid: np.ndarray, peaks: np.ndarray, config: BraggConfig
+                        ) -> tuple[np.ndarray, int]:  # fmt: skip
+    """The peaks no wider than the resolution, and how many were kept as diffuse maxima.
+
+    A Bragg peak is the instrument's resolution function at a lattice point: one resolution (``config.resolution``,
+    FWHM in pixels) beyond its maximum it has fallen to nothing. A diffuse maximum, however sharp, has tails: where
+    the mean excess over the surroundings on the ring one resolution + 1 pixel from the maximum is above ``tail``
+    times the maximum's excess, and above three of its standard errors, the peak is a diffuse maximum and is kept.
+    The surroundings are the pixels between 2 and 3 ring radii away (their median and spread).
+    """
+    from scipy import ndimage
+
+    labels, count = ndimage.label(peaks)
+    ring = config.resolution + 1.0
+    reach = int(np.ceil(3 * ring))
+    offsets = np.arange(-reach, reach + 1)
+    distance = np.hypot(offsets[:, None], offsets[None, :])
+    on_ring, around = np.abs(distance - ring) < 0.5, (distance >= 2 * ring) & (distance <= 3 * ring)
+    maxima = ndimage.maximum_position(np.where(invalid, -np.inf, image), labels, np.arange(1, count + 1))
+    diffuse = np.zeros(count + 1, dtype=bool)
+    rows, columns = image.shape
+    for label, (row, column) in enumerate(maxima, start=1):
+        window_rows, window_columns = (row + offsets) % rows, (column + offsets) % columns
+        values = image[np.ix_(window_rows, window_columns)]
+        valid = ~invalid[np.ix_(window_rows, window_columns)]
+        tail, surroundings = values[on_ring & valid], values[around & valid]
+        if tail.size < 3 or surroundings.size < 3:
+            continue
+        background = float(np.median(surroundings))
+        excess, height = float(tail.mean()) - background, float(image[row, column]) - background
+        error = float(np.std(surroundings)) / np.sqrt(tail.size)
+        diffuse[label] = height > 0 and excess > config.tail * height and excess > 3 * error
+    return peaks & ~diffuse[labels], int(diffuse.sum())
 
 
 def _robust_sigma(values: np.ndarray) -> float:

@@ -32,9 +32,9 @@ from .encoding import sub_encoding, transpose_permutation, vector_labels
 from .errors import ConfigError, DataError
 from .estimates import (
     CNN,
-    CORRECTION_TRAINED,
     LEAST_SQUARES,
     REFINED,
+    ImageFacts,
     choose_final,
     least_squares,
 )
@@ -326,8 +326,8 @@ def interpret_observed(
     if config.refine.enabled:
         refinements, by_method[REFINED] = _refine_all(observed.images, cnn, refining, vectors,
                                                       vector_labels(vectors), config.refine, progress)  # fmt: skip
-    corrected = observed.lot_sizes == NO_WINDOW  # raw images and files of cfsx correct; not simulated datasets
-    estimates = choose_final(by_method, corrected if card.architecture in CORRECTION_TRAINED else None)
+    estimates = choose_final(by_method, image_facts(observed, card.h_max), card.architecture)
+    by_method = estimates.by_method
     final = estimates.final
     clock["refine"] = time.perf_counter()
 
@@ -380,6 +380,23 @@ def interpret_observed(
         )
         for index, source in enumerate(observed.sources)
     ]
+
+
+def image_facts(observed: Observed, h_max: float) -> list[ImageFacts]:
+    """What the final answer may know of each image: what cfsx correct did to it (raw images and files of cfsx
+    correct count as corrected, simulated datasets not)."""
+    facts = []
+    for index, lot_size in enumerate(observed.lot_sizes):
+        correction = None if observed.corrections is None else observed.corrections[index]
+        image = observed.images[index]
+        if correction is None:
+            facts.append(dataclasses.replace(ImageFacts.of(None, None, image, None, h_max),
+                                             corrected=bool(lot_size == NO_WINDOW)))  # fmt: skip
+        else:
+            mask = None if observed.masks is None else observed.masks[index]
+            variance = None if observed.variances is None else observed.variances[index]
+            facts.append(ImageFacts.of(correction, mask, image, variance, h_max))
+    return facts
 
 
 def _assess_all(observed: Observed, by_method: dict[str, np.ndarray], final_source: list[str], card: ModelCard,

@@ -19,7 +19,7 @@ from cfsx.cli import app
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
 from cfsx.detector import Detector
 from cfsx.encoding import cfs_vectors, transpose_permutation
-from cfsx.estimates import choose_final, least_squares
+from cfsx.estimates import ImageFacts, choose_final, least_squares
 from cfsx.evaluation import hold_out_indices
 from cfsx.interpretation import SCHEMA_PATH, InterpretationOutput, interpret
 from cfsx.inversion import NO_WINDOW
@@ -101,11 +101,23 @@ def test_final_answer_rule_on_constructed_images():
     np.testing.assert_allclose(fitted[0], alpha, atol=1e-9)  # the oracle: exact on an exact image
     assert np.isfinite(fitted[1]).all() and np.isnan(fitted[2]).all()
     cnn = np.full((3, len(vectors)), 0.3)
-    chosen = choose_final({"cnn": cnn, "least_squares": fitted})
+    simulated = [ImageFacts(corrected=False)] * 3
+    chosen = choose_final({"cnn": cnn, "least_squares": fitted}, simulated, "hybrid")
     assert chosen.final_source == ["least_squares", "least_squares", "cnn"]
     np.testing.assert_allclose(chosen.final, [fitted[0], fitted[1], cnn[2]])
-    corrected_by_hybrid = choose_final({"cnn": cnn, "least_squares": fitted}, np.array([True, False, False]))
-    assert corrected_by_hybrid.final_source == ["cnn", "least_squares", "cnn"]
+    # corrected images and a hybrid: the blend where correct masked no Bragg peak, the CNN where it did
+    facts = [ImageFacts(corrected=True), ImageFacts(corrected=True, bragg_share=0.01), ImageFacts(corrected=True)]
+    by_hybrid = choose_final({"cnn": cnn, "least_squares": fitted}, facts, "hybrid")
+    assert by_hybrid.final_source == ["blend", "cnn", "cnn"]
+    np.testing.assert_allclose(by_hybrid.final[0], (cnn[0] + fitted[0]) / 2)
+    np.testing.assert_allclose(by_hybrid.final[1:], cnn[1:])
+    assert np.isnan(by_hybrid.by_method["blend"][2]).all()  # undefined where the least squares is
+    # any other architecture: the least squares wherever it is defined
+    assert choose_final({"cnn": cnn, "least_squares": fitted}, facts, "cnn").final_source == [
+        "least_squares",
+        "least_squares",
+        "cnn",
+    ]
 
 
 def test_the_reported_floor_is_two_decodes_of_one_encoding_against_each_other(setup, interpreted):
