@@ -35,7 +35,7 @@ import generalisation_data as gd  # noqa: E402
 MODELS = ("general-cfs2", "general-cfs3", "general-cfs4")
 LEVELS = (1, 2, 3)
 ENSEMBLE_CASES = 60
-FACTS = ("bragg_share", "filled_share", "counts", "coefficient_noise")
+FACTS = ("bragg_share", "filled_share", "counts", "long_range_order", "order_significance")
 
 
 # --- exact ensemble images (no cfsx) ------------------------------------------------------------------------------
@@ -207,23 +207,34 @@ def rule_estimates(rows: dict, architecture: str = "hybrid") -> np.ndarray:
 def table(result: dict, half: str) -> str:
     """Per model and set (means over groups of the set's mean MAE): CNN, LS, the rule, min and the rule's excess."""
     lines = ["| model | set | CNN | least squares | final (rule) | final - min |", "|---|---|---|---|---|---|"]
-    misses = []
+    misses, summary = [], []
     for model, rows in result.items():
         keep = (rows["case"] % 2 == (1 if half == "odd" else 0)) & np.isfinite(rows["ls"]).all(axis=1)
         final = rule_estimates(rows)
         errors = {"cnn": mae(rows["cnn"], rows["truth"]), "ls": mae(rows["ls"], rows["truth"]),
                   "final": mae(final, rows["truth"])}  # fmt: skip
+        per_set = {}
         for set_name in dict.fromkeys(rows["set"]):
             chosen = keep & (rows["set"] == set_name)
             groups = sorted(set(rows["group"][chosen]))
             means = {k: np.mean([v[chosen & (rows["group"] == g)].mean() for g in groups]) for k, v in errors.items()}
+            per_set[set_name] = means
             excess = means["final"] - min(means["cnn"], means["ls"])
             if excess > 0.0005 and set_name not in ("clean raw", "ensemble raw"):
                 misses.append(f"{model} {set_name} (+{excess:.4f})")
             lines.append(f"| {model} | {set_name} | {means['cnn']:.4f} | {means['ls']:.4f} | {means['final']:.4f} | "
                          f"{excess:+.4f} |")  # fmt: skip
+        corrected = [m for name, m in per_set.items() if "raw" not in name and name != "ensemble"]
+        worst = max(m["final"] for name, m in per_set.items() if name.endswith(" 2")) / per_set["clean"]["final"]
+        summary.append(
+            f"{model}: mean over the corrected sets final {np.mean([m['final'] for m in corrected]):.4f}, "
+            f"CNN {np.mean([m['cnn'] for m in corrected]):.4f}, least squares "
+            f"{np.mean([m['ls'] for m in corrected]):.4f}; worst level-2 kind / clean (final) {worst:.2f}"
+        )
     return (
         "\n".join(lines)
+        + "\n\n"
+        + "\n".join(f"- {line}" for line in summary)
         + f"\n\nMisses of final <= min + 0.0005: {len(misses)}"
         + (f" ({'; '.join(misses)})" if misses else "")
     )

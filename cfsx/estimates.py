@@ -24,12 +24,17 @@ from .correction import INPAINTED
 from .inversion import NO_WINDOW, WarrenCowleyInversion
 
 CNN, LEAST_SQUARES, REFINED, BLEND = "cnn", "least_squares", "refined", "blend"
-# The CNN's share of the blend: chosen on the even cases of benchmarks/final_rule.py (0.3-0.7 and a noise threshold
-# tried; 0.5 best for all three built-in models), scored on the odd ones (docs/interpretation.md)
+# The CNN's share of the blend: chosen on the even cases of benchmarks/final_rule.py (0.3-0.7 tried; 0.5 best for
+# all three built-in models), scored on the odd ones (docs/interpretation.md)
 BLEND_WEIGHT = 0.5
+# Long-range order (ImageFacts.order_significance, standard errors) above which an image is taken to hold Bragg
+# peaks that correct left in: chosen on the same even cases (2-15 and none tried)
+ORDER_SIGNIFICANCE = 2.0
 FINAL_RULE = (
     "for an image that went through cfsx correct, with a hybrid model (the least squares plus a correction learned "
-    "on corrected images: the built-in general models): the CNN where correct masked Bragg peaks, else the blend "
+    "on corrected images: the built-in general models): the CNN where correct masked Bragg peaks or the image "
+    "holds order that reaches every distance (Bragg peaks left in: its mean correlation beyond 8 sites more than 2 "
+    "standard errors above zero), else the blend "
     "(the mean of the CNN and the least squares); for a simulated dataset's image, or with a model that is not a "
     "hybrid, the least squares (Warren-Cowley; the lot window of a simulated dataset, none for measured images); the "
     "CNN wherever the least squares is undefined. Chosen on half of the generalisation benchmark and scored on the "
@@ -78,7 +83,8 @@ class ImageFacts:
     bragg_share: float = 0.0  # share of its pixels masked as Bragg peaks
     filled_share: float = 0.0  # share of the window's cells inpainted (no measurement, no symmetry mate)
     counts: float = np.inf  # median counts behind a cell's value (Poisson; symmetry mates included); inf: not counts
-    coefficient_noise: float = np.nan  # coefficient_noise of the image (NaN: not measured)
+    long_range_order: float = np.nan  # long_range_order of the image: its mean correlation far away (NaN: unknown)
+    order_significance: float = np.nan  # ... in standard errors
 
     @classmethod
     def of(cls, correction: dict | None, mask: np.ndarray | None, image: np.ndarray, variance: np.ndarray | None,
@@ -86,9 +92,9 @@ class ImageFacts:
         """The facts of one image from its correction record ({"config", "steps"}, None: not corrected), its
         cell mask (codes of cfsx.correction), the image (on the grid of half-width ``h_max``) and each cell's noise
         variance."""
-        noise = coefficient_noise(image, h_max)
+        order = long_range_order(image, h_max)
         if correction is None:
-            return cls(corrected=False, coefficient_noise=noise)
+            return cls(False, 0.0, 0.0, np.inf, *order)
         steps = {entry["step"]: entry for entry in correction["steps"]}
         pixels = int(np.prod(steps.get("input", {}).get("shape", [1])))
         bragg = steps.get("bragg", {}).get("peak_pixels", 0) / max(pixels, 1)
@@ -100,27 +106,37 @@ class ImageFacts:
             if measured.any():
                 counts = float(np.median(np.asarray(image)[measured] ** 2 / variance[measured]))
         return cls(
-            corrected=True, bragg_share=float(bragg), filled_share=filled, counts=counts, coefficient_noise=noise
+            corrected=True,
+            bragg_share=float(bragg),
+            filled_share=filled,
+            counts=counts,
+            long_range_order=order[0],
+            order_significance=order[1],
         )
 
 
-NOISE_FROM = 8  # sites: displacements from which an image's Fourier coefficients are taken as noise
+LONG_RANGE = 8  # sites: displacements from which an image's correlations are taken as long-range order or noise
 
 
-def coefficient_noise(image: np.ndarray, h_max: float) -> float:
-    """The rms of an image's Fourier coefficients at displacements of NOISE_FROM sites and more, relative to its
-    mean: where correlations have died out these are noise (lot, counting, correction), and each least-squares
-    coefficient carries about as much. NaN when the grid does not reach that far."""
+def long_range_order(image: np.ndarray, h_max: float) -> tuple[float, float]:
+    """The image's mean correlation at LONG_RANGE sites and beyond (its Fourier coefficients at integer
+    displacements, relative to its mean), and that mean in standard errors (their rms / sqrt(count)).
+
+    Lot and counting noise averages out over the hundreds of coefficients; order that reaches every distance does
+    not: a comb of Bragg peaks at the lattice points adds the same positive coefficient at every displacement.
+    (NaN, NaN) when the grid does not reach that far."""
     values = np.asarray(image, dtype=np.float64)
     if values.ndim != 2 or not np.isfinite(values).all():
-        return float("nan")
-    spectrum = np.abs(np.fft.fft2(values)) / values.size
-    displacement = [np.abs(np.fft.fftfreq(n, d=2 * h_max / n)) for n in values.shape]  # sites per cycle
-    outer = np.maximum.outer(*displacement) >= NOISE_FROM
-    mean = spectrum[0, 0]
-    if not outer.any() or mean <= 0:
-        return float("nan")
-    return float(np.sqrt(np.mean(spectrum[outer] ** 2)) / mean)
+        return float("nan"), float("nan")
+    spectrum = np.fft.fft2(values).real / values.size
+    displacements = [np.fft.fftfreq(n, d=2 * h_max / n) for n in values.shape]  # sites per cycle
+    integer = np.logical_and.outer(*(np.isclose(d, np.round(d)) for d in displacements))
+    far = np.maximum.outer(*(np.abs(d) for d in displacements)) >= LONG_RANGE
+    outer, mean = spectrum[integer & far], spectrum[0, 0]
+    if outer.size < 2 or mean <= 0:
+        return float("nan"), float("nan")
+    error = np.sqrt(np.mean(outer**2) / outer.size)
+    return float(outer.mean() / mean), float(outer.mean() / error) if error > 0 else 0.0
 
 
 def choose_final(by_method: dict[str, np.ndarray], facts: list[ImageFacts], architecture: str) -> Estimates:
@@ -130,7 +146,8 @@ def choose_final(by_method: dict[str, np.ndarray], facts: list[ImageFacts], arch
     cnn, fitted = by_method[CNN], by_method[LEAST_SQUARES]
     defined = np.isfinite(fitted).all(axis=1)
     corrected = np.array([fact.corrected for fact in facts], dtype=bool)
-    bragg = np.array([fact.bragg_share > 0 for fact in facts], dtype=bool)
+    # Bragg peaks masked, or left in (order that reaches every distance): the hybrid's CNN was trained on both
+    bragg = np.array([fact.bragg_share > 0 or fact.order_significance > ORDER_SIGNIFICANCE for fact in facts])
     by_hybrid = corrected & (architecture in CORRECTION_TRAINED)
     sources = np.where(~defined | (by_hybrid & bragg), CNN, np.where(by_hybrid, BLEND, LEAST_SQUARES))
     methods = dict(by_method)

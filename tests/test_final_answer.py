@@ -10,7 +10,7 @@ import pytest
 
 from cfsx.config import CorrectionConfig
 from cfsx.correction import INPAINTED, MEASURED, correct_image
-from cfsx.estimates import ImageFacts, coefficient_noise, least_squares
+from cfsx.estimates import ImageFacts, choose_final, least_squares, long_range_order
 from cfsx.inversion import NO_WINDOW
 from cfsx.refinement import ExpectedIntensity
 
@@ -98,10 +98,24 @@ def test_image_facts_read_what_correct_did():
     assert not ImageFacts.of(None, None, peaked, None, 1.0).corrected
 
 
-def test_coefficient_noise_is_the_relative_rms_of_the_long_range_coefficients():
-    assert coefficient_noise(_exact(), 1.0) < 1e-12  # correlations within range 1: nothing beyond 8 sites
+def test_long_range_order_finds_a_comb_of_bragg_peaks_and_not_noise():
+    assert abs(long_range_order(_exact(), 1.0)[0]) < 1e-12  # correlations within range 1: nothing beyond 8 sites
     rng = np.random.default_rng(0)
-    noisy = 1.0 + 0.1 * rng.standard_normal((64, 64))
-    # white noise of rms 0.1 on a mean of 1: each of the 64^2 coefficients has rms 0.1 / 64 relative to the mean
-    assert coefficient_noise(noisy, 1.0) == pytest.approx(0.1 / 64, rel=0.1)
-    assert np.isnan(coefficient_noise(np.ones((8, 8)), 1.0))  # an 8 x 8 grid reaches 2 sites only
+    noisy = _exact() * (1 + 0.1 * rng.standard_normal((64, 64)))
+    order, significance = long_range_order(noisy, 1.0)
+    assert abs(significance) < 4 and abs(order) < 1e-3  # noise averages out
+    comb = noisy.copy()
+    comb[::32, ::32] += 10 * noisy.mean()  # one-pixel peaks at every integer h, k: 10 x the mean
+    order, significance = long_range_order(comb, 1.0)
+    # four peaks of 10 x the mean among 64^2 pixels add 40 / 4096 of the mean to every coefficient: in alpha units
+    # over the mean, which rose by the same amount
+    expected = (40 / 4096) / (1 + 40 / 4096)
+    assert order == pytest.approx(expected, rel=0.1) and significance > 10
+    assert np.isnan(long_range_order(np.ones((8, 8)), 1.0)[0])  # an 8 x 8 grid reaches 2 sites only
+
+
+def test_the_rule_takes_the_cnn_where_bragg_peaks_were_left_in():
+    cnn, fitted = np.full((2, 3), 0.3), np.full((2, 3), 0.1)
+    facts = [ImageFacts(corrected=True, order_significance=1.0), ImageFacts(corrected=True, order_significance=9.0)]
+    chosen = choose_final({"cnn": cnn, "least_squares": fitted}, facts, "hybrid")
+    assert chosen.final_source == ["blend", "cnn"]
