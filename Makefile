@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := pyproject.toml meson.build LICENSE cfsx/py.typed $(wildcard fortran/*.f90 cfsx/*.py cfsx/*.json cfsx/*.html cfsx/builtin/* configs/*.yaml)
+# every file under cfsx/ (but compiled copies and caches), fortran/ and configs/: a change to any reinstalls
+SOURCES := pyproject.toml meson.build LICENSE $(shell find cfsx fortran configs -type f -not -path '*/__pycache__/*' -not -name '*.so')
 DEMO := demo-output
 # TensorFlow's flavour (pyproject extras): the CUDA build where nvidia-smi finds a GPU, else the CPU build.
 TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)

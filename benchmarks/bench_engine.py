@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from report import best_of, machine_line, markdown_table, replace_block
 
-from cfsx import _reference as reference
-from cfsx import engine
-from cfsx.encoding import cfs_vectors
+from cfsx.physics import _reference as reference
+from cfsx.physics import engine
+from cfsx.physics.encoding import cfs_vectors
 
 
 def bench_monte_carlo(rows):

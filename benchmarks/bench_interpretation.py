@@ -22,12 +22,12 @@ import numpy as np
 from report import best_of, machine_line, markdown_table, replace_block
 
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
-from cfsx.detector import CORRUPTIONS, Detector
-from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.interpretation import interpret
-from cfsx.models import load_model, predict_encodings
+from cfsx.learning.models import load_model, predict_encodings
+from cfsx.learning.training import train
+from cfsx.physics.encoding import cfs_vectors, transpose_permutation
 from cfsx.simulation import simulate
-from cfsx.training import train
+from cfsx.simulation.detector import CORRUPTIONS, Detector
 
 
 def main() -> None:
@@ -121,7 +121,7 @@ def run(folder: Path, args) -> list[tuple[str, str, str]]:
 
 def builtin_rows(folder: Path, images: np.ndarray, correction, plain) -> list[tuple[str, str, str]]:
     """The same for the built-in general-cfs4 (issue 15's targets), when it is installed."""
-    from cfsx.builtin import DEFAULT_MODEL, builtin_model
+    from cfsx.learning.builtin import DEFAULT_MODEL, builtin_model
 
     model_entry = builtin_model(DEFAULT_MODEL)
     if model_entry is None or not model_entry.path.is_file():

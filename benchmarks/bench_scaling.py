@@ -17,9 +17,9 @@ from pathlib import Path
 from distributed import Client, LocalCluster
 from report import SEED_STUDY_TARGETS, machine_line, markdown_table, replace_block
 
-from cfsx.cluster import Scheduler
 from cfsx.config import load_config
 from cfsx.simulation import simulate
+from cfsx.simulation.cluster import Scheduler
 
 
 def no_op(value: int) -> int:

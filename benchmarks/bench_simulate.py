@@ -27,9 +27,9 @@ import h5py
 import numpy as np
 from report import SEED_STUDY_TARGETS, best_of, machine_line, markdown_table, replace_block
 
-from cfsx import engine
 from cfsx.config import load_config
-from cfsx.encoding import cfs_vectors, vector_labels
+from cfsx.physics import engine
+from cfsx.physics.encoding import cfs_vectors, vector_labels
 from cfsx.simulation import run_feedback, simulate
 
 # The engine's functions, by the stage they make up (simulate_sample calls nothing else that takes time).

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from report import best_of, machine_line, markdown_table, replace_block
 
-from cfsx._tensorflow import keras, tf
-from cfsx.models import build_model
+from cfsx.learning._tensorflow import keras, tf
+from cfsx.learning.models import build_model
 
 
 def main() -> None:

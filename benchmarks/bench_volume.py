@@ -1,4 +1,4 @@
-"""Planes of a 3-D reciprocal-space volume: seconds and peak memory of ``cfsx.readers.read_image`` per plane.
+"""Planes of a 3-D reciprocal-space volume: seconds and peak memory of ``cfsx.io.readers.read_image`` per plane.
 
 A SIZE^3 float32 volume (640^3: 1 GB) is written, contiguous and chunked 64^3, in NXRefine's layout into a
 temporary folder: ``sample/f1_transform.nxs`` whose ``/entry/transform`` (axes Ql, Qk, Qh in r.l.u.) has
@@ -8,7 +8,7 @@ v[i, j, k] = 10000 i + 100 j + k (exact in float32), so every plane read is chec
 thick plane ``[h=0+-0.05]`` (11 slices summed) are read, each in a fresh subprocess, after asking the
 kernel to drop the volume's pages from its cache (posix_fadvise DONTNEED), so the reads come from disk.
 The memory (Linux) is the subprocess's peak resident set size during the read: VmHWM of /proc/self/status,
-its high-water mark reset after importing numpy, h5py, hdf5plugin and cfsx.readers by writing 5 to
+its high-water mark reset after importing numpy, h5py, hdf5plugin and cfsx.io.readers by writing 5 to
 /proc/self/clear_refs, so the imports' own transient peak is left out (Python and the imported modules
 resident are included); and that peak minus the resident set just before the read (VmRSS): what reading
 the plane added. Not getrusage's ru_maxrss: in a child it never falls below the parent's resident set at
@@ -39,7 +39,7 @@ PLANES = ("l=0", "k=0", "h=0", "h=0+-0.05")
 CHILD = """
 import json, sys, time
 import h5py, hdf5plugin, numpy
-from cfsx.readers import read_image
+from cfsx.io.readers import read_image
 
 def status(field):
     with open("/proc/self/status") as lines:

@@ -19,7 +19,7 @@ import generalisation_data as gd  # noqa: E402
 from cfsx.config import CorrectionConfig, load_config  # noqa: E402
 from cfsx.correction import correct_image  # noqa: E402
 from cfsx.errors import DataError  # noqa: E402
-from cfsx.estimates import least_squares  # noqa: E402
+from cfsx.interpretation.estimates import least_squares  # noqa: E402
 
 GROUPS = [s.name for s in gd.GROUPS]
 SETS = [("clean", None)] + [(k, level) for k in ("bragg", "combined") for level in (1, 2, 3)]

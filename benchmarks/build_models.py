@@ -36,8 +36,8 @@ def settings() -> list[str]:
 
 def recipe(cfs: int) -> str:
     """sha256 of everything that shapes the model: the resolved configs and the corruption settings."""
-    from cfsx import corruption
     from cfsx.config import CorrectionConfig, TrainingConfig, load_config
+    from cfsx.learning import corruption
 
     parts = [load_config(f"general-{name}").to_yaml() for name in settings()]
     parts.append(
@@ -71,7 +71,8 @@ def benchmark_figures(results: Path, cfs: int) -> dict[str, float]:
 
 
 def main() -> int:
-    from cfsx.builtin import BuiltinModel, builtin_model, check_mae, file_sha256, register
+    from cfsx.learning.builtin import BuiltinModel, builtin_model, file_sha256, register
+    from cfsx.learning.builtin_check import check_mae
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cfs", type=int, required=True, choices=(2, 3, 4))
@@ -200,7 +201,7 @@ def card_table(work: Path, model) -> str:
 
 
 def _architecture(model: Path) -> str:
-    from cfsx.model_card import read_model_card
+    from cfsx.learning.model_card import read_model_card
 
     return read_model_card(model).architecture
 

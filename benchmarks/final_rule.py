@@ -8,9 +8,11 @@ cases) and per built-in general model (general-cfs2, -cfs3, -cfs4):
   ``extra_mask``), the clean images raw (no correction: the least squares there is the yardstick of issue 27), and
   exact ensemble images (``ensemble_images``: what a large crystal gives, no lot noise), raw and corrected;
 - the CNN (transposed-image average, as interpret) and the least squares (no lot window, as for measured images);
-- ``cfsx.estimates.ImageFacts`` of each image (what correct did: Bragg pixels masked, cells inpainted, counts).
+- ``cfsx.interpretation.estimates.ImageFacts`` of each image (what correct did: Bragg pixels masked, cells
+  inpainted, counts).
 
-The rule (``cfsx.estimates.choose_final``) is scored as interpret applies it; candidate rules with parameters are
+The rule (``cfsx.interpretation.estimates.choose_final``) is scored as interpret applies it; candidate rules with
+parameters are
 chosen on the even cases only and every table reports the odd cases (``--half``). Computed arrays are cached in
 ``--work`` (``--recompute`` to redo them).
 
@@ -75,7 +77,7 @@ def correct_chunk(job: tuple) -> list:
     from cfsx.config import CorrectionConfig
     from cfsx.correction import correct_image
     from cfsx.errors import DataError
-    from cfsx.estimates import ImageFacts
+    from cfsx.interpretation.estimates import ImageFacts
 
     images, masks = job
     config, out = CorrectionConfig(), []
@@ -93,7 +95,7 @@ def correct_chunk(job: tuple) -> list:
 
 def image_sets(data: dict, cases: int, pool) -> dict[str, tuple[np.ndarray, list]]:
     """Set name -> (S, 64, 64) images as interpret sees them, and their ImageFacts (None: refused by correct)."""
-    from cfsx.estimates import ImageFacts
+    from cfsx.interpretation.estimates import ImageFacts
 
     jobs = {"clean": (data["images_clean"][:cases], None)}
     for kind in gd.KINDS:
@@ -121,10 +123,10 @@ def image_sets(data: dict, cases: int, pool) -> dict[str, tuple[np.ndarray, list
 
 def compute(args) -> dict:
     """Flat per-image arrays over (model, group, set, case): truth, CNN, LS and the image facts."""
-    from cfsx.builtin import resolve_model
-    from cfsx.encoding import transpose_permutation
-    from cfsx.estimates import ImageFacts, least_squares
-    from cfsx.models import load_model, predict_encodings
+    from cfsx.interpretation.estimates import ImageFacts, least_squares
+    from cfsx.learning.builtin import resolve_model
+    from cfsx.learning.models import load_model, predict_encodings
+    from cfsx.physics.encoding import transpose_permutation
 
     rows: dict[str, dict[str, list]] = {m: {k: [] for k in ("group", "set", "case", "truth", "cnn", "ls", *FACTS,
                                                              "corrected")} for m in MODELS}  # fmt: skip
@@ -194,8 +196,8 @@ def mae(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def rule_estimates(rows: dict, architecture: str = "hybrid") -> np.ndarray:
-    """cfsx.estimates.choose_final on every image, as interpret applies it."""
-    from cfsx.estimates import CNN, LEAST_SQUARES, ImageFacts, choose_final
+    """cfsx.interpretation.estimates.choose_final on every image, as interpret applies it."""
+    from cfsx.interpretation.estimates import CNN, LEAST_SQUARES, ImageFacts, choose_final
 
     facts = [
         ImageFacts(bool(c), *(float(v) for v in values)) if np.isfinite(values[0]) else ImageFacts(bool(c))

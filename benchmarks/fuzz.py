@@ -8,7 +8,7 @@ remain after a failure (for --resume) but not after success.
 
 The cases are drawn by hypothesis with ``derandomize=True`` (the same cases on every run) and never shrunk:
 each case's outcome is recorded, not raised. Every case runs in-process through Typer's CliRunner against
-``cfsx.cli.app``, in a worker process that this script supervises: the worker stops a case after
+``cfsx.app.cli.app``, in a worker process that this script supervises: the worker stops a case after
 ``--timeout`` seconds with SIGALRM (a hang), and when that does not work (a hang inside compiled code) or the
 worker dies (a crash), the worker is killed and replaced, and the case is recorded as a hang or crash.
 Each case has a fresh directory: its generated inputs in ``in/``, its outputs in ``out/``; every file in it
@@ -1280,7 +1280,7 @@ def worker_main(connection, log_path: str, memory_limit: int) -> None:
 
             from typer.testing import CliRunner
 
-            import cfsx.cli
+            import cfsx.app.cli
 
             for module in ("correction", "dataset", "evaluation", "interpretation", "models", "plots", "refinement",
                            "simulation", "training"):  # fmt: skip
@@ -1307,7 +1307,7 @@ def worker_main(connection, log_path: str, memory_limit: int) -> None:
         result, hang = None, False
         signal.setitimer(signal.ITIMER_REAL, message["timeout"])
         try:
-            result = runner.invoke(cfsx.cli.app, message["args"])
+            result = runner.invoke(cfsx.app.cli.app, message["args"])
         except Hang:
             hang = True
         finally:

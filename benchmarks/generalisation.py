@@ -2,7 +2,7 @@
 
 Scores every given model (``--model``, repeatable; without one, the reference CFS2 and CFS4 models of
 the seed protocol are made in the work directory with ``cfsx simulate`` and ``cfsx train``) and the
-Warren-Cowley least squares (cfsx.inversion) on the benchmark of benchmarks/generalisation_data.py
+Warren-Cowley least squares (cfsx.physics.inversion) on the benchmark of benchmarks/generalisation_data.py
 (made first when missing): exchange Monte Carlo lattices that cfsx's engine never saw, in six
 imaging groups, as clean lot-averaged images, exact all-origins images, corrupted images (six kinds
 at three levels) fed raw and after ``cfsx correct`` with its defaults (uncalibrated: the whole
@@ -11,7 +11,7 @@ image is the window), and 512 x 512 detector renders corrected with their known 
 Methods per image set: CNN (``predict_encodings`` with the transposed-image average, as
 ``cfsx interpret`` runs it), least squares with no lot window (an image of unknown origin: the
 Fejer window of an infinite lot, i.e. none), least squares told the group's true lot size L, and
-(optionally, on a few clean images) the CNN refined by cfsx.refinement as ``interpret --refine``.
+(optionally, on a few clean images) the CNN refined by cfsx.interpretation.refinement as ``interpret --refine``.
 Writes the marked block of docs/generalisation.md, its figures, and every score to
 WORK/results.json.
 """
@@ -37,8 +37,8 @@ sys.path.insert(0, str(HERE))
 
 import generalisation_data as gd  # noqa: E402
 
-from cfsx.estimates import CNN, FINAL_RULE, LEAST_SQUARES, ImageFacts, choose_final  # noqa: E402
-from cfsx.inversion import NO_WINDOW  # noqa: E402  (the lot size of "no lot window")
+from cfsx.interpretation.estimates import CNN, FINAL_RULE, LEAST_SQUARES, ImageFacts, choose_final  # noqa: E402
+from cfsx.physics.inversion import NO_WINDOW  # noqa: E402  (the lot size of "no lot window")
 
 # The reference models: built-in configs with the seed study's targets, 5000 samples, default training.
 DEFAULT_MODELS = ("cfs2", "cfs4")
@@ -89,7 +89,7 @@ def ensure_models(work: Path, workers: int) -> list[Path]:
 
 def installed_builtin_models() -> list[Path]:
     """The built-in general models (cfsx/builtin/, make models) that are installed, scored beside the references."""
-    from cfsx.builtin import builtin_models
+    from cfsx.learning.builtin import builtin_models
 
     return [model.path for model in builtin_models() if model.path.is_file()]
 
@@ -106,8 +106,8 @@ class Model:
     """A loaded model with its provenance."""
 
     def __init__(self, path: Path, names: set[str]):
-        from cfsx.encoding import transpose_permutation
-        from cfsx.models import load_model
+        from cfsx.learning.models import load_model
+        from cfsx.physics.encoding import transpose_permutation
 
         self.path = Path(path)
         self.network, card = load_model(path)
@@ -134,7 +134,7 @@ class Model:
         }
 
     def predict(self, images: np.ndarray, batch_size: int) -> np.ndarray:
-        from cfsx.models import predict_encodings
+        from cfsx.learning.models import predict_encodings
 
         return predict_encodings(self.network, images.astype(np.float32), self.permutation, batch_size)[0]
 
@@ -160,7 +160,7 @@ def correct_chunk(job: tuple) -> tuple[np.ndarray, int, list]:
     """
     from cfsx.correction import correct_image
     from cfsx.errors import CfsxError
-    from cfsx.estimates import ImageFacts
+    from cfsx.interpretation.estimates import ImageFacts
 
     images, overrides, masks = job
     out, failures, facts = np.full((len(images), 64, 64), np.nan), 0, [ImageFacts(False)] * len(images)
@@ -178,7 +178,7 @@ def correct_chunk(job: tuple) -> tuple[np.ndarray, int, list]:
 
 
 def detector_overrides(pixels_per_rlu: float, origin) -> list[str]:
-    """The calibration of a render (cfsx.detector.Detector.correction_overrides' recipe)."""
+    """The calibration of a render (cfsx.simulation.detector.Detector.correction_overrides' recipe)."""
     return [
         f"geometry.origin=[{int(origin[0])}, {int(origin[1])}]",
         f"geometry.pixels_per_rlu=[{pixels_per_rlu}, {pixels_per_rlu}]",
@@ -214,7 +214,7 @@ def correct_all(pool, jobs: dict[str, tuple]) -> dict[str, tuple[np.ndarray, int
 
 def score(truth: np.ndarray, predicted: np.ndarray) -> dict:
     """MAE and mean R2 over components; non-finite predictions count as 0 (no correlation) and are counted."""
-    from cfsx.metrics import r2_per_component
+    from cfsx.physics.metrics import r2_per_component
 
     finite = np.isfinite(predicted).all(axis=1)
     predicted = np.where(np.isfinite(predicted), predicted, 0.0)
@@ -233,8 +233,8 @@ class Inversions:
         self.cache = {}
 
     def __call__(self, cfs: int, lot_size: int, images: np.ndarray) -> np.ndarray:
-        from cfsx.encoding import cfs_vectors
-        from cfsx.inversion import WarrenCowleyInversion
+        from cfsx.physics.encoding import cfs_vectors
+        from cfsx.physics.inversion import WarrenCowleyInversion
 
         key = (cfs, lot_size)
         if key not in self.cache:
@@ -351,8 +351,8 @@ def run_group(path: Path, models: list[Model], inversions: Inversions, pool, arg
 def refine_subsample(model: Model, parity: dict, cases: int) -> list[dict]:
     """interpret --refine (from the CNN only) on the first clean images of the parity group."""
     from cfsx.config import RefineConfig, config_from_yaml_text
-    from cfsx.encoding import vector_labels
-    from cfsx.interpretation import _refine_all
+    from cfsx.interpretation.interpret import _refine_all
+    from cfsx.physics.encoding import vector_labels
 
     simulation = config_from_yaml_text(model.metadata["simulation_config"])
     images = parity["clean_images"][:cases].astype(np.float64)
@@ -693,7 +693,8 @@ Images fed: clean and all-origins on all cases; corrupted ones on the first {cor
 (i) raw, zeros and -1 flags and all, and (ii) "corrected": `correct_image(raw, CorrectionConfig defaults)` (the
 built-in `correct` config, uncalibrated, so the whole 64 x 64 image is the window), as a new user gets them without
 and with `cfsx correct`. Detector renders (first 16 cases per group): `correct_image` with their known calibration
-(origin, pixels per r.l.u., `bragg.method=lattice`, `mask.zeros=values`: cfsx.detector's recipe) and the gap and
+(origin, pixels per r.l.u., `bragg.method=lattice`, `mask.zeros=values`: cfsx.simulation.detector's recipe) and the
+gap and
 beamstop masks as the mask file. Non-finite predictions (a CNN fed zeros and -1 flags takes log of them) count as
 alpha = 0 and are counted in the notes."""
 
@@ -801,7 +802,10 @@ def write_report(args, rows, parity_rows, refine_rows, rule_rows, models, attrs,
             )
         )
     else:
-        parts.append("Refinement (cfsx.refinement, seconds per image) is left out of this run (`--refine-cases 0`).")
+        parts.append(
+            "Refinement (cfsx.interpretation.refinement, seconds per image) is left out of this run "
+            "(`--refine-cases 0`)."
+        )
     title = "# Generalisation benchmark\n\n"
     intro = (
         "How cfsx's CNNs and the classical least squares read alpha off images they were not trained on: the "

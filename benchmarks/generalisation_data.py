@@ -1,6 +1,6 @@
 """Generalisation benchmark data: lattices, labels and images made WITHOUT cfsx's training route.
 
-The yardstick the CNNs are judged on. Nothing here calls cfsx (not ``cfsx.engine``, not
+The yardstick the CNNs are judged on. Nothing here calls cfsx (not ``cfsx.physics.engine``, not
 ``cfsx.simulation``): the Monte Carlo is Numba, the labels and images are NumPy, all written from
 DESIGN.md section 1 alone, so a shared mistake of the engine and its training data cannot hide.
 

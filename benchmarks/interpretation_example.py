@@ -20,9 +20,9 @@ import h5py
 import numpy as np
 from report import SEED_STUDY_TARGETS, machine_line, markdown_table, replace_block
 
-from cfsx import engine
-from cfsx.detector import CORRUPTIONS, Detector
-from cfsx.metrics import image_r2, regression_metrics
+from cfsx.physics import engine
+from cfsx.physics.metrics import image_r2, regression_metrics
+from cfsx.simulation.detector import CORRUPTIONS, Detector
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata" / "javelin-zro2-h0l" / "ZrO2.nxs"

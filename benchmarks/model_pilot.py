@@ -78,7 +78,7 @@ def main() -> int:
 
 def table(pilot: Path, results: Path, minutes: dict[str, float], scored: float) -> str:
     """The pilot's block: per model, its hold-out MAE and its alpha MAE on the benchmark's image sets."""
-    from cfsx.model_card import read_model_card
+    from cfsx.learning.model_card import read_model_card
 
     rows = json.loads(results.read_text())["rows"]
 

@@ -19,7 +19,7 @@ Per case the sets scored (alpha MAE per image against the lattice's measured alp
   noisy/centre  (b) the noisy render corrected with geometry.zones=centre (the window around h = k = 0);
   noisy/all     (c) the same corrected with geometry.zones=all (every zone folded).
 Methods: each model (--model, default the built-in general-cfs2, -cfs3, -cfs4; ``predict_encodings`` with the
-transposed-image average, as interpret runs it) and the least squares (cfsx.inversion) with no lot window and
+transposed-image average, as interpret runs it) and the least squares (cfsx.physics.inversion) with no lot window and
 told the group's true L. Goals (issue 25): MAE(c) <= 0.7 MAE(b) and MAE(c) - MAE(clean) <= 0.5 (MAE(b) - MAE(clean)).
 Also recorded per image: the fold's falloff fit, noise estimate and per-zone chi2 (which zones it flagged).
 
@@ -213,7 +213,7 @@ def ensure_group(folder: Path, group: str, workers: int) -> Path:
 def load_models(names: list[str]) -> list:
     from generalisation import Model
 
-    from cfsx.builtin import resolve_model
+    from cfsx.learning.builtin import resolve_model
 
     models = []
     for name in names:
@@ -227,7 +227,7 @@ def predictions(models: list, sets: dict[str, np.ndarray], lot_size: int, batch_
     """method -> set -> (S, D) alpha estimates: each model, and the least squares per CFS (no window, true L)."""
     from generalisation import Inversions
 
-    from cfsx.inversion import NO_WINDOW
+    from cfsx.physics.inversion import NO_WINDOW
 
     names = list(sets)
     stacked = np.nan_to_num(np.concatenate([sets[name] for name in names]).astype(np.float32))
@@ -509,7 +509,8 @@ Corrections: `correct_image` with `geometry.origin={list(origin)}`, `geometry.pi
 ({clean_note}). "Clean render" rows put the render without falloff, noise or gaps through the same corrections:
 what the correction alone does to the signal (pixels area-averaged into cells, folded). Alpha MAE per image against
 the lattice's measured alpha, averaged over the {cases} images. Methods: the built-in models (`predict_encodings`
-with the transposed-image average, as `cfsx interpret` runs them) and the least squares (cfsx.inversion) without a
+with the transposed-image average, as `cfsx interpret` runs them) and the least squares (cfsx.physics.inversion)
+without a
 lot window (what interpret uses) and told the true L = {attrs["L"]}.
 
 Goals of issue 25 (measured, not tuned for): MAE(c) <= {GOAL_RATIO} x MAE(b), and MAE(c) - MAE(a) <= {GOAL_EXCESS} x

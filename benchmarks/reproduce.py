@@ -96,11 +96,11 @@ def lot_sampling_ceiling(data: Path, model: Path, count: int = 300) -> dict[str,
     import h5py
     import numpy as np
 
-    from cfsx import engine
     from cfsx.config import config_from_yaml_text
-    from cfsx.encoding import cfs_vectors, vector_labels
-    from cfsx.metrics import regression_metrics
-    from cfsx.model_card import read_model_card
+    from cfsx.learning.model_card import read_model_card
+    from cfsx.physics import engine
+    from cfsx.physics.encoding import cfs_vectors, vector_labels
+    from cfsx.physics.metrics import regression_metrics
     from cfsx.simulation import simulate_sample
 
     indices = read_model_card(model).hold_out_indices[:count]
@@ -122,7 +122,7 @@ def lot_sampling_ceiling(data: Path, model: Path, count: int = 300) -> dict[str,
 
 def read_report(folder: Path):
     """The EvaluationReport that cfsx evaluate wrote into ``folder`` (its metrics.json)."""
-    from cfsx.evaluation_report import EvaluationReport
+    from cfsx.learning.evaluation_report import EvaluationReport
 
     return EvaluationReport.from_json((folder / "metrics.json").read_text())
 

@@ -38,8 +38,8 @@ def ensure(work: Path, kind: str, samples: int, seed: int) -> Path:
 
 
 def scores(model, path: Path) -> tuple[float, float]:
-    from cfsx.metrics import r2_per_component
-    from cfsx.models import predict
+    from cfsx.learning.models import predict
+    from cfsx.physics.metrics import r2_per_component
 
     with h5py.File(path) as file:
         images, truth = file["images"][()], file["encodings/achieved"][()].astype(np.float64)
@@ -52,7 +52,7 @@ def generalisation_scores(model, folder: Path) -> float | None:
     sys.path.insert(0, str(HERE))
     import generalisation_data as gd
 
-    from cfsx.models import predict
+    from cfsx.learning.models import predict
 
     values = []
     for spec in gd.GROUPS:
@@ -81,7 +81,7 @@ def main() -> None:
         if not path.exists():
             cfsx("train", str(train_data[kind]), "-o", str(path))
         models[kind] = path
-    from cfsx.models import load_model
+    from cfsx.learning.models import load_model
 
     rows = []
     for kind in KINDS:

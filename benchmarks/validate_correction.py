@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 from report import SEED_STUDY_TARGETS, markdown_table, replace_block
 
-from cfsx import engine
 from cfsx.config import CorrectionConfig, load_config
 from cfsx.correction import correct_image
-from cfsx.detector import Detector
-from cfsx.metrics import image_r2
+from cfsx.physics import engine
+from cfsx.physics.metrics import image_r2
 from cfsx.simulation import simulate_sample
+from cfsx.simulation.detector import Detector
 
 DETECTOR = Detector()
 FLUXES = (0.3, 3.0, 30.0)  # mean counts per detector pixel (a 64 x 64 cell holds about 25 pixels)
@@ -137,7 +137,7 @@ def main() -> None:
     if args.output:
         replace_block(args.output, "validate-correct", summary + "\n\n" + table + "\n\n" + ablation_table)
     if args.figures:
-        from cfsx import plots
+        from cfsx.io import plots
 
         args.figures.mkdir(parents=True, exist_ok=True)
         truth, detector = pairs[0]

@@ -28,8 +28,8 @@ sys.path.insert(0, str(HERE))
 import generalisation_data as gd  # noqa: E402
 
 from cfsx.config import CorrectionConfig, InterpretationConfig, load_config  # noqa: E402
-from cfsx.fit_quality import EXPLAINED, NOT_EXPLAINED, PARTLY  # noqa: E402
 from cfsx.interpretation import interpret_images  # noqa: E402
+from cfsx.interpretation.fit_quality import EXPLAINED, NOT_EXPLAINED, PARTLY  # noqa: E402
 
 MODEL = "general-cfs4"
 COMMAND = "make verdict"
@@ -59,7 +59,7 @@ def ensemble_images(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
     uniform in [-1, 1] times a strength log-uniform in 0.02-0.3), the correlations of 4 lattices of 128 x 128
     equilibrated 200 sweeps and sampled 4 times 25 sweeps apart, averaged and summed as a Warren-Cowley series over
     every displacement up to 31 (no lot window)."""
-    from cfsx.engine import autocorrelation, cosine_transform, metropolis_sweeps, random_lattice, seed_state
+    from cfsx.physics.engine import autocorrelation, cosine_transform, metropolis_sweeps, random_lattice, seed_state
 
     rng = np.random.default_rng(seed)
     images = []
@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         if group == "n64-l32-k8":
             for name, control in controls(data, args.images, 26).items():
                 rows.append(summarise(name, interpret_images(MODEL, control, undecoded, workers=args.workers)))
-    from cfsx.builtin import resolve_model
-    from cfsx.model_card import read_model_card
+    from cfsx.learning.builtin import resolve_model
+    from cfsx.learning.model_card import read_model_card
 
     vectors = read_model_card(resolve_model(MODEL)).vectors
     ensemble = ensemble_images(vectors, 30, 27)

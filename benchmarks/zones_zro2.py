@@ -11,9 +11,9 @@ from pathlib import Path
 
 from report import machine_line, markdown_table, replace_block
 
-from cfsx import plots
 from cfsx.config import CorrectionConfig, load_config
 from cfsx.correction import INPAINTED, MEASURED, correct_file
+from cfsx.io import plots
 
 HERE = Path(__file__).resolve().parent
 COMMAND = "make validate-correct"

@@ -11,7 +11,7 @@ The functions below are the Python face of the command line, on arrays where tha
     report = cfsx.evaluate("demo.keras", "demo.h5", "report/")  # an EvaluationReport record
     corrected = cfsx.correct_images(raw_images)                 # measured -> training-like 64 x 64
     results = cfsx.interpret_images("general-cfs4", images)     # one Interpretation record per image
-    cfsx.plots.interpretation(results[0])                       # a matplotlib Figure
+    cfsx.io.plots.interpretation(results[0])                       # a matplotlib Figure
 
 They are imported on first use, so ``import cfsx`` is quick and loads neither TensorFlow nor a
 matplotlib backend.
@@ -31,23 +31,23 @@ _EXPORTS = {
     "SimulationConfig": "cfsx.config",
     "TrainingConfig": "cfsx.config",
     "simulate": "cfsx.simulation",
-    "train": "cfsx.training",
-    "TrainingArrays": "cfsx.training",
-    "TrainingResult": "cfsx.training",
-    "load_model": "cfsx.models",
-    "ModelCard": "cfsx.model_card",
+    "train": "cfsx.learning.training",
+    "TrainingArrays": "cfsx.learning.training_records",
+    "TrainingResult": "cfsx.learning.training_records",
+    "load_model": "cfsx.learning.models",
+    "ModelCard": "cfsx.learning.model_card",
     "CorrectionConfig": "cfsx.config",
     "correct_image": "cfsx.correction",
     "correct_images": "cfsx.correction",
     "Correction": "cfsx.correction",
     "InterpretationConfig": "cfsx.config",
     "interpret_images": "cfsx.interpretation",
-    "Interpretation": "cfsx.results",
-    "evaluate": "cfsx.evaluation",
-    "EvaluationReport": "cfsx.evaluation_report",
-    "ProgressBars": "cfsx.progress",
+    "Interpretation": "cfsx.interpretation.results",
+    "evaluate": "cfsx.learning.evaluation",
+    "EvaluationReport": "cfsx.learning.evaluation_report",
+    "ProgressBars": "cfsx.io.progress",
 }
-_SUBMODULES = ("plots",)
+_SUBMODULES = {"plots": "cfsx.io.plots"}
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 
@@ -56,7 +56,7 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(import_module(_EXPORTS[name]), name)
     elif name in _SUBMODULES:
-        value = import_module(f"cfsx.{name}")
+        value = import_module(_SUBMODULES[name])
     else:
         raise AttributeError(f"module 'cfsx' has no attribute {name!r}")
     globals()[name] = value  # looked up once

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from cfsx import engine
 from cfsx.config import load_config
+from cfsx.physics import engine
 
 
 @pytest.fixture

@@ -13,18 +13,18 @@ import cfsx
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
 from cfsx.errors import DataError
 from cfsx.interpretation import interpret, interpret_images
-from cfsx.results import results_document
+from cfsx.interpretation.results import results_document
+from cfsx.learning.training import train
 from cfsx.simulation import simulate
-from cfsx.training import train
 
 
 def test_import_cfsx_loads_neither_tensorflow_nor_a_matplotlib_backend():
     probe = (
         "import sys, json, matplotlib\n"
-        "import cfsx, cfsx.plots, cfsx.correction\n"
+        "import cfsx, cfsx.io.plots, cfsx.correction\n"
         "light = {'tensorflow': 'tensorflow' in sys.modules, 'pyplot': 'matplotlib.pyplot' in sys.modules,\n"
         "         'backend': matplotlib.rcParams._get_backend_or_none()}\n"
-        "import cfsx.training\n"
+        "import cfsx.learning.training\n"
         "light['backend after training'] = matplotlib.rcParams._get_backend_or_none()\n"
         "print(json.dumps(light))\n"
     )
@@ -96,9 +96,9 @@ def test_plots_of_a_record_are_figures_the_caller_saves(model_and_images, tmp_pa
     folder, images = model_and_images
     config = load_config("interpret", root=InterpretationConfig, **{"decode.replicates": 2})
     record = interpret_images(folder / "model.keras", images[:1], config)[0]
-    figure = cfsx.plots.interpretation(record)
+    figure = cfsx.io.plots.interpretation(record)
     assert type(figure).__name__ == "Figure" and len(figure.axes) >= 4
-    path = cfsx.plots.save(figure, tmp_path / "one.png")
+    path = cfsx.io.plots.save(figure, tmp_path / "one.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -142,8 +142,8 @@ def test_the_quickstart_notebook_runs_and_shows_the_interpretation(tmp_path):
 
 
 def test_a_correction_step_is_added_in_one_place_and_reports_its_provenance(monkeypatch):
-    """docs/architecture.md: a new step goes into correction.STEPS; its provenance follows the others'."""
-    from cfsx import correction
+    """docs/architecture.md: a new step goes into cfsx.correction.steps.STEPS; its provenance follows the others'."""
+    from cfsx.correction import steps as correction
 
     def halve(work, config):
         work.resampled = work.resampled / 2
@@ -184,7 +184,7 @@ def assert_same_record(first, second) -> None:
 
 def test_interpretation_records_round_trip_through_json_and_hdf5(model_and_images, tmp_path):
     from cfsx.interpretation import interpret
-    from cfsx.results import Interpretation, read_results_h5
+    from cfsx.interpretation.results import Interpretation, read_results_h5
 
     folder, images = model_and_images
     config = load_config("interpret", root=InterpretationConfig,
@@ -201,8 +201,8 @@ def test_interpretation_records_round_trip_through_json_and_hdf5(model_and_image
 
 
 def test_evaluation_reports_round_trip_through_json_and_hdf5(model_and_images, tmp_path):
-    from cfsx.evaluation import evaluate
-    from cfsx.evaluation_report import EvaluationReport, read_report_h5, write_report_h5
+    from cfsx.learning.evaluation import evaluate
+    from cfsx.learning.evaluation_report import EvaluationReport, read_report_h5, write_report_h5
 
     folder, _ = model_and_images
     config = load_config("train-demo", ["evaluation.resimulated=2"], root=TrainingConfig)
@@ -226,7 +226,7 @@ def test_evaluation_reports_round_trip_through_json_and_hdf5(model_and_images, t
 
 def test_correction_records_round_trip_through_json_and_the_corrected_file(tmp_path):
     from cfsx.correction import Correction, correct_files
-    from cfsx.dataset import read_corrections
+    from cfsx.correction.corrected_file import read_corrections
 
     rng = np.random.default_rng(3)
     for number in range(2):
@@ -245,10 +245,10 @@ def test_correction_records_round_trip_through_json_and_the_corrected_file(tmp_p
 
 
 def test_train_on_arrays_writes_the_data_beside_the_model_and_a_card_that_decodes(model_and_images, tmp_path):
-    from cfsx.encoding import cfs_vectors
-    from cfsx.evaluation import evaluate
-    from cfsx.model_card import ModelCard, read_model_card
-    from cfsx.training import TrainingArrays
+    from cfsx.learning.evaluation import evaluate
+    from cfsx.learning.model_card import ModelCard, read_model_card
+    from cfsx.learning.training import TrainingArrays
+    from cfsx.physics.encoding import cfs_vectors
 
     folder, _ = model_and_images
     with h5py.File(folder / "train.h5") as file:

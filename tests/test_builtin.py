@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cfsx.builtin import (
-    CHECK_TOLERANCE,
+from cfsx.app.cli import app
+from cfsx.learning.builtin import (
     DEFAULT_MODEL,
     builtin_models,
-    check_mae,
     file_sha256,
     resolve_model,
 )
-from cfsx.cli import app
-from cfsx.model_card import read_model_card
-from cfsx.models import load_model
+from cfsx.learning.builtin_check import CHECK_TOLERANCE, check_mae
+from cfsx.learning.model_card import read_model_card
+from cfsx.learning.models import load_model
 from cfsx.simulation import simulate
 
 runner = CliRunner()

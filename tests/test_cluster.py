@@ -10,11 +10,11 @@ import pytest
 from test_simulation import assert_same_data
 from typer.testing import CliRunner
 
-from cfsx.cli import app
-from cfsx.cluster import Scheduler
+from cfsx.app.cli import app
 from cfsx.config import TrainingConfig, load_config
 from cfsx.errors import ClusterError, ConfigError
 from cfsx.simulation import simulate
+from cfsx.simulation.cluster import Scheduler
 
 distributed = pytest.importorskip("distributed")
 
@@ -113,8 +113,8 @@ def test_scheduler_options_are_checked(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["mirrored", "multiworker"])
 def test_training_under_a_distribution_strategy_gives_a_model_evaluate_reads(strategy, tmp_path):
-    from cfsx.evaluation import evaluate
-    from cfsx.training import train
+    from cfsx.learning.evaluation import evaluate
+    from cfsx.learning.training import train
 
     data = tmp_path / "data.h5"
     simulate(load_config("demo", ["run.samples=40", "lattice.size=16", "diffraction.lot_size=8",

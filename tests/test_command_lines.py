@@ -14,7 +14,7 @@ import pytest
 from typer.exceptions import TyperException  # what the (vendored) click parser raises
 from typer.main import get_command
 
-from cfsx.cli import app
+from cfsx.app.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELL_ENDS = {"|", "||", "&&", ";", ">", ">>", "<", "&", ";;"}

@@ -13,27 +13,27 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 from typer.testing import CliRunner
 
-from cfsx import engine
-from cfsx.cli import app
+from cfsx.app.cli import app
 from cfsx.config import CorrectionConfig, GeometryConfig, MaskConfig, load_config
 from cfsx.correction import (
     FILLED_BY_SYMMETRY,
-    _pixel_axes,
     area_average,
     bragg_peaks,
-    calibrate_from_file,
     correct_files,
     correct_image,
     invalid_pixels,
     pixel_coordinates,
     pixel_of,
 )
-from cfsx.detector import CORRUPTIONS, Detector
-from cfsx.engine import reciprocal_grid
+from cfsx.correction.geometry import calibrate_from_file
+from cfsx.correction.pixels import _pixel_axes
+from cfsx.correction.symmetry import symmetry_average
 from cfsx.errors import ConfigError, DataError
-from cfsx.metrics import image_r2
-from cfsx.readers import expand_inputs, read_image
-from cfsx.symmetry import symmetry_average
+from cfsx.io.readers import expand_inputs, read_image
+from cfsx.physics import engine
+from cfsx.physics.engine import reciprocal_grid
+from cfsx.physics.metrics import image_r2
+from cfsx.simulation.detector import CORRUPTIONS, Detector
 
 
 def plain_config(**sections) -> CorrectionConfig:
@@ -451,7 +451,7 @@ def test_block_median_finder_finds_the_same_bragg_peaks_as_the_sliding_median():
 
 
 def test_block_median_of_a_plane_is_the_plane_between_the_outer_block_centres():
-    from cfsx.correction import _block_median
+    from cfsx.correction.bragg import _block_median
 
     rows, columns = np.meshgrid(np.arange(100.0), np.arange(97.0), indexing="ij")  # 97: a last, overlapping block
     plane = 2.0 * rows - 3.0 * columns
@@ -482,7 +482,7 @@ def test_large_image_path_corrects_like_the_exact_one():
 
 @pytest.mark.parametrize("method", ["local", "lattice"])
 def test_strips_give_the_same_result_as_one_pass(method, monkeypatch):
-    import cfsx.correction as correction
+    import cfsx.correction.pixels as correction
 
     raw, _ = diffuse_with_peaks(size=200)
     overrides = ["geometry.origin=[90.5, 110]", "geometry.pixels_per_rlu=[70, 60]", "geometry.rotation=20",
@@ -500,13 +500,14 @@ def test_strips_give_the_same_result_as_one_pass(method, monkeypatch):
 def test_float32_images_are_neither_copied_to_float64_nor_changed(geometry, monkeypatch):
     import tracemalloc
 
-    import cfsx.correction as correction
+    import cfsx.correction.pixels as correction
+    from cfsx.io.readers import as_image
 
     image = np.random.default_rng(0).gamma(2.0, 1.0, size=(1024, 2048)).astype(np.float32)
     image[:, 1000:1010] = -1.0
     before = image.copy()
-    assert correction.as_image(image) is image and correction.as_image(image.astype(np.uint16)).dtype == np.float32
-    assert correction.as_image(image.astype(np.int32)).dtype == np.float64  # float32 would round large integers
+    assert as_image(image) is image and as_image(image.astype(np.uint16)).dtype == np.float32
+    assert as_image(image.astype(np.int32)).dtype == np.float64  # float32 would round large integers
     # Strips of 1/32 of the image, as for 8192 x 8192 images with the default STRIP_PIXELS.
     monkeypatch.setattr(correction, "STRIP_PIXELS", image.size // 32)
     monkeypatch.setattr(correction, "SAMPLE_PIXELS", image.size // 32)

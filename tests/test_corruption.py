@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
-from cfsx import corruption
-from cfsx.corruption import Corruption, apply, bragg_peaks, corrupted_copy, corrupted_images, grid
+from cfsx.learning import corruption
+from cfsx.learning.corruption import Corruption, apply, bragg_peaks, corrupted_copy, corrupted_images, grid
 from cfsx.simulation import simulate
 
 SIZE, H_MAX = 64, 1.0

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from cfsx import _engine, engine
-from cfsx import _reference as reference
-from cfsx.encoding import cfs_vectors
+from cfsx import _engine
 from cfsx.errors import EngineError
+from cfsx.physics import _reference as reference
+from cfsx.physics import engine
+from cfsx.physics.encoding import cfs_vectors
 
 
 def checkerboard(n):

@@ -10,9 +10,9 @@ import pytest
 
 from cfsx.config import CorrectionConfig
 from cfsx.correction import INPAINTED, MEASURED, correct_image
-from cfsx.estimates import ImageFacts, choose_final, least_squares, long_range_order
-from cfsx.inversion import NO_WINDOW
-from cfsx.refinement import ExpectedIntensity
+from cfsx.interpretation.estimates import ImageFacts, choose_final, least_squares, long_range_order
+from cfsx.interpretation.refinement import ExpectedIntensity
+from cfsx.physics.inversion import NO_WINDOW
 
 VECTORS = np.array([[0, 1], [1, 0], [1, 1]])
 GRID = np.linspace(-1, 1, 64, endpoint=False)

@@ -219,7 +219,7 @@ def test_detector_render_on_the_grid_points_equals_the_reduced_image():
 
 
 def test_against_the_cfsx_engine_as_an_extra_oracle():
-    engine = pytest.importorskip("cfsx.engine")
+    engine = pytest.importorskip("cfsx.physics.engine")
     lattice = random_lattice(24, 0.6, 10)
     axis = gd.reciprocal_axis(64, 1.0)
     assert np.allclose(gd.all_origins_image(lattice, 12, axis, axis), engine.all_lots_intensity(lattice, 12, 64, 1.0))

@@ -14,21 +14,23 @@ import pytest
 from conftest import corrected_file
 from typer.testing import CliRunner
 
-from cfsx import engine, models
-from cfsx.cli import app
+from cfsx.app.cli import app
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
-from cfsx.detector import Detector
-from cfsx.encoding import cfs_vectors, transpose_permutation
-from cfsx.estimates import ImageFacts, choose_final, least_squares
-from cfsx.evaluation import hold_out_indices
 from cfsx.interpretation import SCHEMA_PATH, InterpretationOutput, interpret
-from cfsx.inversion import NO_WINDOW
-from cfsx.metrics import image_r2
-from cfsx.model_card import read_model_card
-from cfsx.models import predict_encodings
-from cfsx.refinement import ExpectedIntensity, scaled_r2
+from cfsx.interpretation.estimates import ImageFacts, choose_final, least_squares
+from cfsx.interpretation.refinement import ExpectedIntensity, scaled_r2
+from cfsx.learning import models
+from cfsx.learning.data import summarise_data
+from cfsx.learning.evaluation import hold_out_indices
+from cfsx.learning.model_card import read_model_card
+from cfsx.learning.models import predict_encodings
+from cfsx.learning.training import train
+from cfsx.physics import engine
+from cfsx.physics.encoding import cfs_vectors, transpose_permutation
+from cfsx.physics.inversion import NO_WINDOW
+from cfsx.physics.metrics import image_r2
 from cfsx.simulation import decode, sample_seeds, simulate
-from cfsx.training import summarise_data, train
+from cfsx.simulation.detector import Detector
 
 runner = CliRunner()
 
@@ -327,7 +329,7 @@ def test_cnn_only_interpretation_skips_decoding(setup, tmp_path):
 
 
 def test_concatenated_reader_reads_across_files_from_memory_and_from_disk(setup, tmp_path):
-    from cfsx.training import open_reader, summarise_datasets
+    from cfsx.learning.training import open_reader, summarise_datasets
 
     summary = summarise_datasets([setup / "unseen.h5", setup / "train.h5"])
     with h5py.File(setup / "unseen.h5") as one, h5py.File(setup / "train.h5") as two:

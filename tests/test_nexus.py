@@ -8,11 +8,11 @@ from conftest import corrected_file
 from nexusformat.nexus import nxload
 
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
-from cfsx.dataset import describe, merge_shards
-from cfsx.engine import reciprocal_grid
 from cfsx.interpretation import InterpretationOutput, interpret
+from cfsx.io.dataset import describe, merge_shards
+from cfsx.learning.training import train
+from cfsx.physics.engine import reciprocal_grid
 from cfsx.simulation import Shard, simulate
-from cfsx.training import train
 
 
 def assert_plottable(path, signal_path: str, h_max: float) -> None:

@@ -1,4 +1,4 @@
-"""meson.build installs every module of the package (its source list is written by hand)."""
+"""meson.build installs every module of the package: the top-level files by name, each subpackage folder whole."""
 
 import re
 from pathlib import Path
@@ -6,14 +6,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_meson_installs_every_python_file_of_the_package():
-    listed = set(re.findall(r"'(cfsx/[^']+)'", (ROOT / "meson.build").read_text()))
-    present = {str(path.relative_to(ROOT)) for path in (ROOT / "cfsx").glob("*.py")}
-    present |= {str(path.relative_to(ROOT)) for path in (ROOT / "cfsx").glob("*.json")}
-    present |= {str(path.relative_to(ROOT)) for path in (ROOT / "cfsx").glob("*.html")}
-    present.add("cfsx/py.typed")
-    assert present - listed == set(), "not installed by meson.build"
-    assert {name for name in listed if name.startswith("cfsx/") and "." in Path(name).name} - present == set()
+def test_meson_installs_every_file_of_the_package():
+    meson = (ROOT / "meson.build").read_text()
+    listed = set(re.findall(r"'(cfsx/[^']+)'", meson))
+    top_level = {str(path.relative_to(ROOT)) for path in (ROOT / "cfsx").iterdir() if path.suffix in (".py", ".typed")}
+    assert top_level == listed, "the top-level files of cfsx/ and meson.build's list differ"
+    folders = set(
+        re.search(r"foreach package : \[([^\]]*)\]", meson).group(1).replace("'", "").replace(" ", "").split(",")
+    )
+    packages = {path.parent.name for path in (ROOT / "cfsx").glob("*/__init__.py")}
+    assert packages == folders, "every subpackage (and only those) is installed as a folder, its subfolders with it"
 
 
 def test_py_typed_and_the_license_are_shipped():
@@ -59,7 +61,8 @@ def test_the_sdist_and_wheel_build_and_the_wheel_runs_from_a_fresh_venv(tmp_path
     # After the venv's own packages: this environment's (numpy, h5py, ...), so --no-deps suffices. Added after
     # the install: pip would otherwise find this environment's cfsx and skip the wheel.
     (Path(inner) / "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    where = subprocess.run([python, "-c", "import cfsx, cfsx.engine; print(cfsx.__file__)"], capture_output=True,
+    where = subprocess.run([python, "-c", "import cfsx, cfsx.physics.engine; print(cfsx.__file__)"],
+                           capture_output=True,
                            text=True, cwd=tmp_path)  # fmt: skip
     assert where.stdout.strip().startswith(inner), where.stdout + where.stderr
     assert (Path(inner) / "cfsx" / "py.typed").exists()
@@ -75,7 +78,7 @@ def test_the_sdist_and_wheel_build_and_the_wheel_runs_from_a_fresh_venv(tmp_path
 
 # cfsx's CLI with TensorFlow and Keras made unimportable, as in an install without the cpu or gpu extra.
 WITHOUT_TENSORFLOW = (
-    "import sys; sys.modules.update(dict.fromkeys(['tensorflow', 'keras'])); from cfsx.cli import app; app()"
+    "import sys; sys.modules.update(dict.fromkeys(['tensorflow', 'keras'])); from cfsx.app.cli import app; app()"
 )
 
 
@@ -112,7 +115,9 @@ def test_without_the_serve_extra_serve_names_it_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    blocked = "import sys; sys.modules.update(dict.fromkeys(['starlette', 'uvicorn'])); from cfsx.cli import app; app()"
+    blocked = (
+        "import sys; sys.modules.update(dict.fromkeys(['starlette', 'uvicorn'])); from cfsx.app.cli import app; app()"
+    )
     refused = subprocess.run([sys.executable, "-c", blocked, "serve", "--model", "general-cfs2"], capture_output=True,
                              text=True, cwd=tmp_path)  # fmt: skip
     lines = refused.stderr.strip().splitlines()

@@ -5,8 +5,8 @@ import pytest
 from conftest import equilibrated
 from scipy.special import ellipk
 
-from cfsx import engine
-from cfsx.encoding import cfs_vectors
+from cfsx.physics import engine
+from cfsx.physics.encoding import cfs_vectors
 
 
 def alpha_window(lattice, radius):

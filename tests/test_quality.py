@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cfsx.engine import autocorrelation, reciprocal_grid, warren_cowley_intensity
-from cfsx.fit_quality import (
+from cfsx.interpretation.fit_quality import (
     EXPLAINED,
     NOT_EXPLAINED,
     PARTLY,
@@ -17,9 +16,10 @@ from cfsx.fit_quality import (
     fold_of_cells,
     judge,
 )
-from cfsx.inversion import NO_WINDOW, cosine_design, half_window
-from cfsx.model_images import analytic_image, structure_image, structure_images, taper
-from cfsx.quality import ImageEvidence, assess, correction_evidence
+from cfsx.interpretation.model_images import analytic_image, structure_image, structure_images, taper
+from cfsx.interpretation.quality import ImageEvidence, assess, correction_evidence
+from cfsx.physics.engine import autocorrelation, reciprocal_grid, warren_cowley_intensity
+from cfsx.physics.inversion import NO_WINDOW, cosine_design, half_window
 
 SIZE, H_MAX = 64, 1.0
 VECTORS = np.array([(dx, dy) for dx in range(4) for dy in range(4) if (dx, dy) != (0, 0)])
@@ -186,7 +186,7 @@ def test_strict_exits_7_for_a_texture_keeps_the_results_and_the_store_leaves_it_
     from scipy import ndimage
     from typer.testing import CliRunner
 
-    from cfsx.cli import app
+    from cfsx.app.cli import app
     from cfsx.config import load_config
     from cfsx.simulation import decode
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cfsx.cli import app
+from cfsx.app.cli import app
 from cfsx.config import CorrectionConfig
-from cfsx.correction import calibrate_from_file
-from cfsx.dataset import read_corrections
+from cfsx.correction.corrected_file import read_corrections
+from cfsx.correction.geometry import calibrate_from_file
 from cfsx.errors import DataError
-from cfsx.readers import Plane, read_image, select_frames, select_plane, split_selection
+from cfsx.io.readers import Plane, read_image, select_frames, select_plane, split_selection
 
 
 def nexus_plane(path, image, edges=False, chain=True):

@@ -23,11 +23,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cfsx import dataset, models
-from cfsx.cli import app
+from cfsx.app.cli import app
 from cfsx.config import InterpretationConfig, load_config
 from cfsx.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_RESUMABLE, ConfigError, DataError, OutputError
-from cfsx.outputs import OutputLock, lock_path
+from cfsx.io import dataset
+from cfsx.io.outputs import OutputLock, lock_path
+from cfsx.learning import models
 from cfsx.simulation import check_memory, memory_estimate, simulate
 
 runner = CliRunner()
@@ -300,7 +301,7 @@ def test_sigterm_to_the_whole_job_stops_it_resumably_with_exit_5(tmp_path):
 def test_sigterm_during_training_then_resume_gives_the_uninterrupted_weights(tmp_path, small_run):
     """A training job that hits its time limit (SIGTERM), requeued with --resume."""
     from cfsx.config import TrainingConfig
-    from cfsx.training import train
+    from cfsx.learning.training import train
 
     data = tmp_path / "d.h5"
     simulate(small_run(2, 200), data, workers=1)
@@ -322,7 +323,7 @@ def test_sigterm_during_training_then_resume_gives_the_uninterrupted_weights(tmp
 
 
 def _metadata(cfs: int = 2, image_size: int = 16) -> dict:
-    from cfsx.encoding import cfs_vectors, vector_labels
+    from cfsx.physics.encoding import cfs_vectors, vector_labels
 
     vectors = cfs_vectors(cfs)
     config = load_config("demo", [f"encoding.cfs={cfs}", f"diffraction.image_size={image_size}"])
@@ -395,7 +396,7 @@ def test_the_memory_estimate_grows_with_batches_images_and_workers(monkeypatch):
     assert memory_estimate(bigger_batches, 2) > 3 * memory_estimate(base, 2) * 0.9
     assert memory_estimate(bigger_images, 2) > 3 * memory_estimate(base, 2)
     assert memory_estimate(base, 8) > memory_estimate(base, 2)
-    monkeypatch.setattr("cfsx.simulation.available_memory", lambda: memory_estimate(base, 2) - 1)
+    monkeypatch.setattr("cfsx.simulation.workers.available_memory", lambda: memory_estimate(base, 2) - 1)
     with pytest.raises(Exception, match=r"lower run.batch_size \(to 15 or less\)"):
         check_memory(base, 2)
     check_memory(load_config("demo", ["run.batch_size=8"]), 2)  # half the batch fits
@@ -443,7 +444,7 @@ def test_an_unexpected_error_is_one_line_and_exit_1(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody foresaw\nsecond line")
 
-    monkeypatch.setattr("cfsx.dataset.DatasetInfo.summary", broken)
+    monkeypatch.setattr("cfsx.io.dataset.DatasetInfo.summary", broken)
     result = runner.invoke(app, ["info", str(Path(__file__).parent / "missing.h5")])
     one_line_error(result, EXIT_BAD_INPUT, "no such file")  # before the broken call
     good = tmp_path / "g.h5"

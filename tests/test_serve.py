@@ -10,11 +10,11 @@ import pytest
 starlette = pytest.importorskip("starlette", reason="cfsx[serve] is not installed")
 from starlette.testclient import TestClient  # noqa: E402
 
+from cfsx.app.serve import ServeSettings, create_app, read_token, served_models  # noqa: E402
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config  # noqa: E402
 from cfsx.interpretation import interpret  # noqa: E402
-from cfsx.serve import ServeSettings, create_app, read_token, served_models  # noqa: E402
+from cfsx.learning.training import train  # noqa: E402
 from cfsx.simulation import simulate  # noqa: E402
-from cfsx.training import train  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cfsx import dataset, engine
-from cfsx.cli import app
+from cfsx.app.cli import app
 from cfsx.config import BUILTIN_CONFIGS, load_config
-from cfsx.encoding import cfs_vectors
 from cfsx.errors import ConfigError
+from cfsx.io import dataset
+from cfsx.physics import engine
+from cfsx.physics.encoding import cfs_vectors
 from cfsx.simulation import Shard, sample_seed, simulate, simulate_sample, worker_count
 
 runner = CliRunner()
@@ -220,7 +221,7 @@ def test_every_module_is_installed():
 
 def test_workers_follow_the_cpu_affinity_and_slurm(monkeypatch):
     """Default workers (and TensorFlow threads): the CPUs this process may use, capped by SLURM_CPUS_PER_TASK."""
-    from cfsx.cpus import available_cpus
+    from cfsx.io.cpus import available_cpus
 
     allowed = os.sched_getaffinity(0)
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
@@ -257,7 +258,7 @@ def test_every_command_has_examples_in_its_help(command):
 @pytest.mark.parametrize("name", sorted(path.stem for path in BUILTIN_CONFIGS.glob("*.yaml")))
 def test_config_show_prints_the_resolved_config_with_its_comments(name, tmp_path):
     """What config show prints reads back as the same config; the file's comments are kept."""
-    from cfsx.cli import CONFIG_KINDS, _config_root
+    from cfsx.app.cli.describe import CONFIG_KINDS, _config_root
 
     result = runner.invoke(app, ["config", "show", name])
     assert result.exit_code == 0, result.output
@@ -285,7 +286,7 @@ def test_verbose_logs_the_steps_and_quiet_prints_nothing_but_errors(tmp_path):
     args = ["simulate", "demo", "--samples", "4", "--workers", "1", "--set", "lattice.size=16",
             "--set", "diffraction.lot_size=8", "--set", "diffraction.image_size=16"]  # fmt: skip
     verbose = subprocess.run([*command, "-vv", *args, "-o", "v.h5"], capture_output=True, text=True, cwd=tmp_path)
-    assert verbose.returncode == 0 and "cfsx.simulation: v.h5: samples 0-3" in verbose.stderr
+    assert verbose.returncode == 0 and "cfsx.simulation.simulate: v.h5: samples 0-3" in verbose.stderr
     assert "samples 0-3 done" in verbose.stderr  # -vv: the details
     quiet = subprocess.run([*command, "-q", *args, "-o", "q.h5"], capture_output=True, text=True, cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "" and (tmp_path / "q.h5").exists()
@@ -300,7 +301,7 @@ def test_blas_threads_follow_slurm_cpus_per_task(tmp_path):
         "import numpy",
         "from threadpoolctl import threadpool_info",
         "from typer.testing import CliRunner",
-        "from cfsx.cli import app",
+        "from cfsx.app.cli import app",
         "CliRunner().invoke(app, ['info', 'missing.h5'])",
         "print(sorted({pool['num_threads'] for pool in threadpool_info() if pool['user_api'] == 'blas'}))",
     ])  # fmt: skip

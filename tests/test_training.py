@@ -9,18 +9,20 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cfsx import engine, metrics, models
-from cfsx._tensorflow import keras
-from cfsx.cli import app
+from cfsx.app.cli import app
 from cfsx.config import TrainingConfig, load_config
-from cfsx.encoding import cfs_vectors, transpose_permutation
 from cfsx.errors import DataError
-from cfsx.evaluation import evaluate
-from cfsx.evaluation_report import EvaluationReport
-from cfsx.inversion import WarrenCowleyInversion
-from cfsx.model_card import read_metadata
+from cfsx.learning import models
+from cfsx.learning._tensorflow import keras
+from cfsx.learning.data import SampleReader, split_indices, summarise_data
+from cfsx.learning.evaluation import evaluate
+from cfsx.learning.evaluation_report import EvaluationReport
+from cfsx.learning.model_card import read_metadata
+from cfsx.learning.training import train
+from cfsx.physics import engine, metrics
+from cfsx.physics.encoding import cfs_vectors, transpose_permutation
+from cfsx.physics.inversion import WarrenCowleyInversion
 from cfsx.simulation import simulate
-from cfsx.training import SampleReader, split_indices, summarise_data, train
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +293,7 @@ def test_bad_input_gives_one_clear_line(args, message, trained, data_dir, tmp_pa
 
 
 def test_sub_encoding_columns_are_the_smaller_cfs_vectors():
-    from cfsx.encoding import sub_encoding
+    from cfsx.physics.encoding import sub_encoding
 
     for small, large in ((2, 3), (2, 4), (3, 4)):
         columns = sub_encoding(large, small)
@@ -319,7 +321,7 @@ def test_a_cfs2_model_trains_and_is_scored_on_cfs3_data(data_dir, tmp_path):
 
 
 def test_copies_of_a_sample_fall_in_the_same_part_of_the_split():
-    from cfsx.training import split_by_seed
+    from cfsx.learning.training import split_by_seed
 
     seeds = np.array([[s, 0] for s in range(50)] * 2, dtype=np.uint64)  # every sample twice (clean, corrupted)
     split = split_by_seed(seeds, 0.2, 0.2, seed=3)
@@ -336,7 +338,7 @@ def test_training_on_several_lot_sizes_generalises_to_an_unseen_lot_size(tmp_pat
     """The reason the general models learn from a family of settings: a small CNN trained on lot sizes 3, 8
     and 24 reads images of lot size 4 (never seen) better than the same CNN trained as long on lot size 24 only
     (whose Fejer window it then misreads as weaker order)."""
-    from cfsx.models import predict
+    from cfsx.learning.models import predict
 
     def data(name: str, lot_size: int, samples: int, seed: int) -> Path:
         config = load_config("general-n32-l16-k8", ["encoding.cfs=2", "lattice.size=24", "diffraction.image_size=16",
@@ -360,7 +362,7 @@ def test_training_on_several_lot_sizes_generalises_to_an_unseen_lot_size(tmp_pat
 
 def test_the_hybrid_model_starts_as_the_least_squares_and_loads_in_safe_mode(tmp_path, small_run):
     """hybrid = the Warren-Cowley least squares (a fixed layer, no lot window) + a correction initialised to zero."""
-    from cfsx.inversion import NO_WINDOW
+    from cfsx.physics.inversion import NO_WINDOW
 
     simulate(small_run(3, 6), tmp_path / "d.h5", workers=1)
     with h5py.File(tmp_path / "d.h5") as file:

@@ -12,13 +12,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cfsx.cli import app
+from cfsx.app.cli import app
 from cfsx.config import CorrectionConfig, load_config
-from cfsx.correction import MEASURED, Pixels, _strips, correct_file, correct_image, counting_quantum
-from cfsx.engine import reciprocal_grid
+from cfsx.correction import MEASURED, Pixels, correct_file, correct_image, counting_quantum
+from cfsx.correction.lattice import _allowed, plane_lattice
+from cfsx.correction.pixels import _strips
+from cfsx.correction.symmetry import OPERATIONS, _terms, symmetry_average
+from cfsx.correction.zone_fit import fold
+from cfsx.correction.zones import Layout, zone_range
 from cfsx.errors import AdvisedError, DataError
-from cfsx.symmetry import OPERATIONS, _terms, symmetry_average
-from cfsx.zones import Layout, _allowed, axis_letter, fold, plane_lattice, zone_range
+from cfsx.io.nexus import axis_letter
+from cfsx.physics.engine import reciprocal_grid
 
 SIZE, H_MAX = 64, 1.0
 ALPHAS = {(0, 1): -0.3, (1, 0): 0.2, (1, 1): 0.15, (0, 2): -0.1, (2, 1): 0.05}
@@ -52,7 +56,7 @@ def config(*overrides: str) -> CorrectionConfig:
 
 
 def folded(image: np.ndarray, settings: CorrectionConfig, invalid: np.ndarray | None = None):
-    """cfsx.zones.fold of an image as the correction calls it (in float64, before any later step)."""
+    """cfsx.correction.zones.fold of an image as the correction calls it (in float64, before any later step)."""
     invalid = np.zeros(image.shape, bool) if invalid is None else invalid
     pixels = Pixels(image.shape, settings.geometry, H_MAX, SIZE)
     corners = np.array([[-0.5, -0.5], [-0.5, image.shape[1] - 0.5], [image.shape[0] - 0.5, -0.5],
@@ -194,7 +198,7 @@ def test_a_disagreeing_zone_is_down_weighted_and_listed():
 
 
 def test_the_fold_does_not_depend_on_the_strips(monkeypatch):
-    import cfsx.correction as correction
+    import cfsx.correction.pixels as correction
 
     image, calibration = detector(falloff=0.02)
     noisy = image + np.random.default_rng(0).normal(0, 0.02, image.shape)
@@ -354,7 +358,7 @@ def test_the_correction_travels_into_interpret_results(tmp_path):
     steps = [step["step"] for step in record["steps"]]
     assert {"read", "mask", "resample", "zones", "symmetry", "normalise"} <= set(steps)
     assert record["config"]["geometry"]["lattice"] == "F"
-    from cfsx.results import read_results_h5
+    from cfsx.interpretation.results import read_results_h5
 
     again = read_results_h5(output / "results.h5")[0].correction
     assert again == record
@@ -403,7 +407,7 @@ def test_a_window_not_a_whole_number_of_cells_per_zone_folds_like_the_centre_win
 
 
 def test_the_fold_refuses_more_zone_cells_than_it_can_hold(monkeypatch):
-    import cfsx.zones as zones
+    import cfsx.correction.zones as zones
 
     image, calibration = detector()
     monkeypatch.setattr(zones, "MAX_ZONE_CELLS", 1000)
@@ -487,7 +491,7 @@ def test_mirrors_fill_a_cell_from_its_mirror_image_not_from_the_diagonal():
 def test_a_falloff_fit_that_fails_numerically_keeps_its_last_finite_step(monkeypatch):
     # a corrupted benchmark render (strong falloff, Bragg residue) made LAPACK's SVD fail inside the Poisson
     # regression ("SVD did not converge"): the fit keeps its last finite step instead of raising
-    import cfsx.zones as zones
+    import cfsx.correction.zones as zones
 
     image, calibration = detector(falloff=0.04)
     calls = {"n": 0}

@@ -11,9 +11,9 @@ import argparse
 
 from dask_jobqueue import SLURMCluster
 
-from cfsx.cluster import Scheduler
 from cfsx.config import load_config
 from cfsx.simulation import simulate
+from cfsx.simulation.cluster import Scheduler
 
 
 def main() -> None:

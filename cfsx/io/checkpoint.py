@@ -1,0 +1,104 @@
+"""Training checkpoints in ``MODEL.parts/``: what ``cfsx train --resume`` needs to continue exactly.
+
+After every epoch one file, ``state.npz``, is replaced atomically: the weights, the optimizer's
+variables (step count, learning rate, Adam moments), the best-so-far weights, the history, the
+early-stopping and learning-rate-on-plateau counters. The epoch number also fixes the shuffling
+and augmentation of the next epoch (their seed is (fit.seed, epoch)), so a resumed run makes the
+same updates as an uninterrupted one and ends with the same weights. ``manifest.json`` names the
+run (config, data fingerprints, starting model): a checkpoint of another run is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cfsx.errors import DataError
+from cfsx.io.outputs import writing
+
+STATE_FILE = "state.npz"
+MANIFEST_FILE = "manifest.json"
+
+
+def parts_dir(model_path: Path) -> Path:
+    """The checkpoint directory of a model file: MODEL.keras.parts/."""
+    return model_path.with_name(model_path.name + ".parts")
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes from epoch to epoch of a training run."""
+
+    epoch: int  # epochs completed
+    weights: list[np.ndarray]
+    optimizer: list[np.ndarray]  # optimizer.variables, in order
+    best_weights: list[np.ndarray] | None
+    best_loss: float
+    best_epoch: int
+    history: list[dict[str, float]]
+    plateau: dict[str, float]  # ReduceLROnPlateau's wait, best and cooldown_counter
+    stopped: bool  # early stopping ended the run after this epoch
+    seconds: float  # training time so far, over every run
+
+
+def prepare(parts: Path, manifest: dict[str, Any], resume: bool) -> TrainingState | None:
+    """Open the checkpoints of a run: the saved state when resuming one, else a fresh, empty directory."""
+    manifest_file = parts / MANIFEST_FILE
+    if resume and parts.exists():
+        try:
+            existing = json.loads(manifest_file.read_text())
+        except (OSError, ValueError):
+            raise DataError(f"cannot resume: {manifest_file} is missing or corrupt") from None
+        if existing != json.loads(json.dumps(manifest)):
+            raise DataError(f"cannot resume: {parts} belongs to a training run with other data, config or --init")
+        return load(parts) if (parts / STATE_FILE).exists() else None
+    if parts.exists():
+        shutil.rmtree(parts)
+    with writing(parts):
+        parts.mkdir()
+        manifest_file.write_text(json.dumps(manifest, indent=1))
+    return None
+
+
+def save(parts: Path, state: TrainingState) -> None:
+    """Replace the checkpoint with ``state`` in one rename: a kill leaves the old or the new one, whole."""
+    arrays = {f"weights_{i}": value for i, value in enumerate(state.weights)}
+    arrays |= {f"optimizer_{i}": value for i, value in enumerate(state.optimizer)}
+    arrays |= {f"best_{i}": value for i, value in enumerate(state.best_weights or [])}
+    scalars = {
+        field.name: getattr(state, field.name)
+        for field in dataclasses.fields(state)
+        if field.name not in ("weights", "optimizer", "best_weights")
+    }
+    counts = {"weights": len(state.weights), "optimizer": len(state.optimizer), "best": len(state.best_weights or [])}
+    arrays["state_json"] = np.array(json.dumps({**scalars, "counts": counts}))
+    path = parts / STATE_FILE
+    temporary = parts / ("partial-" + STATE_FILE)
+    try:
+        with writing(path):
+            np.savez(temporary, **arrays)
+            os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load(parts: Path) -> TrainingState:
+    """The training state of the last completed epoch saved in ``parts``."""
+    path = parts / STATE_FILE
+    try:
+        with np.load(path) as data:
+            scalars = json.loads(str(data["state_json"]))
+            counts = scalars.pop("counts")
+            weights = [data[f"weights_{i}"] for i in range(counts["weights"])]
+            optimizer = [data[f"optimizer_{i}"] for i in range(counts["optimizer"])]
+            best = [data[f"best_{i}"] for i in range(counts["best"])] or None
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"cannot resume: {path} is unreadable ({error})") from None
+    return TrainingState(weights=weights, optimizer=optimizer, best_weights=best, **scalars)

@@ -1,0 +1,180 @@
+"""What a model file carries besides its network: the ``ModelCard`` (encoding, image grid, the settings it
+decodes with, its training run and hold-out metrics), read from the JSON entry of the .keras archive.
+
+Reading a card needs neither TensorFlow nor the weights: ``cfsx info`` and the checks before a long run use it.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cfsx.errors import DataError
+from cfsx.io.outputs import existing_input
+from cfsx.learning.builtin import resolve_model
+
+METADATA_ENTRY = "cfsx_metadata.json"
+MODEL_FORMAT = "cfsx-model"
+MODEL_FORMAT_VERSION = 1
+
+
+# Metadata every model carries (docs/format.md "Model"): what the CLI and the library read from it.
+REQUIRED_METADATA = (
+    "cfs",
+    "vectors",
+    "labels",
+    "image_size",
+    "h_max",
+    "lot_size",
+    "simulation_config",
+    "training",
+    "split",
+    "metrics",
+)
+# Entries of the metadata's sections that evaluate and interpret read.
+NESTED_METADATA = (
+    ("training", "config"),
+    ("training", "history"),
+    ("training", "data_fingerprint"),
+    ("metrics", "test"),
+    ("split", "test"),
+)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The cfsx metadata of a saved model (a path or a built-in model's name), without loading TensorFlow weights."""
+    path = existing_input(resolve_model(path), "model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            document = json.loads(archive.read(METADATA_ENTRY))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        raise DataError(f"{path} is not a cfsx model file ({one_line(str(error))})") from None
+    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+        raise DataError(f"{path} is not a cfsx model file")
+    if document.get("format_version") != MODEL_FORMAT_VERSION:
+        raise DataError(f"{path}: model format version {document.get('format_version')} is not supported")
+    missing = [key for key in REQUIRED_METADATA if key not in document]
+    missing += [f"{section}.{key}" for section, key in NESTED_METADATA
+                if not isinstance(document.get(section, {}), dict) or key not in document.get(section, {})]  # fmt: skip
+    if missing:
+        raise DataError(f"{path}: the model's metadata lacks {', '.join(missing)}")
+    for key, kinds in (("image_size", (int,)), ("h_max", (int, float)), ("cfs", (int,))):
+        value = document[key]
+        if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+            raise DataError(f"{path}: the model's metadata has {key} = {value!r}, not a positive number")
+    vectors = document["vectors"]
+    cfs = document["cfs"]
+    if not isinstance(cfs, int) or not isinstance(vectors, list) or len(vectors) != cfs * cfs - 1:
+        raise DataError(f"{path}: the model's metadata names CFS{cfs} with {len(vectors)} vectors, which do not agree")
+    return document
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of a long library message, shortened: enough to say what went wrong."""
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A model's metadata as named fields; ``metadata`` keeps the whole document (docs/format.md "Model")."""
+
+    path: Path
+    cfs: int
+    vectors: np.ndarray  # (D, 2) the encoding's lattice vectors
+    labels: list[str]
+    image_size: int  # M: the model reads M x M images
+    h_max: float  # over h, k in [-h_max, h_max)
+    lot_size: int  # of the first training file
+    architecture: str
+    decoding_config: str  # the simulation YAML that decodes the model's encodings (interpret, evaluate)
+    training: dict[str, Any]  # the training run: config, data files and fingerprints, history, epochs, seconds
+    hold_out: dict[str, Any]  # metrics on the hold-out samples
+    hold_out_indices: np.ndarray  # the hold-out samples' indices in the training data
+    created: str
+    cfsx_version: str
+    metadata: dict[str, Any]
+
+    @property
+    def components(self) -> int:
+        """D, the number of correlations the model predicts."""
+        return len(self.vectors)
+
+    @property
+    def hold_out_r2(self) -> float:
+        return float(self.hold_out["r2"])
+
+    @classmethod
+    def from_metadata(cls, document: dict[str, Any], path: str | Path) -> ModelCard:
+        """The card of a checked metadata document (``read_metadata``)."""
+        return cls(
+            path=Path(path),
+            cfs=int(document["cfs"]),
+            vectors=np.asarray(document["vectors"], dtype=np.int64).reshape(-1, 2),
+            labels=list(document["labels"]),
+            image_size=int(document["image_size"]),
+            h_max=float(document["h_max"]),
+            lot_size=int(document["lot_size"]),
+            architecture=str(_nested(document, "training", "config", "model", "architecture") or "unknown"),
+            decoding_config=str(document["simulation_config"]),
+            training=document["training"],
+            hold_out=document["metrics"]["test"],
+            hold_out_indices=np.asarray(document["split"]["test"], dtype=np.int64),
+            created=str(document.get("created", "")),
+            cfsx_version=str(document.get("cfsx_version", "")),
+            metadata=document,
+        )
+
+    def to_json(self) -> str:
+        """The card as JSON text (its path and whole metadata document); ``from_json`` gives it back."""
+        return json.dumps({"path": str(self.path), "metadata": self.metadata})
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        """The card ``to_json`` wrote."""
+        document = json.loads(text)
+        return cls.from_metadata(document["metadata"], document["path"])
+
+    def summary(self) -> str:
+        """What ``cfsx info`` prints of a model: encoding, grid, training run, hold-out, decoding settings."""
+        training, test, simulation = self.training, self.hold_out, self.decoding()
+        data = ", ".join(f"{item['path']} ({item['samples']} samples)" for item in training.get("data_files", []))
+        split = training.get("samples", {})
+        lattice, diffraction = simulation.lattice, simulation.diffraction
+        return "\n".join([
+            f"{self.path}: cfsx model, CFS{self.cfs} (D = {self.components}), {self.architecture} CNN, images "
+            f"{self.image_size} x {self.image_size} over h, k in [-{self.h_max}, {self.h_max})",
+            f"created {self.created} by cfsx {self.cfsx_version}",
+            f"trained on {data or training.get('data')}: {split.get('train')} training, {split.get('validation')} "
+            f"validation, {split.get('test')} hold-out samples; {training['epochs_run']} epochs (best "
+            f"{training['best_epoch']}), {training['seconds'] / 60:.1f} minutes"
+            + (f"; fine-tuned from {training['initialised_from']}" if training.get("initialised_from") else "")
+            + ("; interrupted" if training.get("interrupted") else ""),
+            f"hold-out ({test['samples']} samples): R2 {test['r2']:.4f}, MAE {test['mae']:.4f}, MSE {test['mse']:.2e}",
+            f"simulation: {lattice.size} x {lattice.size} lattice at c = {lattice.concentration}, "
+            f"{diffraction.n_lots} lots of {diffraction.lot_size} x {diffraction.lot_size}, "
+            f"targets {simulation.targets.distribution}",
+        ])  # fmt: skip
+
+    def decoding(self):
+        """The decoding settings as a SimulationConfig."""
+        from cfsx.config import config_from_yaml_text
+
+        return config_from_yaml_text(self.decoding_config)
+
+
+def _nested(document: Any, *keys: str) -> Any:
+    for key in keys:
+        document = document.get(key) if isinstance(document, dict) else None
+    return document
+
+
+def read_model_card(path: str | Path) -> ModelCard:
+    """The card of a saved model (a path or a built-in model's name), checked, without TensorFlow."""
+    path = resolve_model(path)
+    return ModelCard.from_metadata(read_metadata(path), path)
