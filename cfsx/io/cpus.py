@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from cfsx.errors import ConfigError
+
 
 def available_cpus() -> int:
     """The CPUs this process may use: its CPU affinity (taskset, a batch system's cgroup), and no more than
@@ -23,3 +25,12 @@ def limit_blas_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=available_cpus(), user_api="blas")
+
+
+def worker_count(workers: int | None) -> int:
+    """The number of worker processes: the available CPUs unless given; refuse fewer than one."""
+    if workers is None:
+        return available_cpus()
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    return workers

@@ -21,5 +21,4 @@ from cfsx.simulation.workers import (  # noqa: F401
     check_memory,
     check_run_options,
     memory_estimate,
-    worker_count,
 )

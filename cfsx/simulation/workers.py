@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cfsx.config import SimulationConfig
 from cfsx.errors import ConfigError
-from cfsx.io.cpus import available_cpus
+from cfsx.io.cpus import worker_count
 from cfsx.io.outputs import check_output
 from cfsx.physics.encoding import cfs_vectors
 from cfsx.simulation.cluster import BatchDone
@@ -114,12 +114,3 @@ def check_memory(config: SimulationConfig, workers: int) -> None:
         + (f" (to {fitting} or less)" if fitting >= 1 else "")
         + ", diffraction.image_size or --workers"
     )
-
-
-def worker_count(workers: int | None) -> int:
-    """The number of worker processes: the available CPUs unless given; refuse fewer than one."""
-    if workers is None:
-        return available_cpus()
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
-    return workers

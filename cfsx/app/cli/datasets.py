@@ -100,9 +100,9 @@ def corrupt(
     gaps, beamstop; each with probability 1/2) and then cleaned by cfsx correct: training data for images that
     reach the CNN through correct."""
     with reported_errors():
+        from cfsx.io.cpus import worker_count
         from cfsx.io.outputs import claim_outputs
         from cfsx.learning.corruption import corrupted_copy
-        from cfsx.simulation import worker_count
 
         with claim_outputs(files=[output], inputs=[data]), progress_bar() as bar:
             task = bar.add_task("corrupt", total=None, rate="")

@@ -111,9 +111,9 @@ def interpret(
         from cfsx.config import InterpretationConfig, load_config
         from cfsx.interpretation import InterpretationOutput
         from cfsx.interpretation import interpret as run_interpretation
+        from cfsx.io.cpus import worker_count
         from cfsx.io.readers import expand_inputs, select_frames, select_plane
         from cfsx.learning.builtin import DEFAULT_MODEL
-        from cfsx.simulation import worker_count
 
         if figures is not None and no_figures:
             raise fail("--figures DIR and --no-figures contradict each other: give one of them", EXIT_USAGE)

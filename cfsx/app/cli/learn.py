@@ -145,8 +145,8 @@ def evaluate(
 ) -> None:
     """Score a model: encoding metrics, classical inversion, intrinsic error and decoded images."""
     with reported_errors():
+        from cfsx.io.cpus import worker_count
         from cfsx.learning.evaluation import evaluate as run_evaluation
-        from cfsx.simulation import worker_count
 
         resolved = _training_config(
             config, set_, **{"evaluation.resimulated": resimulated, "evaluation.corrupted_flux": corrupt}

@@ -48,7 +48,7 @@ def serve(
             from cfsx.errors import MissingDependencyError
 
             raise MissingDependencyError("cfsx serve needs its extra: pip install 'cfsx[serve]'") from None
-        from cfsx.simulation import worker_count
+        from cfsx.io.cpus import worker_count
 
         settings = ServeSettings(
             models=served_models(list(model or ())), store=store, workers=worker_count(workers),
