@@ -78,10 +78,17 @@ def main() -> int:
     parser.add_argument("--cfs", type=int, required=True, choices=(2, 3, 4))
     parser.add_argument("--work", type=Path, default=ROOT / "model-work", help="data, runs and logs")
     parser.add_argument("--no-benchmark", dest="benchmark", action="store_false", help="install without scoring")
+    parser.add_argument(
+        "--benchmark-only",
+        action="store_true",
+        help="score the installed model again (after a change of the final rule) and rewrite its block",
+    )
     args = parser.parse_args()
     name = f"general-cfs{args.cfs}"
     wanted = recipe(args.cfs)
     installed = builtin_model(name, BUILTIN_DIR)
+    if args.benchmark_only:
+        return rescore(installed, args.work.resolve())
     if installed is not None and installed.recipe == wanted and (BUILTIN_DIR / installed.file).is_file():
         print(f"{name} is up to date (recipe {wanted[:12]}): nothing to do")
         return 0
@@ -155,6 +162,19 @@ def main() -> int:
         + "\n".join(f"- {key}: {value / 60:.1f} minutes" for key, value in steps.items()),
     )
     print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) and its entry in cfsx/builtin/models.json")
+    return 0
+
+
+def rescore(model, work: Path) -> int:
+    """The generalisation benchmark of an installed built-in model, and its block of docs/models.md."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import replace_block
+
+    bench = work / f"benchmark-{model.name}"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generalisation.py"), "--model", str(model.path),
+                    "--work", str(bench), "--output", str(bench / "generalisation.md"), "--figures", str(bench),
+                    "--refine-cases", "0", "--rule-cases", "0"], check=True, cwd=ROOT)  # fmt: skip
+    replace_block(ROOT / "docs" / "models.md", f"models-benchmark-{model.name}", card_table(work, model))
     return 0
 
 

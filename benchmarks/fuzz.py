@@ -1282,8 +1282,8 @@ def worker_main(connection, log_path: str, memory_limit: int) -> None:
 
             import cfsx.app.cli
 
-            for module in ("correction", "dataset", "evaluation", "interpretation", "models", "plots", "refinement",
-                           "simulation", "training"):  # fmt: skip
+            for module in ("correction", "io.dataset", "learning.evaluation", "interpretation", "learning.models",
+                           "io.plots", "interpretation.refinement", "simulation", "learning.training"):  # fmt: skip
                 importlib.import_module(f"cfsx.{module}")
 
             break

@@ -92,8 +92,10 @@ def interpret_upload(job: Job) -> Served:
     corrected = correct_image(raw, calibrate_from_file(correction, raw.shape, info))
     corrected.provenance.insert(0, {"step": "read", **info, "source": job.source})
     corrected.source = job.source
+    # with the correction's record and variances, as interpret reads a file: the final rule uses them
     observed = Observed(corrected.image[None].astype(np.float64), [job.source], corrected.mask[None],
-                        lot_sizes=np.array([NO_WINDOW]))  # fmt: skip
+                        lot_sizes=np.array([NO_WINDOW]), corrections=[{"config": correction.to_dict(),
+                        "steps": corrected.provenance}], variances=[corrected.variance])  # fmt: skip
     check_images(observed)
     (interpretation,) = interpret_observed(network, card, observed, config)
     document = results_document([interpretation], ["interpretation.png"])

@@ -70,11 +70,12 @@ def _resolution_limited(image: np.ndarray, invalid: np.ndarray, peaks: np.ndarra
     diffuse = np.zeros(count + 1, dtype=bool)
     rows, columns = image.shape
     for label, (row, column) in enumerate(maxima, start=1):
-        window_rows, window_columns = (row + offsets) % rows, (column + offsets) % columns
-        values = image[np.ix_(window_rows, window_columns)]
-        valid = ~invalid[np.ix_(window_rows, window_columns)]
+        window_rows, window_columns = row + offsets, column + offsets  # beyond the image: not there, not wrapped
+        inside = np.outer((window_rows >= 0) & (window_rows < rows), (window_columns >= 0) & (window_columns < columns))
+        window = np.ix_(np.clip(window_rows, 0, rows - 1), np.clip(window_columns, 0, columns - 1))
+        values, valid = image[window], ~invalid[window] & inside
         tail, surroundings = values[on_ring & valid], values[around & valid]
-        if tail.size < 3 or surroundings.size < 3:
+        if tail.size < 1 or surroundings.size < 3:  # a peak in a corner keeps a quarter of its ring
             continue
         background = float(np.median(surroundings))
         excess, height = float(tail.mean()) - background, float(image[row, column]) - background

@@ -24,23 +24,43 @@ from cfsx.correction import INPAINTED
 from cfsx.physics.inversion import NO_WINDOW, WarrenCowleyInversion
 
 CNN, LEAST_SQUARES, REFINED, BLEND = "cnn", "least_squares", "refined", "blend"
-# The CNN's share of the blend: chosen on the even cases of benchmarks/final_rule.py (0.3-0.7 tried; 0.5 best for
-# all three built-in models), scored on the odd ones (docs/interpretation.md)
-BLEND_WEIGHT = 0.5
-# Long-range order (ImageFacts.order_significance, standard errors) above which an image is taken to hold Bragg
-# peaks that correct left in: chosen on the same even cases (2-15 and none tried)
-ORDER_SIGNIFICANCE = 2.0
-FINAL_RULE = (
-    "for an image that went through cfsx correct, with a hybrid model (the least squares plus a correction learned "
-    "on corrected images: the built-in general models): the CNN where correct masked Bragg peaks or the image "
-    "holds order that reaches every distance (Bragg peaks left in: its mean correlation beyond 8 sites more than 2 "
-    "standard errors above zero), else the blend "
-    "(the mean of the CNN and the least squares); for a simulated dataset's image, or with a model that is not a "
-    "hybrid, the least squares (Warren-Cowley; the lot window of a simulated dataset, none for measured images); the "
-    "CNN wherever the least squares is undefined. Chosen on half of the generalisation benchmark and scored on the "
-    "other half (docs/interpretation.md). The other estimates are reported beside it with the fit of their model "
-    "images."
-)
+LONG_RANGE = 8  # sites: displacements from which an image's correlations are taken as long-range order or noise
+
+
+@dataclass(frozen=True)
+class FinalRule:
+    """The parameters of the final rule, chosen on the even cases of benchmarks/final_rule.py (which searches them
+    and says when these defaults are not its choice) and scored on the odd ones (docs/interpretation.md)."""
+
+    blend_weight: float = 0.5  # the CNN's share of the blend
+    # an image holds Bragg peaks that correct left in when its mean correlation at LONG_RANGE sites and beyond
+    # stands this many standard errors above zero ...
+    order_significance: float = 2.0
+    min_order: float = 0.001  # ... and is above this (alpha units)
+
+    def peaks(self, fact: ImageFacts) -> bool:
+        """Bragg peaks masked by correct, or left in: order that reaches every distance."""
+        ordered = fact.order_significance > self.order_significance and fact.long_range_order > self.min_order
+        return fact.bragg_share > 0 or bool(ordered)
+
+    def describe(self) -> str:
+        """The rule in words, as results.json and the command line state it."""
+        blend = "mean" if self.blend_weight == 0.5 else f"{self.blend_weight:g} x CNN + {1 - self.blend_weight:g} x"
+        return (
+            "for an image that went through cfsx correct, with a hybrid model (the least squares plus a correction "
+            "learned on corrected images: the built-in general models): the CNN where correct masked Bragg peaks or "
+            f"the image holds order that reaches every distance (Bragg peaks left in: its mean correlation at "
+            f"{LONG_RANGE} sites and beyond more than {self.order_significance:g} standard errors above zero"
+            + (f" and above {self.min_order:g}" if self.min_order else "")
+            + f"), else the blend (the {blend} of the CNN and the least squares); for a simulated dataset's image, or "
+            "with a model that is not a hybrid, the least squares (Warren-Cowley; the lot window of a simulated "
+            "dataset, none for measured images); the CNN wherever the least squares is undefined. Chosen on half of "
+            "the generalisation benchmark and scored on the other half (docs/interpretation.md). The other "
+            "estimates are reported beside it with the fit of their model images."
+        )
+
+
+FINAL_RULE = FinalRule().describe()
 CORRECTION_TRAINED = ("hybrid",)  # architectures whose CNN is the final answer for corrected images
 
 
@@ -115,12 +135,10 @@ class ImageFacts:
         )
 
 
-LONG_RANGE = 8  # sites: displacements from which an image's correlations are taken as long-range order or noise
-
-
 def long_range_order(image: np.ndarray, h_max: float) -> tuple[float, float]:
     """The image's mean correlation at LONG_RANGE sites and beyond (its Fourier coefficients at integer
-    displacements, relative to its mean), and that mean in standard errors (their rms / sqrt(count)).
+    displacements, relative to its mean, one of each pair d, -d), and that mean in standard errors (their rms /
+    sqrt(count)).
 
     Lot and counting noise averages out over the hundreds of coefficients; order that reaches every distance does
     not: a comb of Bragg peaks at the lattice points adds the same positive coefficient at every displacement.
@@ -128,32 +146,39 @@ def long_range_order(image: np.ndarray, h_max: float) -> tuple[float, float]:
     values = np.asarray(image, dtype=np.float64)
     if values.ndim != 2 or not np.isfinite(values).all():
         return float("nan"), float("nan")
-    spectrum = np.fft.fft2(values).real / values.size
-    displacements = [np.fft.fftfreq(n, d=2 * h_max / n) for n in values.shape]  # sites per cycle
-    integer = np.logical_and.outer(*(np.isclose(d, np.round(d)) for d in displacements))
-    far = np.maximum.outer(*(np.abs(d) for d in displacements)) >= LONG_RANGE
-    outer, mean = spectrum[integer & far], spectrum[0, 0]
+    # the grid runs from -h_max: shifted so that its first point is h = k = 0, the phases are those of the origin
+    spectrum = np.fft.fft2(np.fft.ifftshift(values)).real / values.size
+    rows, columns = (np.fft.fftfreq(n, d=2 * h_max / n) for n in values.shape)  # sites per cycle
+    dx, dy = np.meshgrid(rows, columns, indexing="ij")
+    integer = np.isclose(dx, np.round(dx)) & np.isclose(dy, np.round(dy))
+    far = np.maximum(np.abs(dx), np.abs(dy)) >= LONG_RANGE
+    half = (dx > 0) | ((dx == 0) & (dy > 0))  # F(-d) is F(d)'s conjugate: each pair once
+    outer, mean = spectrum[integer & far & half], spectrum[0, 0]
     if outer.size < 2 or mean <= 0:
         return float("nan"), float("nan")
     error = np.sqrt(np.mean(outer**2) / outer.size)
     return float(outer.mean() / mean), float(outer.mean() / error) if error > 0 else 0.0
 
 
-def choose_final(by_method: dict[str, np.ndarray], facts: list[ImageFacts], architecture: str) -> Estimates:
+def choose_final(by_method: dict[str, np.ndarray], facts: list[ImageFacts], architecture: str,
+                 rule: FinalRule = FinalRule()) -> Estimates:  # noqa: B008 (a frozen record)  # fmt: skip
     """FINAL_RULE applied per image to the methods' (S, D) encodings (CNN and least squares at least), given what is
-    known of each image (``facts``) and the model's architecture. The blend, where any image takes it, joins the
-    methods as BLEND."""
+    known of each image (``facts``, one per image) and the model's architecture. With a hybrid model the blend
+    joins the methods as BLEND for every image (NaN where the least squares is undefined)."""
     cnn, fitted = by_method[CNN], by_method[LEAST_SQUARES]
+    if len(facts) != len(cnn):
+        raise ValueError(f"{len(facts)} image facts for {len(cnn)} images")
     defined = np.isfinite(fitted).all(axis=1)
     corrected = np.array([fact.corrected for fact in facts], dtype=bool)
     # Bragg peaks masked, or left in (order that reaches every distance): the hybrid's CNN was trained on both
-    bragg = np.array([fact.bragg_share > 0 or fact.order_significance > ORDER_SIGNIFICANCE for fact in facts])
-    by_hybrid = corrected & (architecture in CORRECTION_TRAINED)
+    bragg = np.array([rule.peaks(fact) for fact in facts], dtype=bool)
+    hybrid = architecture in CORRECTION_TRAINED
+    by_hybrid = corrected & hybrid
     sources = np.where(~defined | (by_hybrid & bragg), CNN, np.where(by_hybrid, BLEND, LEAST_SQUARES))
     methods = dict(by_method)
-    if (sources == BLEND).any():
-        methods[BLEND] = np.where(defined[:, None], BLEND_WEIGHT * cnn + (1 - BLEND_WEIGHT) * fitted, np.nan)
-    final = np.empty_like(cnn)
+    if hybrid:
+        methods[BLEND] = np.where(defined[:, None], rule.blend_weight * cnn + (1 - rule.blend_weight) * fitted, np.nan)
+    final = np.empty(cnn.shape, dtype=np.float64)
     for name in set(sources.tolist()):
         final[sources == name] = methods[name][sources == name]
     return Estimates(methods, final, sources.tolist())

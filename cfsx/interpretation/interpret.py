@@ -129,7 +129,8 @@ def interpret_images(
 ) -> list[Interpretation]:
     """Interpret (S, M, M) images on the model's grid (as ``cfsx correct`` makes them) with a model (a built-in
     name or a .keras file); one record per image, nothing written. Images of unknown lot size are assumed, as
-    for any measured image: the least squares fits them without a lot window."""
+    for any measured image: the least squares fits them without a lot window. They count as corrected images
+    whose correction record is not known: the final rule sees no masked Bragg peaks (only those left in)."""
     from cfsx.learning.models import load_model
 
     model_path = resolve_model(model)

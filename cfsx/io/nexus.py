@@ -38,6 +38,7 @@ MEANINGS = {
     "encodings/final": "alpha(dx, dy): the final answer per image",
     "encodings/cnn": "alpha(dx, dy) from the CNN",
     "encodings/least_squares": "alpha(dx, dy) from the Warren-Cowley least squares",
+    "encodings/blend": "alpha(dx, dy): the blend of CNN and least squares (hybrid models)",
     "encodings/refined": "alpha(dx, dy) after refinement",
 }
 RLU = "r.l.u."
