@@ -132,7 +132,8 @@ def test_long_range_order_is_positive_for_a_comb_whatever_the_window():
 
 def test_the_rule_takes_the_cnn_where_bragg_peaks_were_left_in():
     cnn, fitted = np.full((2, 3), 0.3), np.full((2, 3), 0.1)
-    facts = [ImageFacts(corrected=True, order_significance=1.0), ImageFacts(corrected=True, long_range_order=0.01, order_significance=9.0)]
+    ordered = ImageFacts(corrected=True, long_range_order=0.01, order_significance=9.0)
+    facts = [ImageFacts(corrected=True, order_significance=1.0), ordered]
     chosen = choose_final({"cnn": cnn, "least_squares": fitted}, facts, "hybrid")
     assert chosen.final_source == ["blend", "cnn"]
 
