@@ -3,8 +3,8 @@
 For ``--cfs N``: simulate every setting of configs/general-*.yaml (``cfsx simulate --resume``),
 make its corrupted-and-corrected copy (``cfsx corrupt``), train ``general-cfsN`` on all of them
 (``cfsx train --config train-general --set model.cfs=N --resume``), score it on the
-generalisation benchmark (benchmarks/generalisation.py) and install it into cfsx/builtin/ with its
-entry in cfsx/builtin/models.json (sha256, recipe, benchmark figures).
+generalisation benchmark (benchmarks/generalisation.py) and install it into cfsx/learning/builtin/ with its
+entry in cfsx/learning/builtin/models.json (sha256, recipe, benchmark figures).
 
 Every step is skipped when its output is complete, and a killed run continues where it stopped
 (the simulations and the training resume from their checkpoints), so the whole job may span several
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILTIN_DIR = ROOT / "cfsx" / "builtin"
+BUILTIN_DIR = ROOT / "cfsx" / "learning" / "builtin"
 CORRUPTION_SEED = 15
 TRAINING_CONFIG = "train-general"
 
@@ -161,7 +161,7 @@ def main() -> int:
         "are those of the run that made model-work/):\n\n"
         + "\n".join(f"- {key}: {value / 60:.1f} minutes" for key, value in steps.items()),
     )
-    print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) and its entry in cfsx/builtin/models.json")
+    print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) and its entry in {BUILTIN_DIR / 'models.json'}")
     return 0
 
 

@@ -88,7 +88,7 @@ def ensure_models(work: Path, workers: int) -> list[Path]:
 
 
 def installed_builtin_models() -> list[Path]:
-    """The built-in general models (cfsx/builtin/, make models) that are installed, scored beside the references."""
+    """The installed built-in general models (cfsx/learning/builtin/, make models), scored beside the references."""
     from cfsx.learning.builtin import builtin_models
 
     return [model.path for model in builtin_models() if model.path.is_file()]

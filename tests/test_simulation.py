@@ -18,9 +18,10 @@ from cfsx.app.cli import app
 from cfsx.config import BUILTIN_CONFIGS, load_config
 from cfsx.errors import ConfigError
 from cfsx.io import dataset
+from cfsx.io.cpus import worker_count
 from cfsx.physics import engine
 from cfsx.physics.encoding import cfs_vectors
-from cfsx.simulation import Shard, sample_seed, simulate, simulate_sample, worker_count
+from cfsx.simulation import Shard, sample_seed, simulate, simulate_sample
 
 runner = CliRunner()
 

@@ -1,6 +1,6 @@
 """The built-in general models that ship with cfsx: their names, files and model cards.
 
-``cfsx/builtin/models.json`` (written by ``make models``, benchmarks/build_models.py) lists each
+``cfsx/learning/builtin/models.json`` (written by ``make models``, benchmarks/build_models.py) lists each
 model: its file beside it, the sha256 of that file, the recipe it was built from (a hash of the
 configs that made its data and its training) and its figures on the generalisation benchmark. A
 model is named wherever a model file is accepted (``interpret --model``, ``evaluate``, ``train
@@ -82,7 +82,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def register(model: BuiltinModel, directory: Path = BUILTIN_DIR) -> None:
-    """Add or replace ``model`` in the registry of ``directory`` (make models: the source tree's cfsx/builtin)."""
+    """Add or replace ``model`` in the registry of ``directory`` (make models: the source tree's folder)."""
     registry = directory / REGISTRY.name
     entries = json.loads(registry.read_text()) if registry.is_file() else {}
     entries[model.name] = {key: value for key, value in model.__dict__.items() if key != "name"}
