@@ -1490,8 +1490,9 @@ def setup_shared(worker: Worker, shared: Path) -> None:
          "encoding.cfs=3"],
         ["train", "data.h5", "-o", "model.keras", "--config", "train-demo", "--epochs", "1"],
         ["correct", "image.npy", "-o", "corrected.h5", "--set", "output.image_size=16"],
-        ["interpret", "--model", "model.keras", "image.npy", "-o", "interp", "--replicates", "1", "--no-figures",
-         "--record", "store.h5"],
+        # simulated images (read as raw images): the store keeps only interpretations that explain their image
+        ["interpret", "--model", "model.keras", "data.h5::/images[0]", "data.h5::/images[1]", "-o", "interp",
+         "--replicates", "1", "--no-figures", "--record", "store.h5"],
         ["evaluate", "model.keras", "data.h5", "-o", "report", "--config", "train-demo", "--resimulated", "2",
          "--workers", "1"],
     ]  # fmt: skip
@@ -1499,6 +1500,8 @@ def setup_shared(worker: Worker, shared: Path) -> None:
         result = worker.run(args, shared, 600)
         if result.get("exit_code") != 0:
             raise RuntimeError(f"setup failed: cfsx {' '.join(args)}: {result.get('output', result)}")
+    if not (shared / "store.h5").is_file():
+        raise RuntimeError("setup failed: interpret --record kept no interpretation (none explained its image)")
     for leftover in ("model-history.csv", "model-loss.png"):
         (shared / leftover).unlink(missing_ok=True)
 
