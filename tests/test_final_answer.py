@@ -194,3 +194,20 @@ def test_a_hybrid_answers_raw_images_by_the_rule_on_the_command_line_and_on_the_
                                                         serve_work.Options("tiny", replicates=0), 10**6))  # fmt: skip
     assert served.interpretation.final_source == "cnn"
     np.testing.assert_allclose(served.interpretation.encoding, list(second["encoding"].values()), rtol=1e-6)
+
+
+def test_interpret_refuses_a_foreign_output_folder_in_one_line_before_reading(tmp_path):
+    """make fuzz found two lines: the warning about an uncalibrated image, then the refusal of the output folder."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "raw.npy", np.kron(_exact(), np.ones((2, 2))))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("someone's notes\n")
+    result = subprocess.run([sys.executable, "-m", "cfsx", "interpret", "raw.npy", "-o", "out", "--model",
+                             str(DATA / "layout-v1-hybrid.keras"), "--replicates", "0", "--no-figures"],
+                            cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 4
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "not a cfsx output" in result.stderr
+    assert (tmp_path / "out" / "notes.txt").read_text() == "someone's notes\n"

@@ -43,7 +43,7 @@ from cfsx.interpretation.results import (
     write_results_h5,
 )
 from cfsx.interpretation.store import record_store, store_attributes
-from cfsx.io.outputs import atomic_directory, claim_outputs
+from cfsx.io.outputs import atomic_directory, check_output_directory, claim_outputs
 from cfsx.io.readers import file_of, short_name
 from cfsx.learning.builtin import builtin_models, file_sha256, resolve_model
 from cfsx.learning.model_card import ModelCard
@@ -115,6 +115,7 @@ def interpret(
     config, correction = config or InterpretationConfig(), correction or CorrectionConfig()
     with claim_outputs(files=[output.record], directories=[output.directory],
                        inputs=[model_path, *files, correction.mask.file]):  # fmt: skip
+        check_output_directory(output.directory, "results.json")  # before reading: one line, no warnings first
         return _interpret(model_path, inputs, output, config, correction, workers, progress)
 
 

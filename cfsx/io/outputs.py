@@ -281,9 +281,7 @@ def atomic_directory(path: str | Path, marker: str) -> Iterator[Path]:
     An existing ``path`` is replaced only if it holds ``marker`` (it is an earlier output of the
     same kind), so a mistyped output never wipes someone's directory.
     """
-    path = check_output(path, directory=True)
-    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
-        raise OutputError(f"output {path} is a non-empty directory that is not a cfsx output (no {marker})")
+    path = check_output_directory(path, marker)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     try:
@@ -295,6 +293,15 @@ def atomic_directory(path: str | Path, marker: str) -> Iterator[Path]:
             temporary.rename(path)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def check_output_directory(path: str | Path, marker: str) -> Path:
+    """Refuse an output directory that ``atomic_directory`` would refuse, before any work is done: a non-empty
+    directory that is not an earlier output of the same kind (no ``marker`` in it)."""
+    path = check_output(path, directory=True)
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
+        raise OutputError(f"output {path} is a non-empty directory that is not a cfsx output (no {marker})")
+    return path
 
 
 def existing_input(path: str | Path, what: str = "file") -> Path:
