@@ -16,7 +16,7 @@ from cfsx.app.cli import app
 from cfsx.config import CorrectionConfig, load_config
 from cfsx.correction import MEASURED, Pixels, correct_file, correct_image, counting_quantum
 from cfsx.correction.lattice import _allowed, plane_lattice
-from cfsx.correction.pixels import _strips
+from cfsx.correction.pixels import row_strips
 from cfsx.correction.symmetry import OPERATIONS, _terms, symmetry_average
 from cfsx.correction.zone_fit import fold
 from cfsx.correction.zones import Layout, zone_range
@@ -63,7 +63,7 @@ def folded(image: np.ndarray, settings: CorrectionConfig, invalid: np.ndarray | 
                         [image.shape[0] - 0.5, image.shape[1] - 0.5]])  # fmt: skip
     model = (corners - pixels.map.origin) @ pixels.map.matrix.T - pixels.map.shift
     layout = Layout(*zone_range(model[:, 0], model[:, 1]), SIZE, H_MAX)
-    strips = functools.partial(_strips, image.shape)
+    strips = functools.partial(row_strips, image.shape)
     return fold(image, invalid, pixels, strips, layout, settings.geometry.falloff_degree, counting_quantum(image))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from cfsx.config import BraggConfig
-from cfsx.correction.pixels import Coordinates, _lattice_distance, _near_lattice, _sample, _strips
+from cfsx.correction.pixels import Coordinates, lattice_distance, near_lattice, row_strips, sample_valid
 from cfsx.errors import DataError
 
 
@@ -26,10 +26,10 @@ def bragg_peaks(
     if config.method == "lattice":
         if coordinates is None:
             raise DataError("the lattice Bragg finder needs the pixels' h, k (a calibration)")
-        peaks = _near_lattice(image.shape, coordinates, config.lattice_radius)
+        peaks = near_lattice(image.shape, coordinates, config.lattice_radius)
     else:
         lattice = config.positions == "lattice" and coordinates is not None
-        near = _near_lattice(image.shape, coordinates, config.lattice_radius) if lattice else None
+        near = near_lattice(image.shape, coordinates, config.lattice_radius) if lattice else None
         if config.method == "local":
             peaks = _local_outliers(image, invalid, config, near)
         else:
@@ -41,7 +41,7 @@ def bragg_peaks(
             # Bragg peaks stand at every lattice point: the footprint of a typical peak found (the median of their
             # radii) is masked at all of them, so that a point whose peak is faint here, or lies just outside the
             # image, loses its tails too.
-            peaks |= _near_lattice(image.shape, coordinates, float(np.median(_peak_radii(peaks, coordinates))))
+            peaks |= near_lattice(image.shape, coordinates, float(np.median(_peak_radii(peaks, coordinates))))
     if config.dilate and peaks.any():
         peaks = ndimage.binary_dilation(peaks, iterations=config.dilate)
     _, count = ndimage.label(peaks)
@@ -101,10 +101,10 @@ def _peak_radii(peaks: np.ndarray, coordinates: Coordinates) -> np.ndarray:
 
     labels, count = ndimage.label(peaks)
     radii = np.zeros(count + 1)
-    for rows in _strips(peaks.shape):
+    for rows in row_strips(peaks.shape):
         strip = labels[rows]
         if strip.any():
-            distance = np.broadcast_to(_lattice_distance(coordinates, rows), strip.shape)
+            distance = np.broadcast_to(lattice_distance(coordinates, rows), strip.shape)
             np.maximum.at(radii, strip[strip > 0], distance[strip > 0])
     return radii[1:]
 
@@ -115,10 +115,10 @@ def _tophat_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig
 
     if invalid.all():
         return np.zeros_like(invalid)
-    filled = np.where(invalid, np.median(_sample(image, invalid)).astype(image.dtype), image)
+    filled = np.where(invalid, np.median(sample_valid(image, invalid)).astype(image.dtype), image)
     top_hat = morphology.white_tophat(filled, morphology.disk(config.radius))
     del filled
-    values = _sample(top_hat, invalid)
+    values = sample_valid(top_hat, invalid)
     spread = 1.4826 * np.median(np.abs(values - np.median(values)))
     if spread <= 0:
         spread = values.std() or 1.0
@@ -143,20 +143,20 @@ def _local_outliers(image: np.ndarray, invalid: np.ndarray, config: BraggConfig,
     if invalid.all():
         return np.zeros_like(invalid)
     size = max(config.local_size, 1)
-    root = np.where(invalid, np.median(_sample(image, invalid)).astype(image.dtype), image)
+    root = np.where(invalid, np.median(sample_valid(image, invalid)).astype(image.dtype), image)
     np.sqrt(np.maximum(root, 0, out=root), out=root)
     if image.size > config.local_coarse_above:
         local_median = _block_median(root, size)
     else:
         local_median = ndimage.median_filter(root, size=size).__getitem__
     strong = np.empty(image.shape, dtype=bool)
-    for rows in _strips(image.shape):  # strip by strip: no full-size temporaries
+    for rows in row_strips(image.shape):  # strip by strip: no full-size temporaries
         median = local_median(rows)
         np.greater(root[rows], config.local_contrast * median, out=strong[rows])
         root[rows] -= median
     del local_median, median
     residual = root  # sqrt(I) minus its local median
-    sigma = _robust_sigma(_sample(residual, invalid))
+    sigma = _robust_sigma(sample_valid(residual, invalid))
     residual /= sigma  # the significance of each pixel
     np.copyto(residual, 0.0, where=invalid)
     seeds = np.greater(residual, config.local_threshold)

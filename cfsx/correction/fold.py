@@ -11,19 +11,19 @@ import numpy as np
 
 from cfsx.config import CorrectionConfig
 from cfsx.correction.geometry import axis_values
-from cfsx.correction.pixels import _strips, counting_quantum
-from cfsx.correction.work import _Work
+from cfsx.correction.pixels import counting_quantum, row_strips
+from cfsx.correction.work import Work
 from cfsx.errors import AdvisedError, DataError
 
 
-def _noise_model(quantum: float | None) -> str:
+def describe_noise(quantum: float | None) -> str:
     """How the pixels' noise is modelled: Poisson for an image of counts, else one level for every pixel."""
     if quantum is None:
         return "one level for every pixel, from the differences of neighbours"
     return f"Poisson: counts of {quantum:.6g} (variance = quantum x intensity)"
 
 
-def _window(work: _Work, config: CorrectionConfig) -> dict[str, Any]:
+def window_record(work: Work, config: CorrectionConfig) -> dict[str, Any]:
     """The window's place in the file's axes: its centre, the lattice, and the axes' names (calibrated only)."""
     if not config.geometry.calibrated:
         return {}
@@ -33,7 +33,7 @@ def _window(work: _Work, config: CorrectionConfig) -> dict[str, Any]:
                        "through_origin": pixel_map.lattice.through_origin}}  # fmt: skip
 
 
-def _layout(work: _Work, config: CorrectionConfig):
+def _layout(work: Work, config: CorrectionConfig):
     """Where the fold puts the image's pixels: the zones they reach (from the model coordinates of its four
     corners) and the output grid."""
     from cfsx.correction.zones import Layout, zone_range
@@ -45,7 +45,7 @@ def _layout(work: _Work, config: CorrectionConfig):
     return Layout(*zone_range(model[:, 0], model[:, 1]), config.output.image_size, config.output.h_max)
 
 
-def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def fold_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     """Every measured zone folded onto the window: the falloff fitted and divided out, each zone compared with
     the others and down-weighted when it disagrees (cfsx.correction.zones)."""
     from cfsx.correction.zone_fit import fold, reported
@@ -53,7 +53,7 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     geometry, out = config.geometry, config.output
     pixels, size = work.coordinates, out.image_size
     quantum = counting_quantum(work.image)
-    folded = fold(work.image, work.invalid, pixels, functools.partial(_strips, work.image.shape),
+    folded = fold(work.image, work.invalid, pixels, functools.partial(row_strips, work.image.shape),
                   _layout(work, config), geometry.falloff_degree, quantum)  # fmt: skip
     stats, falloff, noise, image = folded.statistics, folded.falloff, folded.statistics.noise, folded.image
     indices = folded.sums.first + np.stack(np.divmod(np.arange(len(folded.sums.pixels)), folded.sums.shape[1]), 1)
@@ -67,7 +67,7 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
         missing = ~np.isfinite(image)
     measured = 1.0 - missing.mean()
     if missing.all() or measured < out.min_measured:
-        raise _refusal(work, config, measured)
+        raise window_refusal(work, config, measured)
     work.resampled, work.missing = np.where(missing, 0.0, image), missing
     work.counts, work.mask = stats.pixels.reshape(size, size), np.zeros(missing.shape, dtype=np.uint8)
     work.periodic = float(2 * out.h_max).is_integer()
@@ -84,14 +84,14 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
         entry["name"] = axis_values(geometry.axes, vector, ",")
     return [
         {"step": "resample", "method": "fold of every measured zone", "image_size": size, "h_max": out.h_max,
-         "geometry": dataclasses.asdict(geometry), "calibrated": True, **_window(work, config),
+         "geometry": dataclasses.asdict(geometry), "calibrated": True, **window_record(work, config),
          "empty_cells": int(missing.sum()), "median_pixels_per_cell": float(np.median(stats.pixels[stats.pixels > 0])),
          "cells_from_the_pixels_under_their_centre": 0 if under is None else int(under[0].sum())},
         reported({"step": "zones", "lattice": pixels.map.lattice.describe(), "zones": len(stats.entries),
          "cells_measured": float(measured), "median_zones_per_cell": float(np.median(stats.zones_per_cell)),
          "falloff": {"model": "f(|Q|) = exp(c0 + c1 |Q| + ...), |Q| in the file's r.l.u.",
                      "coefficients": falloff.coefficients, "curve": falloff.curve(q_max)},
-         "noise": noise, "noise_model": _noise_model(quantum), "consistency": stats.consistency,
+         "noise": noise, "noise_model": describe_noise(quantum), "consistency": stats.consistency,
          "disagreeing": disagreeing, "per_zone": stats.entries}),
     ]  # fmt: skip
 
@@ -99,7 +99,7 @@ def _fold_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
 MAX_UNDER_POINTS = 1 << 22  # empty cells x zones looked up by the fold's fallback (more: left to inpainting)
 
 
-def _pixels_under_folded_cells(work: _Work, config: CorrectionConfig, missing: np.ndarray, zones: np.ndarray,
+def _pixels_under_folded_cells(work: Work, config: CorrectionConfig, missing: np.ndarray, zones: np.ndarray,
                                falloff) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
     """Cells no pixel centre fell into (pixels coarser than cells along an axis): the mean over the zones of the
     valid pixel under the cell's centre in each (falloff divided out), as the window around one centre does.
@@ -129,7 +129,7 @@ def _pixels_under_folded_cells(work: _Work, config: CorrectionConfig, missing: n
     return cells, values.sum(axis=1)[filled] / used[filled], used[filled]
 
 
-def _refusal(work: _Work, config: CorrectionConfig, measured: float) -> DataError:
+def window_refusal(work: Work, config: CorrectionConfig, measured: float) -> DataError:
     """The error for a window too little measured; around one centre, it names the best-measured windows and
     the fold of all zones (by config key; the command line shows the flags)."""
     from cfsx.correction.zones import accumulate, candidate_coverage
@@ -142,8 +142,8 @@ def _refusal(work: _Work, config: CorrectionConfig, measured: float) -> DataErro
     if geometry.zones == "all":
         return DataError(f"{where} is measured in any zone {limit}: check the calibration and the mask")
     layout = _layout(work, config)
-    candidates = candidate_coverage(work.invalid, work.coordinates, _strips(work.image.shape), layout)
-    sums = accumulate(work.image, work.invalid, work.coordinates, _strips(work.image.shape), layout)
+    candidates = candidate_coverage(work.invalid, work.coordinates, row_strips(work.image.shape), layout)
+    sums = accumulate(work.image, work.invalid, work.coordinates, row_strips(work.image.shape), layout)
     pixel_map, names = work.coordinates.map, geometry.axes
     advice = []
     for index, fraction in candidates[:2]:

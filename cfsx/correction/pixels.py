@@ -40,14 +40,14 @@ GAP_SURROUNDINGS = 15  # pixels: the window of the local count rate
 MAX_MEDIAN_COUNTS = 1e4  # a "quantum" that makes the median pixel more counts than this is float rounding
 
 
-def _strips(shape: tuple[int, ...]) -> Iterator[slice]:
+def row_strips(shape: tuple[int, ...]) -> Iterator[slice]:
     """Slices of consecutive rows of about STRIP_PIXELS pixels each, covering the image."""
     rows = max(1, STRIP_PIXELS // max(shape[1], 1))
     for start in range(0, shape[0], rows):
         yield slice(start, min(start + rows, shape[0]))
 
 
-def _sample(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+def sample_valid(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     """values[~invalid], or for large images an even subsample of about SAMPLE_PIXELS of them (for medians)."""
     step = max(1, values.size // SAMPLE_PIXELS) | 1  # odd: not aligned with the columns
     return values.ravel()[::step][~invalid.ravel()[::step]]
@@ -85,7 +85,7 @@ def counting_quantum(image: np.ndarray) -> float | None:
     """
     finite = np.isfinite(image)
     with np.errstate(invalid="ignore"):
-        values = np.unique(_sample(image, ~(finite & (image > 0))))
+        values = np.unique(sample_valid(image, ~(finite & (image > 0))))
     if values.size == 0:
         return None
     quantum = float(min(values[0], np.diff(values).min())) if values.size > 1 else float(values[0])
@@ -111,7 +111,7 @@ def zero_gaps(image: np.ndarray, quantum: float) -> np.ndarray:
         counted = np.isfinite(image) & (image >= 0)
         counts = np.where(counted, image / quantum, 0.0)
         # Outliers (Bragg peaks) must not raise the local rate around them: counts are clipped far above the median.
-        typical = float(np.median(_sample(counts, ~counted)))
+        typical = float(np.median(sample_valid(counts, ~counted)))
         np.minimum(counts, typical + 5.0 * np.sqrt(typical) + 5.0, out=counts)
         total = ndimage.uniform_filter(counts, GAP_SURROUNDINGS, mode="mirror")
         weight = ndimage.uniform_filter(counted.astype(np.float64), GAP_SURROUNDINGS, mode="mirror")
@@ -166,7 +166,7 @@ def pixel_of(h: np.ndarray, k: np.ndarray, shape: tuple[int, int], geometry: Geo
     return PixelMap.of(shape, geometry, h_max, image_size).pixel_of(h, k)
 
 
-def _pixel_under_cells(image, invalid, missing, pixels: Pixels, h_max: float, image_size: int):
+def pixels_under_cells(image, invalid, missing, pixels: Pixels, h_max: float, image_size: int):
     """Cells without a pixel centre inside (pixels larger than cells) that lie on a valid pixel: that
     pixel's value. Returns the mask of such cells and their values."""
     from cfsx.physics.engine import reciprocal_grid
@@ -180,7 +180,7 @@ def _pixel_under_cells(image, invalid, missing, pixels: Pixels, h_max: float, im
     return covered, image[rows[covered], columns[covered]]
 
 
-def _lattice_distance(coordinates: Coordinates, rows: slice) -> np.ndarray:
+def lattice_distance(coordinates: Coordinates, rows: slice) -> np.ndarray:
     """Distance (r.l.u.) of the pixel centres of ``rows`` from the nearest reciprocal lattice point (integer h, k
     of the model; in the file's units when the coordinates know the lattice)."""
     if isinstance(coordinates, Pixels):
@@ -189,9 +189,9 @@ def _lattice_distance(coordinates: Coordinates, rows: slice) -> np.ndarray:
     return np.hypot(h - np.round(h), k - np.round(k))
 
 
-def _near_lattice(shape: tuple[int, int], coordinates: Coordinates, radius: float) -> np.ndarray:
+def near_lattice(shape: tuple[int, int], coordinates: Coordinates, radius: float) -> np.ndarray:
     """Pixels within ``radius`` r.l.u. of an integer h, k (strip by strip: no full-size float temporaries)."""
     near = np.empty(shape, dtype=bool)
-    for rows in _strips(shape):
-        near[rows] = _lattice_distance(coordinates, rows) <= radius
+    for rows in row_strips(shape):
+        near[rows] = lattice_distance(coordinates, rows) <= radius
     return near

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from cfsx.correction.pixels import Coordinates, _strips
+from cfsx.correction.pixels import Coordinates, row_strips
 
 
 def area_average(
@@ -46,12 +46,12 @@ def _cell_means(total: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.nd
     return mean.reshape(size, size), count.reshape(size, size)
 
 
-def _resample(
+def resample_image(
     image: np.ndarray, invalid: np.ndarray, coordinates: Coordinates, image_size: int, h_max: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """area_average strip by strip: (h, k) of a strip of rows at a time, never of the whole image."""
     total, count = np.zeros(image_size**2), np.zeros(image_size**2, dtype=np.int64)
-    for rows in _strips(image.shape):
+    for rows in row_strips(image.shape):
         h, k = coordinates(rows)
         strip_total, strip_count = _cell_sums(image[rows], invalid[rows], h, k, image_size, h_max)
         total += strip_total
@@ -68,7 +68,7 @@ def match_histogram(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return match_histograms(np.asarray(image, dtype=np.float64), levels)
 
 
-def _falloff(image: np.ndarray, h: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, float]:
+def exp_falloff(image: np.ndarray, h: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, float]:
     """exp(-B q^2) fitted to log I by least squares (q^2 = h^2 + k^2), normalised to 1 at q = 0."""
     q_squared = (h**2 + k**2).ravel()
     positive = image.ravel() > 0

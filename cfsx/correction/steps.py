@@ -11,11 +11,11 @@ import numpy as np
 
 from cfsx.config import CorrectionConfig
 from cfsx.correction.bragg import bragg_peaks
-from cfsx.correction.fold import _fold_step, _noise_model, _refusal, _window
-from cfsx.correction.pixels import Pixels, Progress, _pixel_under_cells, _strips, counting_quantum, invalid_pixels
+from cfsx.correction.fold import describe_noise, fold_step, window_record, window_refusal
+from cfsx.correction.pixels import Pixels, Progress, counting_quantum, invalid_pixels, pixels_under_cells, row_strips
 from cfsx.correction.record import FILLED_BY_SYMMETRY, INPAINTED, Correction
-from cfsx.correction.resample import _falloff, _resample, match_histogram
-from cfsx.correction.work import _Work
+from cfsx.correction.resample import exp_falloff, match_histogram, resample_image
+from cfsx.correction.work import Work
 from cfsx.errors import AdvisedError, DataError
 from cfsx.io.readers import as_image
 
@@ -46,7 +46,7 @@ def correct_images(
     return [correct_image(image, config, reference=reference) for image in images]
 
 
-def _mask_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _mask_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     work.invalid = invalid_pixels(work.image, config.mask, work.extra_mask)
     masked = int(np.count_nonzero(work.invalid))
     if masked == work.invalid.size:
@@ -54,7 +54,7 @@ def _mask_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     return [{"step": "mask", **dataclasses.asdict(config.mask), "masked_pixels": masked}]
 
 
-def _bragg_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _bragg_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     if not config.bragg.enabled:
         return []
     peaks, found = bragg_peaks(work.image, work.invalid, config.bragg, work.coordinates)
@@ -62,19 +62,19 @@ def _bragg_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     return [{"step": "bragg", **dataclasses.asdict(config.bragg), **found}]
 
 
-def _resample_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _resample_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     geometry, out = config.geometry, config.output
     if geometry.calibrated and geometry.zones == "all":
-        return _fold_step(work, config)
-    resampled, count = _resample(work.image, work.invalid, work.coordinates, out.image_size, out.h_max)
+        return fold_step(work, config)
+    resampled, count = resample_image(work.image, work.invalid, work.coordinates, out.image_size, out.h_max)
     missing = count == 0
-    covered = _pixel_under_cells(work.image, work.invalid, missing, work.coordinates, out.h_max, out.image_size)
+    covered = pixels_under_cells(work.image, work.invalid, missing, work.coordinates, out.h_max, out.image_size)
     resampled[covered[0]] = covered[1]
     missing[covered[0]] = False
     count[covered[0]] = 1
     measured = 1.0 - missing.mean()
     if missing.all() or measured < out.min_measured:
-        raise _refusal(work, config, measured)
+        raise window_refusal(work, config, measured)
     work.resampled, work.missing, work.counts = resampled, missing, count
     quantum = counting_quantum(work.image)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -83,19 +83,19 @@ def _resample_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]
         else:
             from cfsx.correction.zone_fit import pixel_noise
 
-            noise = pixel_noise(work.image, work.invalid, _strips(work.image.shape), lambda rows: 1.0)
+            noise = pixel_noise(work.image, work.invalid, row_strips(work.image.shape), lambda rows: 1.0)
             work.variance = np.where(missing, np.nan, np.float64(noise) ** 2 / count)
     work.mask = np.zeros(missing.shape, dtype=np.uint8)
     return [
         {"step": "resample", "method": "area average", "image_size": out.image_size, "h_max": out.h_max,
-         "geometry": dataclasses.asdict(geometry), "calibrated": geometry.calibrated, **_window(work, config),
-         "noise_model": _noise_model(quantum),
+         "geometry": dataclasses.asdict(geometry), "calibrated": geometry.calibrated, **window_record(work, config),
+         "noise_model": describe_noise(quantum),
          "empty_cells": int(missing.sum()), "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
          "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any() else 0.0}
     ]  # fmt: skip
 
 
-def _reconstruct_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _reconstruct_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     from skimage import restoration
 
     from cfsx.correction.symmetry import symmetry_average
@@ -144,7 +144,7 @@ def _reconstruct_step(work: _Work, config: CorrectionConfig) -> list[dict[str, A
     return done
 
 
-def _background_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _background_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     background, out, done = config.background, config.output, []
     if background.subtract_percentile is not None:
         level = float(np.percentile(work.resampled, background.subtract_percentile))
@@ -153,7 +153,7 @@ def _background_step(work: _Work, config: CorrectionConfig) -> list[dict[str, An
     if background.radial_falloff:
         grid = np.linspace(-out.h_max, out.h_max, out.image_size, endpoint=False)
         grid_h, grid_k = np.meshgrid(grid, grid, indexing="ij")
-        falloff, b_factor = _falloff(work.resampled, grid_h, grid_k)
+        falloff, b_factor = exp_falloff(work.resampled, grid_h, grid_k)
         work.resampled = work.resampled / falloff
         if work.variance is not None:
             work.variance = work.variance / falloff**2
@@ -161,7 +161,7 @@ def _background_step(work: _Work, config: CorrectionConfig) -> list[dict[str, An
     return done
 
 
-def _smoothing_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _smoothing_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     from scipy import ndimage
 
     smoothing = config.smoothing
@@ -174,7 +174,7 @@ def _smoothing_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any
     return [{"step": "smoothing", **dataclasses.asdict(smoothing)}]
 
 
-def _normalise_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _normalise_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
     if work.reference is not None:
         work.resampled = match_histogram(work.resampled, work.reference)
         work.variance = None  # a nonlinear map of the intensities
@@ -190,7 +190,7 @@ def _normalise_step(work: _Work, config: CorrectionConfig) -> list[dict[str, Any
 
 # The correction, in order (module docstring): each step changes the work and returns its provenance entries
 # (none when it is switched off), with the fraction of one image's time done after it (for progress bars).
-STEPS: tuple[tuple[Callable[[_Work, CorrectionConfig], list[dict[str, Any]]], float | None], ...] = (
+STEPS: tuple[tuple[Callable[[Work, CorrectionConfig], list[dict[str, Any]]], float | None], ...] = (
     (_mask_step, 0.1),
     (_bragg_step, 0.8),
     (_resample_step, 0.95),
@@ -211,7 +211,7 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, pr
             [("geometry.origin", "[row, column]", "ROW,COL", "the pixel of h = k = 0"),
              ("geometry.pixels_per_rlu", "[rows, columns]", "A,B", "")],
         )  # fmt: skip
-    work = _Work(image, Pixels(image.shape, config.geometry, out.h_max, out.image_size), extra_mask, reference)
+    work = Work(image, Pixels(image.shape, config.geometry, out.h_max, out.image_size), extra_mask, reference)
     provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
     for step, done in STEPS:
         provenance += step(work, config)

@@ -10,7 +10,7 @@ from cfsx.correction.pixels import Pixels
 
 
 @dataclass
-class _Work:
+class Work:
     """What the correction steps hand on: the raw image and its invalid pixels, then the image on the output grid
     with its cells that have no data (``missing``), the pixels averaged into each cell (``counts``) and how each
     cell was filled (``mask``)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cfsx.correction.zones import Layout, PixelSpace, _Accumulated, accumulate
+from cfsx.correction.zones import Layout, PixelSpace, ZoneSums, accumulate
 
 # A zone disagrees with the others when its mean squared deviation from their fold is this many times the noise's.
 DISAGREEMENT = 4.0
@@ -44,7 +44,7 @@ class Falloff:
         return {"q": [round(float(x), 6) for x in q], "f": [float(x) for x in self(q)]}
 
 
-def fit_falloff(sums: _Accumulated, degree: int, zone_weights: np.ndarray | None = None, iterations: int = 100
+def fit_falloff(sums: ZoneSums, degree: int, zone_weights: np.ndarray | None = None, iterations: int = 100
                 ) -> Falloff:  # fmt: skip
     """The falloff that makes the zones agree: every zone's cell sums modelled as I = P(cell) f(|Q|) x pixels, with
     log f a polynomial in |Q| (no constant: P carries the level), fitted by maximum Poisson likelihood, alternating
@@ -154,7 +154,7 @@ class ZoneStatistics:
     noise: float
 
 
-def zone_statistics(sums: _Accumulated, noise: float) -> ZoneStatistics:
+def zone_statistics(sums: ZoneSums, noise: float) -> ZoneStatistics:
     """Each zone against the fold of the others (agreement: correlation; chi2: mean squared deviation in units
     of the noise of both, on the cells the zone covers fully), zones down-weighted by 1/max(1, chi2), and the
     cross-zone consistency. The noise of a zone's cell is its pixels' summed variances (``sums.variance_total``)
@@ -242,7 +242,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / norm) if norm > 0 else float("nan")
 
 
-def _consistency(sums: _Accumulated, means: np.ndarray, cell_variance: np.ndarray, full: np.ndarray
+def _consistency(sums: ZoneSums, means: np.ndarray, cell_variance: np.ndarray, full: np.ndarray
                  ) -> list[dict[str, Any]]:  # fmt: skip
     """Per G (in the model's basis): the correlation of the zone means I(Q) and I(Q + G) over the cells both zones
     cover fully, and the ceiling noise alone allows: sqrt((1 - e_a / var_a)(1 - e_b / var_b)), e the mean noise
@@ -287,7 +287,7 @@ class Fold:
     image: np.ndarray  # (M, M) float64: the weighted mean of the equivalent points; NaN where none was measured
     statistics: ZoneStatistics
     falloff: Falloff
-    sums: _Accumulated  # the falloff-divided sums per zone
+    sums: ZoneSums  # the falloff-divided sums per zone
 
 
 def fold(

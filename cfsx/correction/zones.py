@@ -35,7 +35,7 @@ ModelCoordinates = Callable[[slice], tuple[np.ndarray, np.ndarray]]  # rows -> m
 
 
 @dataclass
-class _Accumulated:
+class ZoneSums:
     """Sums over the pixels of every zone, folded onto ``cells``: one period's cells when the window holds a whole
     number of cells per period (``tile`` then maps them onto the window), else the window's own cells, each
     zone adding to every periodic copy."""
@@ -109,9 +109,9 @@ def accumulate(
     layout: Layout,
     falloff: Callable[[slice], np.ndarray] | None = None,
     variance: Callable[[slice], np.ndarray] | None = None,
-) -> _Accumulated:
+) -> ZoneSums:
     """Every valid pixel, divided by ``falloff(rows)`` when given, added per zone to the cell where the fold puts
-    it (see _Accumulated), with its noise variance (``variance(rows)``, in the falloff-divided units) when given;
+    it (see ZoneSums), with its noise variance (``variance(rows)``, in the falloff-divided units) when given;
     without a falloff, with its |Q| (for ``fit_falloff``)."""
     size, h_max, first, shape = layout.size, layout.h_max, layout.first, layout.shape
     coordinates, q = pixels, (pixels.q if falloff is None else None)
@@ -169,7 +169,7 @@ def accumulate(
     def cut(array: np.ndarray) -> np.ndarray:
         return array.reshape(zone_count, cells + 1)[:, :cells]
 
-    return _Accumulated(first, shape, cut(total), cut(count), zone_pixels, tile,
+    return ZoneSums(first, shape, cut(total), cut(count), zone_pixels, tile,
                         None if q_total is None else cut(q_total),
                         None if variance_total is None else cut(variance_total))  # fmt: skip
 

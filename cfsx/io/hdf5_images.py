@@ -34,7 +34,7 @@ class _Axis:
 VolumeAxes = Callable[[], list[_Axis]]  # the three axes of a volume in array order, read when asked
 
 
-def _hdf5_dataset(
+def hdf5_dataset(
     path: Path, inner: str, info: dict[str, Any], files: contextlib.ExitStack
 ) -> tuple[Any, VolumeAxes | None]:
     """The (unread) dataset ``inner`` of an HDF5 file (the signal of ``inner`` when that is an NXdata group), or

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cfsx.errors import AdvisedError, DataError
-from cfsx.io.hdf5_images import VolumeAxes, _hdf5_dataset
+from cfsx.io.hdf5_images import VolumeAxes, hdf5_dataset
 
 
 def as_image(array: Any, source: str = "") -> np.ndarray:
@@ -289,7 +289,7 @@ def _opened(spec: str) -> Iterator[tuple[Any, dict[str, Any], VolumeAxes | None]
                 if array.ndim == 3:  # colour PNG: its luminance
                     array = array[..., :3].mean(axis=-1)
             elif suffix in HDF5_SUFFIXES:
-                array, volume = _hdf5_dataset(path, inner, info, files)
+                array, volume = hdf5_dataset(path, inner, info, files)
             else:
                 array = _read_fabio(path)
             yield array, info, volume

@@ -63,7 +63,7 @@ class EpochReport:
     best: bool
 
 
-class _Monitor:
+class Monitor:
     """Keras callback: keeps the best weights, stops early, reports each epoch."""
 
     def __init__(self, n_train: int, patience: int, on_epoch: Callable[[EpochReport], None] | None, epochs: int):
@@ -104,7 +104,7 @@ class _Monitor:
             model.stop_training = self.stopped = True
 
 
-class _PlateauReducer(keras.callbacks.ReduceLROnPlateau):
+class PlateauReducer(keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau whose counters survive a resume (Keras resets them when training begins)."""
 
     def __init__(self, restored: dict[str, float] | None = None, **kwargs: Any) -> None:
@@ -120,10 +120,10 @@ class _PlateauReducer(keras.callbacks.ReduceLROnPlateau):
         return {"wait": int(self.wait), "best": float(self.best), "cooldown": int(self.cooldown_counter)}
 
 
-class _Checkpointer(keras.callbacks.Callback):
+class Checkpointer(keras.callbacks.Callback):
     """Writes MODEL.parts/state.npz after every epoch (the last callback: it sees every counter updated)."""
 
-    def __init__(self, parts: Path, monitor: _Monitor, reducer: _PlateauReducer | None, seconds: float) -> None:
+    def __init__(self, parts: Path, monitor: Monitor, reducer: PlateauReducer | None, seconds: float) -> None:
         super().__init__()
         self.parts, self.monitor, self.reducer, self.seconds = parts, monitor, reducer, seconds
         self.run_started = time.perf_counter()

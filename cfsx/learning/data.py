@@ -227,7 +227,7 @@ def open_reader(summary: DataSummary, memory_limit_mb: int) -> Iterator[SampleRe
         yield readers[0] if len(readers) == 1 else ConcatenatedReader(readers, [n for _, n, _ in summary.parts])
 
 
-def _batches(
+def sample_batches(
     reader: SampleReader | ConcatenatedReader,
     indices: np.ndarray,
     batch_size: int,
@@ -260,7 +260,7 @@ def _batches(
     return generate
 
 
-def _tf_dataset(generate: Callable, n_batches: int, image_size: int, n_components: int):
+def tf_dataset(generate: Callable, n_batches: int, image_size: int, n_components: int):
     signature = (
         tf.TensorSpec((None, image_size, image_size), tf.float32),
         tf.TensorSpec((None, n_components), tf.float32),

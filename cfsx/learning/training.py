@@ -29,10 +29,10 @@ from cfsx.io.outputs import atomic_path, claim_outputs
 from cfsx.learning import models
 from cfsx.learning._tensorflow import keras, tf
 from cfsx.learning.callbacks import (
+    Checkpointer,
     EpochReport,
-    _Checkpointer,
-    _Monitor,
-    _PlateauReducer,
+    Monitor,
+    PlateauReducer,
     distribution_strategy,
     history_csv,
     is_chief,
@@ -40,13 +40,13 @@ from cfsx.learning.callbacks import (
 from cfsx.learning.data import (
     DataSummary,
     Split,
-    _batches,
-    _tf_dataset,
     dataset_seeds,
     open_reader,
     predict_indices,
+    sample_batches,
     split_by_seed,
     summarise_datasets,
+    tf_dataset,
 )
 from cfsx.learning.model_card import ModelCard, read_model_card
 from cfsx.learning.training_records import TrainingArrays, TrainingResult, data_file_of, side_paths
@@ -96,7 +96,7 @@ class _Run:
     init: str | Path | None
     strategy: Any = None
     model: Any = None
-    monitor: _Monitor | None = None
+    monitor: Monitor | None = None
     first_epoch: int = 0
     interrupted: bool = False
     terminated: bool = False
@@ -126,13 +126,13 @@ def _train(
     manifest = {"config": config.to_dict(), "data": [fingerprint for _, _, fingerprint in summary.parts],
                 "init": None if init is None else str(init)}  # fmt: skip
     state = checkpoint.prepare(parts, manifest, resume) if chief else None
-    run.monitor = _Monitor(len(run.split.train), fit.patience, on_epoch, fit.epochs)
+    run.monitor = Monitor(len(run.split.train), fit.patience, on_epoch, fit.epochs)
     reducer = None
     if state is not None:
         _restore(run.model, state)
         run.monitor.restore(state)
     if fit.reduce_lr_patience:
-        reducer = _PlateauReducer(state.plateau if state else None, factor=0.5, patience=fit.reduce_lr_patience,
+        reducer = PlateauReducer(state.plateau if state else None, factor=0.5, patience=fit.reduce_lr_patience,
                                   min_lr=learning_rate / 64)  # fmt: skip
     run.first_epoch = state.epoch if state else 0
     log.info("%s: %d training, %d validation, %d hold-out samples; %s from epoch %d of %d",
@@ -140,7 +140,7 @@ def _train(
              run.first_epoch + 1, fit.epochs)  # fmt: skip
     callbacks = [run.monitor.callback, *([reducer] if reducer else [])]
     if chief:
-        callbacks.append(_Checkpointer(parts, run.monitor, reducer, state.seconds if state else 0.0))
+        callbacks.append(Checkpointer(parts, run.monitor, reducer, state.seconds if state else 0.0))
     started = time.perf_counter() - (state.seconds if state else 0.0)
     _fit(run, callbacks)
     run.seconds = time.perf_counter() - started
@@ -178,9 +178,9 @@ def _fit(run: _Run, callbacks: list) -> None:
     transpose = transpose_permutation(cfs_vectors(summary.cfs)) if fit.augment else None
     with open_reader(summary, fit.memory_limit_mb) as reader:
         shapes = (summary.image_size, summary.n_components)
-        batches = _batches(reader, split.train, fit.batch_size, fit.seed, transpose, first_pass=run.first_epoch)
-        train_data = _tf_dataset(batches, -(-len(split.train) // fit.batch_size), *shapes)
-        validation_data = _tf_dataset(_batches(reader, split.validation, 256), -(-len(split.validation) // 256),
+        batches = sample_batches(reader, split.train, fit.batch_size, fit.seed, transpose, first_pass=run.first_epoch)
+        train_data = tf_dataset(batches, -(-len(split.train) // fit.batch_size), *shapes)
+        validation_data = tf_dataset(sample_batches(reader, split.validation, 256), -(-len(split.validation) // 256),
                                       *shapes)  # fmt: skip
         try:
             if not monitor.stopped:

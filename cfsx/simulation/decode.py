@@ -17,7 +17,7 @@ from cfsx.errors import DataError
 from cfsx.io import dataset
 from cfsx.physics.metrics import image_mse, scaled_image_r2
 from cfsx.simulation.sample import sample_seeds, simulate_sample
-from cfsx.simulation.workers import _worker_init
+from cfsx.simulation.workers import worker_init
 
 
 def _decode_chunk(config: SimulationConfig, targets: np.ndarray, seeds: list[int]) -> list[dict[str, np.ndarray]]:
@@ -53,9 +53,7 @@ def decode(
                 progress(stop, len(encodings))
     else:
         context = get_context("spawn")
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)
-        ) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=worker_init, initargs=(os.getpid(),)) as pool:
             futures = {
                 pool.submit(_decode_chunk, config, encodings[start:stop], seeds[start:stop]): start
                 for start, stop in chunks

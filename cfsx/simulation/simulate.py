@@ -22,7 +22,7 @@ from cfsx.io.outputs import claim_outputs, output_failure, writing
 from cfsx.physics.encoding import cfs_vectors
 from cfsx.simulation.cluster import Scheduler, run_batches
 from cfsx.simulation.sample import simulate_batch
-from cfsx.simulation.workers import _run_local, check_memory, check_run_options
+from cfsx.simulation.workers import check_memory, check_run_options, run_local
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def _simulate(
         if scheduler is not None:
             run_batches(scheduler, functools.partial(simulate_batch, config), todo, on_done)
         else:
-            _run_local(config, todo, workers, on_done)
+            run_local(config, todo, workers, on_done)
     except ClusterError:
         if not resume and finished == resumed:  # nothing done: leave no checkpoint directory behind
             shutil.rmtree(parts, ignore_errors=True)

@@ -23,14 +23,14 @@ from cfsx.simulation.sample import simulate_batch
 PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent dies (Linux)
 
 
-def _run_local(config: SimulationConfig, todo: list[tuple[int, int]], workers: int, on_done: BatchDone) -> None:
+def run_local(config: SimulationConfig, todo: list[tuple[int, int]], workers: int, on_done: BatchDone) -> None:
     """Run batches in this process (one worker) or in a pool of spawned processes."""
     if workers == 1 or len(todo) <= 1:
         for start, stop in todo:
             on_done(start, stop, simulate_batch(config, start, stop))
         return
     context = get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=worker_init, initargs=(os.getpid(),)) as pool:
         pending = {}
         queue = list(todo)
         try:
@@ -48,7 +48,7 @@ def _run_local(config: SimulationConfig, todo: list[tuple[int, int]], workers: i
             raise
 
 
-def _worker_init(parent: int) -> None:
+def worker_init(parent: int) -> None:
     """Set up a pool worker of process ``parent``: leave Ctrl-C and SIGTERM (sent to a whole job by batch
     systems) to it, and end with it, also when it is killed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
