@@ -1,16 +1,12 @@
 """The estimates ``interpret`` makes of an image's encoding, and the rule that picks the final answer.
 
 Every image gets the CNN's encoding and the classical least-squares one (cfsx.physics.inversion; with the lot
-window of a simulated dataset, and none for a measured image, whose domain size is unknown), and with
-``--refine`` the refined one.
-The final answer is chosen by FINAL_RULE, which was measured on the generalisation benchmark
-(docs/generalisation.md, docs/models.md): on images cfsx did not make, the least squares beat every CNN
-trained on one setting's clean images, on clean images and on every corrupted kind and level after
-``cfsx correct``; the built-in general models (``hybrid``: the least squares plus a learned correction,
-trained on images cleaned by ``correct``) beat it on images that went through ``correct`` (18 of the 19
-corrected sets), but not on clean simulated images. The decoded-image misfit (the refinement's objective)
-picked the better of CNN and least squares only about half the time. The rule is one function so that a
-better one replaces it in one place.
+window of a simulated dataset, and none for a measured image, whose domain size is unknown), with a hybrid model
+their blend, and with ``--refine`` the refined one. The final answer follows ``FinalRule`` (FINAL_RULE in words),
+which reads what is known of each image (``ImageFacts``: what ``cfsx correct`` did to it, its long-range order).
+Its parameters were chosen on half of the generalisation benchmark and scored on the other half
+(benchmarks/final_rule.py, docs/interpretation.md "The final answer"). The decoded-image misfit (the refinement's
+objective) and the model images' fits picked the better of CNN and least squares no better than the rule.
 """
 
 from __future__ import annotations
