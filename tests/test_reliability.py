@@ -550,3 +550,36 @@ def test_a_huge_number_of_decodes_is_refused_at_once():
     for override in ("decode.replicates=9223372036854775808", "refine.seeds=100000"):
         with pytest.raises(ConfigError, match="must be an integer in"):
             load_config("interpret", [override], root=InterpretationConfig)
+
+
+@pytest.mark.parametrize("command", ["simulate", "train"])
+def test_a_new_run_removes_only_checkpoints_cfsx_wrote(tmp_path, command):
+    """Issue 30, item 4: a run without --resume deleted OUTPUT.parts/ whole, a user's file in it included, and
+    failed with a traceback when it was a symbolic link. It clears cfsx's own checkpoint files and refuses the rest."""
+    runner = CliRunner()
+    data = tmp_path / "data.h5"
+    assert runner.invoke(app, ["simulate", "demo", "-o", str(data), "--samples", "8", "--workers", "1", *TINY]
+                         ).exit_code == 0  # fmt: skip
+    output = tmp_path / ("out.h5" if command == "simulate" else "m.keras")
+    args = (["simulate", "demo", "-o", str(output), "--samples", "4", "--workers", "1", *TINY] if command == "simulate"
+            else ["train", str(data), "-o", str(output), "--config", "train-demo", "--epochs", "1"])  # fmt: skip
+    parts = output.with_name(output.name + ".parts")
+    parts.mkdir()
+    (parts / "manifest.json").write_text("{}")  # an earlier run's: cleared
+    (parts / "notes.txt").write_text("mine\n")  # the user's: refused, kept
+    one_line_error(runner.invoke(app, args), EXIT_OUTPUT, "notes.txt", "did not write")
+    assert (parts / "notes.txt").read_text() == "mine\n" and (parts / "manifest.json").exists()
+    (parts / "notes.txt").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep\n")
+    shutil.rmtree(parts)
+    parts.symlink_to(elsewhere)
+    one_line_error(runner.invoke(app, args), EXIT_OUTPUT, "symbolic link")
+    assert (elsewhere / "keep.txt").read_text() == "keep\n"
+    parts.unlink()
+    parts.mkdir()
+    (parts / "manifest.json").write_text("{}")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert output.exists() and not parts.exists()

@@ -1,4 +1,5 @@
-"""Training checkpoints in ``MODEL.parts/``: what ``cfsx train --resume`` needs to continue exactly.
+"""Checkpoints: training's in ``MODEL.keras.parts/`` (what ``cfsx train --resume`` needs to continue exactly), and
+``clear``, which removes a checkpoint folder of any run only when everything in it is cfsx's.
 
 After every epoch one file, ``state.npz``, is replaced atomically: the weights, the optimizer's
 variables (step count, learning rate, Adam moments), the best-so-far weights, the history, the
@@ -13,18 +14,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cfsx.errors import DataError
+from cfsx.errors import DataError, OutputError
 from cfsx.io.outputs import writing
 
 STATE_FILE = "state.npz"
 MANIFEST_FILE = "manifest.json"
+TRAINING_FILES = r"manifest\.json|(partial-)?state\.npz"  # what a training run writes into MODEL.keras.parts/
 
 
 def parts_dir(model_path: Path) -> Path:
@@ -59,12 +61,33 @@ def prepare(parts: Path, manifest: dict[str, Any], resume: bool) -> TrainingStat
         if existing != json.loads(json.dumps(manifest)):
             raise DataError(f"cannot resume: {parts} belongs to a training run with other data, config or --init")
         return load(parts) if (parts / STATE_FILE).exists() else None
-    if parts.exists():
-        shutil.rmtree(parts)
+    clear(parts, TRAINING_FILES)
     with writing(parts):
         parts.mkdir()
         manifest_file.write_text(json.dumps(manifest, indent=1))
     return None
+
+
+def clear(parts: Path, ours: str, refuse_foreign: bool = True) -> None:
+    """Remove a checkpoint folder of cfsx's: the files in it whose names match ``ours`` (a regular expression), then
+    the folder. A folder that is a symbolic link, or that holds anything cfsx did not write, is refused in one line
+    (nothing removed); with ``refuse_foreign`` False (a finished run tidying up) such things are left where they are."""
+    if not parts.exists() and not parts.is_symlink():
+        return
+    if parts.is_symlink() or not parts.is_dir():
+        if not refuse_foreign:
+            return
+        raise OutputError(f"{parts} is not a checkpoint folder cfsx made (a symbolic link or a file): move it away")
+    entries = list(parts.iterdir())
+    foreign = sorted(e.name for e in entries if e.is_symlink() or not e.is_file() or not re.fullmatch(ours, e.name))
+    if foreign and refuse_foreign:
+        raise OutputError(f"{parts} holds what cfsx did not write ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}): move it away, or pass --resume")  # fmt: skip
+    for entry in entries:
+        if entry.name not in foreign:
+            entry.unlink()
+    if not foreign:
+        parts.rmdir()
 
 
 def save(parts: Path, state: TrainingState) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -255,7 +254,7 @@ def _save(run: _Run, output: Path, parts: Path, chief: bool) -> TrainingResult:
     title = f"{run.config.model.architecture} on CFS{run.summary.cfs}"
     plots.save(plots.loss_curves(run.monitor.history, title=title), curve_path)
     if not run.interrupted:
-        shutil.rmtree(parts, ignore_errors=True)
+        checkpoint.clear(parts, checkpoint.TRAINING_FILES, refuse_foreign=False)
     return TrainingResult(output, history_path, curve_path, metadata, run.terminated)
 
 

@@ -7,7 +7,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import numpy as np
 
 from cfsx.config import SimulationConfig
 from cfsx.errors import ClusterError, ConfigError, DataError
-from cfsx.io import dataset
+from cfsx.io import checkpoint, dataset
 from cfsx.io.outputs import claim_outputs, output_failure, writing
 from cfsx.physics.encoding import cfs_vectors
 from cfsx.simulation.cluster import Scheduler, run_batches
@@ -74,6 +73,9 @@ def _checkpoint_dir(output: Path) -> Path:
     return output.with_name(output.name + ".parts")
 
 
+SIMULATION_FILES = r"manifest\.json|batch-\d{10}(\.tmp)?\.npz"  # what a run writes into OUTPUT.parts/
+
+
 def _batch_file(parts: Path, start: int) -> Path:
     return parts / f"batch-{start:010d}.npz"
 
@@ -88,8 +90,7 @@ def _prepare_checkpoints(parts: Path, manifest: dict, resume: bool) -> None:
         if existing != manifest:
             raise DataError(f"cannot resume: {parts} belongs to a run with another config, seed or shard")
         return
-    if parts.exists():
-        shutil.rmtree(parts)
+    checkpoint.clear(parts, SIMULATION_FILES)
     parts.mkdir()
     manifest_file.write_text(json.dumps(manifest, indent=1))
 
@@ -197,7 +198,7 @@ def _simulate(
             run_local(config, todo, workers, on_done)
     except ClusterError:
         if not resume and finished == resumed:  # nothing done: leave no checkpoint directory behind
-            shutil.rmtree(parts, ignore_errors=True)
+            checkpoint.clear(parts, SIMULATION_FILES, refuse_foreign=False)
         raise
     seconds = time.perf_counter() - began
 
@@ -252,7 +253,7 @@ def _write(config: SimulationConfig, output: Path, shard: Shard | None, samples:
         batches=read_batches(),
         compression=config.output.compression,
     )
-    shutil.rmtree(parts)
+    checkpoint.clear(parts, SIMULATION_FILES, refuse_foreign=False)
     return dataset.reach_summary(
         np.concatenate(labels), np.concatenate(targets), np.concatenate(cycles),
         config.feedback.tolerance_for(config.lattice.size), np.concatenate(stops),
