@@ -1,13 +1,6 @@
-"""``cfsx interpret``: from observed images to encodings, structures and how well they explain the images.
-
-For every image: the CNN's encoding (averaged with the prediction on the transposed image, a
-symmetry that lattice and image share); the structure and image the engine decodes from it
-with the settings of the model's training data, several times with different seeds; image R2
-and MSE of each decoded image against the observation (after the least-squares scale, since an
-observation is in arbitrary units); a per-component uncertainty; optionally a refinement
-(cfsx/refinement.py) from the CNN's encoding and from zero correlations. Results go to an
-output directory (results.json, following cfsx/results.schema.json; results.h5; one figure per
-image) written atomically, and optionally to a knowledge store that ``cfsx train`` can learn from."""
+"""From observed images to encodings and how well they explain the images: ``interpret`` (the command's work, module
+interpret), the images it reads (observed), the estimates and the final rule, refinement, model images, fit quality
+and the verdict, the Interpretation record and its files (results), the knowledge store (store)."""
 
 from cfsx.interpretation.interpret import (  # noqa: F401
     INDENTED_RESULTS,

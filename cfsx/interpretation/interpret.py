@@ -5,8 +5,8 @@ symmetry that lattice and image share); the structure and image the engine decod
 with the settings of the model's training data, several times with different seeds; image R2
 and MSE of each decoded image against the observation (after the least-squares scale, since an
 observation is in arbitrary units); a per-component uncertainty; optionally a refinement
-(cfsx/refinement.py) from the CNN's encoding and from zero correlations. Results go to an
-output directory (results.json, following cfsx/results.schema.json; results.h5; one figure per
+(cfsx/interpretation/refinement.py) from the CNN's encoding and from zero correlations. Results go to an
+output directory (results.json, following results.schema.json; results.h5; one figure per
 image) written atomically, and optionally to a knowledge store that ``cfsx train`` can learn from.
 """
 
