@@ -18,7 +18,7 @@ from cfsx.learning.training import train
 from cfsx.simulation import simulate
 
 
-def test_import_cfsx_loads_neither_tensorflow_nor_a_matplotlib_backend():
+def test_import_cfsx_loads_neither_tensorflow_nor_a_matplotlib_backend(tmp_path):
     probe = (
         "import sys, json, matplotlib\n"
         "import cfsx, cfsx.io.plots, cfsx.correction\n"
@@ -30,7 +30,10 @@ def test_import_cfsx_loads_neither_tensorflow_nor_a_matplotlib_backend():
     )
     # MPLBACKEND unset: a notebook's backend is whatever the user picks, never one cfsx chooses.
     environment = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
-    finished = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment)
+    # cwd away from the checkout, whose cfsx/ has no compiled engine: the installed package is imported.
+    finished = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=environment, cwd=tmp_path
+    )
     assert finished.returncode == 0, finished.stderr
     light = json.loads(finished.stdout.strip().splitlines()[-1])
     assert light == {"tensorflow": False, "pyplot": False, "backend": None, "backend after training": None}
