@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from report import machine_line, markdown_table, replace_block
+from harness import CFSX, add_output, machine_line, markdown_table, replace_block
 
 SIZES = (1024, 4096, 8192)
 PIXELS_PER_RLU_AT_8192 = 2000
@@ -47,7 +46,7 @@ def write_image(path: Path, size: int, seed: int = 0) -> tuple[int, float]:
 
 def run_correct(arguments: list[str], folder: Path) -> tuple[float, float]:
     """Wall seconds and peak resident memory (GB) of one ``cfsx correct`` subprocess."""
-    command = [sys.executable, "-m", "cfsx", "correct", *arguments, "-o", str(folder / "out.h5")]
+    command = [*CFSX, "correct", *arguments, "-o", str(folder / "out.h5")]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=folder)
     _, status, usage = os.wait4(process.pid, 0)
@@ -61,7 +60,7 @@ def run_correct(arguments: list[str], folder: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", type=Path, help="write the table into this Markdown file")
+    add_output(parser)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="image sizes (pixels per side)")
     args = parser.parse_args()
     rows = []

@@ -8,14 +8,11 @@ the reference's matrix products use one core, as each simulate worker does.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from report import best_of, machine_line, markdown_table, replace_block
+from harness import add_output, best_of, machine_line, markdown_table, replace_block, run_cfsx
 
 from cfsx.physics import _reference as reference
 from cfsx.physics import engine
@@ -80,13 +77,8 @@ def bench_simulate(rows, samples):
     with tempfile.TemporaryDirectory() as folder:
         for workers in (1, 2):
             out = Path(folder) / f"w{workers}.h5"
-            command = [sys.executable, "-m", "cfsx", "simulate", "cfs4", "-o", str(out), "--samples", str(samples),
-                       "--workers", str(workers)]  # fmt: skip
-            start = time.perf_counter()
-            result = subprocess.run(command, capture_output=True, text=True, cwd=folder)
-            seconds = time.perf_counter() - start
-            if result.returncode != 0:
-                raise SystemExit(result.stderr)
+            seconds = run_cfsx("simulate", "cfs4", "-o", str(out), "--samples", str(samples), "--workers", str(workers),
+                               cwd=Path(folder))  # fmt: skip
             rows.append(
                 (
                     f"cfsx simulate cfs4, {samples} samples, {workers} worker(s)",
@@ -99,7 +91,7 @@ def bench_simulate(rows, samples):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", type=Path, help="write the table as Markdown here")
+    add_output(parser, help_text="write the table as Markdown here")
     parser.add_argument("--samples", type=int, default=5000, help="samples for the simulate benchmark")
     args = parser.parse_args()
     rows = []

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
-from report import best_of, machine_line, markdown_table, replace_block
+from harness import add_output, best_of, machine_line, markdown_table, replace_block, run_cfsx
 
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
 from cfsx.interpretation import interpret
@@ -32,7 +29,7 @@ from cfsx.simulation.detector import CORRUPTIONS, Detector
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", type=Path, help="write the table into this Markdown file")
+    add_output(parser)
     parser.add_argument("--batch", type=int, default=4096, help="images of the CNN-only batch")
     parser.add_argument("--refined", type=int, default=4, help="images refined")
     args = parser.parse_args()
@@ -62,15 +59,10 @@ def run(folder: Path, args) -> list[tuple[str, str, str]]:
 
     one_image()
     end_to_end = best_of(one_image)
-    command = [sys.executable, "-m", "cfsx", "interpret", "--model", str(folder / "model.keras"),
-               str(folder / "detector.npy"), "-o", str(folder / "cold"), "--origin", "280,220",
-               "--pixels-per-rlu", "160,160", "--correct-set", "bragg.method=lattice",
-               "--correct-set", "mask.zeros=values"]  # fmt: skip
-    started = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True, cwd=folder)  # not the source tree's cfsx
-    if finished.returncode:
-        raise SystemExit(f"cfsx interpret failed: {finished.stderr.strip()}")
-    cold = time.perf_counter() - started
+    # Run in the temporary folder: the installed cfsx, not the source tree's.
+    cold = run_cfsx("interpret", "--model", str(folder / "model.keras"), str(folder / "detector.npy"), "-o",
+                    str(folder / "cold"), "--origin", "280,220", "--pixels-per-rlu", "160,160", "--correct-set",
+                    "bragg.method=lattice", "--correct-set", "mask.zeros=values", cwd=folder)  # fmt: skip
 
     model, _ = load_model(folder / "model.keras")
     images = np.random.default_rng(0).gamma(2.0, 0.1, size=(args.batch, 64, 64)).astype(np.float32)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from distributed import Client, LocalCluster
-from report import SEED_STUDY_TARGETS, machine_line, markdown_table, replace_block
+from harness import SEED_STUDY_TARGETS, add_output, machine_line, markdown_table, replace_block
 
 from cfsx.config import load_config
 from cfsx.simulation import simulate
@@ -36,7 +36,7 @@ def task_overhead(client: Client, tasks: int = 2000) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", type=Path, help="write the table into this Markdown file")
+    add_output(parser)
     parser.add_argument("--samples", type=int, default=1000)
     args = parser.parse_args()
     # The seed study's loop (60 feedback cycles a sample), as docs/scaling.md measured it: long, even tasks.

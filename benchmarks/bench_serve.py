@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from report import machine_line, markdown_table, replace_block
+from harness import add_output, machine_line, markdown_table, replace_block
 
 
 def free_port() -> int:
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--replicates", default="", help="decoded structures per image (default: the server's)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=900.0, help="stop after this many seconds")
-    parser.add_argument("--output", type=Path, default=None)
+    add_output(parser, help_text=None)
     parser.add_argument("--block", default="serve-load", help="the marked block of --output to write")
     args = parser.parse_args()
 

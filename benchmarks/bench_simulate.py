@@ -1,7 +1,7 @@
 """Where simulate's time goes, and what issue 13's loop and targets changed (make bench; a few minutes).
 
 Every figure comes from this one run. "Old" is the seed study's loop and targets (uniform targets in
-[-0.5, 0.5], gain 0.25, no early stop: benchmarks/report.py SEED_STUDY_TARGETS on configs/cfs4.yaml);
+[-0.5, 0.5], gain 0.25, no early stop: benchmarks/harness.py SEED_STUDY_TARGETS on configs/cfs4.yaml);
 "new" is configs/cfs4.yaml as shipped (realisable targets, stall stop, adaptive gains).
 
 - Profile of one worker: each stage of simulate_sample timed for the first samples of a run, then the
@@ -17,15 +17,23 @@ Every figure comes from this one run. "Old" is the seed study's loop and targets
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
-from report import SEED_STUDY_TARGETS, best_of, machine_line, markdown_table, replace_block
+from harness import (
+    SEED_STUDY_TARGETS,
+    add_figures,
+    add_output,
+    best_of,
+    machine_line,
+    markdown_table,
+    pyplot,
+    replace_block,
+    run_cfsx,
+)
 
 from cfsx.config import load_config
 from cfsx.physics import engine
@@ -90,13 +98,9 @@ def profile(name: str, samples: int, folder: Path) -> tuple[dict[str, float], fl
 def command_line(name: str, samples: int, workers: int, folder: Path) -> tuple[float, Path]:
     out = folder / f"{name}.h5"
     flags = SEED_STUDY_TARGETS if name == "old" else []
-    command = [sys.executable, "-m", "cfsx", "simulate", "cfs4", "-o", str(out), "--samples", str(samples),
-               "--workers", str(workers), *flags]  # fmt: skip
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=folder)
-    if result.returncode != 0:
-        raise SystemExit(result.stderr)
-    return time.perf_counter() - start, out
+    seconds = run_cfsx("simulate", "cfs4", "-o", str(out), "--samples", str(samples), "--workers", str(workers),
+                       *flags, cwd=folder)  # fmt: skip
+    return seconds, out
 
 
 def decoding(count: int) -> list[tuple[str, ...]]:
@@ -125,11 +129,7 @@ def decoding(count: int) -> list[tuple[str, ...]]:
 
 
 def coverage_figure(old: np.ndarray, new: np.ndarray, labels: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(3, 6, figsize=(16, 8))
     bins = np.linspace(-1, 1, 41)
     for index, axis in enumerate(axes.ravel()[: len(labels)]):
@@ -154,8 +154,8 @@ def coverage_figure(old: np.ndarray, new: np.ndarray, labels: list[str], path: P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, help="write the tables into this Markdown file")
-    parser.add_argument("--figures", type=Path, default=Path("docs/performance"))
+    add_output(parser, help_text="write the tables into this Markdown file")
+    add_figures(parser, Path("docs/performance"))
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--profile-samples", type=int, default=200)
     parser.add_argument("--decode-targets", type=int, default=30)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 import numpy as np
-from report import best_of, machine_line, markdown_table, replace_block
+from harness import add_output, best_of, machine_line, markdown_table, replace_block
 
 from cfsx.learning._tensorflow import keras, tf
 from cfsx.learning.models import build_model
@@ -19,7 +18,7 @@ from cfsx.learning.models import build_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", type=Path, help="write the table into this Markdown file")
+    add_output(parser)
     parser.add_argument("--images", type=int, default=2048, help="images per timed pass")
     args = parser.parse_args()
     rng = np.random.default_rng(0)

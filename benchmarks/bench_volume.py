@@ -28,7 +28,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from report import machine_line, markdown_table, replace_block
+from harness import add_output, machine_line, markdown_table, replace_block
 
 SIZE = 640
 STEP = 0.01  # r.l.u. between bin centres; the centre of slice SIZE // 2 is 0
@@ -114,7 +114,7 @@ def read_plane(spec: str, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", type=Path, help="write the table into this Markdown file")
+    add_output(parser)
     parser.add_argument("--size", type=int, default=SIZE, help="voxels per side of the cubic volume")
     parser.add_argument("--layouts", nargs="+", choices=("contiguous", "chunked"), default=["contiguous", "chunked"])
     parser.add_argument("--dir", type=Path, help="folder for the temporary files (default: the system's)")

@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import CFSX, ROOT, load_times, markdown_table, mean_mae, replace_block, run_logged, save_times
+
 BUILTIN_DIR = ROOT / "cfsx" / "learning" / "builtin"
 CORRUPTION_SEED = 15
 TRAINING_CONFIG = "train-general"
@@ -50,23 +51,16 @@ def recipe(cfs: int) -> str:
 
 def cfsx(*arguments: str, log: Path) -> float:
     """Run a cfsx command (this interpreter's), its output appended to ``log``; return its wall time."""
-    from report import run_logged
-
-    return run_logged([sys.executable, "-m", "cfsx", *arguments], log)
+    return run_logged([*CFSX, *arguments], log)
 
 
 def benchmark_figures(results: Path, cfs: int) -> dict[str, float]:
     """The model's headline figures from benchmarks/generalisation.py's results.json (means over the groups)."""
     rows = [row for row in json.loads(results.read_text())["rows"] if row["method"] == f"CNN-CFS{cfs}"]
-
-    def mean_mae(**match) -> float:
-        chosen = [row["mae"] for row in rows if all(row[key] == value for key, value in match.items())]
-        return float(sum(chosen) / len(chosen)) if chosen else float("nan")
-
     return {
-        "clean MAE": mean_mae(image="clean", treatment="raw"),
-        "all-origins MAE": mean_mae(image="all-origins", treatment="raw"),
-        "corrected, level 2 MAE": mean_mae(image="corrupted", treatment="corrected", level=2),
+        "clean MAE": mean_mae(rows, image="clean", treatment="raw"),
+        "all-origins MAE": mean_mae(rows, image="all-origins", treatment="raw"),
+        "corrected, level 2 MAE": mean_mae(rows, image="corrupted", treatment="corrected", level=2),
     }
 
 
@@ -96,7 +90,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     log = work / f"{name}.log"
     times_path = work / "times.json"
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    times = load_times(times_path)
 
     data, copies = [], []
     for setting in settings():
@@ -106,7 +100,7 @@ def main() -> int:
         if not copy.exists():
             times[f"corrupt {setting}"] = cfsx("corrupt", str(clean), "-o", str(copy), "--seed", str(CORRUPTION_SEED),
                                                log=log)  # fmt: skip
-        times_path.write_text(json.dumps(times, indent=1))
+        save_times(times_path, times)
         data.append(str(clean))
         copies.append(str(copy))
 
@@ -123,7 +117,7 @@ def main() -> int:
             "train", *data, *copies, "-o", str(model), "--config", TRAINING_CONFIG, "--set", f"model.cfs={args.cfs}",
             "--resume", log=log,
         )  # fmt: skip
-        times_path.write_text(json.dumps(times, indent=1))
+        save_times(times_path, times)
 
     figures: dict[str, float] = {}
     if args.benchmark:
@@ -144,9 +138,7 @@ def main() -> int:
         trained_on=f"{len(data)} settings of configs/general-*.yaml with their corrupted-and-corrected copies",
         benchmark=figures, check_mae=check_mae(target),
     ), BUILTIN_DIR)  # fmt: skip
-    times_path.write_text(json.dumps(times, indent=1))
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from report import replace_block
+    save_times(times_path, times)
 
     # One block per model: a build replaces its own model's figures and times and keeps the others'.
     docs = ROOT / "docs" / "models.md"
@@ -167,9 +159,6 @@ def main() -> int:
 
 def rescore(model, work: Path) -> int:
     """The generalisation benchmark of an installed built-in model, and its block of docs/models.md."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from report import replace_block
-
     bench = work / f"benchmark-{model.name}"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generalisation.py"), "--model", str(model.path),
                     "--work", str(bench), "--output", str(bench / "generalisation.md"), "--figures", str(bench),
@@ -181,7 +170,6 @@ def rescore(model, work: Path) -> int:
 def card_table(work: Path, model) -> str:
     """docs/models.md's benchmark block of one installed model: its generalisation figures against the goals."""
     import generalisation_data as gd
-    from report import markdown_table
 
     results = work / f"benchmark-{model.name}" / "results.json"
     document = json.loads(results.read_text())
@@ -189,9 +177,7 @@ def card_table(work: Path, model) -> str:
     names = (f"CNN-CFS{model.cfs}", f"LS-CFS{model.cfs} no window", f"final-CFS{model.cfs}")
 
     def mae(name: str, **match) -> float:
-        chosen = [row["mae"] for row in rows if row["method"] == name
-                  and all(row[key] == value for key, value in match.items())]  # fmt: skip
-        return sum(chosen) / len(chosen) if chosen else float("nan")
+        return mean_mae(rows, method=name, **match)
 
     clean = {name: mae(name, image="clean", treatment="raw") for name in names}
     table = []

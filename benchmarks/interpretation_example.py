@@ -11,30 +11,15 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
-from report import SEED_STUDY_TARGETS, machine_line, markdown_table, replace_block
+from harness import ROOT, SEED_STUDY_TARGETS, ZRO2_PLANE, machine_line, markdown_table, replace_block, run_cfsx
 
 from cfsx.physics import engine
 from cfsx.physics.metrics import image_r2, regression_metrics
 from cfsx.simulation.detector import CORRUPTIONS, Detector
-
-ROOT = Path(__file__).resolve().parents[1]
-REALDATA = ROOT.parent / "shared" / "realdata" / "javelin-zro2-h0l" / "ZrO2.nxs"
-
-
-def cfsx(*arguments: str, cwd: Path) -> float:
-    """Run one cfsx command (outside the source tree, so the installed package is used); its seconds."""
-    started = time.perf_counter()
-    finished = subprocess.run([sys.executable, "-m", "cfsx", *arguments], cwd=cwd, capture_output=True, text=True)
-    if finished.returncode:
-        raise SystemExit(f"cfsx {' '.join(arguments)} failed: {finished.stderr.strip()}")
-    return time.perf_counter() - started
 
 
 def ensure_model(model: Path, work: Path) -> Path:
@@ -42,15 +27,15 @@ def ensure_model(model: Path, work: Path) -> Path:
         return model
     model = work / "cfs4-small.keras"
     if not model.exists():
-        cfsx("simulate", "cfs4", "-o", str(work / "cfs4.h5"), *SEED_STUDY_TARGETS, cwd=work)
-        cfsx("train", str(work / "cfs4.h5"), "-o", str(model), cwd=work)
+        run_cfsx("simulate", "cfs4", "-o", str(work / "cfs4.h5"), *SEED_STUDY_TARGETS, cwd=work)
+        run_cfsx("train", str(work / "cfs4.h5"), "-o", str(model), cwd=work)
     return model
 
 
 def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
     data = work / "unseen.h5"
     if not data.exists():
-        cfsx("simulate", "cfs4", "-o", str(data), "--samples", str(count), "--seed", "4243", *SEED_STUDY_TARGETS,
+        run_cfsx("simulate", "cfs4", "-o", str(data), "--samples", str(count), "--seed", "4243", *SEED_STUDY_TARGETS,
              cwd=work)  # fmt: skip
     with h5py.File(data) as file:
         lattices, truth = file["lattices"][()], file["encodings/achieved"][()]
@@ -65,7 +50,7 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
         raw = detector.corrupt(detector.render(lattice, 25), set(CORRUPTIONS), rng, 3.0)
         np.save(folder / f"image-{index:02d}.npy", raw.astype(np.float32))
     calibration = [f"--correct-set={item}" for item in detector.correction_overrides()]
-    seconds = cfsx("interpret", "--model", str(model), str(folder), "-o", str(work / "synthetic"), "--refine",
+    seconds = run_cfsx("interpret", "--model", str(model), str(folder), "-o", str(work / "synthetic"), "--refine",
                    *calibration, cwd=work)  # fmt: skip
     document = json.loads((work / "synthetic" / "results.json").read_text())
     with h5py.File(work / "synthetic" / "results.h5") as file:
@@ -131,7 +116,7 @@ def synthetic(model: Path, work: Path, docs: Path, count: int) -> str:
 
 
 def zro2(model: Path, work: Path, docs: Path) -> str:
-    seconds = cfsx("interpret", "--model", str(model), str(REALDATA), "-o", str(work / "zro2"), "--refine",
+    seconds = run_cfsx("interpret", "--model", str(model), str(ZRO2_PLANE), "-o", str(work / "zro2"), "--refine",
                    "--lattice", "F", "--correct-set", "mask.edge=2", cwd=work)  # fmt: skip
     document = json.loads((work / "zro2" / "results.json").read_text())
     record = document["images"][0]
@@ -181,7 +166,7 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     document = args.docs / "interpretation.md"
     replace_block(document, "example:synthetic", synthetic(model, work, args.docs, args.images))
-    if REALDATA.exists():
+    if ZRO2_PLANE.exists():
         replace_block(document, "example:zro2", zro2(model, work, args.docs))
     print(f"wrote {document}")
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from report import markdown_table, replace_block, run_logged
+from harness import CFSX, ROOT, add_output, load_times, markdown_table, mean_mae, replace_block, run_logged, save_times
 
-ROOT = Path(__file__).resolve().parents[1]
 GROUPS = ("n64-l32-k8", "n128-l16-k64")
 BASE_FILES = ("general-n32-l16-k8.h5", "general-n64-l32-k8.h5", "general-n32-l16-k8-corrupted.h5")
 # name -> (what it shows, architecture, epochs, all files?)
@@ -41,7 +41,7 @@ RUNS = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "model-work", help="the data of make models")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "models.md")
+    add_output(parser, ROOT / "docs" / "models.md", help_text=None)
     args = parser.parse_args()
     work = args.work.resolve()
     every = sorted(str(path) for path in work.glob("general-*.h5"))
@@ -50,17 +50,17 @@ def main() -> int:
     pilot = work / "pilot"
     pilot.mkdir(exist_ok=True)
     log, times = pilot / "pilot.log", pilot / "minutes.json"
-    minutes = json.loads(times.read_text()) if times.exists() else {}
+    minutes = load_times(times)
     for name, (_, architecture, epochs, all_files) in RUNS.items():
         model = pilot / f"{name}.keras"
         if model.exists():
             continue
         files = every if all_files else [str(work / file) for file in BASE_FILES]
-        seconds = run_logged([sys.executable, "-m", "cfsx", "train", *files, "-o", str(model), "--config",
-                              "train-general", "--set", "model.cfs=4", "--arch", architecture, "--epochs",
-                              str(epochs), "--resume"], log)  # fmt: skip
+        seconds = run_logged([*CFSX, "train", *files, "-o", str(model), "--config", "train-general", "--set",
+                              "model.cfs=4", "--arch", architecture, "--epochs", str(epochs), "--resume"],
+                             log)  # fmt: skip
         minutes[name] = minutes.get(name, 0.0) + seconds / 60
-        times.write_text(json.dumps(minutes, indent=1))
+        save_times(times, minutes)
     bench = pilot / "benchmark"
     started = time.perf_counter()
     command = [sys.executable, str(ROOT / "benchmarks" / "generalisation.py"), "--groups", *GROUPS,
@@ -83,9 +83,8 @@ def table(pilot: Path, results: Path, minutes: dict[str, float], scored: float) 
     rows = json.loads(results.read_text())["rows"]
 
     def mae(method: str, **match) -> str:
-        chosen = [row["mae"] for row in rows if row["method"] == method
-                  and all(row[key] == value for key, value in match.items())]  # fmt: skip
-        return f"{sum(chosen) / len(chosen):.4f}" if chosen else "-"
+        value = mean_mae(rows, method=method, **match)
+        return "-" if math.isnan(value) else f"{value:.4f}"
 
     def cells(method: str) -> list[str]:
         raw = [mae(method, group=group, image=image, treatment="raw") for group in GROUPS

@@ -36,21 +36,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import generalisation_data as gd
 import numpy as np
-from report import markdown_table, replace_block
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import generalisation_data as gd  # noqa: E402
+from generalisation_methods import Inversions, Model
+from harness import (
+    add_figures,
+    add_output,
+    correction_config,
+    fmt,
+    generate_groups,
+    invocation,
+    markdown_table,
+    pyplot,
+    replace_block,
+    spawn_pool,
+    timed_line,
+)
 
 STREAM_MULTIZONE = 5  # generalisation_data's streams are 0-4
 DEFAULT_GROUP = "n64-l32-kall"
@@ -111,18 +117,6 @@ def overrides(settings: dict, zones: str) -> list[str]:
     ]
 
 
-_CONFIGS: dict = {}
-
-
-def config(settings: dict, zones: str):
-    from cfsx.config import CorrectionConfig, load_config
-
-    key = (json.dumps(settings, sort_keys=True), zones)
-    if key not in _CONFIGS:
-        _CONFIGS[key] = load_config("correct", overrides(settings, zones), root=CorrectionConfig)
-    return _CONFIGS[key]
-
-
 def fold_record(zones: dict, drawn: dict, expected: np.ndarray, mask: np.ndarray, settings: dict) -> dict:
     """What the fold of the noisy render found, against what is known: the falloff fit (log f(q) - log f(0) at
     q = 1..4 r.l.u., fitted and true), its noise estimate against the true Poisson noise of the pixels (median and
@@ -170,7 +164,7 @@ def case_job(job: tuple) -> dict:
         for zones in ("centre", "all"):
             key = f"{name}/{zones}"
             try:
-                corrected = correct_image(image, config(settings, zones), extra_mask=extra)
+                corrected = correct_image(image, correction_config(tuple(overrides(settings, zones))), extra_mask=extra)
             except CfsxError as error:
                 out["images"][key] = np.full((64, 64), np.nan, dtype=np.float32)
                 out["failures"].append(f"{key}: {error}")
@@ -205,14 +199,11 @@ def ensure_group(folder: Path, group: str, workers: int) -> Path:
     path = folder / f"{group}.h5"
     if not path.exists():
         print(f"generating the benchmark data of {group} in {folder}", flush=True)
-        command = [sys.executable, str(HERE / "generalisation_data.py"), "--output", str(folder), "--groups", group]
-        subprocess.run([*command, "--workers", str(workers)], check=True)
+        generate_groups(folder, [group], workers)
     return path
 
 
 def load_models(names: list[str]) -> list:
-    from generalisation import Model
-
     from cfsx.learning.builtin import resolve_model
 
     models = []
@@ -225,8 +216,6 @@ def load_models(names: list[str]) -> list:
 
 def predictions(models: list, sets: dict[str, np.ndarray], lot_size: int, batch_size: int) -> dict[str, dict]:
     """method -> set -> (S, D) alpha estimates: each model, and the least squares per CFS (no window, true L)."""
-    from generalisation import Inversions
-
     from cfsx.physics.inversion import NO_WINDOW
 
     names = list(sets)
@@ -358,10 +347,6 @@ def fold_summary(folds: list[dict]) -> dict:
     }
 
 
-def fmt(value: float, digits: int = 4) -> str:
-    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-
-
 def results_table(summary: dict, methods: list[str]) -> str:
     header = (
         "method",
@@ -440,11 +425,7 @@ The fold on the noisy renders (zones=all; `zones` step of the provenance, agains
 
 
 def figure_example(example: dict, settings: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     h, k = axes(settings)
     step = 1.0 / settings["pixels_per_rlu"]
     detector_extent = (k[0] - step / 2, k[-1] + step / 2, h[-1] + step / 2, h[0] - step / 2)
@@ -486,7 +467,7 @@ def write_report(args, summary, split, fold, methods, settings, attrs, cases, se
     ok = {m: summary[m]["ratio_met"] and summary[m]["excess_met"] for m in methods}
     met = ", ".join(m for m in methods if ok[m]) or "none"
     text = f"""\
-Measured by `{command}` on {time.strftime("%Y-%m-%d")} ({os.cpu_count()} cores, shared), in {seconds / 60:.1f} minutes
+{timed_line(command, seconds)}
 (with the group's data present; `make multizone`, benchmarks/multizone.py).
 
 Issue 25: does folding every measured Brillouin zone onto the training window (`cfsx correct`, calibrated,
@@ -535,13 +516,8 @@ By how ordered the lattice is (max |alpha(v)| over 0 < |v| <= 8 above {ORDERED}:
 ![multi-zone example]({relative}/{figure})
 
 Every per-image score and fold record: `multizone.json` in the work directory (`{args.work}`)."""
-    document = args.output.read_text() if args.output.exists() else "# Generalisation benchmark\n"
-    if "<!-- multizone:start -->" not in document:  # a new block: under its own heading, at the end
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(
-            document.rstrip() + "\n\n## Multi-zone detector renders: zones=all against zones=centre\n"
-        )
-    replace_block(args.output, "multizone", text)
+    heading = "## Multi-zone detector renders: zones=all against zones=centre"  # a new block's, at the end
+    replace_block(args.output, "multizone", text, title="# Generalisation benchmark\n", heading=heading)
 
 
 # --- command line -----------------------------------------------------------------------------------
@@ -571,10 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default=DEFAULT_GROUP, help="the benchmark group whose structures are rendered")
     parser.add_argument("--cases", type=int, default=200, help="its first cases (images per set)")
     parser.add_argument("--work", type=Path, default=Path("bench-output/multizone"), help="multizone.json goes here")
-    parser.add_argument(
-        "--output", type=Path, default=Path("docs/generalisation.md"), help="the document of the 'multizone' block"
-    )
-    parser.add_argument("--figures", type=Path, default=Path("docs/generalisation"), help="multizone.png goes here")
+    add_output(parser, Path("docs/generalisation.md"), help_text="the document of the 'multizone' block")
+    add_figures(parser, Path("docs/generalisation"), help_text="multizone.png goes here")
     parser.add_argument(
         "--model",
         action="append",
@@ -626,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch-size", type=int, default=256, help="CNN prediction batch")
     args = parser.parse_args(argv)
-    command = "python benchmarks/multizone.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = invocation("multizone.py", argv)
     started = time.perf_counter()
     sources = source_hashes()
 
@@ -646,8 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     drawn = [draw(seed, int(attrs["group_index"]), case, settings) for case in range(cases)]
     jobs = [(case, data["lattices"][case], lot_size, drawn[case], settings) for case in range(cases)]
-    context = multiprocessing.get_context("spawn")  # before TensorFlow: workers need only cfsx.correction
-    pool = ProcessPoolExecutor(args.workers, mp_context=context) if args.workers > 1 else None
+    pool = spawn_pool(args.workers)  # before TensorFlow: workers need only cfsx.correction
     results = []
     try:
         for result in pool.map(case_job, jobs, chunksize=4) if pool else map(case_job, jobs):

@@ -10,13 +10,12 @@ Each step is skipped when its output exists, so an interrupted run continues whe
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from report import SEED_STUDY_TARGETS, markdown_table, replace_block, run_logged
+from harness import CFSX, SEED_STUDY_TARGETS, load_times, markdown_table, replace_block, run_logged, save_times
 
 DATASETS = {  # name: (config, samples, overrides)
     "cfs2": ("cfs2", 5000, []),
@@ -71,18 +70,17 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(exist_ok=True)
-    cfsx = [sys.executable, "-m", "cfsx"]  # the cfsx of this interpreter (run from the work directory)
     log = work / "reproduce.log"
     times_path = work / "times.json"
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    times = load_times(times_path)
     began = time.perf_counter()
     for key, output, arguments in planned_steps(work, args.epochs):
         if not output.exists():
-            times[key] = run_logged([*cfsx, *arguments], log)
-            times_path.write_text(json.dumps(times, indent=1))
+            times[key] = run_logged([*CFSX, *arguments], log)  # run from the work directory
+            save_times(times_path, times)
     times["this invocation of make reproduce (wall)"] = time.perf_counter() - began
     times["all steps (sum)"] = sum(value for key, value in times.items() if key.split()[0] in STEPS)
-    times_path.write_text(json.dumps(times, indent=1))
+    save_times(times_path, times)
     write_report(work, args.docs, times)
 
 

@@ -1,7 +1,7 @@
 """Old targets against new: does a CNN trained on realisable targets do as well where the old one was trained?
 
 Trains the small CNN (configs/train.yaml) on 5000 CFS4 samples of each kind: "old" (the seed study's
-uniform targets and loop: benchmarks/report.py SEED_STUDY_TARGETS) and "new" (configs/cfs4.yaml as
+uniform targets and loop: benchmarks/harness.py SEED_STUDY_TARGETS) and "new" (configs/cfs4.yaml as
 shipped), then scores both models on 1000 fresh samples of each kind (another seed) and on the clean
 images of the generalisation benchmark (benchmarks/generalisation_data.py, when its data are there).
 Writes the marked block of docs/performance.md. `make targets-study`: about 20 minutes on 2 cores.
@@ -11,29 +11,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
-from report import SEED_STUDY_TARGETS, machine_line, markdown_table, replace_block
+from harness import SEED_STUDY_TARGETS, add_output, echo_cfsx, machine_line, markdown_table, replace_block
 
-HERE = Path(__file__).resolve().parent
 KINDS = ("old", "new")
-
-
-def cfsx(*arguments: str) -> None:
-    print("+ cfsx " + " ".join(arguments), flush=True)
-    subprocess.run([sys.executable, "-m", "cfsx", *arguments], check=True)
 
 
 def ensure(work: Path, kind: str, samples: int, seed: int) -> Path:
     path = work / f"{kind}-{samples}-seed{seed}.h5"
     if not path.exists():
         flags = SEED_STUDY_TARGETS if kind == "old" else []
-        cfsx("simulate", "cfs4", "-o", str(path), "--samples", str(samples), "--set", f"run.seed={seed}", *flags)
+        echo_cfsx("simulate", "cfs4", "-o", str(path), "--samples", str(samples), "--set", f"run.seed={seed}", *flags)
     return path
 
 
@@ -49,7 +41,6 @@ def scores(model, path: Path) -> tuple[float, float]:
 
 def generalisation_scores(model, folder: Path) -> float | None:
     """CNN alpha MAE on the benchmark's clean images, mean of its groups (None without its data)."""
-    sys.path.insert(0, str(HERE))
     import generalisation_data as gd
 
     from cfsx.learning.models import predict
@@ -68,7 +59,7 @@ def generalisation_scores(model, folder: Path) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("bench-output/targets-study"))
-    parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
+    add_output(parser, Path("docs/performance.md"), help_text=None)
     parser.add_argument("--generalisation-data", type=Path, default=Path("bench-output/generalisation-data"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -79,7 +70,7 @@ def main() -> None:
     for kind in KINDS:
         path = args.work / f"{kind}.keras"
         if not path.exists():
-            cfsx("train", str(train_data[kind]), "-o", str(path))
+            echo_cfsx("train", str(train_data[kind]), "-o", str(path))
         models[kind] = path
     from cfsx.learning.models import load_model
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
-from report import SEED_STUDY_TARGETS, markdown_table, replace_block
+from harness import SEED_STUDY_TARGETS, add_figures, add_output, markdown_table, replace_block
 
 from cfsx.config import CorrectionConfig, load_config
 from cfsx.correction import correct_image
@@ -58,8 +57,8 @@ def score(truth: np.ndarray, corrected: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=6)
-    parser.add_argument("--output", type=Path, help="docs/correction.md")
-    parser.add_argument("--figures", type=Path, help="directory for the example figure")
+    add_output(parser, help_text="docs/correction.md")
+    add_figures(parser, help_text="directory for the example figure")
     parser.add_argument("--set", action="append", default=[], help="override a correction config value")
     args = parser.parse_args()
     # The seed study's structures (uniform targets), as the committed figures were made with them.

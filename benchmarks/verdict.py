@@ -19,17 +19,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import generalisation_data as gd
 import numpy as np
-from report import machine_line, markdown_table, replace_block
+from harness import ROOT, ZRO2_PLANE, add_output, machine_line, markdown_table, replace_block
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import generalisation_data as gd  # noqa: E402
-
-from cfsx.config import CorrectionConfig, InterpretationConfig, load_config  # noqa: E402
-from cfsx.interpretation import interpret_images  # noqa: E402
-from cfsx.interpretation.fit_quality import EXPLAINED, NOT_EXPLAINED, PARTLY  # noqa: E402
+from cfsx.config import CorrectionConfig, InterpretationConfig, load_config
+from cfsx.interpretation import interpret_images
+from cfsx.interpretation.fit_quality import EXPLAINED, NOT_EXPLAINED, PARTLY
 
 MODEL = "general-cfs4"
 COMMAND = "make verdict"
@@ -106,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("bench-output/generalisation-data"))
     parser.add_argument("--images", type=int, default=60, help="clean images per group and controls per kind")
     parser.add_argument("--decoded", type=int, default=24, help="of those, images also decoded (structure images)")
-    parser.add_argument("--realdata", default=str(HERE.parent.parent / "shared/realdata/javelin-zro2-h0l/ZrO2.nxs"))
-    parser.add_argument("--output", type=Path, default=HERE.parent / "docs" / "interpretation.md")
+    parser.add_argument("--realdata", default=str(ZRO2_PLANE))
+    add_output(parser, ROOT / "docs" / "interpretation.md", help_text=None)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     started = time.perf_counter()

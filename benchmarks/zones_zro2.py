@@ -7,15 +7,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from report import machine_line, markdown_table, replace_block
+from harness import ROOT, add_figures, add_output, machine_line, markdown_table, replace_block
 
 from cfsx.config import CorrectionConfig, load_config
 from cfsx.correction import INPAINTED, MEASURED, correct_file
 from cfsx.io import plots
 
-HERE = Path(__file__).resolve().parent
 COMMAND = "make validate-correct"
 SETTINGS = ["geometry.lattice=F", "mask.edge=2"]
 
@@ -23,8 +21,8 @@ SETTINGS = ["geometry.lattice=F", "mask.edge=2"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("plane", help="the ZrO2 plane (ZrO2.nxs)")
-    parser.add_argument("--output", type=Path, default=HERE.parent / "docs" / "correction.md")
-    parser.add_argument("--figures", type=Path, default=HERE.parent / "docs" / "correction")
+    add_output(parser, ROOT / "docs" / "correction.md", help_text=None)
+    add_figures(parser, ROOT / "docs" / "correction")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     folded_config = load_config("correct", SETTINGS, root=CorrectionConfig)

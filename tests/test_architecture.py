@@ -1,6 +1,7 @@
 """The house rules of cfsx/ (docs/architecture.md): packages along the data flow with no import running upward, no
-import circles, modules that can be read in one sitting and functions that fit on a screen. Each rule names the
-offenders, so that a change that breaks one says where."""
+import circles, modules that can be read in one sitting and functions that fit on a screen; and of benchmarks/: no
+file over 800 lines, and the code the scripts share in benchmarks/harness.py alone. Each rule names the offenders, so
+that a change that breaks one says where."""
 
 from __future__ import annotations
 
@@ -166,3 +167,63 @@ def test_a_model_file_written_before_the_move_still_loads_and_predicts_the_same(
     expected = np.load(data / "layout-v1-hybrid.npz")
     assert card.architecture == "hybrid" and card.cfs == 2
     np.testing.assert_allclose(predict(model, expected["images"]), expected["outputs"], rtol=1e-5, atol=1e-6)
+
+
+# benchmarks/ ---------------------------------------------------------------------------------------------------------
+
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+MAX_BENCHMARK_LINES = 800
+
+
+def benchmark_files(root: Path = BENCHMARKS) -> list[Path]:
+    return sorted(path for path in root.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+
+
+def long_benchmark_files(root: Path = BENCHMARKS) -> list[str]:
+    return sorted(f"{path.relative_to(root)} ({lines} lines)" for path in benchmark_files(root)
+                  if (lines := path.read_bytes().count(b"\n")) > MAX_BENCHMARK_LINES)  # fmt: skip
+
+
+def defined_names(tree: ast.Module) -> set[str]:
+    """The functions and classes a module defines anywhere, and the names it assigns at its top level."""
+    names = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name))
+    return names
+
+
+def harness_copies(root: Path = BENCHMARKS) -> list[str]:
+    """'FILE: NAME' for every public name of harness.py that another benchmark module defines again."""
+    shared = {name for name in defined_names(ast.parse((root / "harness.py").read_text())) if not name.startswith("_")}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name != "harness.py":
+            copies = defined_names(ast.parse(path.read_text())) & shared
+            found += [f"{path.relative_to(root)}: {name}" for name in sorted(copies)]
+    return found
+
+
+def test_no_benchmark_file_is_over_800_lines():
+    assert long_benchmark_files() == []
+
+
+def test_the_shared_benchmark_code_is_defined_in_harness_alone():
+    shared = defined_names(ast.parse((BENCHMARKS / "harness.py").read_text()))
+    moved = {
+        "replace_block", "markdown_table", "machine_line", "best_of", "run_logged", "run_cfsx", "echo_cfsx",
+        "spawn_pool", "correction_config", "file_sha256", "fmt", "pyplot", "SEED_STUDY_TARGETS", "ROOT",
+    }  # fmt: skip
+    assert moved <= shared
+    assert harness_copies() == []
+    assert not (BENCHMARKS / "report.py").exists()  # its helpers are in harness.py
+
+
+def test_the_benchmark_rules_name_planted_offenders(tmp_path):
+    (tmp_path / "harness.py").write_text("ROOT = 1\n\n\ndef fmt(value):\n    return str(value)\n")
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "long.py").write_text("x = 1\n" * (MAX_BENCHMARK_LINES + 1))
+    (tmp_path / "script.py").write_text("ROOT = 2\n\n\ndef main():\n    def fmt(value):\n        return value\n")
+    assert long_benchmark_files(tmp_path) == [f"tools/long.py ({MAX_BENCHMARK_LINES + 1} lines)"]
+    assert harness_copies(tmp_path) == ["script.py: ROOT", "script.py: fmt"]
