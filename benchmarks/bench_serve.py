@@ -48,7 +48,7 @@ def detector_image(path: Path) -> None:
     config = load_config("cfs4")
     encoding = np.zeros((1, 15))
     encoding[0, :3] = [-0.2, 0.1, 0.15]
-    plane = decode(config, encoding, 3)["images"][0]
+    plane = decode(config, encoding, 3).images[0]
     rng = np.random.default_rng(0)
     np.save(path, rng.poisson(20.0 * np.kron(plane, np.ones((8, 8))) / plane.mean()).astype(np.float32))
 

@@ -100,8 +100,7 @@ def correct_chunk(job: tuple) -> list:
         except DataError:
             out.append(None)
             continue
-        facts = ImageFacts.of({"config": None, "steps": corrected.provenance}, corrected.mask, corrected.image,
-                              corrected.variance, 1.0)  # fmt: skip
+        facts = ImageFacts.of(corrected.correction_record({}), corrected.mask, corrected.image, corrected.variance, 1.0)
         out.append((corrected.image, facts))
     return out
 

@@ -73,7 +73,7 @@ def correct_chunk(job: tuple) -> tuple[np.ndarray, int, list]:
             failures += 1
             continue
         out[index] = corrected.image
-        facts[index] = ImageFacts.of({"steps": corrected.provenance}, corrected.mask, corrected.image,
+        facts[index] = ImageFacts.of(corrected.correction_record({}), corrected.mask, corrected.image,
                                      corrected.variance, 1.0)  # fmt: skip
     return out, failures, facts
 

@@ -95,7 +95,7 @@ def table(pilot: Path, results: Path, minutes: dict[str, float], scored: float) 
     for name, (shows, *_) in RUNS.items():
         method = "CNN-CFS4" if name == next(iter(RUNS)) else f"CNN-CFS4 ({name})"  # generalisation.py's names
         card = read_model_card(pilot / f"{name}.keras")
-        lines.append((name, shows, str(card.training["epochs_run"]), f"{card.hold_out['mae']:.4f}", *cells(method)))
+        lines.append((name, shows, str(card.training.epochs_run), f"{card.hold_out.mae:.4f}", *cells(method)))
     lines.append(("least squares, no window", "-", "-", "-", *cells("LS-CFS4 no window")))
     header = ("model", "what it shows", "epochs run", "hold-out MAE (its own data)",
               *[f"{group} {image}" for group in GROUPS for image in ("clean", "all-origins")],

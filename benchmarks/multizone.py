@@ -171,7 +171,7 @@ def case_job(job: tuple) -> dict:
                 continue
             out["images"][key] = corrected.image
             if key == "noisy/all":
-                out["fold"] = fold_record(corrected.step("zones"), drawn, clean * falloff, mask, settings)
+                out["fold"] = fold_record(corrected.step("zones").to_plain(), drawn, clean * falloff, mask, settings)
     out["masked_fraction"] = float((mask > 0).mean())
     return out
 

@@ -110,7 +110,7 @@ def lot_sampling_ceiling(data: Path, model: Path, count: int = 300) -> dict[str,
     measured = []
     for seed, label in zip(seeds, labels, strict=True):
         sample = simulate_sample(config, int(seed))
-        if not np.array_equal(sample["encodings/achieved"], label):
+        if not np.array_equal(sample["achieved"], label):
             sys.exit(f"sample with seed {seed} of {data} is not reproduced by its seed")
         measured.append(
             engine.lot_alpha(sample["lattices"], vectors, config.diffraction.lot_size, sample["lot_origins"])

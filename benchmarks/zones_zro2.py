@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     centre_config = load_config("correct", [*SETTINGS, "geometry.zones=centre", "geometry.centre={H: -2, L: 4}"],
                                 root=CorrectionConfig)  # fmt: skip
     centre = correct_file(args.plane, centre_config)[1]
-    zones = folded.step("zones")
+    zones = folded.step("zones").to_plain()
     rows = [
         (entry["name"], f"{entry['pixels']}", f"{100 * entry['coverage']:.0f} %", f"{entry['mean']:.2f}",
          "-" if entry["agreement"] is None else f"{entry['agreement']:+.2f}",

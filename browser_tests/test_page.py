@@ -85,6 +85,7 @@ def test_the_page_interprets_an_uploaded_image_as_the_api_does(server, tmp_path)
         verdict = browser.find_element(By.ID, "verdict")
         verdict_label, verdict_text = verdict.get_attribute("data-label"), verdict.text
         verdict_colour = verdict.value_of_css_property("border-left-color")
+        more = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#more summary")]
         screenshot = tmp_path / "serve.png"
         browser.save_screenshot(str(screenshot))
     finally:
@@ -102,5 +103,9 @@ def test_the_page_interprets_an_uploaded_image_as_the_api_does(server, tmp_path)
     assert verdict_label == expected["label"] and verdict_text.startswith(expected["label"])
     assert all(reason in verdict_text for reason in expected["reasons"])
     assert verdict_colour != "rgb(136, 136, 136)"  # one of the three verdicts' colours, not the default grey
+    # every field of the record that the page does not lay out itself is listed under it, by name
+    from cfsx.interpretation.results import generic_fields
+
+    assert more == [name.replace("_", " ") for name, _ in generic_fields()] and more
     if os.environ.get("CFSX_SCREENSHOT"):
         shutil.copy(screenshot, os.environ["CFSX_SCREENSHOT"])

@@ -39,6 +39,10 @@ class DataError(CfsxError):
     exit_code = EXIT_BAD_INPUT
 
 
+class TooLargeError(DataError):
+    """An input is larger than the limit set for it (the server's pixel cap: an HTTP 413)."""
+
+
 class EngineError(CfsxError):
     """The physics engine was given inputs it cannot work with."""
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -147,10 +148,14 @@ def test_the_quickstart_notebook_runs_and_shows_the_interpretation(tmp_path):
 def test_a_correction_step_is_added_in_one_place_and_reports_its_provenance(monkeypatch):
     """docs/architecture.md: a new step goes into cfsx.correction.steps.STEPS; its provenance follows the others'."""
     from cfsx.correction import steps as correction
+    from cfsx.correction.provenance import Step, step_of
+
+    class HalveStep(Step):
+        KIND = "halve"
 
     def halve(work, config):
         work.resampled = work.resampled / 2
-        return [{"step": "halve"}]
+        return [HalveStep(details={"factor": 0.5})]
 
     image = np.random.default_rng(0).gamma(3.0, 1.0, size=(64, 64))
     plain = correction.correct_image(image, CorrectionConfig())
@@ -158,9 +163,11 @@ def test_a_correction_step_is_added_in_one_place_and_reports_its_provenance(monk
     steps.insert(len(steps) - 1, (halve, None))  # before the normalisation
     monkeypatch.setattr(correction, "STEPS", tuple(steps))
     corrected = correction.correct_image(image, CorrectionConfig())
-    names = [entry["step"] for entry in corrected.provenance]
-    assert names == [entry["step"] for entry in plain.provenance][:-1] + ["halve", "normalise"]
-    assert corrected.provenance[-1]["factor"] == pytest.approx(2 * plain.provenance[-1]["factor"])
+    names = [entry.kind for entry in corrected.provenance]
+    assert names == [entry.kind for entry in plain.provenance][:-1] + ["halve", "normalise"]
+    assert corrected.provenance[-1].factor == pytest.approx(2 * plain.provenance[-1].factor)
+    halved = corrected.step("halve")
+    assert step_of(halved.to_plain()) == halved and halved.to_plain() == {"step": "halve", "factor": 0.5}
 
 
 def assert_same_record(first, second) -> None:
@@ -179,6 +186,8 @@ def assert_same_record(first, second) -> None:
             assert isinstance(b, dict) and list(a) == list(b), where
             for key in a:
                 same(a[key], b[key], f"{where}[{key}]")
+        elif isinstance(a, float) and np.isnan(a):
+            assert isinstance(b, float) and np.isnan(b), where
         else:
             assert a == b, where
 
@@ -238,7 +247,7 @@ def test_correction_records_round_trip_through_json_and_the_corrected_file(tmp_p
         np.save(tmp_path / f"raw{number}.npy", image)
     written = correct_files([str(tmp_path / "raw*.npy")], tmp_path / "corrected.h5", CorrectionConfig())
     assert [c.source for c in written] == [str(tmp_path / "raw0.npy"), str(tmp_path / "raw1.npy")]
-    assert written[0].step("read")["source"] == str(tmp_path / "raw0.npy") and written[0].step("nothing") is None
+    assert written[0].step("read").source == str(tmp_path / "raw0.npy") and written[0].step("nothing") is None
     assert "cells filled by symmetry" in written[0].summary() and (written[0].mask == 1).any()
     for record, read in zip(written, read_corrections(tmp_path / "corrected.h5"), strict=True):
         assert_same_record(record, read)
@@ -263,7 +272,7 @@ def test_train_on_arrays_writes_the_data_beside_the_model_and_a_card_that_decode
     assert card.cfs == 2 and card.image_size == images.shape[1] and card.lot_size == 10 and card.h_max == 1.0
     assert card.decoding().encoding.cfs == 2 and result.card.hold_out == card.hold_out
     assert ModelCard.from_json(card.to_json()).metadata == card.metadata
-    assert card.training["data_files"][0]["path"] == str(tmp_path / "arrays-data.h5")
+    assert card.training.data_files[0].path == str(tmp_path / "arrays-data.h5")
     with h5py.File(tmp_path / "arrays-data.h5") as file:
         np.testing.assert_array_equal(file["images"][()], images.astype(np.float32))
         assert file.attrs["kind"] == "arrays"
@@ -275,6 +284,30 @@ def test_train_on_arrays_writes_the_data_beside_the_model_and_a_card_that_decode
     with pytest.raises(DataError, match="labels must be"):
         train(TrainingArrays(images, labels[:, :2], cfs_vectors(2), 1.0, 10), tmp_path / "bad.keras", config)
     assert not (tmp_path / "bad.keras").exists() and not (tmp_path / "bad-data.h5").exists()
+
+
+def test_a_model_card_reads_and_writes_the_metadata_document_of_earlier_files_unchanged():
+    import zipfile
+
+    from cfsx.learning.model_card import METADATA_ENTRY, TrainingRun, read_model_card
+
+    package = Path(cfsx.__file__).parent
+    files = sorted((Path(__file__).parent / "data").glob("*.keras")) + sorted((package / "learning" / "builtin").glob(
+        "*.keras"))  # fmt: skip
+    assert len(files) >= 4
+    for path in files:
+        with zipfile.ZipFile(path) as archive:
+            document = json.loads(archive.read(METADATA_ENTRY))
+        card = read_model_card(path)
+        assert card.metadata == document, path  # nothing lost, renamed or reordered between file and card
+        assert list(card.metadata["training"]) == list(document["training"]), path
+        assert card.hold_out.r2 == document["metrics"]["test"]["r2"]
+    # a training section of the first models, without the entries added since: they default
+    first = {key: document["training"][key] for key in ("config", "data_fingerprint", "epochs_run", "best_epoch",
+                                                         "seconds", "history")}  # fmt: skip
+    run = TrainingRun.of(first)
+    assert run.strategy == "default" and run.replicas == 1 and not run.interrupted and run.data_files == []
+    assert run.epochs_run == document["training"]["epochs_run"] and run.history == document["training"]["history"]
 
 
 def test_no_library_function_takes_more_than_seven_parameters():

@@ -123,10 +123,10 @@ def test_training_under_a_distribution_strategy_gives_a_model_evaluate_reads(str
         "train-demo", ["evaluation.resimulated=2"], root=TrainingConfig, **{"fit.strategy": strategy, "fit.epochs": 1}
     )
     result = train(data, tmp_path / "model.keras", config)
-    assert result.metadata["training"]["strategy"] == strategy
-    assert result.metadata["training"]["replicas"] >= 1
+    assert result.card.training.strategy == strategy
+    assert result.card.training.replicas >= 1
     report = evaluate(result.model_path, data, tmp_path / "report", config)
-    assert report.cnn.samples == len(result.metadata["split"]["test"])
+    assert report.cnn.samples == len(result.card.hold_out_indices)
 
 
 def test_several_workers_are_refused_with_one_clear_line(tmp_path):

@@ -74,7 +74,7 @@ def reproduce_steps() -> list:
     """benchmarks/reproduce.py's planned steps (it is a script, not a package: loaded from its path)."""
     spec = importlib.util.spec_from_file_location("reproduce", ROOT / "benchmarks" / "reproduce.py")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its own `from report import ...`
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its own `from harness import ...`
     try:
         spec.loader.exec_module(module)
     finally:

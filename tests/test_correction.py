@@ -476,7 +476,7 @@ def test_large_image_path_corrects_like_the_exact_one():
     exact = correct_image(raw, load_config("correct", overrides, root=CorrectionConfig))
     coarse = correct_image(raw, load_config("correct", [*overrides, "bragg.local_coarse_above=0"],
                                             root=CorrectionConfig))  # fmt: skip
-    assert exact.provenance[2]["peaks"] == coarse.provenance[2]["peaks"] > 0
+    assert exact.provenance[2].peaks == coarse.provenance[2].peaks > 0
     assert image_r2(exact.image, coarse.image) > 0.999
 
 

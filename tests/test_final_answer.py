@@ -36,7 +36,7 @@ def test_a_clean_gridded_image_passes_correct_unchanged_but_for_the_scale():
     factor = corrected.image.mean() / image.mean()
     np.testing.assert_allclose(corrected.image, image * factor, rtol=1e-5)
     assert (corrected.mask == MEASURED).all()
-    assert corrected.step("bragg")["peak_pixels"] == 0
+    assert corrected.step("bragg").peak_pixels == 0
     np.testing.assert_allclose(least_squares(corrected.image[None].astype(np.float64), VECTORS, 1.0)[0],
                                [0.1, -0.05, 0.03], atol=1e-5)  # fmt: skip
 
@@ -47,17 +47,17 @@ RESOLVING = dataclasses.replace(CorrectionConfig(), bragg=dataclasses.replace(Co
 def test_sharp_diffuse_maxima_are_kept_and_a_one_pixel_bragg_peak_of_the_same_height_is_removed():
     diffuse = _sharp_maxima(200.0, 1.0)
     kept = correct_image(diffuse, RESOLVING)
-    assert kept.step("bragg")["peak_pixels"] == 0 and kept.step("bragg")["diffuse_maxima_kept"] > 0
+    assert kept.step("bragg").peak_pixels == 0 and kept.step("bragg").diffuse_maxima_kept > 0
     assert (kept.mask == MEASURED).all()
     factor = kept.image.mean() / diffuse.mean()
     np.testing.assert_allclose(kept.image, diffuse * factor, rtol=1e-5)
     # without the resolution test the same maxima are masked: the test is what keeps them
-    assert correct_image(diffuse, CorrectionConfig()).step("bragg")["peak_pixels"] > 0
+    assert correct_image(diffuse, CorrectionConfig()).step("bragg").peak_pixels > 0
 
     bragg = _exact() + 0.0
     bragg[32, 32] = 200.0 * bragg.mean()  # one pixel at h = k = 0, as high as the maxima above (relative)
     removed = correct_image(bragg, RESOLVING)
-    assert removed.step("bragg")["peak_pixels"] > 0
+    assert removed.step("bragg").peak_pixels > 0
     assert removed.mask[32, 32] == INPAINTED
     clean = correct_image(_exact(), RESOLVING).image
     assert abs(removed.image[32, 32] - clean[32, 32]) < 0.05 * clean[32, 32]
@@ -75,15 +75,15 @@ def test_the_resolution_decides_which_peaks_are_wider_than_a_bragg_peak():
         bragg = dataclasses.replace(RESOLVING.bragg, resolution=resolution)
         return correct_image(image, dataclasses.replace(RESOLVING, bragg=bragg)).step("bragg")
 
-    assert with_resolution(0.5)["peak_pixels"] == 0 and with_resolution(0.5)["diffuse_maxima_kept"] > 0
-    assert with_resolution(2.0)["peak_pixels"] > 0
+    assert with_resolution(0.5).peak_pixels == 0 and with_resolution(0.5).diffuse_maxima_kept > 0
+    assert with_resolution(2.0).peak_pixels > 0
 
 
 def test_image_facts_read_what_correct_did():
     rng = np.random.default_rng(3)
     counts = rng.poisson(_exact() / _exact().mean() * 50).astype(np.float64)
     corrected = correct_image(counts, CorrectionConfig())
-    facts = ImageFacts.of({"steps": corrected.provenance}, corrected.mask, corrected.image, corrected.variance, 1.0)
+    facts = ImageFacts.of(corrected.correction_record({}), corrected.mask, corrected.image, corrected.variance, 1.0)
     assert facts.corrected and facts.bragg_share == 0 and facts.filled_share == 0
     # Friedel's law averages two cells into each value: twice the counts behind it, whatever the scale
     assert facts.counts == pytest.approx(2 * np.median(counts), rel=0.1)
@@ -91,13 +91,13 @@ def test_image_facts_read_what_correct_did():
         CorrectionConfig(), reconstruction=dataclasses.replace(CorrectionConfig().reconstruction, symmetry="none")
     )
     corrected = correct_image(counts, alone)
-    facts = ImageFacts.of({"steps": corrected.provenance}, corrected.mask, corrected.image, corrected.variance, 1.0)
+    facts = ImageFacts.of(corrected.correction_record({}), corrected.mask, corrected.image, corrected.variance, 1.0)
     assert facts.counts == pytest.approx(np.median(counts), rel=0.1)
     peaked = _exact()
     peaked[32, 32] += 500 * peaked.mean()
     corrected = correct_image(peaked, CorrectionConfig())
-    facts = ImageFacts.of({"steps": corrected.provenance}, corrected.mask, corrected.image, corrected.variance, 1.0)
-    assert facts.bragg_share == corrected.step("bragg")["peak_pixels"] / 64**2 > 0
+    facts = ImageFacts.of(corrected.correction_record({}), corrected.mask, corrected.image, corrected.variance, 1.0)
+    assert facts.bragg_share == corrected.step("bragg").peak_pixels / 64**2 > 0
     assert facts.filled_share == np.mean(corrected.mask == INPAINTED) > 0
     assert facts.counts == np.inf  # not an image of counts
     assert not ImageFacts.of(None, None, peaked, None, 1.0).corrected
@@ -167,7 +167,7 @@ def test_a_hybrid_answers_raw_images_by_the_rule_on_the_command_line_and_on_the_
 
     from cfsx.app import serve_work
     from cfsx.app.cli import app
-    from cfsx.interpretation.interpret import SCHEMA_PATH
+    from cfsx.interpretation.results import SCHEMA_PATH
 
     clean = np.kron(ExpectedIntensity(VECTORS, 16, 1.0, NO_WINDOW, 0.5)(np.array([0.1, -0.05, 0.03])), np.ones((4, 4)))
     peaked = clean.copy()

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import jsonschema
@@ -72,7 +73,7 @@ def test_unseen_encodings_are_recovered_and_decoded_near_the_intrinsic_floor(set
     np.testing.assert_allclose(final, [list(r["encoding"].values()) for r in document["images"]], atol=1e-6)
     # The floor: the true encodings decoded with the same seeds, scored the same way.
     simulation = load_config("demo", ["lattice.size=20", "diffraction.lot_size=10", "diffraction.image_size=32"])
-    floor_images = decode(simulation, truth, 0, seeds=sample_seeds(0, 1) * len(truth))["images"]
+    floor_images = decode(simulation, truth, 0, seeds=sample_seeds(0, 1) * len(truth)).images
     power = (floor_images**2).sum(axis=(1, 2))
     scale = (observed * floor_images).sum(axis=(1, 2)) / power
     floor = np.median(image_r2(observed, floor_images * scale[:, None, None]))
@@ -137,10 +138,31 @@ def test_the_reported_floor_is_two_decodes_of_one_encoding_against_each_other(se
     # The observations are themselves simulations of their true encodings: their image R2 against a decode
     # of the truth is the same kind of number, so the medians agree within the spread of finite lattices.
     simulation = load_config("demo", ["lattice.size=20", "diffraction.lot_size=10", "diffraction.image_size=32"])
-    truth_images = decode(simulation, truth, 0, seeds=sample_seeds(5, 1) * len(truth))["images"]
+    truth_images = decode(simulation, truth, 0, seeds=sample_seeds(5, 1) * len(truth)).images
     scale = (observed * truth_images).sum(axis=(1, 2)) / (truth_images**2).sum(axis=(1, 2))
     intrinsic = np.median(image_r2(observed, truth_images * scale[:, None, None]))
     assert abs(np.median(floor) - intrinsic) < 0.15, (np.median(floor), intrinsic)
+
+
+def test_a_field_of_the_record_reaches_results_json_results_h5_and_the_schema_by_itself(setup, interpreted):
+    """docs/architecture.md "A results field": ``facts`` was added to Interpretation (and filled where interpret
+    makes the records) and nothing else; results.json, results.h5 and the schema carry it by the generic rule."""
+    from cfsx.interpretation.results import generic_fields, read_results_h5, results_schema
+
+    assert "facts" in [name for name, _ in generic_fields()]
+    records = interpreted.interpretations
+    for record, plain in zip(records, interpreted.document["images"], strict=True):
+        assert plain["facts"]["corrected"] is False and plain["facts"]["bragg_share"] == 0.0  # simulated images
+        assert plain["facts"]["counts"] is None and record.facts.counts == np.inf  # JSON has no infinity
+        assert plain["facts"]["long_range_order"] == pytest.approx(record.facts.long_range_order)
+    read = read_results_h5(setup / "out" / "results.h5")
+    assert [item.facts for item in read] == [item.facts for item in records]
+    facts, nothing = results_schema()["$defs"]["record"]["properties"]["facts"]["anyOf"]  # ImageFacts | None
+    assert nothing == {"type": "null"} and facts["properties"]["bragg_share"] == {"type": ["number", "null"]}
+    assert facts["properties"]["corrected"] == {"type": "boolean"} and "corrected" in facts["required"]
+    tool = Path(__file__).resolve().parents[1] / "tools" / "results_schema.py"
+    checked = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr  # the shipped schema file is the generated one
 
 
 def test_results_follow_the_schema_and_figures_are_written(setup, interpreted):
@@ -243,13 +265,13 @@ def test_store_records_interpretations_and_fine_tuning_uses_it(setup, tmp_path):
     assert refused.exit_code != 0 and "holds other data" in refused.output and not (tmp_path / "refused").exists()
     config = load_config("train-demo", root=TrainingConfig, **{"fit.epochs": 2})
     tuned = train([setup / "train.h5", store], tmp_path / "tuned.keras", config, init=setup / "model.keras")
-    training = tuned.metadata["training"]
-    assert training["initialised_from"] == str(setup / "model.keras")
-    assert [part["samples"] for part in training["data_files"]] == [240, 24]
+    training = tuned.card.training
+    assert training.initialised_from == str(setup / "model.keras")
+    assert [part.samples for part in training.data_files] == [240, 24]
     # Started from a trained model with small steps, the hold-out stays good after two epochs.
-    assert tuned.metadata["metrics"]["test"]["r2"] > 0.7
+    assert tuned.card.hold_out.r2 > 0.7
     held_out = hold_out_indices(read_model_card(tuned.model_path), summarise_data(setup / "train.h5"))
-    test = np.asarray(tuned.metadata["split"]["test"])
+    test = tuned.card.hold_out_indices
     assert np.array_equal(held_out, test[test < 240])
 
 

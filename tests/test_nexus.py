@@ -9,7 +9,8 @@ from nexusformat.nexus import nxload
 
 from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config
 from cfsx.interpretation import InterpretationOutput, interpret
-from cfsx.io.dataset import describe, merge_shards
+from cfsx.io.dataset import merge_shards
+from cfsx.io.dataset_info import describe
 from cfsx.learning.training import train
 from cfsx.physics.engine import reciprocal_grid
 from cfsx.simulation import Shard, simulate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cfsx.correction.provenance import CorrectionRecord
 from cfsx.interpretation.fit_quality import (
     EXPLAINED,
     NOT_EXPLAINED,
@@ -177,7 +178,8 @@ def test_correction_evidence_reads_the_zones_and_symmetry_steps():
     steps = [{"step": "zones", "consistency": [{"consistency": 0.9, "pairs": 500}, {"consistency": -0.2, "pairs": 600},
                                                {"consistency": -0.9, "pairs": 10}]},
              {"step": "symmetry", "chi2": 3.5}]  # fmt: skip
-    assert correction_evidence({"steps": steps}) == (-0.2, 3.5)  # 10 pairs are too few to judge
+    # 10 pairs are too few to judge
+    assert correction_evidence(CorrectionRecord.from_plain({"steps": steps})) == (-0.2, 3.5)
     assert correction_evidence(None) == (None, None)
 
 
@@ -194,7 +196,7 @@ def test_strict_exits_7_for_a_texture_keeps_the_results_and_the_store_leaves_it_
     np.save(tmp_path / "texture.npy", texture - texture.min() + 0.1)
     demo = load_config("demo", ["lattice.size=32", "diffraction.image_size=64", "diffraction.lot_size=16",
                                 "diffraction.n_lots=4"])  # fmt: skip
-    np.save(tmp_path / "plane.npy", decode(demo, np.array([[-0.2, 0.1, 0.15]]), 3)["images"][0])
+    np.save(tmp_path / "plane.npy", decode(demo, np.array([[-0.2, 0.1, 0.15]]), 3).images[0])
     runner = CliRunner()
     arguments = ["interpret", str(tmp_path / "texture.npy"), str(tmp_path / "plane.npy"), "--model", "general-cfs2",
                  "--replicates", "1", "--no-figures", "--set", "decode.lattice_size=32",

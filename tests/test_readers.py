@@ -114,7 +114,7 @@ def test_correct_takes_frames_and_sums_from_the_command_line(stack):
                                  str(folder / "sum.h5"), "--sum-frames"])  # fmt: skip
     assert summed.exit_code == 0, summed.output
     (correction,) = read_corrections(folder / "sum.h5")
-    assert correction.step("read")["frames_summed"] == [0, 5, 1]
+    assert correction.step("read").details["frames_summed"] == [0, 5, 1]
     refused = runner.invoke(app, ["correct", str(folder / "stack.npy"), "-o", str(folder / "no.h5")])
     assert refused.exit_code == 3 and "--sum-frames" in refused.output and not (folder / "no.h5").exists()
 
@@ -301,6 +301,6 @@ def test_correct_and_interpret_take_a_plane_from_the_command_line(tmp_path):
     (correction,) = read_corrections(output)
     assert correction.source == f"{master}[l=0]"
     plane = {"axis": "l", "value": 0.0, "requested": 0.0, "thickness": 0.0, "slices": [2, 3]}
-    assert correction.step("read")["axes"]["plane"] == plane
+    assert correction.step("read").details["axes"]["plane"] == plane
     refused = runner.invoke(app, ["interpret", str(master), "-o", str(tmp_path / "out"), "--plane", "l"])
     assert refused.exit_code == 3 and "--plane: a plane is AXIS=VALUE" in refused.output

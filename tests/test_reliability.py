@@ -329,11 +329,14 @@ def _metadata(cfs: int = 2, image_size: int = 16) -> dict:
     config = load_config("demo", [f"encoding.cfs={cfs}", f"diffraction.image_size={image_size}"])
     return {"cfs": cfs, "vectors": vectors.tolist(), "labels": vector_labels(vectors), "image_size": image_size,
             "h_max": 1.0, "lot_size": 32, "simulation_config": config.to_yaml(), "split": {"test": []},
-            "training": {"config": {}, "history": [], "data_fingerprint": ""}, "metrics": {"test": {}}}  # fmt: skip
+            "training": {"config": {}, "history": [], "data_fingerprint": "", "epochs_run": 0, "best_epoch": 0,
+                         "seconds": 0.0},
+            "metrics": {"test": {"samples": 0, "r2": 0.0, "mse": 0.0, "mae": 0.0, "mean_residual": 0.0,
+                                 "per_component": {}}}}  # fmt: skip
 
 
 def _model(path: Path, outputs: int, image_size: int = 16) -> Path:
-    return models.save_model(models.build_model("small", image_size, outputs), _metadata(2, image_size), path)
+    return models.write_model_file(models.build_model("small", image_size, outputs), _metadata(2, image_size), path)
 
 
 @pytest.fixture(scope="module")
@@ -444,7 +447,7 @@ def test_an_unexpected_error_is_one_line_and_exit_1(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody foresaw\nsecond line")
 
-    monkeypatch.setattr("cfsx.io.dataset.DatasetInfo.summary", broken)
+    monkeypatch.setattr("cfsx.io.dataset_info.DatasetInfo.summary", broken)
     result = runner.invoke(app, ["info", str(Path(__file__).parent / "missing.h5")])
     one_line_error(result, EXIT_BAD_INPUT, "no such file")  # before the broken call
     good = tmp_path / "g.h5"
@@ -526,7 +529,7 @@ def test_a_file_declaring_samples_it_never_wrote_is_refused_without_reading_them
     hollow = tmp_path / "hollow.h5"
     shutil.copy(shards / "s0.h5", hollow)
     with h5py.File(hollow, "a") as file:
-        for name in [name for name in dataset.SAMPLE_ARRAYS if name in file]:
+        for name in [name for name in dataset.PATH_DTYPES if name in file]:
             shape, dtype = file[name].shape, file[name].dtype
             del file[name]
             file.create_dataset(
@@ -540,7 +543,7 @@ def test_info_describes_a_file_without_labels_and_models_need_numeric_grids(shar
     result = runner.invoke(app, ["info", str(unlabelled)])
     assert result.exit_code == 0 and "no labels" in result.output, result.output
     metadata = {**_metadata(), "h_max": ""}
-    model = models.save_model(models.build_model("small", 16, 3), metadata, tmp_path / "h.keras")
+    model = models.write_model_file(models.build_model("small", 16, 3), metadata, tmp_path / "h.keras")
     interpreted = runner.invoke(app, ["interpret", "--model", str(model), str(image_file), "-o", str(tmp_path / "out")])
     one_line_error(interpreted, EXIT_BAD_INPUT, "h_max = ''")
 

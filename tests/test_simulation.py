@@ -25,7 +25,7 @@ from cfsx.simulation import Shard, sample_seed, simulate, simulate_sample
 
 runner = CliRunner()
 
-DATASETS = list(dataset.SAMPLE_ARRAYS)
+DATASETS = list(dataset.PATH_DTYPES)
 
 
 def read_all(path):
@@ -101,7 +101,7 @@ def test_a_config_without_the_new_keys_runs_the_seed_studys_loop(tiny_config):
                                  diffraction.h_max)  # fmt: skip
     assert np.array_equal(sample["lattices"], result.lattice) and sample["cycles"] == result.cycles
     assert np.array_equal(sample["images"], image.astype(np.float32))
-    assert np.array_equal(sample["encodings/target"], target.astype(np.float32))
+    assert np.array_equal(sample["target"], target.astype(np.float32))
     assert sample["stop_reasons"] in (engine.STOP_REASONS.index("reached"), engine.STOP_REASONS.index("max_cycles"))
 
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from cfsx.app.cli import app
 from cfsx.config import TrainingConfig, load_config
 from cfsx.errors import DataError
+from cfsx.io.dataset import open_dataset
 from cfsx.learning import models
 from cfsx.learning._tensorflow import keras
 from cfsx.learning.data import SampleReader, split_indices, summarise_data
@@ -44,19 +45,19 @@ def trained(data_dir):
 
 
 def test_training_lowers_the_loss_and_predicts_the_hold_out(trained):
-    history = trained.metadata["training"]["history"]
+    history = trained.card.training.history
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
     assert min(row["val_loss"] for row in history) < 0.5 * history[0]["val_loss"]
-    assert trained.metadata["metrics"]["test"]["r2"] > 0.5
+    assert trained.card.hold_out.r2 > 0.5
     assert trained.history_path.read_text().startswith("epoch,")
     assert trained.curve_path.stat().st_size > 1000
 
 
 def test_best_validation_epoch_is_kept(trained):
-    history = trained.metadata["training"]["history"]
+    history = trained.card.training.history
     best = int(np.argmin([row["val_loss"] for row in history]))
-    assert trained.metadata["training"]["best_epoch"] == best + 1
-    validation_mse = trained.metadata["metrics"]["validation"]["mse"]
+    assert trained.card.training.best_epoch == best + 1
+    validation_mse = trained.card.validation.mse
     assert validation_mse == pytest.approx(history[best]["val_loss"], rel=1e-3)
 
 
@@ -64,7 +65,8 @@ def test_saved_model_keeps_metadata_and_outputs(trained, data_dir):
     model, card = models.load_model(trained.model_path)
     assert card.cfs == 2 and card.image_size == 32
     assert card.vectors.tolist() == cfs_vectors(2).tolist()
-    assert card.hold_out_indices.tolist() == trained.metadata["split"]["test"]
+    assert card.hold_out_indices.tolist() == trained.card.hold_out_indices.tolist()
+    assert card.metadata == trained.card.metadata  # the document written is the document read
     assert "encoding:" in card.decoding_config
     with h5py.File(data_dir / "cfs2.h5") as file:
         images = file["images"][:8]
@@ -88,13 +90,13 @@ def test_training_is_reproducible(data_dir, tmp_path):
     config = training_config(epochs=2)
     first = train(data_dir / "cfs2.h5", tmp_path / "a.keras", config)
     second = train(data_dir / "cfs2.h5", tmp_path / "b.keras", config)
-    assert first.metadata["metrics"] == second.metadata["metrics"]
+    assert first.card.metadata["metrics"] == second.card.metadata["metrics"]
 
 
 def test_streamed_data_train_the_same_model_as_data_in_memory(data_dir, tmp_path):
     in_memory = train(data_dir / "cfs2.h5", tmp_path / "a.keras", training_config(epochs=2))
     streamed = train(data_dir / "cfs2.h5", tmp_path / "b.keras", training_config(epochs=2, memory_limit_mb=0))
-    assert in_memory.metadata["metrics"] == streamed.metadata["metrics"]
+    assert in_memory.card.metadata["metrics"] == streamed.card.metadata["metrics"]
 
 
 def test_interrupted_training_keeps_the_best_weights_so_far(data_dir, tmp_path):
@@ -105,7 +107,7 @@ def test_interrupted_training_keeps_the_best_weights_so_far(data_dir, tmp_path):
     config = training_config(epochs=10)
     result = train(data_dir / "cfs2.h5", tmp_path / "m.keras", config, on_epoch=interrupt_after_second_epoch)
     _, card = models.load_model(result.model_path)
-    assert card.training["interrupted"] and card.training["epochs_run"] == 2
+    assert card.training.interrupted and card.training.epochs_run == 2
 
 
 def _weights(path):
@@ -124,17 +126,17 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(data_dir
     config = training_config(epochs=7, reduce_lr_patience=1, patience=3, learning_rate=0.1)
     whole = train(data_dir / "cfs2.h5", tmp_path / "whole.keras", config)
     stopped = train(data_dir / "cfs2.h5", tmp_path / "m.keras", config, on_epoch=interrupt_in_third_epoch)
-    assert stopped.metadata["training"]["interrupted"] and (tmp_path / "m.keras.parts" / "state.npz").exists()
+    assert stopped.card.training.interrupted and (tmp_path / "m.keras.parts" / "state.npz").exists()
     resumed = train(data_dir / "cfs2.h5", tmp_path / "m.keras", config, resume=True)
-    assert resumed.metadata["training"]["resumed_at_epoch"] == 2
+    assert resumed.card.training.resumed_at_epoch == 2
     assert not (tmp_path / "m.keras.parts").exists() and not (tmp_path / "whole.keras.parts").exists()
     for name in ("epochs_run", "best_epoch"):
-        assert resumed.metadata["training"][name] == whole.metadata["training"][name]
-    learning_rates = {row["learning_rate"] for row in whole.metadata["training"]["history"]}
-    assert whole.metadata["training"]["epochs_run"] < 7 or len(learning_rates) > 1  # the counters were exercised
+        assert getattr(resumed.card.training, name) == getattr(whole.card.training, name)
+    learning_rates = {row["learning_rate"] for row in whole.card.training.history}
+    assert whole.card.training.epochs_run < 7 or len(learning_rates) > 1  # the counters were exercised
     for mine, theirs in zip(_weights(resumed.model_path), _weights(whole.model_path), strict=True):
         assert np.array_equal(mine, theirs)
-    assert resumed.metadata["metrics"] == whole.metadata["metrics"]
+    assert resumed.card.metadata["metrics"] == whole.card.metadata["metrics"]
 
 
 def test_resume_refuses_the_checkpoint_of_another_run_and_starts_afresh_without_one(data_dir, tmp_path):
@@ -145,7 +147,7 @@ def test_resume_refuses_the_checkpoint_of_another_run_and_starts_afresh_without_
     with pytest.raises(DataError, match="belongs to a training run with other data, config"):
         train(data_dir / "cfs2.h5", tmp_path / "m.keras", training_config(epochs=3, seed=1), resume=True)
     fresh = train(data_dir / "cfs2.h5", tmp_path / "n.keras", training_config(epochs=1), resume=True)
-    assert fresh.metadata["training"]["resumed_at_epoch"] is None and fresh.metadata["training"]["epochs_run"] == 1
+    assert fresh.card.training.resumed_at_epoch is None and fresh.card.training.epochs_run == 1
 
 
 def test_split_is_deterministic_disjoint_and_complete():
@@ -163,11 +165,11 @@ def test_split_is_deterministic_disjoint_and_complete():
 def test_evaluate_scores_exactly_the_recorded_hold_out(trained, data_dir, tmp_path):
     result = evaluate(trained.model_path, data_dir / "cfs2.h5", tmp_path / "report", training_config())
     cnn = result.cnn
-    recorded = trained.metadata["metrics"]["test"]
+    recorded = trained.card.hold_out
     assert result.scope == "recorded hold-out" and result.labelled
-    assert cnn.samples == len(trained.metadata["split"]["test"])
-    assert cnn.r2 == pytest.approx(recorded["r2"], abs=1e-6)
-    assert cnn.mse == pytest.approx(recorded["mse"], rel=1e-5)
+    assert cnn.samples == len(trained.card.hold_out_indices)
+    assert cnn.r2 == pytest.approx(recorded.r2, abs=1e-6)
+    assert cnn.mse == pytest.approx(recorded.mse, rel=1e-5)
     written = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert written["cnn"]["r2"] == pytest.approx(cnn.r2)
     assert EvaluationReport.from_json((tmp_path / "report" / "metrics.json").read_text()) == result
@@ -270,7 +272,7 @@ def test_bad_input_gives_one_clear_line(args, message, trained, data_dir, tmp_pa
     (tmp_path / "garbage.h5").write_bytes(b"not hdf5 at all")
     metadata = read_metadata(data_dir / "model.keras")
     metadata.update(cfs=3, vectors=cfs_vectors(3).tolist())
-    models.save_model(models.build_model("small", 32, 8), metadata, tmp_path / "cfs3.keras")
+    models.write_model_file(models.build_model("small", 32, 8), metadata, tmp_path / "cfs3.keras")
     with h5py.File(data_dir / "cfs2.h5") as source, h5py.File(tmp_path / "wide.h5", "w") as wide:
         wide.attrs.update(source.attrs)
         config = source.attrs["config"].replace("image_size: 32", "image_size: 16")
@@ -313,8 +315,8 @@ def test_a_cfs2_model_trains_and_is_scored_on_cfs3_data(data_dir, tmp_path):
     report = evaluate(result.model_path, data_dir / "cfs3.h5", tmp_path / "report", training_config())
     assert report.cnn.samples == len(card.hold_out_indices)
     summary = summarise_data(data_dir / "cfs3.h5", cfs=2)
-    with h5py.File(data_dir / "cfs3.h5") as file:
-        expected = file["encodings/achieved"][()][:, [0, 2, 3]]  # (0,1), (1,0), (1,1) among CFS3's vectors
+    with open_dataset(data_dir / "cfs3.h5") as file:
+        expected = file.labels[()][:, [0, 2, 3]]  # (0,1), (1,0), (1,1) among CFS3's vectors
         for limit in (0, 100):  # streamed and in memory
             labels = SampleReader(file, limit, summary.columns).read(np.arange(7))[1]
             np.testing.assert_array_equal(labels, expected[:7])

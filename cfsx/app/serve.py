@@ -29,6 +29,7 @@ import uvicorn  # noqa: F401
 
 from cfsx.app.feedback import Feedback, Store
 from cfsx.app.serve_work import FIGURES, Job, Options, failure, interpret_upload, load_models, render_figure
+from cfsx.config.flags import Calibration
 from cfsx.errors import ConfigError
 
 API = "/api/v1"
@@ -208,17 +209,6 @@ async def _models(request):
                          for key, card in cards.items()])  # fmt: skip
 
 
-def _pair(form, name: str, kind=float) -> tuple | None:
-    text = str(form.get(name) or "").strip()
-    if not text:
-        return None
-    try:
-        first, second = (kind(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{name} must be two numbers A,B, got {text!r}") from None
-    return first, second
-
-
 def _options(form, cards: dict[str, Any], replicates_default: int) -> Options:
     model = str(form.get("model") or next(iter(cards)))
     if model not in cards:
@@ -226,9 +216,16 @@ def _options(form, cards: dict[str, Any], replicates_default: int) -> Options:
     replicates = str(form.get("replicates") or "").strip()
     if replicates and not replicates.isdigit():
         raise ConfigError(f"replicates must be a whole number, got {replicates!r}")
-    return Options(model=model, origin=_pair(form, "origin"), pixels_per_rlu=_pair(form, "pixels_per_rlu"),
-                   centre=_pair(form, "centre", int), refine=str(form.get("refine", "")).lower() in ("1", "true", "on"),
+    calibration = Calibration(origin=_text(form, "origin"), pixels_per_rlu=_text(form, "pixels_per_rlu"),
+                              centre=_text(form, "centre"))  # fmt: skip
+    calibration.overrides()  # a bad option is refused here, before the upload is stored
+    return Options(model=model, calibration=calibration,
+                   refine=str(form.get("refine", "")).lower() in ("1", "true", "on"),
                    replicates=int(replicates) if replicates else replicates_default)  # fmt: skip
+
+
+def _text(form, name: str) -> str | None:
+    return str(form.get(name) or "").strip() or None
 
 
 async def _interpret(request):

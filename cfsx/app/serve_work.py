@@ -10,7 +10,6 @@ the server appends them to the knowledge store and draws the figures when they a
 from __future__ import annotations
 
 import functools
-import json
 import os
 import threading
 import time
@@ -18,15 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from cfsx.errors import CfsxError, DataError
+from cfsx.config.flags import Calibration
+from cfsx.errors import CfsxError, DataError, TooLargeError
 
 MODELS: dict[str, tuple[Any, Any]] = {}  # this worker's loaded models: key -> (network, ModelCard)
-
-
-class TooLarge(DataError):  # noqa: N818  (an HTTP 413, named after it)
-    """The image has more pixels than the server takes."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +28,7 @@ class Options:
     """What a request asks for, as ``cfsx interpret`` options: the model, the calibration, the refinement."""
 
     model: str
-    origin: tuple[float, float] | None = None
-    pixels_per_rlu: tuple[float, float] | None = None
-    centre: tuple[int, int] | None = None
+    calibration: Calibration = Calibration()
     refine: bool = False
     replicates: int | None = None  # decoded structures per image (None: the interpret config's)
 
@@ -71,36 +63,26 @@ def load_models(paths: dict[str, str]) -> None:
 
 
 def interpret_upload(job: Job) -> Served:
-    """Read, correct and interpret one upload; write results.json, results.h5 and the figures beside it.
+    """Read, correct and interpret one upload as ``cfsx interpret`` does (the same library functions); write
+    results.json and results.h5 beside it.
 
     Every problem with the input is a CfsxError with one line; the worker itself survives it."""
-    from cfsx.correction import correct_image
-    from cfsx.correction.geometry import calibrate_from_file
-    from cfsx.interpretation import Observed, check_images, interpret_observed
-    from cfsx.interpretation.estimates import NO_WINDOW
-    from cfsx.interpretation.results import results_document, write_results_h5
-    from cfsx.io.readers import read_image
+    from cfsx.correction import Correction
+    from cfsx.interpretation import interpret_observed, read_observed
+    from cfsx.interpretation.results import write_results
 
     started = time.perf_counter()
     if job.options.model not in MODELS:
         raise DataError(f"unknown model {job.options.model!r}")
     network, card = MODELS[job.options.model]
-    raw, info = read_image(str(job.folder / job.upload))
-    if raw.size > job.max_pixels:
-        raise TooLarge(f"the image has {raw.size} pixels; this server takes at most {job.max_pixels}")
-    correction, config = _configs(job.options, card.image_size, card.h_max)
-    corrected = correct_image(raw, calibrate_from_file(correction, raw.shape, info))
-    corrected.provenance.insert(0, {"step": "read", **info, "source": job.source})
-    corrected.source = job.source
-    # with the correction's record and variances, as interpret reads a file: the final rule uses them
-    observed = Observed(corrected.image[None].astype(np.float64), [job.source], corrected.mask[None],
-                        lot_sizes=np.array([NO_WINDOW]), corrections=[{"config": correction.to_dict(),
-                        "steps": corrected.provenance}], variances=[corrected.variance])  # fmt: skip
-    check_images(observed)
+    correction, config = _configs(job.options)
+    observed = read_observed([str(job.folder / job.upload)], card, correction, max_pixels=job.max_pixels)
+    if len(observed.images) != 1:
+        raise DataError(f"an upload is one image; this file holds {len(observed.images)}")
+    observed.rename([job.source])
     (interpretation,) = interpret_observed(network, card, observed, config)
-    document = results_document([interpretation], ["interpretation.png"])
-    (job.folder / "results.json").write_text(json.dumps(document, indent=1))
-    write_results_h5(job.folder / "results.h5", [interpretation])
+    document = write_results(job.folder, [interpretation], ["interpretation.png"])
+    corrected = Correction(interpretation.observed, interpretation.mask, interpretation.correction.steps, job.source)
     return Served(interpretation, corrected, document, time.perf_counter() - started)
 
 
@@ -132,25 +114,18 @@ def render_figure(folder: Path, name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=64)
-def _configs(options: Options, image_size: int, h_max: float) -> tuple[Any, Any]:
-    """The correction config (the built-in one with the request's calibration, on the model's grid) and the
-    interpretation config of a request; kept, as most requests ask the same."""
-    from cfsx.config import CorrectionConfig, InterpretationConfig, load_config
+def _configs(options: Options) -> tuple[Any, Any]:
+    """The correction config (the built-in one with the request's calibration) and the interpretation config of a
+    request, by the options' mapping that the CLI uses too; kept, as most requests ask the same."""
+    from cfsx.config.flags import correction_config, interpretation_config
 
-    geometry = {
-        "geometry.origin": list(options.origin) if options.origin else None,
-        "geometry.pixels_per_rlu": list(options.pixels_per_rlu) if options.pixels_per_rlu else None,
-        "geometry.centre": list(options.centre) if options.centre else None,
-    }
-    correction = load_config("correct", root=CorrectionConfig, **geometry, **{"output.image_size": image_size,
-                                                                            "output.h_max": h_max})  # fmt: skip
-    flags = {"refine.enabled": options.refine or None, "decode.replicates": options.replicates}
-    return correction, load_config("interpret", root=InterpretationConfig, **flags)
+    correction = correction_config("correct", calibration=options.calibration)
+    return correction, interpretation_config(refine=options.refine or None, replicates=options.replicates)
 
 
 def failure(error: BaseException) -> tuple[int, str]:
     """The HTTP status and one line for an error of ``interpret_upload``."""
-    if isinstance(error, TooLarge):
+    if isinstance(error, TooLargeError):
         return 413, str(error)
     if isinstance(error, CfsxError):
         return 400, str(error).splitlines()[0]

@@ -6,16 +6,16 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cfsx.config import CorrectionConfig
 from cfsx.correction.geometry import calibrate_from_file
 from cfsx.correction.pixels import Progress
+from cfsx.correction.provenance import ResampleStep, Step, step_of
 from cfsx.correction.record import Correction
 from cfsx.correction.steps import correct_image
-from cfsx.errors import DataError
+from cfsx.errors import DataError, TooLargeError
 from cfsx.io.readers import expand_inputs, file_of, read_image
 
 log = logging.getLogger(__name__)
@@ -32,22 +32,27 @@ def correct_file(
     extra_mask: np.ndarray | None = None,
     reference: np.ndarray | None = None,
     progress: Progress | None = None,
+    *,
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, Correction]:
     """Read one image and correct it; a file's own r.l.u. axes calibrate it when the config has no calibration.
-    Returns the raw image and the corrected one, whose provenance starts with what was read."""
+    Returns the raw image and the corrected one, whose provenance starts with what was read. ``max_pixels``:
+    refuse a larger image (TooLargeError) before correcting it."""
     raw, info = read_image(spec)
+    if max_pixels is not None and raw.size > max_pixels:
+        raise TooLargeError(f"the image has {raw.size} pixels; the limit is {max_pixels}")
     corrected = correct_image(raw, calibrate_from_file(config, raw.shape, info), extra_mask, reference, progress)
-    corrected.provenance.insert(0, {"step": "read", **info})
+    corrected.provenance.insert(0, step_of({"step": "read", **info}))
     corrected.source = spec
     return raw, corrected
 
 
-def warn_uncalibrated(provenances: list[list[dict[str, Any]]], sources: list[str]) -> None:
+def warn_uncalibrated(provenances: list[list[Step]], sources: list[str]) -> None:
     """One warning line for the images read without a calibration (taken as the training window itself)."""
     from cfsx.io.readers import short_name
 
     names = [short_name(source) or "array" for steps, source in zip(provenances, sources, strict=True)
-             if any(step["step"] == "resample" and not step.get("calibrated", True) for step in steps)]  # fmt: skip
+             if any(isinstance(step, ResampleStep) and not step.calibrated for step in steps)]  # fmt: skip
     if names:
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         log.warning("%s: no calibration (no r.l.u. axes in the file, none given): taken as h, k in [-h_max, h_max) "
@@ -79,7 +84,7 @@ def reference_images(path, limit: int = 2000) -> np.ndarray:
     from cfsx.io.dataset import open_dataset
 
     with open_dataset(path) as file:
-        images = file["images"]
+        images = file.images
         step = max(1, len(images) // limit)
         return np.asarray(images[::step][:limit], dtype=np.float64)
 
@@ -125,8 +130,8 @@ def _correct_files(
         within = functools.partial(_progress_within, progress, number, len(specs)) if progress else None
         raw, corrected = correct_file(spec, config, extra_mask, reference_set, within)
         results.append(corrected)
-        log.info("%s: corrected (%s)", spec, ", ".join(step["step"] for step in corrected.provenance))
-        log.debug("%s: %s", spec, json.dumps(corrected.provenance, default=float))
+        log.info("%s: corrected (%s)", spec, ", ".join(step.kind for step in corrected.provenance))
+        log.debug("%s: %s", spec, json.dumps(corrected.plain_provenance(), default=float))
         if figure_dir is not None:
             from cfsx.io import plots
 

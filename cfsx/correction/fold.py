@@ -12,6 +12,7 @@ import numpy as np
 from cfsx.config import CorrectionConfig
 from cfsx.correction.geometry import axis_values
 from cfsx.correction.pixels import counting_quantum, row_strips
+from cfsx.correction.provenance import ResampleStep, Step, step_of
 from cfsx.correction.work import Work
 from cfsx.errors import AdvisedError, DataError
 
@@ -23,14 +24,14 @@ def describe_noise(quantum: float | None) -> str:
     return f"Poisson: counts of {quantum:.6g} (variance = quantum x intensity)"
 
 
-def window_record(work: Work, config: CorrectionConfig) -> dict[str, Any]:
-    """The window's place in the file's axes: its centre, the lattice, and the axes' names (calibrated only)."""
+def window_record(work: Work, config: CorrectionConfig) -> dict[str, Any] | None:
+    """The window's place in the file's axes: its centre, the lattice, and the axes' names (None: uncalibrated)."""
     if not config.geometry.calibrated:
-        return {}
+        return None
     pixel_map = work.coordinates.map
-    return {"window": {"centre": [float(v) for v in pixel_map.centre], "axes": config.geometry.axes,
-                       "basis": [list(v) for v in pixel_map.lattice.basis], "lattice": pixel_map.lattice.name,
-                       "through_origin": pixel_map.lattice.through_origin}}  # fmt: skip
+    return {"centre": [float(v) for v in pixel_map.centre], "axes": config.geometry.axes,
+            "basis": [list(v) for v in pixel_map.lattice.basis], "lattice": pixel_map.lattice.name,
+            "through_origin": pixel_map.lattice.through_origin}  # fmt: skip
 
 
 def _layout(work: Work, config: CorrectionConfig):
@@ -45,7 +46,7 @@ def _layout(work: Work, config: CorrectionConfig):
     return Layout(*zone_range(model[:, 0], model[:, 1]), config.output.image_size, config.output.h_max)
 
 
-def fold_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def fold_step(work: Work, config: CorrectionConfig) -> list[Step]:
     """Every measured zone folded onto the window: the falloff fitted and divided out, each zone compared with
     the others and down-weighted when it disagrees (cfsx.correction.zones)."""
     from cfsx.correction.zone_fit import fold, reported
@@ -83,16 +84,17 @@ def fold_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
         entry["G_file"] = [float(v) for v in vector]
         entry["name"] = axis_values(geometry.axes, vector, ",")
     return [
-        {"step": "resample", "method": "fold of every measured zone", "image_size": size, "h_max": out.h_max,
-         "geometry": dataclasses.asdict(geometry), "calibrated": True, **window_record(work, config),
-         "empty_cells": int(missing.sum()), "median_pixels_per_cell": float(np.median(stats.pixels[stats.pixels > 0])),
-         "cells_from_the_pixels_under_their_centre": 0 if under is None else int(under[0].sum())},
-        reported({"step": "zones", "lattice": pixels.map.lattice.describe(), "zones": len(stats.entries),
+        ResampleStep(method="fold of every measured zone", calibrated=True, geometry=dataclasses.asdict(geometry),
+                     window=window_record(work, config), empty_cells=int(missing.sum()),
+                     details={"image_size": size, "h_max": out.h_max,
+                              "median_pixels_per_cell": float(np.median(stats.pixels[stats.pixels > 0])),
+                              "cells_from_the_pixels_under_their_centre": 0 if under is None else int(under[0].sum())}),
+        step_of(reported({"step": "zones", "lattice": pixels.map.lattice.describe(), "zones": len(stats.entries),
          "cells_measured": float(measured), "median_zones_per_cell": float(np.median(stats.zones_per_cell)),
          "falloff": {"model": "f(|Q|) = exp(c0 + c1 |Q| + ...), |Q| in the file's r.l.u.",
                      "coefficients": falloff.coefficients, "curve": falloff.curve(q_max)},
          "noise": noise, "noise_model": describe_noise(quantum), "consistency": stats.consistency,
-         "disagreeing": disagreeing, "per_zone": stats.entries}),
+         "disagreeing": disagreeing, "per_zone": stats.entries})),
     ]  # fmt: skip
 
 

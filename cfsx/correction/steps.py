@@ -13,6 +13,21 @@ from cfsx.config import CorrectionConfig
 from cfsx.correction.bragg import bragg_peaks
 from cfsx.correction.fold import describe_noise, fold_step, window_record, window_refusal
 from cfsx.correction.pixels import Pixels, Progress, counting_quantum, invalid_pixels, pixels_under_cells, row_strips
+from cfsx.correction.provenance import (
+    BackgroundStep,
+    BraggStep,
+    FalloffStep,
+    FillStep,
+    InpaintStep,
+    InputStep,
+    MaskStep,
+    NormaliseStep,
+    ResampleStep,
+    SmoothingStep,
+    Step,
+    SymmetryStep,
+    step_of,
+)
 from cfsx.correction.record import FILLED_BY_SYMMETRY, INPAINTED, Correction
 from cfsx.correction.resample import exp_falloff, match_histogram, resample_image
 from cfsx.correction.work import Work
@@ -46,23 +61,25 @@ def correct_images(
     return [correct_image(image, config, reference=reference) for image in images]
 
 
-def _mask_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _mask_step(work: Work, config: CorrectionConfig) -> list[Step]:
     work.invalid = invalid_pixels(work.image, config.mask, work.extra_mask)
     masked = int(np.count_nonzero(work.invalid))
     if masked == work.invalid.size:
         raise DataError("no valid pixel in the image (all masked, NaN, or <= 0)")
-    return [{"step": "mask", **dataclasses.asdict(config.mask), "masked_pixels": masked}]
+    return [MaskStep(masked_pixels=masked, details=dataclasses.asdict(config.mask))]
 
 
-def _bragg_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _bragg_step(work: Work, config: CorrectionConfig) -> list[Step]:
     if not config.bragg.enabled:
         return []
     peaks, found = bragg_peaks(work.image, work.invalid, config.bragg, work.coordinates)
     work.invalid |= peaks
-    return [{"step": "bragg", **dataclasses.asdict(config.bragg), **found}]
+    return [BraggStep(peaks=found.pop("peaks"), peak_pixels=found.pop("peak_pixels"),
+                      diffuse_maxima_kept=found.pop("diffuse_maxima_kept", None),
+                      details={**dataclasses.asdict(config.bragg), **found})]  # fmt: skip
 
 
-def _resample_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _resample_step(work: Work, config: CorrectionConfig) -> list[Step]:
     geometry, out = config.geometry, config.output
     if geometry.calibrated and geometry.zones == "all":
         return fold_step(work, config)
@@ -87,15 +104,17 @@ def _resample_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]
             work.variance = np.where(missing, np.nan, np.float64(noise) ** 2 / count)
     work.mask = np.zeros(missing.shape, dtype=np.uint8)
     return [
-        {"step": "resample", "method": "area average", "image_size": out.image_size, "h_max": out.h_max,
-         "geometry": dataclasses.asdict(geometry), "calibrated": geometry.calibrated, **window_record(work, config),
-         "noise_model": describe_noise(quantum),
-         "empty_cells": int(missing.sum()), "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
-         "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any() else 0.0}
+        ResampleStep(method="area average", calibrated=geometry.calibrated, geometry=dataclasses.asdict(geometry),
+                     window=window_record(work, config), noise_model=describe_noise(quantum),
+                     empty_cells=int(missing.sum()),
+                     details={"image_size": out.image_size, "h_max": out.h_max,
+                              "cells_from_the_pixel_under_their_centre": int(covered[0].sum()),
+                              "median_pixels_per_cell": float(np.median(count[count > 0])) if (count > 0).any()
+                              else 0.0})
     ]  # fmt: skip
 
 
-def _reconstruct_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _reconstruct_step(work: Work, config: CorrectionConfig) -> list[Step]:
     from skimage import restoration
 
     from cfsx.correction.symmetry import symmetry_average
@@ -106,17 +125,12 @@ def _reconstruct_step(work: Work, config: CorrectionConfig) -> list[dict[str, An
     lattice = work.coordinates.map.lattice
     centred_on_origin = not np.any(work.coordinates.map.centre)
     if group == "friedel" and not lattice.through_origin:
-        done.append({"step": "symmetry", "symmetry": "none",
-                     "skipped": "Friedel's law: the plane does not pass through the origin"})  # fmt: skip
+        done.append(SymmetryStep(skipped="Friedel's law: the plane does not pass through the origin"))
         group = "none"
     elif group == "friedel" and not work.periodic and not centred_on_origin:
         # (-h, -k) about another lattice point is Friedel's mate only where the image repeats with the lattice
         done.append(
-            {
-                "step": "symmetry",
-                "symmetry": "none",
-                "skipped": "Friedel's law: the window is centred off the origin and the zones are not folded",
-            }
+            SymmetryStep(skipped="Friedel's law: the window is centred off the origin and the zones are not folded")
         )
         group = "none"
     if group in ("mm", "4", "4mm") and not (lattice.rectangular and (lattice.square or group == "mm")):
@@ -131,25 +145,25 @@ def _reconstruct_step(work: Work, config: CorrectionConfig) -> list[dict[str, An
         )
         work.mask[filled] = FILLED_BY_SYMMETRY
         work.missing &= ~filled
-        done.append(reported({"step": "symmetry", **record}))
+        done.append(step_of(reported({"step": "symmetry", **record})))
     missing = work.missing
     if missing.any():
         if rec.inpaint:
             work.resampled = restoration.inpaint_biharmonic(np.where(missing, 0.0, work.resampled), missing)
-            done.append({"step": "inpaint", "method": "biharmonic", "cells": int(missing.sum())})
+            done.append(InpaintStep(cells=int(missing.sum())))
         else:
             work.resampled = np.where(missing, np.nanmean(work.resampled[~missing]), work.resampled)
-            done.append({"step": "fill", "method": "mean", "cells": int(missing.sum())})
+            done.append(FillStep(cells=int(missing.sum())))
         work.mask[missing] = INPAINTED
     return done
 
 
-def _background_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _background_step(work: Work, config: CorrectionConfig) -> list[Step]:
     background, out, done = config.background, config.output, []
     if background.subtract_percentile is not None:
         level = float(np.percentile(work.resampled, background.subtract_percentile))
         work.resampled = np.maximum(work.resampled - level, 0.0)  # the noise stays what it was
-        done.append({"step": "background", "percentile": background.subtract_percentile, "subtracted": level})
+        done.append(BackgroundStep(percentile=background.subtract_percentile, subtracted=level))
     if background.radial_falloff:
         grid = np.linspace(-out.h_max, out.h_max, out.image_size, endpoint=False)
         grid_h, grid_k = np.meshgrid(grid, grid, indexing="ij")
@@ -157,11 +171,11 @@ def _background_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any
         work.resampled = work.resampled / falloff
         if work.variance is not None:
             work.variance = work.variance / falloff**2
-        done.append({"step": "falloff", "model": "exp(-B q^2)", "B": b_factor})
+        done.append(FalloffStep(B=b_factor))
     return done
 
 
-def _smoothing_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _smoothing_step(work: Work, config: CorrectionConfig) -> list[Step]:
     from scipy import ndimage
 
     smoothing = config.smoothing
@@ -171,26 +185,26 @@ def _smoothing_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]
         work.resampled = ndimage.gaussian_filter(work.resampled, smoothing.size, mode="wrap")
     elif smoothing.method == "median" and smoothing.size > 0:
         work.resampled = ndimage.median_filter(work.resampled, size=max(1, round(smoothing.size)), mode="wrap")
-    return [{"step": "smoothing", **dataclasses.asdict(smoothing)}]
+    return [SmoothingStep(method=smoothing.method, size=smoothing.size)]
 
 
-def _normalise_step(work: Work, config: CorrectionConfig) -> list[dict[str, Any]]:
+def _normalise_step(work: Work, config: CorrectionConfig) -> list[Step]:
     if work.reference is not None:
         work.resampled = match_histogram(work.resampled, work.reference)
         work.variance = None  # a nonlinear map of the intensities
-        return [{"step": "normalise", "method": "histogram matching to the reference images"}]
+        return [NormaliseStep(method="histogram matching to the reference images")]
     mean, target = work.resampled.mean(), config.output.mean
     if not np.isfinite(mean) or mean <= 0:
         raise DataError("the corrected image has no positive mean intensity; check the mask and background")
     work.resampled = work.resampled * (target / mean)
     if work.variance is not None:
         work.variance = work.variance * (target / mean) ** 2
-    return [{"step": "normalise", "method": "mean", "mean": target, "factor": float(f"{target / mean:.9g}")}]
+    return [NormaliseStep(mean=target, factor=float(f"{target / mean:.9g}"))]
 
 
 # The correction, in order (module docstring): each step changes the work and returns its provenance entries
 # (none when it is switched off), with the fraction of one image's time done after it (for progress bars).
-STEPS: tuple[tuple[Callable[[Work, CorrectionConfig], list[dict[str, Any]]], float | None], ...] = (
+STEPS: tuple[tuple[Callable[[Work, CorrectionConfig], list[Step]], float | None], ...] = (
     (_mask_step, 0.1),
     (_bragg_step, 0.8),
     (_resample_step, 0.95),
@@ -212,7 +226,7 @@ def _correct_image(raw: Any, config: CorrectionConfig, extra_mask, reference, pr
              ("geometry.pixels_per_rlu", "[rows, columns]", "A,B", "")],
         )  # fmt: skip
     work = Work(image, Pixels(image.shape, config.geometry, out.h_max, out.image_size), extra_mask, reference)
-    provenance: list[dict[str, Any]] = [{"step": "input", "shape": list(image.shape)}]
+    provenance: list[Step] = [InputStep(shape=list(image.shape))]
     for step, done in STEPS:
         provenance += step(work, config)
         if done is not None:

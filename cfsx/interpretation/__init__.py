@@ -3,8 +3,6 @@ interpret), the images it reads (observed), the estimates and the final rule, re
 and the verdict, the Interpretation record and its files (results), the knowledge store (store)."""
 
 from cfsx.interpretation.interpret import (  # noqa: F401
-    INDENTED_RESULTS,
-    SCHEMA_PATH,
     InterpretationOutput,
     InterpretationResult,
     Progress,
@@ -15,4 +13,5 @@ from cfsx.interpretation.interpret import (  # noqa: F401
     select_decoded,
 )
 from cfsx.interpretation.observed import Observed, check_images, image_facts, read_observed  # noqa: F401
+from cfsx.interpretation.results import INDENTED_RESULTS, SCHEMA_PATH  # noqa: F401
 from cfsx.interpretation.store import record_store, store_attributes  # noqa: F401

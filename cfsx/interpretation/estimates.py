@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfsx.correction import INPAINTED
+from cfsx.correction.provenance import BraggStep, CorrectionRecord, InputStep, ResampleStep, ZonesStep
 from cfsx.physics.inversion import NO_WINDOW, WarrenCowleyInversion
 
 CNN, LEAST_SQUARES, REFINED, BLEND = "cnn", "least_squares", "refined", "blend"
@@ -103,20 +104,20 @@ class ImageFacts:
     order_significance: float = np.nan  # ... in standard errors
 
     @classmethod
-    def of(cls, correction: dict | None, mask: np.ndarray | None, image: np.ndarray, variance: np.ndarray | None,
-           h_max: float) -> ImageFacts:  # fmt: skip
-        """The facts of one image from its correction record ({"config", "steps"}, None: not corrected), its
+    def of(cls, correction: CorrectionRecord | None, mask: np.ndarray | None, image: np.ndarray,
+           variance: np.ndarray | None, h_max: float) -> ImageFacts:  # fmt: skip
+        """The facts of one image from its correction record (None: not corrected), its
         cell mask (codes of cfsx.correction), the image (on the grid of half-width ``h_max``) and each cell's noise
         variance."""
         order = long_range_order(image, h_max)
         if correction is None:
             return cls(False, 0.0, 0.0, np.inf, *order)
-        steps = {entry["step"]: entry for entry in correction["steps"]}
-        pixels = int(np.prod(steps.get("input", {}).get("shape", [1])))
-        bragg = steps.get("bragg", {}).get("peak_pixels", 0) / max(pixels, 1)
+        given, bragg_step = correction.step(InputStep), correction.step(BraggStep)
+        pixels = int(np.prod(given.shape)) if given is not None and given.shape else 1
+        bragg = (0 if bragg_step is None else bragg_step.peak_pixels) / max(pixels, 1)
         filled = 0.0 if mask is None else float(np.mean(mask == INPAINTED))
         counts = np.inf
-        noise_model = (steps.get("zones") or steps.get("resample") or {}).get("noise_model", "")
+        noise_model = getattr(correction.step(ZonesStep) or correction.step(ResampleStep), "noise_model", None) or ""
         if noise_model.startswith("Poisson") and variance is not None:
             measured = np.isfinite(variance) & (variance > 0)
             if measured.any():

@@ -13,7 +13,6 @@ image) written atomically, and optionally to a knowledge store that ``cfsx train
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -35,29 +34,23 @@ from cfsx.interpretation.estimates import (
     least_squares,
 )
 from cfsx.interpretation.observed import Observed, Progress, check_images, image_facts, read_observed
+from cfsx.interpretation.refinement import Refinement
 from cfsx.interpretation.results import (
     Interpretation,
     ModelSummary,
     Provenance,
-    results_document,
-    write_results_h5,
+    write_results,
 )
 from cfsx.interpretation.store import record_store, store_attributes
 from cfsx.io.outputs import atomic_directory, check_output_directory, claim_outputs
 from cfsx.io.readers import file_of, short_name
 from cfsx.learning.builtin import builtin_models, file_sha256, resolve_model
 from cfsx.learning.model_card import ModelCard
-from cfsx.physics.encoding import transpose_permutation, vector_labels
+from cfsx.physics.encoding import transpose_permutation
 from cfsx.physics.inversion import NO_WINDOW
 from cfsx.simulation import Decoded, decode, decode_replicates, sample_seeds
 
 log = logging.getLogger(__name__)
-
-
-SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-
-
-INDENTED_RESULTS = 256  # results.json of more images is written on one line
 
 
 def select_decoded(decoded_by: dict[str, Decoded], sources: list[str]) -> Decoded:
@@ -208,11 +201,11 @@ def interpret_observed(
         CNN: cnn,
         LEAST_SQUARES: least_squares(observed.images, vectors, card.h_max, observed.lot_sizes),
     }
-    refinements: list[dict[str, Any]] | None = None
+    refinements: list[dict[str, Refinement]] | None = None
     if config.refine.enabled:
-        refinements, by_method[REFINED] = _refine_all(observed.images, cnn, refining, vectors,
-                                                      vector_labels(vectors), config.refine, progress)  # fmt: skip
-    estimates = choose_final(by_method, image_facts(observed, card.h_max), card.architecture)
+        refinements, by_method[REFINED] = _refine_all(observed.images, cnn, refining, vectors, config.refine, progress)
+    facts = image_facts(observed, card.h_max)
+    estimates = choose_final(by_method, facts, card.architecture)
     by_method = estimates.by_method
     final = estimates.final
     clock["refine"] = time.perf_counter()
@@ -254,6 +247,7 @@ def interpret_observed(
             ceilings=assessments[index].ceilings,
             verdict=assessments[index].verdict,
             model_image=assessments[index].model_image,
+            facts=facts[index],
         )
         for index, source in enumerate(observed.sources)
     ]
@@ -355,12 +349,9 @@ def _interpret(
                 if progress:
                     progress("figures", index + 1, len(interpretations))
         clock["figures"] = time.perf_counter()
-        write_results_h5(temporary / "results.h5", interpretations)
-        document = results_document(interpretations, figures)
-        document["seconds"] = _durations(clock)
-        log.info("%d images interpreted; seconds per stage: %s", len(interpretations), document["seconds"])
-        indent = 1 if len(interpretations) <= INDENTED_RESULTS else None  # None: the C encoder, ~10x faster
-        (temporary / "results.json").write_text(json.dumps(document, indent=indent))
+        seconds = _durations(clock)
+        log.info("%d images interpreted; seconds per stage: %s", len(interpretations), seconds)
+        document = write_results(temporary, interpretations, figures, seconds)
         if record is not None:  # inside: a store that cannot take the images leaves no results either
             document["store_size"] = record_store(record, card, interpretations)
             document["store_skipped"] = sum(1 for item in interpretations if item.verdict
@@ -381,9 +372,10 @@ def _durations(clock: dict[str, float]) -> dict[str, float]:
     return durations
 
 
-def _refine_all(images, cnn, simulation, vectors, labels, settings: RefineConfig, progress):
-    """Refine every image's encoding from the CNN's start (and from zero); returns records and encodings."""
-    from cfsx.interpretation.refinement import ExpectedIntensity, refine
+def _refine_all(images, cnn, simulation, vectors, settings: RefineConfig, progress):
+    """Refine every image's encoding from the CNN's start (and from zero): per image, its refinement per start,
+    and the refined encodings (from the CNN)."""
+    from cfsx.interpretation.refinement import ExpectedIntensity, refine  # scipy.optimize: only when refining
 
     diffraction = simulation.diffraction
     expected = ExpectedIntensity(
@@ -393,7 +385,7 @@ def _refine_all(images, cnn, simulation, vectors, labels, settings: RefineConfig
     seeds = sample_seeds(settings.seed, settings.seeds)
 
     def decode_images(encoding: np.ndarray) -> np.ndarray:
-        return decode(simulation, np.repeat(encoding[None], len(seeds), axis=0), 0, seeds=seeds)["images"]
+        return decode(simulation, np.repeat(encoding[None], len(seeds), axis=0), 0, seeds=seeds).images
 
     def run(start: np.ndarray, image: np.ndarray):
         return refine(image, start, expected, decode_images, bounds,
@@ -401,12 +393,11 @@ def _refine_all(images, cnn, simulation, vectors, labels, settings: RefineConfig
 
     records, refined = [], []
     for index, image in enumerate(images):
-        from_cnn = run(cnn[index], image)
-        record = {"from_cnn": from_cnn.to_dict(labels)}
+        record = {"from_cnn": run(cnn[index], image)}
         if settings.from_zero:
-            record["from_zero"] = run(np.zeros(len(vectors)), image).to_dict(labels)
+            record["from_zero"] = run(np.zeros(len(vectors)), image)
         records.append(record)
-        refined.append(from_cnn.best.encoding)
+        refined.append(record["from_cnn"].refined.encoding)
         if progress:
             progress("refine", index + 1, len(images))
     return records, np.asarray(refined)

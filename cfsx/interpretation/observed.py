@@ -7,17 +7,16 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cfsx.config import CorrectionConfig, config_from_yaml_text
-from cfsx.errors import DataError
+from cfsx.correction.provenance import CorrectionRecord, ReadStep, step_of
+from cfsx.errors import DataError, TooLargeError
 from cfsx.interpretation.estimates import (
     ImageFacts,
 )
-from cfsx.io.dataset import FORMAT
+from cfsx.io.dataset import is_dataset
 from cfsx.learning.model_card import ModelCard
 from cfsx.physics.encoding import sub_encoding
 from cfsx.physics.inversion import NO_WINDOW
@@ -34,23 +33,19 @@ class Observed:
     masks: np.ndarray | None = None  # (S, M, M) correction masks of raw images
     truth: np.ndarray | None = None  # (S, D) achieved alpha when the input was a simulated dataset
     lot_sizes: np.ndarray | None = None  # (S,) the lot size where known (simulated datasets), else NO_WINDOW
-    # per image, how cfsx correct made it: {"config": the correction config, "steps": its provenance}; None for
-    # simulated images
-    corrections: list[dict[str, Any] | None] | None = None
+    corrections: list[CorrectionRecord | None] | None = None  # per image, how cfsx correct made it; None: simulated
     variances: list[np.ndarray | None] | None = None  # per image, each cell's noise variance where known
 
-
-def _cfsx_dataset(spec: str) -> bool:
-    import h5py
-
-    path = Path(spec)
-    if "::" in spec or path.suffix.lower() not in (".h5", ".hdf5") or not path.is_file():
-        return False
-    try:
-        with h5py.File(path, "r") as file:
-            return file.attrs.get("format") == FORMAT
-    except OSError:
-        return False
+    def rename(self, sources: list[str]) -> None:
+        """Name the images by ``sources`` (an upload by its client's file name), in their corrections' read steps
+        too."""
+        if len(sources) != len(self.sources):
+            raise DataError(f"{len(sources)} names for {len(self.sources)} images")
+        self.sources = list(sources)
+        for record, source in zip(self.corrections or [], sources, strict=False):
+            read = None if record is None else record.step(ReadStep)
+            if read is not None:
+                read.source = source
 
 
 def read_observed(
@@ -58,8 +53,11 @@ def read_observed(
     card: ModelCard,
     correction: CorrectionConfig,
     progress: Progress | None = None,
+    *,
+    max_pixels: int | None = None,
 ) -> Observed:
-    """Images from cfsx .h5 files (simulate or correct) as they are; raw images corrected onto the model's grid."""
+    """Images from cfsx .h5 files (simulate or correct) as they are; raw images corrected onto the model's grid.
+    ``max_pixels``: refuse a larger image (TooLargeError) before correcting it."""
     from cfsx.correction import correct_file, mask_of
     from cfsx.io.dataset import open_dataset
     from cfsx.io.readers import expand_inputs
@@ -71,9 +69,9 @@ def read_observed(
     specs = expand_inputs(inputs)
     images, sources, masks, truths, lots, corrections, variances = [], [], [], [], [], [], []
     for number, spec in enumerate(specs):
-        if _cfsx_dataset(spec):
+        if is_dataset(spec):
             with open_dataset(spec) as file:
-                stored = file["images"]
+                stored = file.images
                 file_h_max, lot_size = float(file.attrs.get("h_max", h_max)), NO_WINDOW
                 if "config" in file.attrs and file.attrs.get("kind") != "corrected":
                     diffraction = config_from_yaml_text(str(file.attrs["config"])).diffraction
@@ -83,23 +81,25 @@ def read_observed(
                         f"{spec} holds {stored.shape[1:]} images with h_max {file_h_max}; the model needs "
                         f"({size}, {size}) with h_max {h_max}"
                     )
+                if max_pixels is not None and stored.size > max_pixels:
+                    raise TooLargeError(f"{spec} holds {stored.size} pixels; the limit is {max_pixels}")
                 block = np.asarray(stored[()], dtype=np.float64)
-                labels = file["encodings/achieved"][()] if "encodings/achieved" in file else None
+                labels = None if file.labels is None else file.labels[()]
                 file_cfs = int(file.attrs.get("cfs", 0))
                 same_encoding = labels is not None and file_cfs >= card.cfs
                 if same_encoding:  # a CFS4 file labels a CFS2 model's images too
                     labels = labels[:, sub_encoding(file_cfs, card.cfs)]
-                file_masks = file["masks"][()] if "masks" in file else np.zeros(block.shape, np.uint8)
+                file_masks = file.array("masks")[()] if file.has("masks") else np.zeros(block.shape, np.uint8)
                 corrections += _stored_corrections(file, len(block))
-                variances += list(file["variance"][()]) if "variance" in file else [None] * len(block)
+                variances += list(file.array("variance")[()]) if file.has("variance") else [None] * len(block)
             images.append(block)
             lots.append(np.full(len(block), lot_size))
             sources += [f"{spec}::/images[{i}]" for i in range(len(block))]
             masks.append(file_masks)
             truths.append(labels if same_encoding else np.full((len(block), card.components), np.nan))
         else:
-            corrected = correct_file(spec, correction, extra_mask)[1]
-            corrections.append({"config": correction.to_dict(), "steps": corrected.provenance})
+            corrected = correct_file(spec, correction, extra_mask, max_pixels=max_pixels)[1]
+            corrections.append(corrected.correction_record(correction.to_dict()))
             variances.append(corrected.variance)
             images.append(corrected.image[None].astype(np.float64))
             lots.append(np.array([NO_WINDOW]))
@@ -115,20 +115,21 @@ def read_observed(
     check_images(observed)
     from cfsx.correction import warn_uncalibrated
 
-    raw = [(entry["steps"], source) for entry, source in zip(corrections, sources, strict=True) if entry]
+    raw = [(entry.steps, source) for entry, source in zip(corrections, sources, strict=True) if entry]
     warn_uncalibrated([steps for steps, _ in raw], [source for _, source in raw])
     return observed
 
 
-def _stored_corrections(file, count: int) -> list[dict[str, Any] | None]:
+def _stored_corrections(file, count: int) -> list[CorrectionRecord | None]:
     """The correction config and steps of each image of a file of cfsx correct; None for other files."""
 
     import yaml
 
-    if file.attrs.get("kind") != "corrected" or "provenance" not in file:
+    if file.attrs.get("kind") != "corrected" or not file.has("provenance"):
         return [None] * count
     config = yaml.safe_load(str(file.attrs.get("config", ""))) or {}
-    return [{"config": config, "steps": json.loads(text)} for text in file["provenance"].asstr()[()]]
+    steps = [[step_of(entry) for entry in json.loads(text)] for text in file.texts("provenance")]
+    return [CorrectionRecord(config, entries) for entries in steps]
 
 
 def check_images(observed: Observed) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from cfsx.correction.provenance import CorrectionRecord, SymmetryStep, ZonesStep
 from cfsx.interpretation.fit_quality import Ceilings, FitQuality, Verdict, ceilings, fit_quality, judge
 from cfsx.interpretation.model_images import analytic_image, structure_images
 
@@ -87,17 +88,16 @@ def assess(
     return Assessment(fits, limits, verdict, (quality.scale * model + quality.background).astype(np.float32))
 
 
-def correction_evidence(correction: dict[str, Any] | None) -> tuple[float | None, float | None]:
+def correction_evidence(correction: CorrectionRecord | None) -> tuple[float | None, float | None]:
     """From a correction's record: the cross-zone consistency (the lowest over G of correlation over its noise
     ceiling) and the chi^2 of symmetry-equivalent cells against their mean; None where not measured."""
     if not correction:
         return None, None
-    steps = {step.get("step"): step for step in correction.get("steps", [])}
     consistency = None
-    zones = steps.get("zones")
+    zones = correction.step(ZonesStep)
     if zones:
-        values = [entry["consistency"] for entry in zones.get("consistency", []) if entry.get("consistency") is not None
+        values = [entry["consistency"] for entry in zones.consistency if entry.get("consistency") is not None
                   and entry.get("pairs", 0) >= 50]  # fmt: skip
         consistency = min(values) if values else None
-    symmetry = steps.get("symmetry") or {}
-    return consistency, symmetry.get("chi2")
+    symmetry = correction.step(SymmetryStep)
+    return consistency, None if symmetry is None else symmetry.chi2

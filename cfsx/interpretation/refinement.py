@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -74,18 +74,11 @@ class ExpectedIntensity:
 class Stage:
     """One point of a refinement: its encoding and how well it explains the image."""
 
-    name: str
-    encoding: np.ndarray
+    name: str  # "start", "expected" or "decoded"
+    encoding: np.ndarray  # (D,)
     expected_r2: float
     decoded_r2: float
-    decoded_image: np.ndarray  # mean over the refinement's seeds
-
-    def to_dict(self, labels: list[str]) -> dict:
-        return {
-            "encoding": dict(zip(labels, map(float, self.encoding), strict=True)),
-            "expected_r2": self.expected_r2,
-            "decoded_r2": self.decoded_r2,
-        }
+    decoded_image: np.ndarray | None = field(default=None, repr=False)  # (M, M) mean over the seeds; not kept
 
 
 @dataclass
@@ -94,20 +87,15 @@ class Refinement:
 
     start: Stage
     expected: Stage
-    best: Stage
+    refined: Stage
     decoded_evaluations: int
     seconds: float
     history: list[float] = field(default_factory=list)  # best decoded R2 after each Gauss-Newton trial
 
-    def to_dict(self, labels: list[str]) -> dict:
-        return {
-            "start": self.start.to_dict(labels),
-            "expected": self.expected.to_dict(labels),
-            "refined": self.best.to_dict(labels),
-            "decoded_evaluations": self.decoded_evaluations,
-            "seconds": self.seconds,
-            "history": self.history,
-        }
+    def without_images(self) -> Refinement:
+        """The record as results keep it: the stages without their decoded images."""
+        bare = [replace(stage, decoded_image=None) for stage in (self.start, self.expected, self.refined)]
+        return replace(self, start=bare[0], expected=bare[1], refined=bare[2])
 
 
 def refine(
@@ -152,4 +140,4 @@ def refine(
         else:
             damping /= 2.0
         history.append(best.decoded_r2)
-    return Refinement(first, after_expected, best, evaluations, time.perf_counter() - began, history)
+    return Refinement(first, after_expected, best, evaluations, time.perf_counter() - began, history).without_images()

@@ -8,6 +8,7 @@ their ``summary``, ``results_document`` makes results.json from them (cfsx/resul
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -15,17 +16,21 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cfsx.interpretation.estimates import FINAL_RULE
+from cfsx.correction.provenance import CorrectionRecord, ResampleStep
+from cfsx.interpretation.estimates import FINAL_RULE, ImageFacts
 from cfsx.interpretation.fit_quality import VERDICTS, Ceilings, Verdict
 from cfsx.interpretation.quality import EstimateFit
+from cfsx.interpretation.refinement import Refinement, Stage
 from cfsx.io import records
 from cfsx.io.readers import short_name
 from cfsx.physics.encoding import named, vector_labels
-from cfsx.simulation import DecodedReplicates
+from cfsx.simulation import Decoded
 
+SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 RESULTS_FORMAT = "cfsx-interpretation"
-# 2: model.sha256, model.builtin, config.decode.concentration; 3: fit, ceilings, verdict, correction, model images
-RESULTS_FORMAT_VERSION = 3
+# 2: model.sha256, model.builtin, config.decode.concentration; 3: fit, ceilings, verdict, correction, model images;
+# 4: results.h5 /refinement/records as Refinement records (encodings as arrays, stages named)
+RESULTS_FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,17 @@ class Interpretation:
     transpose_difference: np.ndarray  # (D,) half the CNN's change on the transposed image
     provenance: Provenance
     replicate_std: np.ndarray | None = None  # (D,) the CNN's spread over the decoded structures' images
-    decoded: DecodedReplicates | None = None  # of the final encoding
+    decoded: Decoded | None = None  # the final encoding's replicates, (R, ...)
     decoded_image_r2: dict[str, np.ndarray] | None = None  # (R,) per method, when decoded
     mask: np.ndarray | None = None  # (M, M) 0 measured, 1 symmetry, 2 inpainted
     truth: np.ndarray | None = None  # (D,) the achieved alpha of a simulated input
-    refinement: dict[str, Any] | None = None  # per start ("from_cnn", "from_zero"): its stages
-    # how cfsx correct made the image: {"config": the correction config, "steps": its provenance}; None if simulated
-    correction: dict[str, Any] | None = None
+    refinement: dict[str, Refinement] | None = None  # per start ("from_cnn", "from_zero")
+    correction: CorrectionRecord | None = None  # how cfsx correct made the image; None if simulated
     fits: dict[str, EstimateFit] | None = None  # per estimate: its model images against the measured cells
     ceilings: Ceilings | None = None  # what Warren-Cowley images can explain of this image
     verdict: Verdict | None = None  # whether the final answer explains the image, with its reasons
     model_image: np.ndarray | None = None  # (M, M) float32: the final answer's model image, fitted to the image
+    facts: ImageFacts | None = None  # what correct did to the image and its long-range order (the final rule's input)
 
     @property
     def labels(self) -> list[str]:
@@ -115,13 +120,17 @@ class Interpretation:
             },
             "decoded": None,
             "truth": None,
-            "refinement": self.refinement,
+            "refinement": None
+            if self.refinement is None
+            else {start: _refinement_record(refinement, labels) for start, refinement in self.refinement.items()},
             "figure": figure,
-            "correction": self.correction,
+            "correction": None if self.correction is None else self.correction.to_plain(),
             "fit": None if self.fits is None else finite({name: records.to_plain(f) for name, f in self.fits.items()}),
             "ceilings": None if self.ceilings is None else finite(records.to_plain(self.ceilings)),
             "verdict": None if self.verdict is None else records.to_plain(self.verdict),
         }
+        for name, _ in generic_fields():
+            record[name] = finite(records.to_plain(getattr(self, name)))
         if decoded is not None:
             record["decoded"] = {
                 "image_r2": _spread(decoded.image_r2),
@@ -159,6 +168,34 @@ class Interpretation:
         return f"{short_name(self.source)} ({self.final_source.replace('_', ' ')}): {values}"
 
 
+# The fields results.json and results.h5 lay out by hand (docs/format.md); every other field of Interpretation follows
+# the generic rule: in results.json under its name as records.to_plain makes it, in results.h5 as /fields/NAME (arrays
+# stacked, anything else JSON text per image), in results.schema.json from its type (tools/results_schema.py).
+LAID_OUT = ("source", "observed", "vectors", "encoding", "final_source", "estimates", "transpose_difference",
+            "provenance", "replicate_std", "decoded", "decoded_image_r2", "mask", "truth", "refinement", "correction",
+            "fits", "ceilings", "verdict", "model_image")  # fmt: skip
+GENERATED = "generated from the record:"
+
+
+def generic_fields() -> list[tuple[str, Any]]:
+    """The fields of Interpretation that follow the generic rule (LAID_OUT), with their types."""
+    hints = typing.get_type_hints(Interpretation)
+    return [(item.name, hints[item.name]) for item in fields(Interpretation) if item.name not in LAID_OUT]
+
+
+def results_schema(written: dict[str, Any] | None = None) -> dict[str, Any]:
+    """results.schema.json as the records make it from the ``written`` one (default: the installed file): the
+    laid-out fields as written by hand, every other field's schema generated from its type (tools/results_schema.py
+    rewrites the file; a test checks it)."""
+    schema = json.loads(SCHEMA_PATH.read_text()) if written is None else json.loads(json.dumps(written))
+    properties = schema["$defs"]["record"]["properties"]
+    for name in [name for name, value in properties.items() if GENERATED in value.get("$comment", "")]:
+        del properties[name]
+    for name, hint in generic_fields():
+        properties[name] = {"$comment": f"{GENERATED} Interpretation.{name}", **records.json_schema(hint)}
+    return schema
+
+
 def finite(value: Any) -> Any:
     """JSON values with every NaN or infinite float as null (JSON has no NaN)."""
     if isinstance(value, dict):
@@ -168,6 +205,18 @@ def finite(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def _refinement_record(refinement: Refinement, labels: list[str]) -> dict[str, Any]:
+    """A refinement in results.json: each stage's encoding by label, its expected and decoded R2."""
+
+    def stage(item: Stage) -> dict[str, Any]:
+        return {"encoding": named(labels, item.encoding), "expected_r2": item.expected_r2,
+                "decoded_r2": item.decoded_r2}  # fmt: skip
+
+    return {"start": stage(refinement.start), "expected": stage(refinement.expected),
+            "refined": stage(refinement.refined), "decoded_evaluations": refinement.decoded_evaluations,
+            "seconds": refinement.seconds, "history": refinement.history}  # fmt: skip
 
 
 def _spread(values: np.ndarray) -> dict[str, Any]:
@@ -226,7 +275,27 @@ def results_document(interpretations: list[Interpretation], figures: list[str | 
     return document
 
 
-DECODED_ARRAYS = tuple(item.name for item in fields(DecodedReplicates))
+INDENTED_RESULTS = 256  # results.json of more images is written on one line (the C encoder, ~10x faster)
+
+
+def write_results(
+    directory: Path,
+    interpretations: list[Interpretation],
+    figures: list[str | None] | None = None,
+    seconds: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """results.h5 and results.json of a run's interpretations into ``directory`` (``interpret`` and the server's
+    worker alike); returns results.json's document."""
+    write_results_h5(Path(directory) / "results.h5", interpretations)
+    document = results_document(interpretations, figures)
+    if seconds is not None:
+        document["seconds"] = seconds
+    indent = 1 if len(interpretations) <= INDENTED_RESULTS else None
+    (Path(directory) / "results.json").write_text(json.dumps(document, indent=indent))
+    return document
+
+
+DECODED_ARRAYS = tuple(item.name for item in fields(Decoded) if item.name != "seeds")  # per image; the seeds once
 
 
 def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
@@ -263,9 +332,8 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
         add_window_axes(file["entry/data"], windows, first.observed.shape[-1], provenance.model.h_max)
         if first.refinement is not None:
             for start in first.refinement:
-                encodings = [list(i.refinement[start]["refined"]["encoding"].values()) for i in interpretations]
-                file[f"refinement/{start}"] = np.array(encodings)
-            file.create_dataset("refinement/records", data=[json.dumps(i.refinement) for i in interpretations],
+                file[f"refinement/{start}"] = np.stack([i.refinement[start].refined.encoding for i in interpretations])
+            file.create_dataset("refinement/records", data=[records.to_json(i.refinement) for i in interpretations],
                                 dtype=text)  # fmt: skip
         if first.verdict is not None:
             quality = [records.to_json({"fits": i.fits, "ceilings": i.ceilings, "verdict": i.verdict}) for i in
@@ -274,8 +342,10 @@ def write_results_h5(path: Path, interpretations: list[Interpretation]) -> None:
             file["model_images"] = np.stack([i.model_image for i in interpretations])
             file["model_images"].attrs["long_name"] = "the final answer's model image, fitted to the observed one"
         if any(i.correction is not None for i in interpretations):
-            file.create_dataset("correction", data=[json.dumps(i.correction, default=float) for i in interpretations],
-                                dtype=text)  # fmt: skip
+            plain = [None if i.correction is None else i.correction.to_plain() for i in interpretations]
+            file.create_dataset("correction", data=[json.dumps(item, default=float) for item in plain], dtype=text)
+        for name, _ in generic_fields():
+            records.write_rows(file.require_group("fields"), name, [getattr(i, name) for i in interpretations])
         if first.decoded is None:
             return
         file["uncertainty/replicates"] = np.stack([i.replicate_std for i in interpretations])
@@ -304,13 +374,17 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
         transpose = file["uncertainty/transpose"][()]
         replicates = file["uncertainty/replicates"][()] if "uncertainty/replicates" in file else None
         decoded = {name: file[f"decoded/{name}"][()] for name in DECODED_ARRAYS} if "decoded" in file else None
+        decode_seeds = file["decoded/seeds"][()] if "decoded" in file else None
         decoded_r2 = {name: file[f"decoded_image_r2/{name}"][()] for name in file.get("decoded_image_r2", [])}
         refinements = file.get("refinement/records")
-        refinements = None if refinements is None else [json.loads(text) for text in refinements[()]]
+        version = int(file.attrs.get("format_version", RESULTS_FORMAT_VERSION))
+        refinements = None if refinements is None else [_refinements(text, version) for text in refinements[()]]
         corrections = file.get("correction")
-        corrections = [None] * len(sources) if corrections is None else [json.loads(t) for t in corrections[()]]
+        corrections = [None] * len(sources) if corrections is None else [_correction(t) for t in corrections[()]]
         quality = [_quality(text) for text in file["quality"][()]] if "quality" in file else [{}] * len(sources)
         model_images = file["model_images"][()] if "model_images" in file else [None] * len(sources)
+        more = file.get("fields", {})
+        generic = {name: records.read_rows(more, name, hint) for name, hint in generic_fields() if name in more}
     return [
         Interpretation(
             source=source,
@@ -322,7 +396,9 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
             transpose_difference=transpose[index],
             provenance=provenance,
             replicate_std=None if replicates is None else replicates[index],
-            decoded=None if decoded is None else DecodedReplicates(**{k: v[index] for k, v in decoded.items()}),
+            decoded=None
+            if decoded is None
+            else Decoded(**{k: v[index] for k, v in decoded.items()}, seeds=decode_seeds),  # fmt: skip
             decoded_image_r2=None if decoded is None else {name: r2[index] for name, r2 in decoded_r2.items()},
             mask=arrays["masks"][index] if "masks" in arrays else None,
             truth=arrays["truth"][index] if "truth" in arrays else None,
@@ -332,15 +408,37 @@ def read_results_h5(path: str | Path) -> list[Interpretation]:
             ceilings=quality[index].get("ceilings"),
             verdict=quality[index].get("verdict"),
             model_image=model_images[index],
+            **{name: rows[index] for name, rows in generic.items()},
         )
         for index, source in enumerate(sources)
     ]
 
 
-def _window_of(correction: dict[str, Any] | None) -> dict[str, Any] | None:
+def _window_of(correction: CorrectionRecord | None) -> dict[str, Any] | None:
     """The calibrated window of a correction record (its resample step's ``window``), None without one."""
-    steps = (correction or {}).get("steps", [])
-    return next((step.get("window") for step in steps if step.get("step") == "resample"), None)
+    return None if correction is None else getattr(correction.step(ResampleStep), "window", None)
+
+
+def _correction(text: bytes | str) -> CorrectionRecord | None:
+    plain = json.loads(text)
+    return None if plain is None else CorrectionRecord.from_plain(plain)
+
+
+def _refinements(text: bytes | str, version: int) -> dict[str, Refinement]:
+    """One image's refinements in results.h5, per start, as records (version 3: results.json's form)."""
+    plain = json.loads(text)
+    if version < 4:
+        plain = {start: _refinement_of_version_3(item) for start, item in plain.items()}
+    return {start: records.from_plain(Refinement, item) for start, item in plain.items()}
+
+
+def _refinement_of_version_3(plain: dict[str, Any]) -> dict[str, Any]:
+    """A refinement as results.h5 version 3 kept it (stages unnamed, encodings by label), as version 4 does."""
+    for key, name in (("start", "start"), ("expected", "expected"), ("refined", "decoded")):
+        encoding = list(plain[key]["encoding"].values())
+        array = {"array": encoding, "dtype": "<f8"}
+        plain[key] = {**plain[key], "name": name, "encoding": array, "decoded_image": None}
+    return plain
 
 
 def _quality(text: bytes | str) -> dict[str, Any]:

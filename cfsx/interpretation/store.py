@@ -12,6 +12,7 @@ from cfsx.interpretation.results import (
     Interpretation,
     stacked,
 )
+from cfsx.io.samples import Samples
 from cfsx.learning.model_card import ModelCard
 
 
@@ -32,17 +33,17 @@ def record_store(path, card: ModelCard, interpretations: list[Interpretation]) -
         check_appendable(path, store_attributes(card, lattice_size))
         return _store_size(path)
     decoded = [item.decoded for item in interpretations]
-    arrays = {
-        "images": np.stack([item.observed / d.scale[0] for item, d in zip(interpretations, decoded, strict=True)]),
-        "encodings/achieved": np.stack([d.achieved[0] for d in decoded]),
-        "encodings/target": stacked(interpretations),
-        "interactions": np.stack([d.interactions[0] for d in decoded]),
-        "cycles": np.array([d.cycles[0] for d in decoded]),
-        "lattices": np.stack([d.lattices[0] for d in decoded]),
-        "seeds": np.full(len(interpretations), interpretations[0].provenance.decode_seeds[0], dtype=np.uint64),
-    }
+    samples = Samples(
+        images=np.stack([item.observed / d.scale[0] for item, d in zip(interpretations, decoded, strict=True)]),
+        achieved=np.stack([d.achieved[0] for d in decoded]),
+        target=stacked(interpretations),
+        interactions=np.stack([d.interactions[0] for d in decoded]),
+        cycles=np.array([d.cycles[0] for d in decoded]),
+        lattices=np.stack([d.lattices[0] for d in decoded]),
+        seeds=np.full(len(interpretations), interpretations[0].provenance.decode_seeds[0], dtype=np.uint64),
+    )
     sources = [item.source for item in interpretations]
-    return append_samples(path, store_attributes(card, lattice_size), arrays, {"sources": sources})
+    return append_samples(path, store_attributes(card, lattice_size), samples, {"sources": sources})
 
 
 def _store_size(path) -> int:
@@ -52,7 +53,7 @@ def _store_size(path) -> int:
     if not Path(path).exists():
         return 0
     with open_dataset(path) as file:
-        return len(file["images"]) if "images" in file else 0
+        return len(file)
 
 
 def store_attributes(card: ModelCard, lattice_size: int | None = None) -> dict[str, Any]:

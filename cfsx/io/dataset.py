@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
@@ -19,25 +19,14 @@ import numpy as np
 from cfsx import __version__
 from cfsx.errors import DataError
 from cfsx.io.outputs import atomic_hdf5, check_free_space, claim_outputs, existing_input
-
-if TYPE_CHECKING:
-    from cfsx.config import SimulationConfig
+from cfsx.io.samples import SAMPLE_DTYPES, SAMPLE_PATHS, Samples
 
 FORMAT = "cfsx-dataset"
 FORMAT_VERSION = 2  # 2: the NeXus entry (cfsx/nexus.py) beside the version 1 paths
 READABLE_VERSIONS = (1, 2)
 
-# name in the file -> (dtype, per-sample shape key); the shape keys are filled in at creation.
-SAMPLE_ARRAYS = {
-    "seeds": np.uint64,
-    "images": np.float32,
-    "encodings/achieved": np.float32,
-    "encodings/target": np.float32,
-    "interactions": np.float32,
-    "cycles": np.int32,
-    "stop_reasons": np.uint8,  # index into engine.STOP_REASONS (files before it lack it)
-    "lattices": np.uint8,
-}
+# The per-sample arrays by path, with the type each is stored as (cfsx.io.samples).
+PATH_DTYPES = {SAMPLE_PATHS[name]: dtype for name, dtype in SAMPLE_DTYPES.items()}
 
 
 def write_dataset(
@@ -46,12 +35,12 @@ def write_dataset(
     attrs: dict[str, Any],
     n_samples: int,
     shapes: dict[str, tuple[int, ...]],
-    batches: Iterable[dict[str, np.ndarray]],
+    batches: Iterable[Samples],
     compression: int = 4,
 ) -> None:
-    """Write ``n_samples`` samples given as consecutive batches of arrays keyed as SAMPLE_ARRAYS.
+    """Write ``n_samples`` samples given as consecutive batches.
 
-    ``shapes`` gives the per-sample shape of every array to store; arrays not in it are skipped.
+    ``shapes`` gives the per-sample shape of every array to store, by ``Samples`` field; others are skipped.
     """
     with atomic_hdf5(path) as file:
         file.attrs["format"] = FORMAT
@@ -65,23 +54,72 @@ def write_dataset(
             options: dict[str, Any] = {"chunks": (1, *shape) if shape else (min(n_samples, 4096),)}
             if compression:
                 options.update(compression="gzip", compression_opts=compression, shuffle=True)
-            datasets[name] = file.create_dataset(name, shape=(n_samples, *shape), dtype=SAMPLE_ARRAYS[name], **options)
+            datasets[name] = file.create_dataset(SAMPLE_PATHS[name], shape=(n_samples, *shape),
+                                                 dtype=SAMPLE_DTYPES[name], **options)  # fmt: skip
         written = 0
         for batch in batches:
-            count = len(batch["seeds"])
+            count = len(batch)
             if written + count > n_samples:
                 raise DataError("more samples than announced were given to write_dataset")
-            check_free_space(file.filename, sum(batch[name].nbytes for name in datasets), name=path)
+            arrays = batch.present()
+            check_free_space(file.filename, sum(arrays[name].nbytes for name in datasets), name=path)
             for name, dataset in datasets.items():
-                dataset[written : written + count] = batch[name]
+                dataset[written : written + count] = arrays[name]
             written += count
         if written != n_samples:
             raise DataError(f"only {written} of {n_samples} samples were given to write_dataset")
         _add_view(file)
 
 
+# Arrays with one entry per sample besides the Samples: corrected images and knowledge stores.
+PER_SAMPLE_EXTRAS = ("masks", "provenance", "sources", "counts", "variance")
+
+
+class DatasetFile:
+    """An open cfsx dataset, read by name: the per-sample arrays by ``Samples`` field (``array``, ``images``,
+    ``labels``), the extras of corrected files and stores, and the root attributes (``attrs``)."""
+
+    def __init__(self, file: h5py.File, path: Path) -> None:
+        self.h5, self.path, self.attrs = file, path, file.attrs
+
+    def __len__(self) -> int:
+        return int(self.h5["images"].shape[0])
+
+    def has(self, name: str) -> bool:
+        """Whether the file holds the array ``name`` (a Samples field or an extra)."""
+        return SAMPLE_PATHS.get(name, name) in self.h5
+
+    def array(self, name: str) -> h5py.Dataset | None:
+        """The array ``name`` (a Samples field or one of PER_SAMPLE_EXTRAS), read lazily; None when absent."""
+        if name not in SAMPLE_PATHS and name not in PER_SAMPLE_EXTRAS:
+            raise KeyError(f"no per-sample array {name!r} in a cfsx dataset")
+        return self.h5[SAMPLE_PATHS.get(name, name)] if self.has(name) else None
+
+    @property
+    def images(self) -> h5py.Dataset:
+        return self.h5["images"]
+
+    @property
+    def labels(self) -> h5py.Dataset | None:
+        """The training labels (the achieved correlations), None in a file without them."""
+        return self.array("achieved")
+
+    def texts(self, name: str) -> list[str] | None:
+        """A per-sample text array (``sources``, ``provenance``) as strings, None when absent."""
+        array = self.array(name)
+        return None if array is None else list(array.asstr()[()])
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The per-sample shape of every Samples array the file holds."""
+        return {name: tuple(self.h5[path].shape[1:]) for name, path in SAMPLE_PATHS.items() if path in self.h5}
+
+    def read(self, start: int, stop: int, names: Iterable[str]) -> Samples:
+        """Samples ``start``..``stop`` - 1 of the arrays ``names``."""
+        return Samples(**{name: self.h5[SAMPLE_PATHS[name]][start:stop] for name in names})
+
+
 @contextlib.contextmanager
-def open_dataset(path: str | Path) -> Iterator[h5py.File]:
+def open_dataset(path: str | Path) -> Iterator[DatasetFile]:
     """Open a cfsx dataset for reading, with one clear error for anything that is not one."""
     path = existing_input(path)
     try:
@@ -91,11 +129,23 @@ def open_dataset(path: str | Path) -> Iterator[h5py.File]:
     with file:
         try:
             check_dataset(file, path)
-            yield file
+            yield DatasetFile(file, Path(path))
         except (OSError, RuntimeError) as error:
             if not _damaged(error):
                 raise
             raise DataError(f"{path} is damaged: {_first_line(error)}") from None
+
+
+def is_dataset(spec: str) -> bool:
+    """Whether ``spec`` names a whole .h5 file that is a cfsx dataset (not a dataset inside a file, ``::``)."""
+    path = Path(spec)
+    if "::" in spec or path.suffix.lower() not in (".h5", ".hdf5") or not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as file:
+            return file.attrs.get("format") == FORMAT
+    except OSError:
+        return False
 
 
 def _add_view(file: h5py.File) -> None:
@@ -124,8 +174,6 @@ def _damaged(error: BaseException) -> bool:
 # Root attributes that hold integers where present (format version 1).
 INTEGER_ATTRS = ("cfs", "seed", "samples_total", "shard_index", "shard_count", "sample_start", "sample_stop",
                  "image_size")  # fmt: skip
-# Arrays with one entry per sample besides SAMPLE_ARRAYS: corrected images and knowledge stores.
-PER_SAMPLE_EXTRAS = ("masks", "provenance", "sources")
 
 
 def check_dataset(file: h5py.File, path: str | Path) -> None:
@@ -140,7 +188,7 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
         readable = " and ".join(map(str, READABLE_VERSIONS))
         raise DataError(f"{path} has dataset format version {version}; this cfsx reads versions {readable}")
     try:
-        arrays = {name: file[name] for name in [*SAMPLE_ARRAYS, *PER_SAMPLE_EXTRAS] if name in file}
+        arrays = {name: file[name] for name in [*PATH_DTYPES, *PER_SAMPLE_EXTRAS] if name in file}
     except (KeyError, OSError, RuntimeError) as error:  # a dangling or looping link, a damaged object header
         raise DataError(f"{path} is damaged: {_first_line(error)}") from None
     if not isinstance(arrays.get("images"), h5py.Dataset):
@@ -154,7 +202,7 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
             raise DataError(f"{path}: /{name} is not an array with one entry per sample")
         if array.shape[0] != samples:
             raise DataError(f"{path} is inconsistent: {samples} images but {array.shape[0]} entries in /{name}")
-        if name in SAMPLE_ARRAYS and array.dtype.kind not in "fiu":
+        if name in PATH_DTYPES and array.dtype.kind not in "fiu":
             raise DataError(f"{path}: /{name} holds {array.dtype} values, not real numbers")
     if images.chunks is not None and images.chunks[0] == 1 and images.id.get_num_chunks() != samples:
         raise DataError(f"{path} is incomplete: {images.id.get_num_chunks()} of its {samples} images were written")
@@ -176,173 +224,6 @@ def check_dataset(file: h5py.File, path: str | Path) -> None:
             raise DataError(
                 f"{path}: /encodings/achieved is {labels.shape}, CFS{int(cfs)} needs (samples, {components})"
             )
-
-
-@dataclass(frozen=True)
-class ReachSummary:
-    """How far the achieved alpha landed from the targets."""
-
-    tolerance: float
-    reached_fraction: float  # samples with every component within tolerance
-    mean_max_deviation: float
-    median_max_deviation: float
-    p95_max_deviation: float
-    worst_max_deviation: float
-    mean_cycles: float
-    max_cycles: int
-    stops: dict[str, int] | None = None  # samples per stop reason (engine.STOP_REASONS); None for older files
-
-    def summary(self) -> str:
-        """Two lines: how closely the targets were reached, and why the feedback stopped."""
-        reached = (
-            f"targets reached within {self.tolerance:g}: {100 * self.reached_fraction:.1f} % of samples; "
-            f"max |achieved - target| per sample: mean {self.mean_max_deviation:.3f}, median "
-            f"{self.median_max_deviation:.3f}, 95th percentile {self.p95_max_deviation:.3f}, worst "
-            f"{self.worst_max_deviation:.3f}"
-        )
-        if self.stops is None:
-            return reached + (f"\nfeedback cycles: mean {self.mean_cycles:.1f}, max {self.max_cycles}; stop reasons "
-                              "not recorded (a file made before cfsx recorded them)")  # fmt: skip
-        counts = ", ".join(f"{name} {count}" for name, count in self.stops.items())
-        return reached + f"\nfeedback stopped: {counts}; cycles: mean {self.mean_cycles:.1f}, max {self.max_cycles}"
-
-
-def reach_summary(achieved: np.ndarray, target: np.ndarray, cycles: np.ndarray, tolerance: float,
-                  stop_reasons: np.ndarray | None = None) -> ReachSummary:  # fmt: skip
-    """How closely the samples reached their targets (largest component deviation), and why they stopped."""
-    from cfsx.physics.engine import STOP_REASONS
-
-    deviation = np.abs(np.asarray(achieved, np.float64) - np.asarray(target, np.float64)).max(axis=1)
-    # The float32 labels are compared with a rounding margin.
-    reached = deviation <= tolerance + 1e-6
-    return ReachSummary(
-        tolerance=float(tolerance),
-        reached_fraction=float(reached.mean()),
-        mean_max_deviation=float(deviation.mean()),
-        median_max_deviation=float(np.median(deviation)),
-        p95_max_deviation=float(np.percentile(deviation, 95)),
-        worst_max_deviation=float(deviation.max()),
-        mean_cycles=float(np.mean(cycles)),
-        max_cycles=int(np.max(cycles)),
-        stops=None if stop_reasons is None else
-        {name: int(np.count_nonzero(np.asarray(stop_reasons) == code)) for code, name in enumerate(STOP_REASONS)},
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What ``cfsx info`` shows of a dataset: size, encoding, config, label statistics, feedback reach."""
-
-    path: str
-    samples: int
-    cfs: int
-    vectors: np.ndarray
-    config: SimulationConfig | None
-    created: str
-    cfsx_version: str
-    image_shape: tuple[int, ...]
-    has_lattices: bool
-    label_mean: np.ndarray
-    label_std: np.ndarray
-    label_min: np.ndarray
-    label_max: np.ndarray
-    reach: ReachSummary | None
-    shard: tuple[int, int] | None
-    kind: str = "simulated"  # simulated, corrected, store or arrays
-    sources: tuple[str, ...] = ()  # the first few sources of corrected images and stores
-    h_max: float | None = None
-
-    def summary(self) -> str:
-        """What ``cfsx info`` prints: size, encoding, settings, a table of the labels, the feedback's reach."""
-        shape = " x ".join(map(str, self.image_shape))
-        if self.kind == "corrected":
-            shown = ", ".join(self.sources) or "not recorded"
-            return (f"{self.path}: {self.samples} images corrected by cfsx correct ({shape}, h_max {self.h_max}), "
-                    f"created {self.created or 'at an unknown time'}; sources: {shown}"
-                    + (" ..." if self.samples > len(self.sources) else ""))  # fmt: skip
-        lines = [
-            f"{self.path}: cfsx dataset ({self.kind}), {self.samples} samples, CFS{self.cfs} "
-            f"(D = {len(self.vectors)}), images {shape}",
-            f"created {self.created} by cfsx {self.cfsx_version}"
-            + (f"; shard {self.shard[0]} of {self.shard[1]}" if self.shard else "")
-            + ("; lattices stored" if self.has_lattices else ""),
-        ]
-        if self.config:
-            lines += _config_lines(self.config)
-        if not self.label_mean.size:
-            return "\n".join([*lines, "no labels (/encodings/achieved) in this file"])
-        from cfsx.physics.encoding import vector_labels
-
-        lines += ["labels (achieved alpha):", f"{'component':>14} {'mean':>7} {'std':>7} {'min':>7} {'max':>7}"]
-        columns = (self.label_mean, self.label_std, self.label_min, self.label_max)
-        for i, label in enumerate(vector_labels(self.vectors)):
-            lines.append(f"{label:>14} " + " ".join(f"{values[i]:+7.3f}" for values in columns))
-        if self.reach:
-            lines.append(self.reach.summary())
-        return "\n".join(lines)
-
-
-def _config_lines(config: SimulationConfig) -> list[str]:
-    """The simulation settings of a dataset, as ``cfsx info`` shows them."""
-    lattice, diffraction, feedback, targets = config.lattice, config.diffraction, config.feedback, config.targets
-    lines = [
-        f"lattice {lattice.size} x {lattice.size}, c = {lattice.concentration}; lots: {diffraction.n_lots} of "
-        f"{diffraction.lot_size} x {diffraction.lot_size}; h_max = {diffraction.h_max}; seed {config.run.seed}"
-    ]
-    if targets.distribution == "couplings":
-        lines.append(f"targets: alpha after {targets.sweeps} sweeps at fixed couplings of strength "
-                     f"{targets.coupling_range[0]}-{targets.coupling_range[1]} (log-uniform), no feedback")  # fmt: skip
-    else:
-        lines.append(f"targets: uniform in [{targets.low}, {targets.high}]")
-    lines.append(
-        f"feedback (decoding{'' if targets.distribution == 'couplings' else ' and targets'}): "
-        f"{feedback.update} update, gain {feedback.gain}, {feedback.sweeps_per_cycle} sweeps/cycle, "
-        f"tolerance {feedback.tolerance_for(lattice.size):g}, <= {feedback.max_cycles} cycles"
-        + (f", stop after {feedback.stall_cycles} cycles without progress" if feedback.stall_cycles else "")
-        + f", |J| <= {feedback.coupling_bound}"
-    )
-    return lines
-
-
-def describe(path: str | Path) -> DatasetInfo:
-    """Everything ``cfsx info`` shows, read from the file."""
-    from cfsx.config import config_from_yaml_text
-
-    with open_dataset(path) as file:
-        samples = int(file["images"].shape[0])
-        labels = file["encodings/achieved"][()] if "encodings/achieved" in file else np.zeros((samples, 0))
-        reach = None
-        kind = str(file.attrs.get("kind", "simulated"))
-        config_yaml = str(file.attrs.get("config", ""))
-        config = config_from_yaml_text(config_yaml) if config_yaml and kind != "corrected" else None
-        if samples and labels.shape[1] and "encodings/target" in file and "cycles" in file and config:
-            stops = file["stop_reasons"][()] if "stop_reasons" in file else None
-            tolerance = config.feedback.tolerance_for(config.lattice.size)
-            reach = reach_summary(labels, file["encodings/target"][()], file["cycles"][()], tolerance, stops)
-        shard = None
-        if "shard_index" in file.attrs:
-            shard = (int(file.attrs["shard_index"]), int(file.attrs["shard_count"]))
-        empty = np.zeros(labels.shape[1])
-        return DatasetInfo(
-            path=str(path),
-            samples=samples,
-            cfs=int(file.attrs.get("cfs", 0)),
-            vectors=np.asarray(file.attrs.get("vectors", np.zeros((0, 2), int))),
-            config=config,
-            created=str(file.attrs.get("created", "")),
-            cfsx_version=str(file.attrs.get("cfsx_version", "")),
-            image_shape=tuple(file["images"].shape[1:]),
-            has_lattices="lattices" in file,
-            label_mean=labels.mean(axis=0) if samples else empty,
-            label_std=labels.std(axis=0) if samples else empty,
-            label_min=labels.min(axis=0) if samples else empty,
-            label_max=labels.max(axis=0) if samples else empty,
-            reach=reach,
-            shard=shard,
-            kind=kind,
-            sources=tuple(file["sources"].asstr()[:3]) if "sources" in file else (),
-            h_max=float(file.attrs["h_max"]) if "h_max" in file.attrs else None,
-        )
 
 
 def merge_shards(paths: list[str | Path], output: str | Path, compression: int = 4) -> int:
@@ -380,14 +261,13 @@ def _merge_shards(paths: list[str | Path], output: str | Path, compression: int)
         raise DataError("the shards do not add up to the run's sample count")
 
     with open_dataset(shards[0][1]) as file:
-        shapes = {name: tuple(file[name].shape[1:]) for name in SAMPLE_ARRAYS if name in file}
+        shapes = file.shapes()
 
-    def batches() -> Iterator[dict[str, np.ndarray]]:
+    def batches() -> Iterator[Samples]:
         for _, path, _ in shards:
             with open_dataset(path) as file:
-                size = file["images"].shape[0]
-                for start in range(0, size, 256):
-                    yield {name: file[name][start : start + 256] for name in shapes}
+                for start in range(0, len(file), 256):
+                    yield file.read(start, start + 256, shapes)
 
     keep = {k: v for k, v in first.items() if k not in SHARD_ATTRS and k not in BASE_ATTRS}
     write_dataset(output, attrs=keep, n_samples=total, shapes=shapes, batches=batches(), compression=compression)
@@ -396,6 +276,60 @@ def _merge_shards(paths: list[str | Path], output: str | Path, compression: int)
 
 SHARD_ATTRS = ("shard_index", "shard_count", "sample_start", "sample_stop")
 BASE_ATTRS = ("format", "format_version", "cfsx_version", "created")
+
+
+@dataclass
+class CorrectedImages:
+    """What a file of ``cfsx correct`` holds per image (docs/format.md "Corrected images"); cfsx.correction makes
+    them from its Correction records."""
+
+    images: np.ndarray  # (S, M, M) float32
+    masks: np.ndarray  # (S, M, M) uint8 cell codes
+    provenance: list[str]  # per image: its correction steps as JSON text
+    sources: list[str]  # per image: the file (and dataset) it was read from
+    counts: np.ndarray | None = None  # (S, M, M) measured pixels per cell
+    variance: np.ndarray | None = None  # (S, M, M) each cell's noise variance
+    windows: list[dict[str, Any] | None] | None = None  # per image: its calibrated window (NeXus axes)
+
+
+def write_corrected(path: str | Path, corrected: CorrectedImages, attrs: dict[str, Any], config_text: str) -> None:
+    """The dataset of kind "corrected" (root attributes ``attrs``: image_size, h_max, ...), atomically;
+    ``read_corrected`` gives it back."""
+    from cfsx.io.nexus import add_view, add_window_axes
+
+    size, h_max = corrected.images.shape[-1], float(attrs["h_max"])
+    with atomic_hdf5(path, size=corrected.images.nbytes + corrected.masks.nbytes) as file:
+        file.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, kind="corrected", cfsx_version=__version__,
+                          created=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=config_text,
+                          **attrs)  # fmt: skip
+        options = {"chunks": (1, size, size), "compression": "gzip", "shuffle": True}
+        file.create_dataset("images", data=corrected.images, **options)
+        file.create_dataset("masks", data=corrected.masks, **options)
+        text = h5py.string_dtype()
+        file.create_dataset("provenance", data=corrected.provenance, dtype=text)
+        file.create_dataset("sources", data=corrected.sources, dtype=text)
+        if corrected.counts is not None:
+            file.create_dataset("counts", data=corrected.counts.astype(np.int64), **options)
+        if corrected.variance is not None:
+            file.create_dataset("variance", data=corrected.variance, **options)
+        add_view(file, signal="images", h_max=h_max, title="cfsx correct", config_text=config_text)
+        add_window_axes(file["entry/data"], corrected.windows or [], size, h_max)
+
+
+def read_corrected(path: str | Path) -> CorrectedImages:
+    """The images, masks and provenance of a file that ``write_corrected`` wrote."""
+    with open_dataset(path) as file:
+        if file.attrs.get("kind") != "corrected":
+            raise DataError(f"{path} is not a file of cfsx correct (kind corrected)")
+        counts, variance = file.array("counts"), file.array("variance")
+        return CorrectedImages(
+            images=file.images[()],
+            masks=file.array("masks")[()],
+            provenance=file.texts("provenance"),
+            sources=file.texts("sources"),
+            counts=None if counts is None else counts[()],
+            variance=None if variance is None else variance[()],
+        )
 
 
 def check_appendable(path: str | Path, attrs: dict[str, Any]) -> None:
@@ -409,26 +343,26 @@ def check_appendable(path: str | Path, attrs: dict[str, Any]) -> None:
         for key in ("kind", "cfs", "config"):
             if str(file.attrs.get(key)) != str(attrs.get(key)):
                 raise DataError(f"{path} holds other data ({key} differs); record into another store")
-        for name in [*SAMPLE_ARRAYS, *PER_SAMPLE_EXTRAS]:
-            if name not in file:
+        for name in [*SAMPLE_PATHS, *PER_SAMPLE_EXTRAS]:
+            array = file.array(name)
+            if array is None:
                 continue
-            array = file[name]
-            if array.maxshape[0] is not None or (name in SAMPLE_ARRAYS and array.dtype != SAMPLE_ARRAYS[name]):
-                raise DataError(f"{path}: /{name} cannot take more samples ({array.dtype}, fixed size); "
+            dtype = SAMPLE_DTYPES.get(name)
+            if array.maxshape[0] is not None or (dtype is not None and array.dtype != dtype):
+                raise DataError(f"{path}: {array.name} cannot take more samples ({array.dtype}, fixed size); "
                                 "record into another store")  # fmt: skip
 
 
-def append_samples(
-    path: str | Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray], texts: dict[str, list[str]]
-) -> int:
+def append_samples(path: str | Path, attrs: dict[str, Any], samples: Samples, texts: dict[str, list[str]]) -> int:
     """Append samples to a growing dataset (a knowledge store), creating it when missing; returns its size.
 
-    ``arrays`` are keyed as SAMPLE_ARRAYS, ``texts`` are per-sample strings (for example /sources).
+    ``texts`` are per-sample strings (PER_SAMPLE_EXTRAS, for example ``sources``).
     The store is copied, extended and renamed into place, so an interrupted append loses nothing.
     An existing store must hold the same encoding and simulation settings (``attrs`` cfs and config).
     """
     path = Path(path)
-    count = len(arrays["images"])
+    count = len(samples)
+    arrays = {SAMPLE_PATHS[name]: np.asarray(value, SAMPLE_DTYPES[name]) for name, value in samples.present().items()}
     check_appendable(path, attrs)
     with atomic_hdf5(path, "a", copy_from=path if path.exists() else None) as file:
         if not path.exists():
@@ -440,9 +374,8 @@ def append_samples(
                 **attrs,
             )
         for name, values in [*arrays.items(), *texts.items()]:
-            values = np.asarray(values, dtype=SAMPLE_ARRAYS[name]) if name in SAMPLE_ARRAYS else values
             if name not in file:
-                dtype = SAMPLE_ARRAYS.get(name, h5py.string_dtype())
+                dtype = PATH_DTYPES.get(name, h5py.string_dtype())
                 shape = np.shape(values)[1:]
                 file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                                     chunks=(1, *shape) if shape else (256,), compression="gzip")  # fmt: skip

@@ -294,7 +294,7 @@ def zones_figure(raw: np.ndarray, correction, step: int = 1) -> Figure | None:
     zones, resample = correction.step("zones"), correction.step("resample")
     if zones is None or resample is None:
         return None
-    geometry, window = resample["geometry"], resample["window"]
+    geometry, window = resample.geometry, resample.window
     names = [name for name in (window.get("axes") or ["rows", "columns"])]
     figure = Figure(figsize=(19.0, 4.8), layout="constrained")
     axes = figure.subplots(1, 4)
@@ -306,7 +306,7 @@ def zones_figure(raw: np.ndarray, correction, step: int = 1) -> Figure | None:
     low, high = np.nanpercentile(shown, [1, 99]) if np.isfinite(shown).any() else (0, 1)
     picture = axes[0].imshow(shown, extent=extent, cmap="viridis", vmin=low, vmax=high, aspect="equal")
     figure.colorbar(picture, ax=axes[0], fraction=0.046, label="intensity")
-    entries = zones["per_zone"]
+    entries = zones.per_zone
     agreement = np.array([np.nan if e["agreement"] is None else e["agreement"] for e in entries])
     points = np.array([e["G"] for e in entries])
     marks = axes[0].scatter(points[:, 1], points[:, 0], c=agreement, cmap="RdYlGn", vmin=-1, vmax=1,
@@ -318,7 +318,8 @@ def zones_figure(raw: np.ndarray, correction, step: int = 1) -> Figure | None:
     axes[0].set(xlabel=names[1], ylabel=names[0], title="measured plane, zone points (x: disagrees)")
     folded = axes[1].imshow(correction.image, cmap="viridis", origin="upper")
     figure.colorbar(folded, ax=axes[1], fraction=0.046, label="normalised intensity")
-    axes[1].set(title=f"folded window ({zones['zones']} zones, {100 * zones['cells_measured']:.0f} % measured)",
+    axes[1].set(title=f"folded window ({zones.details['zones']} zones, {100 * zones.details['cells_measured']:.0f} % "
+                      "measured)",
                 xlabel="k (cells)", ylabel="h (cells)")  # fmt: skip
     q = np.hypot(points[:, 0], points[:, 1])
     axes[2].scatter(q, agreement, c="tab:blue", label="agreement r with the other zones")
@@ -326,7 +327,7 @@ def zones_figure(raw: np.ndarray, correction, step: int = 1) -> Figure | None:
     axes[2].axhline(0, color="grey", lw=0.5)
     axes[2].set(xlabel="|G| (r.l.u.)", ylim=(-1.05, 1.05), title="per zone")
     axes[2].legend(fontsize=8, loc="lower left")
-    consistency = zones["consistency"]
+    consistency = zones.consistency
     labels = [entry.get("name", str(entry["G"])) for entry in consistency]
     x = np.arange(len(consistency))
     axes[3].bar(x - 0.2, [e["correlation"] or 0 for e in consistency], 0.4, label="corr I(Q), I(Q+G)")

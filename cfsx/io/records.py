@@ -22,7 +22,10 @@ JSON_ATTRIBUTE = "__json__"  # the attribute naming the attributes of a group th
 
 
 def to_plain(value: Any) -> Any:
-    """A record as JSON values: dataclasses as dicts, arrays as {"array": lists, "dtype": name}."""
+    """A record as JSON values: dataclasses as dicts (or as their own ``to_plain`` says), arrays as
+    {"array": lists, "dtype": name}."""
+    if is_dataclass(value) and hasattr(value, "to_plain"):
+        return value.to_plain()
     if is_dataclass(value):
         return {item.name: to_plain(getattr(value, item.name)) for item in fields(value)}
     if isinstance(value, np.ndarray):
@@ -58,6 +61,14 @@ def _value_type(hint: Any) -> Any:
     return None
 
 
+def _item_type(hint: Any) -> Any:
+    """The type of a list's items (``list[X]``, also inside ``... | None``), else None."""
+    for candidate in (hint, *typing.get_args(hint)):
+        if typing.get_origin(candidate) is list:
+            return typing.get_args(candidate)[0]
+    return None
+
+
 def _is_tuple(hint: Any) -> bool:
     return any(typing.get_origin(candidate) is tuple for candidate in (hint, *typing.get_args(hint)))
 
@@ -71,12 +82,17 @@ def _rebuild(hint: Any, value: Any) -> Any:
     inner = _value_type(hint)
     if inner is not None and _record_type(inner) is not None:
         return {key: from_plain(_record_type(inner), item) for key, item in value.items()}
+    item_type = _item_type(hint)
+    if item_type is not None and _record_type(item_type) is not None:
+        return [from_plain(_record_type(item_type), item) for item in value]
     value = _arrays(value)
     return tuple(value) if _is_tuple(hint) and isinstance(value, list) else value
 
 
 def from_plain(kind: type, data: dict[str, Any]) -> Any:
-    """The record of dataclass ``kind`` that ``to_plain`` made ``data`` of."""
+    """The record of dataclass ``kind`` that ``to_plain`` made ``data`` of (by its own ``from_plain`` if it has one)."""
+    if hasattr(kind, "from_plain"):
+        return kind.from_plain(data)
     hints = _hints(kind)
     return kind(**{item.name: _rebuild(hints[item.name], data[item.name]) for item in fields(kind) if item.init})
 
@@ -158,3 +174,57 @@ def read_h5(group, kind: type) -> Any:
     """The record of dataclass ``kind`` that ``write_h5`` wrote into ``group``."""
     values = _read_group(group, _hints(kind))
     return kind(**{item.name: values[item.name] for item in fields(kind) if item.init})
+
+
+def rebuild(hint: Any, plain: Any) -> Any:
+    """The value of type ``hint`` (a record, a list or dict of records, an array, ...) that ``to_plain`` made."""
+    return _rebuild(hint, plain)
+
+
+def write_rows(group, name: str, values: list[Any]) -> None:
+    """One field of several records as one entry of ``group``: arrays (S, ...) stacked when every record has one of
+    the same shape, anything else one JSON text per record (``read_rows`` gives them back)."""
+    import h5py
+
+    arrays = [value for value in values if isinstance(value, np.ndarray)]
+    if len(arrays) == len(values) and len({array.shape for array in arrays}) == 1:
+        group.create_dataset(name, data=np.stack(arrays))
+    else:
+        group.create_dataset(name, data=[json.dumps(to_plain(value)) for value in values], dtype=h5py.string_dtype())
+
+
+def read_rows(group, name: str, hint: Any) -> list[Any]:
+    """The values ``write_rows`` wrote, one per record, rebuilt as type ``hint``."""
+    dataset = group[name]
+    if dataset.dtype.kind in "biufc":
+        return list(dataset[()])
+    return [rebuild(hint, json.loads(text)) for text in dataset.asstr()[()]]
+
+
+def json_schema(hint: Any) -> dict[str, Any]:
+    """The JSON schema of what ``to_plain`` (then NaN and infinity as null) makes of a value of type ``hint``."""
+    if hint is type(None):
+        return {"type": "null"}
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return {"anyOf": [json_schema(arg) for arg in typing.get_args(hint)]}
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        arguments = [arg for arg in typing.get_args(hint) if arg is not Ellipsis]
+        return {"type": "array", "items": json_schema(arguments[0]) if arguments else {}}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(typing.get_args(hint)[1])}
+    if is_dataclass(hint) and hasattr(hint, "to_plain"):
+        return {"type": "object"}  # a record that lays itself out
+    if is_dataclass(hint):
+        hints = _hints(hint)
+        names = [item.name for item in fields(hint)]
+        return {"type": "object", "required": names, "properties": {name: json_schema(hints[name]) for name in names}}
+    simple = {bool: "boolean", int: "integer", str: "string"}
+    if hint in simple:
+        return {"type": simple[hint]}
+    if hint is float:
+        return {"type": ["number", "null"]}  # NaN and infinity are null in JSON
+    if hint is np.ndarray:
+        return {"type": "object", "required": ["array", "dtype"],
+                "properties": {"array": {"type": "array"}, "dtype": {"type": "string"}}}  # fmt: skip
+    return {}

@@ -16,9 +16,8 @@ def check_mae(model_path: str | Path) -> float:
     """MAE of a model's encodings (as interpret makes them) on the fixed check sample, simulated afresh."""
     import tempfile
 
-    import h5py
-
     from cfsx.config import load_config
+    from cfsx.io.dataset import open_dataset
     from cfsx.learning.models import load_model, predict_encodings
     from cfsx.physics.encoding import sub_encoding, transpose_permutation
     from cfsx.simulation import simulate
@@ -27,8 +26,8 @@ def check_mae(model_path: str | Path) -> float:
     config = load_config(CHECK_CONFIG, list(CHECK_OVERRIDES))
     with tempfile.TemporaryDirectory() as folder:
         simulate(config, Path(folder) / "check.h5", workers=1)
-        with h5py.File(Path(folder) / "check.h5") as file:
-            images, labels = file["images"][()], file["encodings/achieved"][()]
+        with open_dataset(Path(folder) / "check.h5") as file:
+            images, labels = file.images[()], file.labels[()]
     labels = labels[:, sub_encoding(config.encoding.cfs, card.cfs)]
     permutation = transpose_permutation(card.vectors)
     predicted = predict_encodings(model, images, permutation, 256)[0]

@@ -192,30 +192,30 @@ def corrupted_copy(
     Labels, seeds and attributes are copied; the settings go to the root attribute ``corruption`` (each
     image's corruptions are drawn again from (seed, index) by ``draw``). Returns the number of samples."""
     from cfsx.config import config_from_yaml_text
-    from cfsx.io.dataset import SAMPLE_ARRAYS, open_dataset, write_dataset
+    from cfsx.io.dataset import open_dataset, write_dataset
 
     chunk = 256
 
     with open_dataset(source) as file:
-        if "encodings/achieved" not in file:
+        if file.labels is None:
             raise DataError(f"{source} has no labels (/encodings/achieved): nothing to learn from its copies")
         attrs = {key: value for key, value in file.attrs.items() if key not in ("format", "format_version",
                                                                                 "cfsx_version", "created")}  # fmt: skip
         h_max = config_from_yaml_text(str(attrs["config"])).diffraction.h_max
-        count = file["images"].shape[0]
-        shapes = {name: file[name].shape[1:] for name in SAMPLE_ARRAYS if name in file}
+        count = len(file)
+        shapes = file.shapes()
 
         def batches():
             done = 0
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 pending: deque = deque()
                 for start in range(0, count, chunk):
-                    batch = {name: file[name][start : start + chunk] for name in shapes}
-                    pending.append((batch, pool.submit(corrupted_images, batch["images"], h_max, seed, start)))
+                    batch = file.read(start, start + chunk, shapes)
+                    pending.append((batch, pool.submit(corrupted_images, batch.images, h_max, seed, start)))
                     while len(pending) > 2 * workers or (pending and start + chunk >= count):
                         batch, future = pending.popleft()
-                        batch["images"] = future.result()[0]
-                        done += len(batch["images"])
+                        batch.images = future.result()[0]
+                        done += len(batch)
                         if progress:
                             progress(done, count)
                         yield batch

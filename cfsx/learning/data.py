@@ -41,9 +41,9 @@ class DataSummary:
 def data_fingerprint(file) -> str:
     """A short hash of a dataset's seeds and config: the same data gives the same fingerprint."""
     digest = hashlib.sha256(str(file.attrs.get("config", "")).encode())
-    if "seeds" in file:
-        digest.update(np.ascontiguousarray(file["seeds"][:]).tobytes())
-    digest.update(repr(file["images"].shape).encode())
+    if file.has("seeds"):
+        digest.update(np.ascontiguousarray(file.array("seeds")[:]).tobytes())
+    digest.update(repr(file.images.shape).encode())
     return digest.hexdigest()[:16]
 
 
@@ -52,12 +52,11 @@ def summarise_data(path: str | Path, cfs: int | None = None) -> DataSummary:
     data's), as a dataset of that sub-encoding."""
     path, cfs_wanted = Path(path), cfs
     with open_dataset(path) as file:
-        images = file["images"]
+        images, labels = file.images, file.labels
         if images.ndim != 3 or images.shape[1] != images.shape[2]:
             raise DataError(f"{path}: /images must be (samples, M, M), got {images.shape}")
-        if "encodings/achieved" not in file:
+        if labels is None:
             raise DataError(f"{path} has no /encodings/achieved (the training labels)")
-        labels = file["encodings/achieved"]
         if labels.shape[0] != images.shape[0]:
             raise DataError(f"{path}: {images.shape[0]} images but {labels.shape[0]} encodings")
         config = config_from_yaml_text(str(file.attrs["config"]))
@@ -159,8 +158,8 @@ def dataset_seeds(summary: DataSummary) -> np.ndarray:
     keys = []
     for number, (path, samples, _) in enumerate(summary.parts):
         with open_dataset(path) as file:
-            if "seeds" in file:
-                keys.append(np.stack([file["seeds"][()].astype(np.uint64), np.zeros(samples, np.uint64)], axis=1))
+            if file.has("seeds"):
+                keys.append(np.stack([file.array("seeds")[()].astype(np.uint64), np.zeros(samples, np.uint64)], 1))
             else:
                 keys.append(np.stack([np.arange(samples, dtype=np.uint64), np.full(samples, number + 1, np.uint64)], 1))
     return np.concatenate(keys)
@@ -170,8 +169,8 @@ class SampleReader:
     """Images and labels by index, from memory when they fit the limit, else from the open file."""
 
     def __init__(self, file, memory_limit_mb: int, columns: tuple[int, ...] | None = None) -> None:
-        self._images = file["images"]
-        self._labels = file["encodings/achieved"]
+        self._images = file.images
+        self._labels = file.labels
         self.columns = None if columns is None else list(columns)
         self.failure: DataError | None = None  # an error raised inside TensorFlow's input pipeline
         if self._images.size * 4 <= memory_limit_mb * 2**20:

@@ -67,15 +67,15 @@ def hold_out_indices(card: ModelCard, data) -> np.ndarray | None:
     """The model's hold-out samples within ``data`` when the model was trained on it (alone or with
     other files), else None: then the whole file is unseen."""
     test, training = card.hold_out_indices, card.training
-    if training["data_fingerprint"] == data.fingerprint:
+    if training.data_fingerprint == data.fingerprint:
         return test
-    files = training.get("data_files", [])
+    files = training.data_files
     offset = 0
     for part in files:
-        if len(files) > 1 and part["fingerprint"] == data.fingerprint:
-            inside = test[(test >= offset) & (test < offset + part["samples"])]
+        if len(files) > 1 and part.fingerprint == data.fingerprint:
+            inside = test[(test >= offset) & (test < offset + part.samples)]
             return inside - offset
-        offset += part["samples"]
+        offset += part.samples
     return None
 
 
@@ -94,7 +94,7 @@ def evaluate(
     config = config or TrainingConfig()
     with claim_outputs(directories=[report_dir], inputs=[model_path, data_path, *compare]):
         with open_dataset(data_path) as file:
-            labelled = "encodings/achieved" in file
+            labelled = file.labels is not None
         say = progress or (lambda message: None)
         if not labelled:
             return evaluate_unlabelled(model_path, data_path, report_dir, config.evaluation, workers, say)
@@ -183,19 +183,20 @@ def _evaluate_into(folder: Path, run: _LabelledRun) -> EvaluationReport:
         classical = np.concatenate(
             [inversion(reader.read(indices[i : i + 256])[0]) for i in range(0, len(indices), 256)]
         )
-        all_labels = np.asarray(file["encodings/achieved"][:], dtype=np.float64)
+        all_labels = np.asarray(file.labels[:], dtype=np.float64)
         histogram_rng = np.random.default_rng(0)
         sample = np.sort(histogram_rng.choice(data.samples, min(data.samples, HISTOGRAM_IMAGES), replace=False))
         histogram_images = reader.read(sample)[0]
         n_resimulated = min(evaluation.resimulated, len(indices))
         chosen = indices[:n_resimulated]
         originals, _ = reader.read(chosen)
-        lattices = file["lattices"][np.sort(chosen)] if evaluation.corrupted_flux and "lattices" in file else None
+        stored = file.array("lattices") if evaluation.corrupted_flux else None
+        lattices = None if stored is None else stored[np.sort(chosen)]
     classical = np.nan_to_num(classical)
     plots.save(plots.parity(truth, predicted, labels), folder / "parity.png")
     plots.save(plots.residuals(truth, predicted, labels), folder / "residuals.png")
     plots.save(plots.parity(truth, classical, labels), folder / "parity-classical.png")
-    plots.save(plots.loss_curves(card.training["history"], title="training history"), folder / "training.png")
+    plots.save(plots.loss_curves(card.training.history, title="training history"), folder / "training.png")
     labels_figure = plots.component_histograms(all_labels, labels, title="labels (achieved alpha)")
     plots.save(labels_figure, folder / "encodings.png")
     plots.save(plots.intensity_histograms({"images": histogram_images}), folder / "intensities.png")
@@ -232,7 +233,10 @@ def _evaluate_into(folder: Path, run: _LabelledRun) -> EvaluationReport:
         classical=EncodingScores.of(truth, classical, labels),
         classical_range=inversion.max_range,
         training=TrainingSummary(
-            **{key: card.training[key] for key in ("epochs_run", "best_epoch", "seconds", "samples")}
+            card.training.epochs_run,
+            card.training.best_epoch,
+            card.training.seconds,
+            dataclasses.asdict(card.training.samples),
         ),  # fmt: skip
         corrupted=corrupted,
     )
@@ -241,11 +245,11 @@ def _evaluate_into(folder: Path, run: _LabelledRun) -> EvaluationReport:
 def _decoded_images(run: _LabelledRun, originals: np.ndarray, encodings: dict[str, np.ndarray]) -> dict[str, Any]:
     """Each named set of encodings simulated again, and each compared model's estimates of ``originals``."""
     seed, workers = run.evaluation.seed, run.workers
-    images = {name: decode(run.simulation, values, seed, workers)["images"] for name, values in encodings.items()}
+    images = {name: decode(run.simulation, values, seed, workers).images for name, values in encodings.items()}
     for path, other_model, other_card in run.others:
         other_simulation = dataclasses.replace(run.simulation, encoding=EncodingConfig(cfs=other_card.cfs))
         name = f"decoded CFS{other_card.cfs} model ({path.name})"
-        images[name] = decode(other_simulation, predict(other_model, originals), seed, workers)["images"]
+        images[name] = decode(other_simulation, predict(other_model, originals), seed, workers).images
     return images
 
 
@@ -263,7 +267,7 @@ def evaluate_unlabelled(
 
     model, card = load_model(model_path)
     with open_dataset(data_path) as file:
-        images = np.asarray(file["images"][()], dtype=np.float64)
+        images = np.asarray(file.images[()], dtype=np.float64)
         h_max = float(file.attrs.get("h_max", card.h_max))
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise DataError(f"{data_path}: /images must be (samples, M, M), got {images.shape}")

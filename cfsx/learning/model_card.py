@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ NESTED_METADATA = (
     ("training", "config"),
     ("training", "history"),
     ("training", "data_fingerprint"),
+    ("training", "epochs_run"),
+    ("training", "best_epoch"),
+    ("training", "seconds"),
     ("metrics", "test"),
     ("split", "test"),
 )
@@ -81,8 +84,75 @@ def one_line(text: str, limit: int = 200) -> str:
 
 
 @dataclass(frozen=True)
+class Scores:
+    """Regression scores of a model's encodings on a set of samples (cfsx.physics.metrics.regression_metrics)."""
+
+    samples: int
+    r2: float
+    mse: float
+    mae: float
+    mean_residual: float
+    per_component: dict[str, dict[str, float]]  # per label: r2, mse, mae, mean_residual
+
+    @classmethod
+    def of(cls, plain: dict[str, Any]) -> Scores:
+        return cls(**{item.name: plain[item.name] for item in fields(cls)})
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file a model was trained on."""
+
+    path: str
+    samples: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class SampleCounts:
+    """How a model's training data was split."""
+
+    train: int
+    validation: int
+    test: int
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """How a model was trained: the config, the data, the run and its history (in the document's order)."""
+
+    config: dict[str, Any]  # the resolved training config (configs/train.yaml)
+    data: str  # the data files, comma-separated
+    data_fingerprint: str
+    data_files: list[DataFile]
+    initialised_from: str | None  # the model fine-tuned from
+    samples: SampleCounts
+    strategy: str
+    replicas: int
+    epochs_run: int
+    interrupted: bool
+    resumed_at_epoch: int | None
+    best_epoch: int
+    seconds: float
+    history: list[dict[str, float]]  # per epoch: losses, metrics, seconds, learning rate
+
+    @classmethod
+    def of(cls, plain: dict[str, Any]) -> TrainingRun:
+        """The run a metadata document's ``training`` section describes; entries added after the first models
+        (their data files, split sizes, strategy, replicas, interruption, resumption) default."""
+        files = [DataFile(**item) for item in plain.get("data_files", [])]
+        added = {"data": ", ".join(item.path for item in files), "initialised_from": None, "strategy": "default",
+                 "replicas": 1, "interrupted": False, "resumed_at_epoch": None}  # fmt: skip
+        values = {item.name: plain.get(item.name, added.get(item.name)) for item in fields(cls)}
+        values["data_files"] = files
+        values["samples"] = SampleCounts(**plain.get("samples", {"train": 0, "validation": 0, "test": 0}))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class ModelCard:
-    """A model's metadata as named fields; ``metadata`` keeps the whole document (docs/format.md "Model")."""
+    """A model's metadata as named records (docs/format.md "Model"): ``from_metadata`` reads the document a
+    model file carries, ``metadata`` writes it; the one place that knows the document's keys."""
 
     path: Path
     cfs: int
@@ -91,14 +161,14 @@ class ModelCard:
     image_size: int  # M: the model reads M x M images
     h_max: float  # over h, k in [-h_max, h_max)
     lot_size: int  # of the first training file
-    architecture: str
     decoding_config: str  # the simulation YAML that decodes the model's encodings (interpret, evaluate)
-    training: dict[str, Any]  # the training run: config, data files and fingerprints, history, epochs, seconds
-    hold_out: dict[str, Any]  # metrics on the hold-out samples
+    training: TrainingRun
+    hold_out: Scores  # on the hold-out samples
     hold_out_indices: np.ndarray  # the hold-out samples' indices in the training data
-    created: str
-    cfsx_version: str
-    metadata: dict[str, Any]
+    validation: Scores | None = None  # on the validation samples (files before it: None)
+    validation_indices: np.ndarray | None = None
+    created: str = ""
+    cfsx_version: str = ""
 
     @property
     def components(self) -> int:
@@ -107,11 +177,16 @@ class ModelCard:
 
     @property
     def hold_out_r2(self) -> float:
-        return float(self.hold_out["r2"])
+        return float(self.hold_out.r2)
+
+    @property
+    def architecture(self) -> str:
+        return str(_nested(self.training.config, "model", "architecture") or "unknown")
 
     @classmethod
     def from_metadata(cls, document: dict[str, Any], path: str | Path) -> ModelCard:
         """The card of a checked metadata document (``read_metadata``)."""
+        metrics, split = document["metrics"], document["split"]
         return cls(
             path=Path(path),
             cfs=int(document["cfs"]),
@@ -120,18 +195,44 @@ class ModelCard:
             image_size=int(document["image_size"]),
             h_max=float(document["h_max"]),
             lot_size=int(document["lot_size"]),
-            architecture=str(_nested(document, "training", "config", "model", "architecture") or "unknown"),
             decoding_config=str(document["simulation_config"]),
-            training=document["training"],
-            hold_out=document["metrics"]["test"],
-            hold_out_indices=np.asarray(document["split"]["test"], dtype=np.int64),
+            training=TrainingRun.of(document["training"]),
+            hold_out=Scores.of(metrics["test"]),
+            hold_out_indices=np.asarray(split["test"], dtype=np.int64),
+            validation=Scores.of(metrics["validation"]) if "validation" in metrics else None,
+            validation_indices=np.asarray(split["validation"], dtype=np.int64) if "validation" in split else None,
             created=str(document.get("created", "")),
             cfsx_version=str(document.get("cfsx_version", "")),
-            metadata=document,
         )
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata document of the model file (docs/format.md "Model"), ``format`` and its version included."""
+        metrics = {"test": asdict(self.hold_out)}
+        split = {"test": self.hold_out_indices.tolist()}
+        if self.validation is not None:
+            metrics = {"validation": asdict(self.validation), **metrics}
+        if self.validation_indices is not None:
+            split = {"validation": self.validation_indices.tolist(), **split}
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "cfsx_version": self.cfsx_version,
+            "created": self.created,
+            "cfs": self.cfs,
+            "vectors": self.vectors.tolist(),
+            "labels": list(self.labels),
+            "image_size": self.image_size,
+            "h_max": self.h_max,
+            "lot_size": self.lot_size,
+            "simulation_config": self.decoding_config,
+            "training": asdict(self.training),
+            "split": split,
+            "metrics": metrics,
+        }
+
     def to_json(self) -> str:
-        """The card as JSON text (its path and whole metadata document); ``from_json`` gives it back."""
+        """The card as JSON text (its path and metadata document); ``from_json`` gives it back."""
         return json.dumps({"path": str(self.path), "metadata": self.metadata})
 
     @classmethod
@@ -143,19 +244,19 @@ class ModelCard:
     def summary(self) -> str:
         """What ``cfsx info`` prints of a model: encoding, grid, training run, hold-out, decoding settings."""
         training, test, simulation = self.training, self.hold_out, self.decoding()
-        data = ", ".join(f"{item['path']} ({item['samples']} samples)" for item in training.get("data_files", []))
-        split = training.get("samples", {})
+        data = ", ".join(f"{item.path} ({item.samples} samples)" for item in training.data_files)
+        split = training.samples
         lattice, diffraction = simulation.lattice, simulation.diffraction
         return "\n".join([
             f"{self.path}: cfsx model, CFS{self.cfs} (D = {self.components}), {self.architecture} CNN, images "
             f"{self.image_size} x {self.image_size} over h, k in [-{self.h_max}, {self.h_max})",
             f"created {self.created} by cfsx {self.cfsx_version}",
-            f"trained on {data or training.get('data')}: {split.get('train')} training, {split.get('validation')} "
-            f"validation, {split.get('test')} hold-out samples; {training['epochs_run']} epochs (best "
-            f"{training['best_epoch']}), {training['seconds'] / 60:.1f} minutes"
-            + (f"; fine-tuned from {training['initialised_from']}" if training.get("initialised_from") else "")
-            + ("; interrupted" if training.get("interrupted") else ""),
-            f"hold-out ({test['samples']} samples): R2 {test['r2']:.4f}, MAE {test['mae']:.4f}, MSE {test['mse']:.2e}",
+            f"trained on {data or training.data}: {split.train} training, {split.validation} "
+            f"validation, {split.test} hold-out samples; {training.epochs_run} epochs (best "
+            f"{training.best_epoch}), {training.seconds / 60:.1f} minutes"
+            + (f"; fine-tuned from {training.initialised_from}" if training.initialised_from else "")
+            + ("; interrupted" if training.interrupted else ""),
+            f"hold-out ({test.samples} samples): R2 {test.r2:.4f}, MAE {test.mae:.4f}, MSE {test.mse:.2e}",
             f"simulation: {lattice.size} x {lattice.size} lattice at c = {lattice.concentration}, "
             f"{diffraction.n_lots} lots of {diffraction.lot_size} x {diffraction.lot_size}, "
             f"targets {simulation.targets.distribution}",
@@ -177,4 +278,7 @@ def _nested(document: Any, *keys: str) -> Any:
 def read_model_card(path: str | Path) -> ModelCard:
     """The card of a saved model (a path or a built-in model's name), checked, without TensorFlow."""
     path = resolve_model(path)
-    return ModelCard.from_metadata(read_metadata(path), path)
+    try:
+        return ModelCard.from_metadata(read_metadata(path), path)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise DataError(f"{path}: the model's metadata is malformed ({type(error).__name__}: {error})") from None

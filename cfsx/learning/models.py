@@ -156,12 +156,18 @@ def build_model(
     return keras.Model(images, outputs, name=f"cfsx_{architecture}")
 
 
-def save_model(model: keras.Model, metadata: dict[str, Any], path: str | Path) -> Path:
-    """Write the model and its metadata as one .keras file, atomically."""
+def save_model(model: keras.Model, card: ModelCard, path: str | Path) -> Path:
+    """Write the model and its card's metadata document as one .keras file, atomically."""
+    return write_model_file(model, card.metadata, path)
+
+
+def write_model_file(model: keras.Model, document: dict[str, Any], path: str | Path) -> Path:
+    """Write the model and a metadata document (``ModelCard.metadata``, or one made by hand to test the
+    checks that read it) as one .keras file, atomically."""
     path = Path(path)
     if path.suffix != ".keras":
         raise DataError(f"a model file must end in .keras: {path}")
-    document = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, **metadata}
+    document = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, **document}
     with atomic_path(path) as temporary:
         keras_temporary = temporary.with_name(temporary.name + ".keras")  # Keras insists on the suffix
         try:

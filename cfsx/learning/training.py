@@ -47,7 +47,7 @@ from cfsx.learning.data import (
     summarise_datasets,
     tf_dataset,
 )
-from cfsx.learning.model_card import ModelCard, read_model_card
+from cfsx.learning.model_card import DataFile, ModelCard, SampleCounts, Scores, TrainingRun, read_model_card
 from cfsx.learning.training_records import TrainingArrays, TrainingResult, data_file_of, side_paths
 from cfsx.physics.encoding import cfs_vectors, transpose_permutation, vector_labels
 from cfsx.physics.metrics import regression_metrics
@@ -201,61 +201,63 @@ def _fit(run: _Run, callbacks: list) -> None:
         }
 
 
-def _metadata(run: _Run) -> dict[str, Any]:
-    """The metadata document the model file carries (cfsx.learning.model_card reads it)."""
+def _card(run: _Run, output: Path) -> ModelCard:
+    """The card the model file carries (cfsx.learning.model_card writes and reads it)."""
     summary, config, split, monitor = run.summary, run.config, run.split, run.monitor
-    return {
-        "cfsx_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cfs": summary.cfs,
-        "vectors": cfs_vectors(summary.cfs).tolist(),
-        "labels": vector_labels(cfs_vectors(summary.cfs)),
-        "image_size": summary.image_size,
-        "h_max": summary.h_max,
-        "lot_size": summary.lot_size,
-        "simulation_config": decode_config_text(config.model.decode_config, summary),
-        "training": {
-            "config": config.to_dict(),
-            "data": ", ".join(str(path) for path, _, _ in summary.parts),
-            "data_fingerprint": summary.fingerprint,
-            "data_files": [
-                {"path": str(path), "samples": samples, "fingerprint": fingerprint}
-                for path, samples, fingerprint in summary.parts
-            ],
-            "initialised_from": None if run.init is None else str(run.init),
-            "samples": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
-            "strategy": config.fit.strategy,
-            "replicas": run.strategy.num_replicas_in_sync,
-            "epochs_run": len(monitor.history),
-            "interrupted": run.interrupted,
-            "resumed_at_epoch": run.first_epoch or None,
-            "best_epoch": monitor.best_epoch,
-            "seconds": run.seconds,
-            "history": monitor.history,
-        },
-        "split": {"validation": split.validation.tolist(), "test": split.test.tolist()},
-        "metrics": run.scores,
-    }
+    vectors = cfs_vectors(summary.cfs)
+    training = TrainingRun(
+        config=config.to_dict(),
+        data=", ".join(str(path) for path, _, _ in summary.parts),
+        data_fingerprint=summary.fingerprint,
+        data_files=[DataFile(str(path), samples, fingerprint) for path, samples, fingerprint in summary.parts],
+        initialised_from=None if run.init is None else str(run.init),
+        samples=SampleCounts(len(split.train), len(split.validation), len(split.test)),
+        strategy=config.fit.strategy,
+        replicas=run.strategy.num_replicas_in_sync,
+        epochs_run=len(monitor.history),
+        interrupted=run.interrupted,
+        resumed_at_epoch=run.first_epoch or None,
+        best_epoch=monitor.best_epoch,
+        seconds=run.seconds,
+        history=monitor.history,
+    )
+    return ModelCard(
+        path=output,
+        cfs=summary.cfs,
+        vectors=vectors,
+        labels=vector_labels(vectors),
+        image_size=summary.image_size,
+        h_max=summary.h_max,
+        lot_size=summary.lot_size,
+        decoding_config=decode_config_text(config.model.decode_config, summary),
+        training=training,
+        hold_out=Scores.of(run.scores["test"]),
+        hold_out_indices=np.asarray(split.test, dtype=np.int64),
+        validation=Scores.of(run.scores["validation"]),
+        validation_indices=np.asarray(split.validation, dtype=np.int64),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        cfsx_version=__version__,
+    )
 
 
 def _save(run: _Run, output: Path, parts: Path, chief: bool) -> TrainingResult:
     """The model file with its metadata, the history and the loss curves; the checkpoints go once the run is done."""
-    metadata = _metadata(run)
+    card = _card(run, output)
     history_path, curve_path = side_paths(output)
     if not chief:
         # Every worker of a multi-worker run must save (saving can involve collective operations);
         # only the chief's file is kept.
         with tempfile.TemporaryDirectory() as folder:
-            models.save_model(run.model, metadata, Path(folder) / output.name)
-        return TrainingResult(output, history_path, curve_path, metadata, run.terminated)
-    models.save_model(run.model, metadata, output)
+            models.save_model(run.model, card, Path(folder) / output.name)
+        return TrainingResult(output, history_path, curve_path, card, run.terminated)
+    models.save_model(run.model, card, output)
     with atomic_path(history_path) as temporary:
         temporary.write_text(history_csv(run.monitor.history))
     title = f"{run.config.model.architecture} on CFS{run.summary.cfs}"
     plots.save(plots.loss_curves(run.monitor.history, title=title), curve_path)
     if not run.interrupted:
         checkpoint.clear(parts, checkpoint.TRAINING_FILES, refuse_foreign=False)
-    return TrainingResult(output, history_path, curve_path, metadata, run.terminated)
+    return TrainingResult(output, history_path, curve_path, card, run.terminated)
 
 
 def decode_config_text(name: str | None, summary: DataSummary) -> str:

@@ -13,52 +13,49 @@ import numpy as np
 from cfsx.config import SimulationConfig, config_from_yaml_text
 from cfsx.errors import DataError
 from cfsx.io.dataset import write_dataset
+from cfsx.io.samples import Samples
 from cfsx.learning.model_card import ModelCard
 from cfsx.physics.encoding import cfs_vectors
 
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What ``train`` wrote: the model, its history (CSV) and loss curves, and the metadata saved in it."""
+    """What ``train`` wrote: the model with its card, its history (CSV) and loss curves."""
 
     model_path: Path
     history_path: Path
     curve_path: Path
-    metadata: dict[str, Any]
+    card: ModelCard  # what the model file carries (``load_model`` reads it back)
     terminated: bool = False  # stopped by SIGTERM (a batch system's time limit): resumable
-
-    @property
-    def card(self) -> ModelCard:
-        """The written model's card (what ``load_model`` reads back)."""
-        return ModelCard.from_metadata(self.metadata, self.model_path)
 
     @property
     def interrupted(self) -> bool:
         """Stopped before the last epoch (Ctrl-C or SIGTERM): the best weights so far were saved."""
-        return bool(self.metadata["training"]["interrupted"])
+        return self.card.training.interrupted
 
     def summary(self) -> str:
         """What ``cfsx train`` prints: how the run ended, the best epoch and the hold-out scores, the side files."""
-        training, test = self.metadata["training"], self.metadata["metrics"]["test"]
+        training, test = self.card.training, self.card.hold_out
         lines = []
         if self.interrupted:
             lines.append(
-                f"{'terminated (SIGTERM)' if self.terminated else 'interrupted'} after epoch {training['epochs_run']}: "
+                f"{'terminated (SIGTERM)' if self.terminated else 'interrupted'} after epoch {training.epochs_run}: "
                 "best weights so far kept; the same command with --resume continues the run"
             )
-        elif training["resumed_at_epoch"]:
-            lines.append(f"resumed after epoch {training['resumed_at_epoch']} from its checkpoint")
+        elif training.resumed_at_epoch:
+            lines.append(f"resumed after epoch {training.resumed_at_epoch} from its checkpoint")
         lines.append(
-            f"wrote {self.model_path} (best epoch {training['best_epoch']} of {training['epochs_run']}, "
-            f"{training['seconds']:.0f} s); hold-out of {test['samples']}: R2 {test['r2']:.4f}, "
-            f"MSE {test['mse']:.2e}, MAE {test['mae']:.2e}"
+            f"wrote {self.model_path} (best epoch {training.best_epoch} of {training.epochs_run}, "
+            f"{training.seconds:.0f} s); hold-out of {test.samples}: R2 {test.r2:.4f}, "
+            f"MSE {test.mse:.2e}, MAE {test.mae:.2e}"
         )
         lines.append(f"history: {self.history_path}, loss curves: {self.curve_path}")
         return "\n".join(lines)
 
     def record(self) -> dict[str, Any]:
         """What ``cfsx train --json`` prints: the files and the metadata without the split's indices."""
-        metadata = {key: value for key, value in self.metadata.items() if key != "split"}
+        metadata = {key: value for key, value in self.card.metadata.items() if key not in ("split", "format",
+                                                                                        "format_version")}  # fmt: skip
         return {"model": str(self.model_path), "history": str(self.history_path), "curves": str(self.curve_path),
                 "metadata": metadata}  # fmt: skip
 
@@ -102,10 +99,9 @@ class TrainingArrays:
         simulation = config_from_yaml_text(simulation.to_yaml())  # checked like any config file
         seeds = np.array([int.from_bytes(hashlib.sha256(image.tobytes() + label.tobytes()).digest()[:8], "little")
                           for image, label in zip(images, labels, strict=True)], dtype=np.uint64)  # fmt: skip
-        batch = {"seeds": seeds, "images": images, "encodings/achieved": labels}
+        batch = Samples(images=images, seeds=seeds, achieved=labels)
         write_dataset(path, attrs={"config": simulation.to_yaml(), "cfs": cfs, "vectors": vectors, "kind": "arrays"},
-                      n_samples=len(images), shapes={name: value.shape[1:] for name, value in batch.items()},
-                      batches=[batch])  # fmt: skip
+                      n_samples=len(images), shapes=batch.shapes(), batches=[batch])  # fmt: skip
 
 
 def data_file_of(output: Path) -> Path:

@@ -5,7 +5,7 @@ Sample ``i`` of a run depends only on the config and its own seed, derived from
 Finished batches are kept as checkpoint files in ``OUTPUT.parts/`` until the dataset is
 assembled, so an interrupted run (Ctrl-C, kill -9) resumes where it stopped."""
 
-from cfsx.simulation.decode import Decoded, DecodedReplicates, decode, decode_replicates  # noqa: F401
+from cfsx.simulation.decode import Decoded, decode, decode_replicates  # noqa: F401
 from cfsx.simulation.sample import (  # noqa: F401
     STOP_REACHED,
     run_feedback,

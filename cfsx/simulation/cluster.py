@@ -15,11 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from cfsx.errors import ClusterError, ConfigError
+from cfsx.io.samples import Samples
 
-BatchDone = Callable[[int, int, dict[str, np.ndarray]], None]
+BatchDone = Callable[[int, int, Samples], None]
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def connect(scheduler: Scheduler) -> Iterator:
 
 def run_batches(
     scheduler: Scheduler,
-    task: Callable[[int, int], dict[str, np.ndarray]],
+    task: Callable[[int, int], Samples],
     batches: list[tuple[int, int]],
     on_done: BatchDone,
 ) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from cfsx.config import SimulationConfig
 from cfsx.errors import DataError
-from cfsx.io import dataset
+from cfsx.io.samples import Samples
 from cfsx.physics.metrics import image_mse, scaled_image_r2
 from cfsx.simulation.sample import sample_seeds, simulate_sample
 from cfsx.simulation.workers import worker_init
@@ -31,11 +31,11 @@ def decode(
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
     seeds: list[int] | None = None,
-) -> dict[str, np.ndarray]:
+) -> Decoded:
     """Simulate a structure and its image for each encoding (K, D), sample i with sample_seed(master_seed, i)
-    or with ``seeds[i]`` when given.
+    or with ``seeds[i]`` when given: a ``Decoded`` of K structures, unscored.
 
-    Encodings are clipped to [-1, 1], the range of alpha. Results are stacked as in a dataset.
+    Encodings are clipped to [-1, 1], the range of alpha.
     """
     encodings = np.clip(np.asarray(encodings, dtype=np.float64), -1.0, 1.0)
     if encodings.ndim != 2 or not np.all(np.isfinite(encodings)):
@@ -65,51 +65,42 @@ def decode(
                 if progress:
                     progress(done, len(encodings))
     samples = [sample for start, _ in chunks for sample in results[start]]
-    return {name: np.stack([sample[name] for sample in samples]) for name in dataset.SAMPLE_ARRAYS}
+    stacked = Samples.stack(samples)
+    return Decoded(images=stacked.images, lattices=stacked.lattices, achieved=stacked.achieved,
+                   interactions=stacked.interactions, cycles=stacked.cycles,
+                   seeds=np.asarray(seeds, dtype=np.uint64))  # fmt: skip
 
 
 @dataclass
 class Decoded:
-    """Replicates of the decoded structures: arrays (S, R, ...) and their scores against the observation."""
+    """Structures decoded from encodings, and (when scored) how well each image explains an observed one.
 
-    images: np.ndarray
-    lattices: np.ndarray
-    achieved: np.ndarray
-    interactions: np.ndarray
-    cycles: np.ndarray
-    seeds: np.ndarray  # (R,)
-    image_r2: np.ndarray  # (S, R)
-    image_mse: np.ndarray  # (S, R) in the engine's units (the observation divided by the scale)
-    scale: np.ndarray  # (S, R) least-squares factor: observation ~ scale * decoded image
-    # (S, R(R-1)/2): image R2 of one replicate against another, both decoded from the same encoding. The
-    # best image R2 any encoding can reach against an image of these simulation settings: the floor.
-    image_r2_floor: np.ndarray
-
-    def image(self, index: int):
-        """One image's replicates, a results.DecodedReplicates."""
-
-        fields = {item.name: getattr(self, item.name)[index] for item in dataclasses.fields(DecodedReplicates)}
-        return DecodedReplicates(**fields)
-
-
-@dataclass
-class DecodedReplicates:
-    """The structures decoded from one image's final encoding, one per seed, and how well each explains it.
-
-    Arrays over the R replicates; image R2 and MSE are taken after the least-squares ``scale`` (an
-    observation is in arbitrary units); ``image_r2_floor`` holds the R2 of each pair of replicates
-    against each other: the best any encoding can reach under these simulation settings.
+    From ``decode``: arrays over the K encodings, unscored. From ``decode_replicates``: arrays (S, R, ...), R
+    replicates (one per seed) of each of S images' encodings, with their scores; ``image(index)`` is one image's
+    (R, ...). Image R2 and MSE are taken after the least-squares ``scale`` (an observation is in arbitrary units);
+    ``image_r2_floor`` holds the R2 of each pair of replicates against each other: the best any encoding can reach
+    under these simulation settings.
     """
 
-    images: np.ndarray  # (R, M, M)
-    lattices: np.ndarray  # (R, N, N)
-    achieved: np.ndarray  # (R, D) the correlations each decoded structure reached
-    interactions: np.ndarray  # (R, D)
-    cycles: np.ndarray  # (R,)
-    image_r2: np.ndarray  # (R,)
-    image_mse: np.ndarray  # (R,) in the engine's units
-    scale: np.ndarray  # (R,) observation ~ scale * decoded image
-    image_r2_floor: np.ndarray  # (R (R - 1) / 2,)
+    images: np.ndarray  # (..., M, M)
+    lattices: np.ndarray  # (..., N, N)
+    achieved: np.ndarray  # (..., D) the correlations each decoded structure reached
+    interactions: np.ndarray  # (..., D)
+    cycles: np.ndarray  # (...,)
+    seeds: np.ndarray  # (K,) from decode; (R,), shared by every image, from decode_replicates
+    image_r2: np.ndarray | None = None  # (S, R) or (R,)
+    image_mse: np.ndarray | None = None  # in the engine's units (the observation divided by the scale)
+    scale: np.ndarray | None = None  # least-squares factor: observation ~ scale * decoded image
+    image_r2_floor: np.ndarray | None = None  # (S, R (R - 1) / 2) or (R (R - 1) / 2,)
+
+    def image(self, index: int) -> Decoded:
+        """One image's replicates (arrays (R, ...); the seeds stay those of every image)."""
+        return Decoded(**{name: value if name == "seeds" or value is None else value[index]
+                          for name, value in self.arrays().items()})  # fmt: skip
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        """The record's arrays by field name."""
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
 
 
 def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, seeds: list[int], workers: int,
@@ -118,7 +109,7 @@ def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, s
     count, replicates = len(encodings), len(seeds)
     report = (lambda done, total: progress("decode", done, total)) if progress else None  # (stage, done, total)
     out = decode(simulation, np.repeat(encodings, replicates, axis=0), 0, workers, report, seeds * count)
-    images = out["images"].astype(np.float64)
+    images = out.images.astype(np.float64)
     repeated = np.repeat(observed, replicates, axis=0)
     r2, scale = scaled_image_r2(repeated, images)
     mse = image_mse(repeated / np.where(scale > 0, scale, np.nan)[:, None, None], images)
@@ -131,11 +122,11 @@ def decode_replicates(simulation, encodings: np.ndarray, observed: np.ndarray, s
     floor = scaled_image_r2(decoded[:, first].reshape(-1, *images.shape[1:]),
                             decoded[:, second].reshape(-1, *images.shape[1:]))[0]  # fmt: skip
     return Decoded(
-        images=shaped(out["images"]),
-        lattices=shaped(out["lattices"]),
-        achieved=shaped(out["encodings/achieved"]),
-        interactions=shaped(out["interactions"]),
-        cycles=shaped(out["cycles"]),
+        images=shaped(out.images),
+        lattices=shaped(out.lattices),
+        achieved=shaped(out.achieved),
+        interactions=shaped(out.interactions),
+        cycles=shaped(out.cycles),
         seeds=np.asarray(seeds, dtype=np.uint64),
         image_r2=shaped(r2),
         image_mse=shaped(mse),

@@ -7,7 +7,7 @@ import numpy as np
 
 from cfsx.config import SimulationConfig
 from cfsx.errors import DataError
-from cfsx.io import dataset
+from cfsx.io.samples import Samples
 from cfsx.physics import engine
 from cfsx.physics.encoding import cfs_vectors
 
@@ -26,7 +26,8 @@ def sample_seeds(master_seed: int, count: int) -> list[int]:
 
 
 def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """One sample: draw a target (or take the given one), reach it by feedback, and diffract the lattice.
+    """One sample: draw a target (or take the given one), reach it by feedback, and diffract the lattice; its
+    arrays by ``Samples`` field, and the lots' origins (not stored in datasets).
 
     With ``targets.distribution: couplings`` the drawn target is the alpha of a lattice run at random
     fixed couplings, and that lattice is the sample (no feedback). With a given ``target`` this decodes
@@ -78,8 +79,8 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
     return {
         "seeds": np.uint64(seed),
         "images": image.astype(np.float32),
-        "encodings/achieved": result.achieved.astype(np.float32),
-        "encodings/target": target.astype(np.float32),
+        "achieved": result.achieved.astype(np.float32),
+        "target": target.astype(np.float32),
         "interactions": result.couplings.astype(np.float32),
         "cycles": np.int32(result.cycles),
         "stop_reasons": np.uint8(result.reason),
@@ -110,7 +111,6 @@ def run_feedback(config: SimulationConfig, lattice: np.ndarray, target: np.ndarr
     )
 
 
-def simulate_batch(config: SimulationConfig, start: int, stop: int) -> dict[str, np.ndarray]:
+def simulate_batch(config: SimulationConfig, start: int, stop: int) -> Samples:
     """Samples start..stop-1 of a run, stacked."""
-    samples = [simulate_sample(config, sample_seed(config.run.seed, i)) for i in range(start, stop)]
-    return {name: np.stack([s[name] for s in samples]) for name in dataset.SAMPLE_ARRAYS}
+    return Samples.stack([simulate_sample(config, sample_seed(config.run.seed, i)) for i in range(start, stop)])

@@ -17,7 +17,9 @@ import numpy as np
 from cfsx.config import SimulationConfig
 from cfsx.errors import ClusterError, ConfigError, DataError
 from cfsx.io import checkpoint, dataset
+from cfsx.io.dataset_info import ReachSummary, reach_summary
 from cfsx.io.outputs import claim_outputs, output_failure, writing
+from cfsx.io.samples import Samples
 from cfsx.physics.encoding import cfs_vectors
 from cfsx.simulation.cluster import Scheduler, run_batches
 from cfsx.simulation.sample import simulate_batch
@@ -59,7 +61,7 @@ class SimulationReport:
     samples: int
     resumed_samples: int
     seconds: float
-    reach: dataset.ReachSummary
+    reach: ReachSummary
 
     def summary(self) -> str:
         """What ``cfsx simulate`` prints: the file written, and how closely the feedback reached the targets."""
@@ -95,20 +97,24 @@ def _prepare_checkpoints(parts: Path, manifest: dict, resume: bool) -> None:
     manifest_file.write_text(json.dumps(manifest, indent=1))
 
 
-def _save_batch(parts: Path, start: int, arrays: dict[str, np.ndarray]) -> None:
+# Checkpointed batches of cfsx before the Samples record named the labels by their path in the file.
+LEGACY_BATCH_NAMES = {"encodings__achieved": "achieved", "encodings__target": "target"}
+
+
+def _save_batch(parts: Path, start: int, samples: Samples) -> None:
     path = _batch_file(parts, start)
     temporary = path.with_suffix(".tmp.npz")
     try:
         with writing(path):
-            np.savez(temporary, **{name.replace("/", "__"): value for name, value in arrays.items()})
+            np.savez(temporary, **samples.present())
             os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _load_batch(parts: Path, start: int) -> dict[str, np.ndarray]:
+def _load_batch(parts: Path, start: int) -> Samples:
     with np.load(_batch_file(parts, start)) as data:
-        return {name.replace("__", "/"): data[name] for name in data.files}
+        return Samples(**{LEGACY_BATCH_NAMES.get(name, name): data[name] for name in data.files})
 
 
 def _completed_batches(parts: Path, batches: list[tuple[int, int]]) -> set[int]:
@@ -183,7 +189,7 @@ def _simulate(
     began = time.perf_counter()
     finished = resumed
 
-    def on_done(start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
+    def on_done(start: int, stop: int, arrays: Samples) -> None:
         nonlocal finished
         _save_batch(parts, start, arrays)
         finished += stop - start
@@ -226,8 +232,8 @@ def _write(config: SimulationConfig, output: Path, shard: Shard | None, samples:
     shapes = {
         "seeds": (),
         "images": (m, m),
-        "encodings/achieved": (d,),
-        "encodings/target": (d,),
+        "achieved": (d,),
+        "target": (d,),
         "interactions": (d,),
         "cycles": (),
         "stop_reasons": (),
@@ -238,12 +244,12 @@ def _write(config: SimulationConfig, output: Path, shard: Shard | None, samples:
 
     def read_batches():
         for start, _ in batches:
-            arrays = _load_batch(parts, start)
-            labels.append(arrays["encodings/achieved"])
-            targets.append(arrays["encodings/target"])
-            cycles.append(arrays["cycles"])
-            stops.append(arrays["stop_reasons"])
-            yield arrays
+            samples = _load_batch(parts, start)
+            labels.append(samples.achieved)
+            targets.append(samples.target)
+            cycles.append(samples.cycles)
+            stops.append(samples.stop_reasons)
+            yield samples
 
     dataset.write_dataset(
         output,
@@ -254,7 +260,7 @@ def _write(config: SimulationConfig, output: Path, shard: Shard | None, samples:
         compression=config.output.compression,
     )
     checkpoint.clear(parts, SIMULATION_FILES, refuse_foreign=False)
-    return dataset.reach_summary(
+    return reach_summary(
         np.concatenate(labels), np.concatenate(targets), np.concatenate(cycles),
         config.feedback.tolerance_for(config.lattice.size), np.concatenate(stops),
     )  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,64 +19,6 @@ from cfsx.app.cli.common import (
     reported_errors,
     result_console,
 )
-
-
-def _pair(text: str | None, name: str) -> list[float] | None:
-    if text is None:
-        return None
-    from cfsx.errors import ConfigError
-
-    try:
-        first, second = (float(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{name} must be two numbers: ROW,COLUMN (got {text!r})") from None
-    return [first, second]
-
-
-def correction_config(config: str, set_: list[str] | None, calibration: dict[str, Any], mask):
-    """The correction config with the calibration flags (origin, pixels_per_rlu, rotation, centre, zones,
-    lattice: the flags' own text) applied over ``--set``."""
-    from cfsx.config import CENTRINGS, ZONE_RULES, CorrectionConfig, load_config
-    from cfsx.errors import ConfigError
-
-    if calibration["zones"] not in (None, *ZONE_RULES):
-        raise ConfigError(f"--zones must be all or centre, got {calibration['zones']!r}")
-    if calibration["lattice"] not in (None, *CENTRINGS):
-        raise ConfigError(f"--lattice must be one of {', '.join(CENTRINGS)}, got {calibration['lattice']!r}")
-    return load_config(
-        config,
-        set_ or (),
-        root=CorrectionConfig,
-        **{
-            "geometry.origin": _pair(calibration["origin"], "--origin"),
-            "geometry.pixels_per_rlu": _pair(calibration["pixels_per_rlu"], "--pixels-per-rlu"),
-            "geometry.rotation": calibration["rotation"],
-            "geometry.centre": _centre(calibration["centre"]),
-            "geometry.zones": calibration["zones"],
-            "geometry.lattice": calibration["lattice"],
-            "mask.file": mask,
-        },
-    )
-
-
-def _centre(text: str | None) -> list[float] | dict[str, float] | None:
-    """--centre ROW,COL or by the file's axis names, H=-2,L=4 (a reciprocal lattice point either way)."""
-    if text is None or "=" not in text:
-        return _pair(text, "--centre")
-    from cfsx.errors import ConfigError
-
-    named = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        try:
-            named[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--centre must be ROW,COL or NAME=VALUE,NAME=VALUE such as H=-2,L=4 (got {text!r})"
-                              ) from None  # fmt: skip
-    if len(named) != 2 or not all(named):
-        raise ConfigError(f"--centre must name two axes, such as H=-2,L=4 (got {text!r})")
-    return named
-
 
 Origin = Annotated[str | None, typer.Option(help="Calibration: pixel ROW,COLUMN of h = k = 0.")]
 
@@ -168,8 +110,9 @@ def correct(
         images = select_frames(expand_inputs(images), frames, sum_frames)
         images = select_plane(images, plane)
 
-        calibration = {"origin": origin, "pixels_per_rlu": pixels_per_rlu, "rotation": rotation, "centre": centre,
-                       "zones": zones, "lattice": lattice}  # fmt: skip
+        from cfsx.config.flags import Calibration, correction_config
+
+        calibration = Calibration(origin, pixels_per_rlu, rotation, centre, zones, lattice)
         resolved = correction_config(config, set_, calibration, mask)
         with progress_bar() as bar:
             task = bar.add_task("correct", total=None, rate="")

@@ -56,7 +56,7 @@ def info(
     """Describe a dataset (size, settings, label statistics, how well the targets were reached) or a model
     (encoding, grid, training data and run, hold-out metrics)."""
     with reported_errors():
-        from cfsx.io.dataset import describe
+        from cfsx.io.dataset_info import describe
         from cfsx.learning.builtin import builtin_model
 
         out = result_console(json_)

@@ -35,7 +35,6 @@ from cfsx.app.cli.correct import (
     Rotation,
     SumFrames,
     Zones,
-    correction_config,
 )
 from cfsx.errors import (
     EXIT_NOT_EXPLAINED,
@@ -108,7 +107,7 @@ def interpret(
 ) -> None:
     """Interpret images: encoding, decoded structure and image, fit quality, verdict, uncertainty, refinement."""
     with reported_errors():
-        from cfsx.config import InterpretationConfig, load_config
+        from cfsx.config.flags import Calibration, correction_config, interpretation_config
         from cfsx.interpretation import InterpretationOutput
         from cfsx.interpretation import interpret as run_interpretation
         from cfsx.io.cpus import worker_count
@@ -123,19 +122,10 @@ def interpret(
         images = select_frames(expand_inputs(images), frames, sum_frames)
         images = select_plane(images, plane)
 
-        resolved = load_config(
-            config,
-            set_ or (),
-            root=InterpretationConfig,
-            **{
-                "refine.enabled": refine,
-                "decode.replicates": replicates,
-                "output.figures": False if no_figures else None,
-            },
-        )
+        resolved = interpretation_config(config, set_, refine=refine, replicates=replicates,
+                                         figures=False if no_figures else None)  # fmt: skip
         correction_name = renamed("--correction", correction, "--correct-config", correct_config) or "correct"
-        calibration = {"origin": origin, "pixels_per_rlu": pixels_per_rlu, "rotation": rotation, "centre": centre,
-                       "zones": zones, "lattice": lattice}  # fmt: skip
+        calibration = Calibration(origin, pixels_per_rlu, rotation, centre, zones, lattice)
         cleaning = correction_config(correction_name, correct_set, calibration, mask)
         processes = worker_count(workers)
         with progress_bar() as bar:
