@@ -60,3 +60,23 @@ def corrected_file(images: np.ndarray, folder, scale: float):
     config = load_config("correct", ["output.image_size=32", "bragg.enabled=false"], root=CorrectionConfig)
     correct_files([str(folder / "measured-*.npy")], folder / "corrected.h5", config)
     return folder / "corrected.h5"
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, small_run):
+    """A small CFS2 model and two raw detector-like images of unseen structures (2x upsampled, as .npy)."""
+    import h5py
+
+    from cfsx.config import TrainingConfig, load_config
+    from cfsx.learning.training import train
+    from cfsx.simulation import simulate
+
+    folder = tmp_path_factory.mktemp("serve")
+    simulate(small_run(2, 120), folder / "train.h5", workers=1)
+    simulate(small_run(2, 2, seed=41), folder / "unseen.h5", workers=1)
+    train(folder / "train.h5", folder / "small.keras", load_config("train-demo", root=TrainingConfig,
+                                                                    **{"fit.epochs": 2}))  # fmt: skip
+    with h5py.File(folder / "unseen.h5") as file:
+        for index, image in enumerate(file["images"][()]):
+            np.save(folder / f"raw{index}.npy", np.kron(image, np.ones((2, 2))))
+    return folder

@@ -66,3 +66,43 @@ def test_cfsx_models_lists_them_and_info_describes_one_by_name():
     assert names == {model.name for model in MODELS}
     described = runner.invoke(app, ["info", DEFAULT_MODEL])
     assert described.exit_code == 0 and "cfsx model, CFS4" in " ".join(described.output.split())
+
+
+def test_a_builtin_model_whose_file_is_not_its_registrys_is_refused(tmp_path):
+    """Issue 30, item 17: a CFS2 file put in place of general-cfs4 ran with exit 0 under general-cfs4's name."""
+    import dataclasses
+    import shutil
+
+    from cfsx.errors import DataError
+    from cfsx.learning.builtin import builtin_model, verify
+
+    real = builtin_model(DEFAULT_MODEL)
+    swapped = tmp_path / real.file
+    shutil.copy(builtin_model("general-cfs2").path, swapped)
+    with pytest.raises(DataError, match="not the file its registry names"):
+        verify(dataclasses.replace(real, file=str(swapped)))
+    verify(dataclasses.replace(real, file=str(swapped), sha256=file_sha256(swapped)))  # the right sha: fine
+    verify(real)  # the shipped file is its registry's
+
+
+def test_info_checks_a_models_weights_without_tensorflow(tmp_path):
+    """Issue 30, item 17: cfsx info called a model with truncated weights or a damaged config fine (exit 0)."""
+    import zipfile
+
+    source = resolve_model("general-cfs2")
+    cases = {"truncated weights": ("model.weights.h5", lambda data: data[: len(data) // 2]),
+             "a damaged config": ("config.json", lambda data: b"{not json"),
+             "no weights": ("model.weights.h5", None)}  # fmt: skip
+    for name, (entry, change) in cases.items():
+        damaged = tmp_path / f"{name.replace(' ', '-')}.keras"
+        with zipfile.ZipFile(source) as original, zipfile.ZipFile(damaged, "w") as target:
+            for item in original.infolist():
+                data = original.read(item)
+                if item.filename != entry:
+                    target.writestr(item, data)
+                elif change is not None:
+                    target.writestr(item, change(data))
+        result = runner.invoke(app, ["info", str(damaged)])
+        assert result.exit_code == 3 and str(damaged) in result.output, (name, result.output)
+        assert len(result.output.strip().splitlines()) == 1, (name, result.output)
+    assert runner.invoke(app, ["info", str(source)]).exit_code == 0

@@ -183,6 +183,9 @@ def test_a_hybrid_answers_raw_images_by_the_rule_on_the_command_line_and_on_the_
     jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
     first, second = document["images"]
     assert (first["final_source"], second["final_source"]) == ("blend", "cnn")
+    # the fields results.json lays out by the generic rule are in the terminal too: the final rule's input
+    assert "more of each image's record" in " ".join(result.output.split()), result.output
+    assert first["facts"]["corrected"] and second["facts"]["corrected"]
     with h5py.File(tmp_path / "out" / "results.h5") as file:
         cnn, fitted, blend = (file[f"encodings/{name}"][()] for name in ("cnn", "least_squares", "blend"))
         np.testing.assert_allclose(blend, (cnn + fitted) / 2, rtol=1e-12)

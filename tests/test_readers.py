@@ -304,3 +304,68 @@ def test_correct_and_interpret_take_a_plane_from_the_command_line(tmp_path):
     assert correction.step("read").details["axes"]["plane"] == plane
     refused = runner.invoke(app, ["interpret", str(master), "-o", str(tmp_path / "out"), "--plane", "l"])
     assert refused.exit_code == 3 and "--plane: a plane is AXIS=VALUE" in refused.output
+
+
+def test_the_pixel_cap_is_read_from_the_header_before_any_pixel(tmp_path, monkeypatch):
+    """Issue 30, item 6: an 8 KB HDF5 declaring 20000 x 20000, a small zlib TIFF and a PNG took the server's worker
+    to 2.5 GB before the 413."""
+    import imageio.v3 as imageio
+    import tifffile
+
+    from cfsx.errors import TooLargeError
+
+    with h5py.File(tmp_path / "declared.h5", "w") as file:  # 80 GB declared, nothing written
+        file.create_dataset("image", shape=(100_000, 100_000), dtype=np.float64, chunks=(256, 256))
+    with pytest.raises(TooLargeError, match="10000000000 pixels"):
+        read_image(f"{tmp_path / 'declared.h5'}::/image", max_pixels=10**6)
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((300, 400), np.uint16), compression="zlib")
+    imageio.imwrite(tmp_path / "big.png", np.zeros((300, 400), np.uint8))
+    np.save(tmp_path / "big.npy", np.zeros((300, 400), np.float32))
+
+    def never(*args, **kwargs):
+        raise AssertionError("pixels were read before the cap was checked")
+
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", never)
+    monkeypatch.setattr(imageio, "imread", never)
+    for name in ("big.tif", "big.png", "big.npy"):
+        with pytest.raises(TooLargeError, match="120000 pixels"):
+            read_image(str(tmp_path / name), max_pixels=100_000)
+    stack = tmp_path / "stack.h5"
+    with h5py.File(stack, "w") as file:
+        file["frames"] = np.ones((50, 40, 40))
+    with pytest.raises(TooLargeError, match="80000 pixels"):
+        read_image(f"{stack}::/frames", max_pixels=2000)  # the whole stack would be read
+    assert read_image(f"{stack}::/frames[3]", max_pixels=2000)[0].shape == (40, 40)  # one frame is read
+
+
+def test_readers_refuse_what_they_cannot_read_faithfully_in_one_clear_line(tmp_path):
+    """Issue 30, item 15: an RGB TIFF read as a stack of frames, a truncated EDF accepted, NeXus axes of the wrong
+    length ignored, frame selections that select nothing."""
+    import fabio.edfimage
+    import tifffile
+
+    colour = np.random.default_rng(0).integers(0, 255, (40, 50, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", colour, photometric="rgb")
+    image = read_image(str(tmp_path / "rgb.tif"))[0]
+    assert image.shape == (40, 50) and np.allclose(image, colour.mean(axis=-1))
+    fabio.edfimage.EdfImage(data=np.ones((64, 64), np.float32)).write(str(tmp_path / "whole.edf"))
+    whole = (tmp_path / "whole.edf").read_bytes()
+    (tmp_path / "cut.edf").write_bytes(whole[: len(whole) - 4000])
+    assert read_image(str(tmp_path / "whole.edf"))[0].shape == (64, 64)
+    with pytest.raises(DataError, match="truncated"):
+        read_image(str(tmp_path / "cut.edf"))
+    nexus_plane(tmp_path / "axes.nxs", np.ones((16, 20)))
+    with h5py.File(tmp_path / "axes.nxs", "a") as file:
+        del file["entry/plane/k"]
+        file["entry/plane/k"] = np.linspace(-3, 3, 7)
+        file["entry/plane/k"].attrs["units"] = "r.l.u."
+    with pytest.raises(DataError, match="7 values for 20 pixels"):
+        read_image(str(tmp_path / "axes.nxs"))
+    np.save(tmp_path / "stack.npy", np.ones((4, 8, 8)))
+    for frames, words in (("", "must be a frame"), ("3:1", "selects none of its 4 frames"), ("99", "none of its 4")):
+        with pytest.raises(DataError, match=words):
+            select_frames([str(tmp_path / "stack.npy")], frames, False)
+    named = tmp_path / "scan[1].npy"  # square brackets in a name are not terminal markup
+    np.save(named, np.random.default_rng(1).random((64, 64)) + 1)
+    result = CliRunner().invoke(app, ["correct", str(named), "-o", str(tmp_path / "out.h5")])
+    assert result.exit_code == 0 and "scan[1].npy:" in result.output, result.output

@@ -586,3 +586,91 @@ def test_a_new_run_removes_only_checkpoints_cfsx_wrote(tmp_path, command):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert output.exists() and not parts.exists()
+
+
+def test_a_damaged_training_checkpoint_is_refused_in_one_line_naming_it(tmp_path, small_run):
+    """Issue 30, item 12: a truncated, empty or shape-mismatched state.npz, or one with a negative epoch, gave exit 1
+    (BadZipFile) or "training failed: Graph execution error:"."""
+    from cfsx.config import TrainingConfig
+    from cfsx.learning.training import train
+
+    data = tmp_path / "d.h5"
+    simulate(small_run(2, 60), data, workers=1)
+    config = load_config("train-demo", ["fit.epochs=3"], root=TrainingConfig)
+
+    def stop_in_second(report):  # the first epoch's checkpoint is written, the second's is not
+        if report.epoch == 2:
+            raise KeyboardInterrupt
+
+    train(data, tmp_path / "m.keras", config, on_epoch=stop_in_second)
+    state = tmp_path / "m.keras.parts" / "state.npz"
+    good = state.read_bytes()
+    with np.load(state) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    scalars = json.loads(str(arrays["state_json"]))
+
+    def rewritten(**changes):
+        np.savez(state, **{**arrays, **changes})
+
+    damages = {
+        "truncated": lambda: state.write_bytes(good[: len(good) // 2]),
+        "empty": lambda: state.write_bytes(b""),
+        "not a zip": lambda: state.write_bytes(b"garbage" * 100),
+        "a weight of another shape": lambda: rewritten(weights_0=np.zeros((1, 2, 3), np.float32)),
+        "a negative epoch": lambda: rewritten(state_json=np.array(json.dumps({**scalars, "epoch": -1}))),
+        "an epoch beyond its history": lambda: rewritten(state_json=np.array(json.dumps({**scalars, "epoch": 5}))),
+        "NaN weights": lambda: rewritten(weights_0=np.full_like(arrays["weights_0"], np.nan)),
+        "a missing array": lambda: np.savez(state, **{k: v for k, v in arrays.items() if k != "optimizer_0"}),
+    }
+    args = ["train", str(data), "-o", str(tmp_path / "m.keras"), "--config", "train-demo", "--epochs", "3", "--resume"]
+    before = digest(tmp_path / "m.keras")  # the interrupted run's model: a refused resume leaves it alone
+    for name, damage in damages.items():
+        damage()
+        result = runner.invoke(app, args)
+        one_line_error(result, EXIT_BAD_INPUT, "cannot resume")
+        assert "state.npz" in result.output or "checkpoint" in result.output, (name, result.output)
+        assert digest(tmp_path / "m.keras") == before, name
+    state.write_bytes(good)
+    resumed = runner.invoke(app, args)
+    assert resumed.exit_code == 0 and "resumed after epoch 1" in resumed.output, resumed.output
+
+
+def test_library_calls_and_set_values_out_of_range_are_refused_in_words(tmp_path, small_run):
+    """Issue 30, item 18: f2py's, NumPy's and h5py's own messages reached the user; 1e308 was read as text."""
+    from cfsx.errors import EngineError
+    from cfsx.interpretation import interpret_images
+    from cfsx.learning.corruption import corrupted_copy
+    from cfsx.learning.training_records import TrainingArrays
+    from cfsx.physics import engine
+    from cfsx.physics.encoding import cfs_vectors
+
+    state = engine.seed_state(1)
+    for call, words in [
+        (lambda: engine.random_uint32(-1, state), "count must be an integer in 0.."),
+        (lambda: engine.random_uniform(2**40, state), "count must be an integer in 0.."),
+        (lambda: engine.random_lattice(2**20, 0.5, state), "lattice size must be an integer in 1..16384"),
+        (lambda: engine.fejer_window(0), "lot size must be an integer in 1.."),
+    ]:
+        with pytest.raises(EngineError, match=words):
+            call()
+    assert len(engine.random_uint32(0, state)[0]) == 0  # drawing nothing is fine
+    with pytest.raises(ConfigError, match="section.key"):
+        load_config(None, nope=1)
+    assert load_config("demo", ["diffraction.h_max=1e1"]).diffraction.h_max == 10.0  # a number, not the text "1e1"
+    with pytest.raises(ConfigError, match="h_max"):
+        load_config("demo", ["diffraction.h_max=1e308"])  # refused for its value, as a number
+    with pytest.raises(DataError, match="no images to interpret"):
+        interpret_images("general-cfs2", np.zeros((0, 64, 64)))
+    with pytest.raises(DataError, match="complex"):
+        interpret_images("general-cfs2", np.ones((64, 64), dtype=complex))
+    empty = TrainingArrays(np.zeros((0, 16, 16)), np.zeros((0, 3)), cfs_vectors(2), 1.0, 8)
+    with pytest.raises(DataError, match="at least one sample"):
+        empty.write(tmp_path / "empty.h5")
+    nan = TrainingArrays(np.full((4, 16, 16), np.nan), np.zeros((4, 3)), cfs_vectors(2), 1.0, 8)
+    with pytest.raises(DataError, match="NaN"):
+        nan.write(tmp_path / "nan.h5")
+    simulate(small_run(2, 2), tmp_path / "d.h5", workers=1)
+    with pytest.raises(ConfigError, match="--seed"):
+        corrupted_copy(tmp_path / "d.h5", tmp_path / "c.h5", seed=-1)
+    one_line_error(runner.invoke(app, ["corrupt", str(tmp_path / "d.h5"), "-o", str(tmp_path / "c.h5"), "--seed",
+                                       "-1"]), EXIT_BAD_INPUT, "--seed")  # fmt: skip

@@ -10,25 +10,10 @@ import pytest
 starlette = pytest.importorskip("starlette", reason="cfsx[serve] is not installed")
 from starlette.testclient import TestClient  # noqa: E402
 
-from cfsx.app.serve import ServeSettings, create_app, read_token, served_models  # noqa: E402
-from cfsx.config import CorrectionConfig, InterpretationConfig, TrainingConfig, load_config  # noqa: E402
+from cfsx.app.serve import ServeSettings, create_app, served_models  # noqa: E402
+from cfsx.app.serve_http import read_token  # noqa: E402
+from cfsx.config import CorrectionConfig, InterpretationConfig, load_config  # noqa: E402
 from cfsx.interpretation import interpret  # noqa: E402
-from cfsx.learning.training import train  # noqa: E402
-from cfsx.simulation import simulate  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, small_run):
-    """A small CFS2 model and two raw detector-like images of unseen structures (2x upsampled, as .npy)."""
-    folder = tmp_path_factory.mktemp("serve")
-    simulate(small_run(2, 120), folder / "train.h5", workers=1)
-    simulate(small_run(2, 2, seed=41), folder / "unseen.h5", workers=1)
-    train(folder / "train.h5", folder / "small.keras", load_config("train-demo", root=TrainingConfig,
-                                                                    **{"fit.epochs": 2}))  # fmt: skip
-    with h5py.File(folder / "unseen.h5") as file:
-        for index, image in enumerate(file["images"][()]):
-            np.save(folder / f"raw{index}.npy", np.kron(image, np.ones((2, 2))))
-    return folder
 
 
 def settings(folder, store, **changes) -> ServeSettings:

@@ -342,3 +342,28 @@ def test_concentration_range_draws_each_samples_concentration_from_its_seed():
     assert decoded["lattices"].sum() == round(0.5 * 400)
     with pytest.raises(ConfigError, match="concentration_range"):
         load_config("general-n32-l16-k8", ["lattice.concentration_range=[0.9, 0.1]"])
+
+
+@pytest.mark.parametrize(
+    ("content", "kind", "message"),
+    [
+        ("lattice: [unclosed\n", None, "not valid YAML: line 2"),
+        ("lattice: !!python/object/apply:os.system ['true']\n", None, "not valid YAML"),
+        (b"lattice:\n  size: \xff\xfe\n", None, "not UTF-8"),
+        ("- a list\n", None, "mapping of sections"),
+        ("lattice: [unclosed\n", "simulate", "not valid YAML: line 2"),
+        (None, None, "is a directory"),
+    ],
+)
+def test_config_show_refuses_a_bad_file_in_one_line_with_or_without_its_kind(content, kind, message, tmp_path):
+    """Issue 30, item 13: without --kind, a file YAML cannot parse was an internal error (ParserError, exit 1)."""
+    path = tmp_path / "bad.yaml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    result = runner.invoke(app, ["config", "show", str(path), *(["--kind", kind] if kind else [])])
+    assert result.exit_code == 3 and len(result.output.strip().splitlines()) == 1, result.output
+    assert message in result.output and "Traceback" not in result.output, result.output

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
+import os
 import shutil
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -28,12 +27,26 @@ import starlette  # noqa: F401
 import uvicorn  # noqa: F401
 
 from cfsx.app.feedback import Feedback, Store
-from cfsx.app.serve_work import FIGURES, Job, Options, failure, interpret_upload, load_models, render_figure
+from cfsx.app.serve_http import (
+    API,
+    FEEDBACK_BYTES,
+    FORM_OVERHEAD,
+    RECEIVING_PER_QUEUE,
+    BodyTimeout,
+    BodyTooLarge,
+    OneLineErrors,
+    TokenCheck,
+    form_problem,
+    guarded,
+    refusal,
+)
+from cfsx.app.serve_pages import api_page, feedback_page, openapi, page
+from cfsx.app.serve_work import FIGURES, Job, Options, failure, interpret_upload, render_figure, start_worker
 from cfsx.config.flags import Calibration
-from cfsx.errors import ConfigError
+from cfsx.errors import CfsxError, ConfigError
 
-API = "/api/v1"
 MIN_QUEUE = 8  # requests waiting or running before the server answers 503
+MAX_REQUEST_REPLICATES = 32  # decoded structures a request may ask for (each a Monte Carlo run in a worker)
 RESULT_FILES = {"results.json": "application/json", "results.h5": "application/x-hdf5",
                 "interpretation.png": "image/png", "correction.png": "image/png"}  # fmt: skip
 UPLOAD_SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".h5", ".hdf5", ".nxs", ".cbf", ".edf", ".img", ".mccd")
@@ -52,6 +65,29 @@ class ServeSettings:
     retention_days: float = 30.0  # files of older interpretations are removed at start-up
     queue: int = MIN_QUEUE  # at least MIN_QUEUE
     replicates: int = 1  # decoded structures per image unless a request asks otherwise (>= 1: the knowledge store)
+    foreign_files: bool = False  # start on a store that holds files the server did not make (left alone)
+    body_timeout: float = 30.0  # seconds an upload may pause while its body arrives (a stalled client: 408)
+
+    def __post_init__(self) -> None:
+        from cfsx.config import is_int, is_number, require
+
+        checks = (
+            (is_int(self.workers) and self.workers >= 1, f"workers must be a whole number >= 1, got {self.workers!r}"),
+            (is_int(self.max_upload_bytes) and self.max_upload_bytes > 0,
+             f"the upload limit must be a positive number of bytes, got {self.max_upload_bytes!r}"),
+            (is_int(self.max_pixels) and self.max_pixels > 0,
+             f"--max-pixels must be a whole number > 0, got {self.max_pixels!r}"),
+            (is_number(self.retention_days) and self.retention_days > 0,
+             f"--retention-days must be a finite number > 0, got {self.retention_days!r}"),
+            (is_int(self.queue) and self.queue >= MIN_QUEUE,
+             f"the queue must hold at least {MIN_QUEUE} requests, got {self.queue!r}"),
+            (is_int(self.replicates) and 0 <= self.replicates <= MAX_REQUEST_REPLICATES,
+             f"--replicates must be a whole number in 0..{MAX_REQUEST_REPLICATES}, got {self.replicates!r}"),
+            (is_number(self.body_timeout) and self.body_timeout > 0,
+             f"the body timeout must be a finite number of seconds > 0, got {self.body_timeout!r}"),
+        )  # fmt: skip
+        for ok, message in checks:
+            require(ok, message)
 
 
 @dataclass
@@ -59,16 +95,27 @@ class _State:
     settings: ServeSettings
     store: Store
     pool: ProcessPoolExecutor | None = None
-    pending: int = 0
+    pending: int = 0  # requests in the queue: their bodies have arrived
+    receiving: int = 0  # requests whose bodies are arriving
     served: int = 0
     started: float = field(default_factory=time.time)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cards: dict[str, Any] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)  # what is broken, by what (health reports it)
+
+    def renew_pool(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """New workers in place of the ``broken`` pool (unless another request renewed it already)."""
+        if self.pool is broken:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self.new_pool()
+        return self.pool
 
     def new_pool(self) -> ProcessPoolExecutor:
-        """A pool whose workers load every model once (spawned: no TensorFlow state is copied)."""
+        """A pool whose workers load every model once (spawned: no TensorFlow state is copied) and end with the
+        server, also when it is killed."""
+        initialise = (os.getpid(), self.settings.models)
         self.pool = ProcessPoolExecutor(self.settings.workers, mp_context=get_context("spawn"),
-                                        initializer=load_models, initargs=(self.settings.models,))  # fmt: skip
+                                        initializer=start_worker, initargs=initialise)  # fmt: skip
         return self.pool
 
 
@@ -76,7 +123,7 @@ def served_models(names: list[str]) -> dict[str, str]:
     """Model key -> file: the given built-in names and .keras paths (a file's key is its stem), or every
     installed built-in model when none is given."""
     from cfsx.learning.builtin import builtin_models, resolve_model
-    from cfsx.learning.model_card import read_model_card
+    from cfsx.learning.model_card import check_model_archive, read_model_card
 
     if not names:
         names = [model.name for model in builtin_models() if model.path.is_file()]
@@ -89,25 +136,9 @@ def served_models(names: list[str]) -> dict[str, str]:
         if key in models:
             raise ConfigError(f"two served models are called {key!r}")
         read_model_card(path)  # refuse a file that is not a cfsx model now, not in a worker
+        check_model_archive(path)  # nor one whose weights are damaged
         models[key] = str(path)
     return models
-
-
-def read_token(path: str | Path) -> str:
-    """The token in a file (its first line); refused when empty or readable by others."""
-    import stat
-
-    from cfsx.errors import DataError
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such token file: {path}")
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise DataError(f"{path} is readable by others: chmod 600 {path}")
-    token = path.read_text().strip().splitlines()[0] if path.read_text().strip() else ""
-    if len(token) < 16:
-        raise DataError(f"the token in {path} is shorter than 16 characters")
-    return token
 
 
 def create_app(settings: ServeSettings):
@@ -118,11 +149,15 @@ def create_app(settings: ServeSettings):
 
     from cfsx.learning.model_card import read_model_card
 
-    if settings.queue < MIN_QUEUE:
-        raise ConfigError(f"the queue must hold at least {MIN_QUEUE} requests, got {settings.queue}")
-    state = _State(settings, Store(settings.store))
-    state.cards = {key: read_model_card(path) for key, path in settings.models.items()}
-    state.store.prune(settings.retention_days)
+    state = _State(settings, Store(settings.store, settings.foreign_files))
+    try:
+        state.cards = {key: read_model_card(path) for key, path in settings.models.items()}
+        for key, card in state.cards.items():
+            _check_knowledge_store(state.store.knowledge_store(key), card)
+        state.store.prune(settings.retention_days)
+    except BaseException:
+        state.store.close()
+        raise
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -134,47 +169,21 @@ def create_app(settings: ServeSettings):
             state.store.close()
 
     routes = [
-        Route("/", _page, methods=["GET"]),
-        Route("/feedback", _feedback_page, methods=["GET"]),
+        Route("/", page, methods=["GET"]),
+        Route("/feedback", feedback_page, methods=["GET"]),
         Route(f"{API}/health", _health, methods=["GET"]),
         Route(f"{API}/models", _models, methods=["GET"]),
         Route(f"{API}/interpret", _interpret, methods=["POST"]),
         Route(f"{API}/results/{{identifier}}/{{name}}", _result_file, methods=["GET"]),
         Route(f"{API}/feedback", _post_feedback, methods=["POST"]),
         Route(f"{API}/feedback", _list_feedback, methods=["GET"]),
-        Route(f"{API}/openapi.json", _openapi, methods=["GET"]),
-        Route("/api", _api_page, methods=["GET"]),
+        Route(f"{API}/openapi.json", openapi, methods=["GET"]),
+        Route("/api", api_page, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_TokenCheck, token=settings.token)])
+    middleware = [Middleware(OneLineErrors), Middleware(TokenCheck, token=settings.token)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.cfsx = state
     return app
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None):
-    from starlette.responses import JSONResponse
-
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-class _TokenCheck:
-    """With a token set, every request needs it: ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (the page)."""
-
-    def __init__(self, app, token: str | None) -> None:
-        self.app, self.token = app, token
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or self.token is None:
-            await self.app(scope, receive, send)
-            return
-        from starlette.requests import Request
-
-        request = Request(scope)
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        given = given or request.query_params.get("token", "")
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
-            await _error(401, "this server needs its token: Authorization: Bearer TOKEN")(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 def _state(request) -> _State:
@@ -191,7 +200,8 @@ async def _health(request):
     from cfsx import __version__
 
     state = _state(request)
-    return JSONResponse({"status": "ok", "version": __version__, "models": list(state.cards),
+    return JSONResponse({"status": "degraded" if state.problems else "ok", "problems": sorted(state.problems.values()),
+                         "version": __version__, "models": list(state.cards),
                          "workers": state.settings.workers, "queue": {"pending": state.pending,
                          "limit": state.settings.queue}, "served": state.served, **state.store.counts()})  # fmt: skip
 
@@ -214,8 +224,8 @@ def _options(form, cards: dict[str, Any], replicates_default: int) -> Options:
     if model not in cards:
         raise KeyError(model)
     replicates = str(form.get("replicates") or "").strip()
-    if replicates and not replicates.isdigit():
-        raise ConfigError(f"replicates must be a whole number, got {replicates!r}")
+    if replicates and not (replicates.isdigit() and int(replicates) <= MAX_REQUEST_REPLICATES):
+        raise ConfigError(f"replicates must be a whole number in 0..{MAX_REQUEST_REPLICATES}, got {replicates[:20]!r}")
     calibration = Calibration(origin=_text(form, "origin"), pixels_per_rlu=_text(form, "pixels_per_rlu"),
                               centre=_text(form, "centre"))  # fmt: skip
     calibration.overrides()  # a bad option is refused here, before the upload is stored
@@ -246,72 +256,127 @@ async def _interpret(request):
     """
 
     state, settings = _state(request), _state(request).settings
+    limit = settings.max_upload_bytes + FORM_OVERHEAD
     size = request.headers.get("content-length")
-    if size is not None and size.isdigit() and int(size) > settings.max_upload_bytes + 2**16:
-        return _error(413, f"the upload is larger than {settings.max_upload_bytes} bytes")
+    if size is not None and size.isdigit() and int(size) > limit:
+        return refusal(413, f"the upload is larger than {settings.max_upload_bytes} bytes")
+    if state.receiving >= RECEIVING_PER_QUEUE * settings.queue:
+        return refusal(503, "the server is busy: try again shortly", {"Retry-After": "5"})
+    state.receiving += 1  # the body is read first; a request joins the queue only once it has arrived
+    try:
+        received = await _receive_upload(guarded(request, limit, settings.body_timeout), state)
+    finally:
+        state.receiving -= 1
+    if not isinstance(received, tuple):
+        return received  # the refusal
     if state.pending >= settings.queue:
-        return _error(503, "the server is busy: try again shortly", {"Retry-After": "5"})
+        return refusal(503, "the server is busy: try again shortly", {"Retry-After": "5"})
     state.pending += 1
     try:
-        return await _interpret_queued(request, state)
+        return await _interpret_queued(state, *received)
     finally:
         state.pending -= 1
 
 
-async def _interpret_queued(request, state: _State):
-    from starlette.responses import JSONResponse
-
+async def _receive_upload(request, state: _State):
+    """The upload's bytes, its name and the options, or the response that refuses it."""
     settings = state.settings
     try:
         async with request.form(max_files=1, max_fields=16, max_part_size=2**16) as form:
             upload = form.get("image")
             if upload is None or isinstance(upload, str):
-                return _error(400, "send the image as the multipart field 'image'")
+                return refusal(400, "send the image as the multipart field 'image'")
             options = _options(form, state.cards, settings.replicates)
             data = await upload.read(settings.max_upload_bytes + 1)
             source = Path(upload.filename or "upload").name
     except KeyError as unknown:
-        return _error(404, f"unknown model {unknown.args[0]!r} (GET {API}/models lists them)")
+        return refusal(404, f"unknown model {str(unknown.args[0])[:80]!r} (GET {API}/models lists them)")
     except ConfigError as error:
-        return _error(400, str(error))
+        return refusal(400, str(error))
+    except BodyTooLarge:
+        return refusal(413, f"the upload is larger than {settings.max_upload_bytes} bytes")
+    except BodyTimeout:
+        return refusal(408, f"the upload stalled for more than {settings.body_timeout:g} s")
     except Exception as error:  # a malformed multipart body
-        return _error(400, f"not a multipart form with an image: {type(error).__name__}")
+        return refusal(400, f"not a multipart form with one image: {form_problem(error)}")
     if len(data) > settings.max_upload_bytes:
-        return _error(413, f"the upload is larger than {settings.max_upload_bytes} bytes")
+        return refusal(413, f"the upload is larger than {settings.max_upload_bytes} bytes")
+    return data, source, options
+
+
+async def _interpret_queued(state: _State, data: bytes, source: str, options: Options):
+    from starlette.responses import JSONResponse
+
+    settings = state.settings
     suffix = Path(source).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        return _error(400, f"not an image file cfsx reads ({', '.join(UPLOAD_SUFFIXES)}): {source!r}")
-    identifier = uuid.uuid4().hex
+        return refusal(400, f"not an image file cfsx reads ({', '.join(UPLOAD_SUFFIXES)}): {source!r}")
+    identifier = state.store.issue()
     folder = state.store.results_folder(identifier)
     folder.mkdir()
     (folder / f"upload{suffix}").write_bytes(data)
     job = Job(folder, f"upload{suffix}", source, options, settings.max_pixels)
     loop = asyncio.get_running_loop()
     try:
-        served = await loop.run_in_executor(state.pool, interpret_upload, job)
+        pool = state.pool
+        try:
+            served = await loop.run_in_executor(pool, interpret_upload, job)
+        except BrokenProcessPool:  # a worker died, perhaps while idle (killed, out of memory): once more, new workers
+            pool = state.renew_pool(pool)
+            served = await loop.run_in_executor(pool, interpret_upload, job)
     except BrokenProcessPool:
         shutil.rmtree(folder, ignore_errors=True)
-        state.new_pool()  # a worker died (out of memory, a crash): new workers, the server stays up
-        return _error(500, "the interpretation worker stopped; the server restarted its workers")
+        state.renew_pool(pool)  # a worker died on this image (out of memory, a crash): new workers, the server stays up
+        return refusal(500, "the interpretation worker stopped on this image; the server restarted its workers")
     except Exception as error:
         shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
-        status, message = failure(error)
-        return _error(status, message)
+        status, message = failure(error, job)
+        return refusal(status, message)
     async with state.write_lock:
         state.store.add_interpretation(identifier, options.model, served.interpretation)
-        stored = None
+        stored, problem = None, None
         if served.interpretation.decoded is not None:
-            from cfsx.interpretation import record_store
-
             card = state.cards[options.model]
             path = state.store.knowledge_store(options.model)
-            stored = await asyncio.to_thread(record_store, path, card, [served.interpretation])
+            try:
+                stored = await asyncio.to_thread(_record_locked, path, card, served.interpretation)
+                state.problems.pop(path.name, None)
+            except (CfsxError, OSError) as error:  # the interpretation stands; the store says what is wrong
+                problem = f"not recorded in the knowledge store {path.name}: {str(error).splitlines()[0]}"
+                state.problems[path.name] = problem
     state.served += 1
     record = served.document["images"][0]
     links = {name: f"{API}/results/{identifier}/{name}" for name in RESULT_FILES}
     return JSONResponse({"id": identifier, "model": options.model, "interpretation": record,
-                         "correction": served.correction.record(), "summary": served.interpretation.summary(),
-                         "links": links, "seconds": served.seconds, "knowledge_store_size": stored})  # fmt: skip
+                         "correction": None if served.correction is None else served.correction.record(),
+                         "summary": served.interpretation.summary(),
+                         "links": links, "seconds": served.seconds, "knowledge_store_size": stored,
+                         "knowledge_store_error": problem})  # fmt: skip
+
+
+def _check_knowledge_store(path: Path, card) -> None:
+    """Refuse to start when a model's knowledge store exists but cannot take its interpretations (damaged, or of
+    another model's encoding or settings)."""
+    from cfsx.config.flags import interpretation_config
+    from cfsx.errors import DataError
+    from cfsx.interpretation import store_attributes
+    from cfsx.io.dataset import check_appendable
+
+    if path.exists():
+        try:
+            check_appendable(path, store_attributes(card, interpretation_config().decode.lattice_size))
+        except DataError as error:
+            raise DataError(f"the knowledge store {path} cannot take this server's interpretations ({error}): move "
+                            "it away or give another --store") from None  # fmt: skip
+
+
+def _record_locked(path: Path, card, interpretation) -> int:
+    """Append to a knowledge store under its lock, as ``interpret --record`` does (the two may share a store)."""
+    from cfsx.interpretation import record_store
+    from cfsx.io.outputs import OutputLock
+
+    with OutputLock(path):
+        return record_store(path, card, [interpretation])
 
 
 async def _result_file(request):
@@ -327,11 +392,14 @@ async def _result_file(request):
     try:
         folder = _state(request).store.results_folder(identifier)
     except KeyError:
-        return _error(404, "no such interpretation")
+        return refusal(404, "no such interpretation")
     if name not in RESULT_FILES or not (folder / "results.h5").is_file():
-        return _error(404, "no such file")
+        return refusal(404, "no such file")
     if name in FIGURES:
-        await asyncio.to_thread(render_figure, folder, name)
+        try:
+            await asyncio.to_thread(render_figure, folder, name)
+        except FileNotFoundError as missing:
+            return refusal(404, f"no such file: {missing}")
         return FileResponse(folder / name, media_type=RESULT_FILES[name])
     return FileResponse(folder / name, media_type=RESULT_FILES[name], filename=f"{identifier[:8]}-{name}")
 
@@ -351,7 +419,9 @@ async def _post_feedback(request):
 
     state = _state(request)
     try:
-        body = json.loads(await request.body())
+        body = json.loads(await guarded(request, FEEDBACK_BYTES, state.settings.body_timeout).body())
+        if not isinstance(body, dict):
+            raise ValueError("send a JSON object")
         rating = body["rating"]
         if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
             raise ValueError("rating must be a whole number 1-5")
@@ -362,11 +432,24 @@ async def _post_feedback(request):
             and all(isinstance(v, int | float) and not isinstance(v, bool) and -1 <= v <= 1 for v in encoding.values())
         ):
             raise ValueError("encoding must map component labels to correlations in [-1, 1]")
-        identifier = str(body["id"])
-    except (ValueError, KeyError, TypeError) as error:
-        return _error(400, f"not valid feedback: {error}")
-    if not state.store.known(identifier):
-        return _error(404, "no such interpretation")
+        identifier = str(body["id"])[:64]
+    except BodyTooLarge:
+        return refusal(413, f"feedback is at most {FEEDBACK_BYTES} bytes")
+    except BodyTimeout:
+        return refusal(408, f"the feedback stalled for more than {state.settings.body_timeout:g} s")
+    except RecursionError:
+        return refusal(400, "not valid feedback: JSON nested too deeply")
+    except KeyError as missing:
+        return refusal(400, f"not valid feedback: it needs {missing}")
+    except (ValueError, TypeError) as error:
+        return refusal(400, f"not valid feedback: {str(error)[:200]}")
+    model = state.store.model_of(identifier)
+    if model is None:
+        return refusal(404, "no such interpretation")
+    labels = state.cards[model].labels if model in state.cards else None
+    if encoding is not None and labels is not None and not set(encoding) <= set(labels):
+        return refusal(400, f"not valid feedback: an encoding names some of the model's components "
+                            f"({', '.join(labels)}), nothing else")  # fmt: skip
     async with state.write_lock:
         number = state.store.add_feedback(Feedback(identifier, rating, comment, encoding, time.time()))
     return JSONResponse({"stored": number})
@@ -382,62 +465,16 @@ async def _list_feedback(request):
     return JSONResponse(_state(request).store.feedback())
 
 
-async def _openapi(request):
-    from starlette.responses import JSONResponse
-    from starlette.schemas import SchemaGenerator
+def run(app, host: str, port: int) -> None:
+    """Serve ``app`` (``create_app``) until stopped: SIGTERM is the clean stop of a service (returns), Ctrl-C
+    (SIGINT) ends in KeyboardInterrupt after the same graceful shutdown (exit 130, the table in README)."""
+    from cfsx.app.serve_http import log_config
+    from cfsx.errors import Terminated
 
-    from cfsx import __version__
-
-    generator = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "cfsx", "version": __version__}})
-    return JSONResponse(generator.get_schema(routes=request.app.routes))
-
-
-PAGE = Path(__file__).with_name("serve_page.html")
-
-
-async def _page(request):
-    from starlette.responses import HTMLResponse
-
-    return HTMLResponse(PAGE.read_text())
-
-
-async def _api_page(request):
-    """The API, listed from its OpenAPI schema (no scripts from elsewhere: the machine may be offline)."""
-    from html import escape
-
-    from starlette.responses import HTMLResponse
-    from starlette.schemas import SchemaGenerator
-
-    schema = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "cfsx", "version": "1"}}).get_schema(
-        routes=request.app.routes)  # fmt: skip
-    listed = [(path, method, spec) for path, methods in schema.get("paths", {}).items()
-              for method, spec in methods.items()]  # fmt: skip
-    rows = "".join(f"<li><code>{escape(method.upper())} {escape(path)}</code>: "
-                   f"{escape('; '.join(r['description'] for r in spec.get('responses', {}).values()))}</li>"
-                   for path, method, spec in listed)  # fmt: skip
-    return HTMLResponse(f"<!doctype html><title>cfsx API</title><h1>cfsx API {API}</h1><ul>{rows}</ul>"
-                        f"<p>Schema: <a href='{API}/openapi.json'>{API}/openapi.json</a></p>")  # fmt: skip
-
-
-async def _feedback_page(request):
-    from html import escape
-
-    from starlette.responses import HTMLResponse
-
-    rows = "".join(
-        f"<tr><td>{escape(item['source'])}</td><td>{escape(item['model'])}</td><td>{item['rating']}</td>"
-        f"<td>{escape(item['comment'])}</td><td>{escape(json.dumps(item['suggested']))}</td>"
-        f"<td>{time.strftime('%Y-%m-%d %H:%M', time.gmtime(item['created']))}</td></tr>"
-        for item in _state(request).store.feedback()
-    )
-    return HTMLResponse(
-        "<!doctype html><meta name=viewport content='width=device-width'><title>cfsx feedback</title>"
-        "<h1>Feedback received</h1><table border=1 cellpadding=4><tr><th>image</th><th>model</th><th>rating</th>"
-        f"<th>comment</th><th>suggested encoding</th><th>when (UTC)</th></tr>{rows}</table>"
-    )
-
-
-def run(settings: ServeSettings, host: str, port: int) -> None:
-    """Serve until stopped (Ctrl-C or SIGTERM)."""
-
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", log_config=log_config()))
+    try:
+        server.run()
+    except Terminated:
+        return
+    finally:
+        app.state.cfsx.store.close()  # also when the server never started (its port taken): the store's lock goes

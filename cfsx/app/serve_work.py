@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cfsx.config.flags import Calibration
-from cfsx.errors import CfsxError, DataError, TooLargeError
+from cfsx.errors import AdvisedError, CfsxError, DataError, TooLargeError
 
 MODELS: dict[str, tuple[Any, Any]] = {}  # this worker's loaded models: key -> (network, ModelCard)
 
@@ -49,9 +49,17 @@ class Served:
     """What a worker returns: the interpretation and correction records, and the seconds it took."""
 
     interpretation: Any  # results.Interpretation
-    correction: Any  # correction.Correction
+    correction: Any  # correction.Correction; None for an upload of a cfsx dataset (not corrected)
     document: dict[str, Any]  # results.json
     seconds: float
+
+
+def start_worker(parent: int, paths: dict[str, str]) -> None:
+    """Worker initialiser: end with the server ``parent`` (also when it is killed), then load every served model."""
+    from cfsx.simulation.workers import worker_init
+
+    worker_init(parent)
+    load_models(paths)
 
 
 def load_models(paths: dict[str, str]) -> None:
@@ -82,7 +90,9 @@ def interpret_upload(job: Job) -> Served:
     observed.rename([job.source])
     (interpretation,) = interpret_observed(network, card, observed, config)
     document = write_results(job.folder, [interpretation], ["interpretation.png"])
-    corrected = Correction(interpretation.observed, interpretation.mask, interpretation.correction.steps, job.source)
+    record = interpretation.correction  # None for a cfsx dataset, whose images are interpreted as they are
+    corrected = None if record is None else Correction(interpretation.observed, interpretation.mask, record.steps,
+                                                        job.source)  # fmt: skip
     return Served(interpretation, corrected, document, time.perf_counter() - started)
 
 
@@ -101,6 +111,8 @@ def render_figure(folder: Path, name: str) -> Path:
     if target.is_file():
         return target
     (interpretation,) = read_results_h5(folder / "results.h5")
+    if name != "interpretation.png" and interpretation.correction is None:
+        raise FileNotFoundError(f"{name}: the image was not corrected")
     if name == "interpretation.png":
         figure = plots.interpretation(interpretation)
     else:
@@ -123,10 +135,19 @@ def _configs(options: Options) -> tuple[Any, Any]:
     return correction, interpretation_config(refine=options.refine or None, replicates=options.replicates)
 
 
-def failure(error: BaseException) -> tuple[int, str]:
-    """The HTTP status and one line for an error of ``interpret_upload``."""
-    if isinstance(error, TooLargeError):
-        return 413, str(error)
-    if isinstance(error, CfsxError):
-        return 400, str(error).splitlines()[0]
-    return 500, f"internal error ({type(error).__name__}); the server keeps running"
+# Config keys a request sets by a form field of its own: refusals that advise a setting name the field.
+FORM_FIELDS = {"geometry.origin": "origin", "geometry.pixels_per_rlu": "pixels_per_rlu", "geometry.centre": "centre"}
+
+
+def failure(error: BaseException, job: Job) -> tuple[int, str]:
+    """The HTTP status and one line for an error of ``interpret_upload``: about the client's file by its own name
+    (never the server's paths), advising the request's form fields where it advises settings."""
+    if isinstance(error, AdvisedError):
+        message = error.text(FORM_FIELDS)
+    elif isinstance(error, CfsxError):
+        message = str(error)
+    else:
+        return 500, f"internal error ({type(error).__name__}); the server keeps running"
+    for path in (job.folder / job.upload, job.folder):
+        message = message.replace(str(path), job.source)
+    return (413 if isinstance(error, TooLargeError) else 400), message.splitlines()[0]

@@ -10,6 +10,8 @@ import yaml
 
 from cfsx.errors import ConfigError
 
+MAX_INDEX = 1e4  # r.l.u.: a larger h_max, centre or plane index is a typo
+
 
 def require(condition: bool, message: str) -> None:
     """Refuse a config value: ``message`` (naming the key and what it must be) when ``condition`` is false."""

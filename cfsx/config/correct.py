@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cfsx.config.base import Sections, is_int, is_number, require
+from cfsx.config.base import MAX_INDEX, Sections, is_int, is_number, require
 
 ZERO_RULES = ("auto", "unmeasured", "values")
 
@@ -86,9 +86,6 @@ ZONE_RULES = ("all", "centre")
 CENTRINGS = ("P", "I", "F", "C", "A", "B")  # of the crystal's cell: primitive, body, face, one face (C, A, B)
 
 
-MAX_INDEX = 1e4  # r.l.u.: a larger centre or plane index is a typo
-
-
 SYMMETRIES = ("friedel", "none", "2", "mm", "4", "4mm")
 
 
@@ -147,8 +144,9 @@ class GeometryConfig:
                 value is None or (isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value)),
                 f"geometry.{name} must be [row, column] numbers or null",
             )
+        require(self.pixels_per_rlu is None or min(self.pixels_per_rlu) > 0,
+                f"geometry.pixels_per_rlu must be > 0, got {self.pixels_per_rlu!r}")  # fmt: skip
         require((self.origin is None) == (self.pixels_per_rlu is None), "geometry needs origin and pixels_per_rlu")
-        require(self.pixels_per_rlu is None or min(self.pixels_per_rlu) > 0, "geometry.pixels_per_rlu must be > 0")
         require(is_number(self.rotation), "geometry.rotation must be a number")
 
     @property
@@ -227,7 +225,8 @@ class CorrectionOutputConfig:
     def __post_init__(self) -> None:
         require(is_number(self.min_measured) and 0 <= self.min_measured <= 1, "output.min_measured must be in [0, 1]")
         require(isinstance(self.image_size, int) and self.image_size >= 4, "output.image_size must be >= 4")
-        require(is_number(self.h_max) and self.h_max > 0, "output.h_max must be > 0")
+        require(is_number(self.h_max) and 0 < self.h_max <= MAX_INDEX,
+                f"output.h_max must be in (0, {MAX_INDEX:g}] r.l.u., got {self.h_max!r}")  # fmt: skip
         require(is_number(self.mean) and self.mean > 0, "output.mean must be > 0")
 
 

@@ -26,28 +26,38 @@ class Calibration:
     zones: str | None = None  # all or centre
     lattice: str | None = None  # a centring: P, C, F, ...
 
-    def overrides(self) -> dict[str, Any]:
-        """The correction config keys these options set."""
+    def overrides(self, names: dict[str, str] | None = None) -> dict[str, Any]:
+        """The correction config keys these options set; a refusal names each option as ``names`` (config key ->
+        the command line's flag, say) has it, else by the field's own name (the server's form)."""
+        names = names or {}
+
+        def name(field: str) -> str:
+            return names.get(f"geometry.{field}", field)
+
         if self.zones not in (None, *ZONE_RULES):
-            raise ConfigError(f"zones must be all or centre, got {self.zones!r}")
+            raise ConfigError(f"{name('zones')} must be all or centre, got {self.zones!r}")
         if self.lattice not in (None, *CENTRINGS):
-            raise ConfigError(f"lattice must be one of {', '.join(CENTRINGS)}, got {self.lattice!r}")
+            raise ConfigError(f"{name('lattice')} must be one of {', '.join(CENTRINGS)}, got {self.lattice!r}")
         return {
-            "geometry.origin": _pair(self.origin, "origin"),
-            "geometry.pixels_per_rlu": _pair(self.pixels_per_rlu, "pixels_per_rlu"),
+            "geometry.origin": _pair(self.origin, name("origin"), "ROW,COLUMN"),
+            "geometry.pixels_per_rlu": _pair(self.pixels_per_rlu, name("pixels_per_rlu"), "ROWS,COLUMNS"),
             "geometry.rotation": self.rotation,
-            "geometry.centre": _centre(self.centre),
+            "geometry.centre": _centre(self.centre, name("centre")),
             "geometry.zones": self.zones,
             "geometry.lattice": self.lattice,
         }
 
 
 def correction_config(
-    config: str, overrides: list[str] | None = None, calibration: Calibration | None = None, mask: str | None = None
+    config: str,
+    overrides: list[str] | None = None,
+    calibration: Calibration | None = None,
+    mask: str | None = None,
+    names: dict[str, str] | None = None,
 ) -> CorrectionConfig:
     """The correction config ``config`` (a name or file) with ``--set`` ``overrides``, then the calibration options
-    and the mask file applied over them."""
-    flags = {**(calibration or Calibration()).overrides(), "mask.file": mask}
+    and the mask file applied over them (``names``: Calibration.overrides)."""
+    flags = {**(calibration or Calibration()).overrides(names), "mask.file": mask}
     return load_config(config, overrides or (), root=CorrectionConfig, **flags)
 
 
@@ -64,28 +74,28 @@ def interpretation_config(
     return load_config(config, overrides or (), root=InterpretationConfig, **flags)
 
 
-def _pair(text: str | None, name: str) -> list[float] | None:
+def _pair(text: str | None, name: str, form: str = "A,B") -> list[float] | None:
     if text is None:
         return None
     try:
         first, second = (float(part) for part in str(text).split(","))
     except ValueError:
-        raise ConfigError(f"{name} must be two numbers A,B (got {text!r})") from None
+        raise ConfigError(f"{name} must be two numbers: {form} (got {str(text)[:40]!r})") from None
     return [first, second]
 
 
-def _centre(text: str | None) -> list[float] | dict[str, float] | None:
+def _centre(text: str | None, name: str) -> list[float] | dict[str, float] | None:
     """A centre ROW,COL or by the file's axis names, H=-2,L=4 (a reciprocal lattice point either way)."""
     if text is None or "=" not in text:
-        return _pair(text, "centre")
+        return _pair(text, name, "ROW,COL")
     named = {}
     for part in text.split(","):
-        name, _, value = part.partition("=")
+        axis, _, value = part.partition("=")
         try:
-            named[name.strip()] = float(value)
+            named[axis.strip()] = float(value)
         except ValueError:
-            raise ConfigError(f"centre must be ROW,COL or NAME=VALUE,NAME=VALUE such as H=-2,L=4 (got {text!r})"
-                              ) from None  # fmt: skip
+            raise ConfigError(f"{name} must be ROW,COL or NAME=VALUE,NAME=VALUE such as H=-2,L=4 (got "
+                              f"{text[:40]!r})") from None  # fmt: skip
     if len(named) != 2 or not all(named):
-        raise ConfigError(f"centre must name two axes, such as H=-2,L=4 (got {text!r})")
+        raise ConfigError(f"{name} must name two axes, such as H=-2,L=4 (got {text[:40]!r})")
     return named

@@ -27,11 +27,47 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a directory, not a YAML file")
     builtin = BUILTIN_CONFIGS / f"{Path(str(name_or_path)).stem}.yaml"
     if not path.suffix and builtin.is_file():
         return builtin
     available = ", ".join(sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml")))
     raise ConfigError(f"config not found: {name_or_path} (built-in configs: {available})")
+
+
+def read_config_file(path: Path) -> tuple[str, dict[str, Any]]:
+    """A config file's text and its sections, with one line for anything that is not a YAML mapping of sections
+    (not text, not YAML, tags that build Python objects, too deep)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        loaded = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config {path} is nested too deeply to be a cfsx config") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections")
+    loaded = yaml_numbers(loaded or {})
+    return text, {k: dict(v) if isinstance(v, dict) else v for k, v in loaded.items()}
+
+
+EXPONENT_ONLY = re.compile(r"[-+]?\d+[eE][-+]?\d+")  # 1e308: YAML 1.1 reads it as text (it wants 1.0e308)
+
+
+def yaml_numbers(value: Any) -> Any:
+    """YAML values with numbers written as 1e308 (text to YAML 1.1) read as the numbers they are."""
+    if isinstance(value, str) and EXPONENT_ONLY.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: yaml_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [yaml_numbers(item) for item in value]
+    return value
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -43,7 +79,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"override key must be section.key, got {key!r}")
     try:
-        value = yaml.safe_load(raw)
+        value = yaml_numbers(yaml.safe_load(raw))
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
     except RecursionError:
@@ -89,21 +125,24 @@ def config_from_dict(data: dict[str, Any], root: type = SimulationConfig) -> Any
 
 
 def _section_problems(cls: type, section: str, values: dict[str, Any]) -> list[str]:
-    """Why a section is invalid, key by key: each value tried alone over the defaults; when every one is
-    fine alone, the problem of their combination."""
+    """Why a section is invalid: the first problem of the values together, then each other value that is wrong by
+    itself (tried alone over the defaults; a problem of a value alone names its key, so a rule about two keys, met
+    together, is not reported against one of them alone)."""
     found = []
+    try:
+        cls(**values)
+    except ConfigError as error:
+        found.append(str(error))
+    except TypeError:
+        pass  # a key the section does not have: named below
     for key, value in values.items():
         try:
             cls(**{key: value})
         except ConfigError as error:
-            found.append(str(error))
+            if f"{section}.{key}" in str(error) and str(error) not in found:
+                found.append(str(error))
         except TypeError:
             found.append(f"{section}.{key}: {value!r} is not a value it can take")
-    if not found:
-        try:
-            cls(**values)
-        except (ConfigError, TypeError) as error:
-            found.append(str(error))
     return found
 
 
@@ -120,19 +159,11 @@ def load_config(
     """
     data: dict[str, Any] = {}
     if source is not None:
-        path = resolve_config_path(source)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path} is not valid YAML: {yaml_problem(exc)}") from None
-        except RecursionError:
-            raise ConfigError(f"config {path} is nested too deeply to be a cfsx config") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config {path} must be a mapping of sections")
-        data = {k: dict(v) if isinstance(v, dict) else v for k, v in (loaded or {}).items()}
+        data = read_config_file(resolve_config_path(source))[1]
     updates = [parse_override(text) for text in overrides]
+    for key in flags:
+        if len(str(key).split(".")) != 2:
+            raise ConfigError(f"a config value is named section.key, such as run.samples: got {key!r}")
     updates += [(key.split("."), value) for key, value in flags.items() if value is not None]
     for (section, key), value in updates:
         target = data.setdefault(section, {})

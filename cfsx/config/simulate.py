@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cfsx.config.base import Sections, is_int, is_number, require
+from cfsx.config.base import MAX_INDEX, Sections, is_int, is_number, require
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,8 @@ class DiffractionConfig:
             is_int(self.image_size) and 2 <= self.image_size <= 2048,
             f"diffraction.image_size must be an integer in 2..2048, got {self.image_size!r}",
         )
-        require(is_number(self.h_max) and self.h_max > 0, f"diffraction.h_max must be > 0, got {self.h_max!r}")
+        require(is_number(self.h_max) and 0 < self.h_max <= MAX_INDEX,
+                f"diffraction.h_max must be in (0, {MAX_INDEX:g}] r.l.u., got {self.h_max!r}")  # fmt: skip
         require(
             self.n_lots == "all" or (is_int(self.n_lots) and 1 <= self.n_lots <= 100_000),
             f"diffraction.n_lots must be an integer >= 1 or 'all', got {self.n_lots!r}",

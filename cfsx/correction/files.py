@@ -15,7 +15,7 @@ from cfsx.correction.pixels import Progress
 from cfsx.correction.provenance import ResampleStep, Step, step_of
 from cfsx.correction.record import Correction
 from cfsx.correction.steps import correct_image
-from cfsx.errors import DataError, TooLargeError
+from cfsx.errors import DataError
 from cfsx.io.readers import expand_inputs, file_of, read_image
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,7 @@ def correct_file(
     """Read one image and correct it; a file's own r.l.u. axes calibrate it when the config has no calibration.
     Returns the raw image and the corrected one, whose provenance starts with what was read. ``max_pixels``:
     refuse a larger image (TooLargeError) before correcting it."""
-    raw, info = read_image(spec)
-    if max_pixels is not None and raw.size > max_pixels:
-        raise TooLargeError(f"the image has {raw.size} pixels; the limit is {max_pixels}")
+    raw, info = read_image(spec, max_pixels)
     corrected = correct_image(raw, calibrate_from_file(config, raw.shape, info), extra_mask, reference, progress)
     corrected.provenance.insert(0, step_of({"step": "read", **info}))
     corrected.source = spec

@@ -3,8 +3,8 @@ record an interpretation carries (``CorrectionRecord``: the config and the steps
 
 In files and results.json a step is a flat JSON object named by its ``step`` (docs/format.md "Corrected images"):
 ``to_plain`` writes it, ``step_of`` reads it back into its kind's record. Each record names the entries cfsx reads
-again; the step's settings and whatever else it reported stay in ``details``, so entries of older or newer files
-survive a round trip.
+again; the step's settings and whatever else it reported stay in ``details``. An entry read from a file is written
+back as it was: the same keys in the same order, a null kept null, nothing added (an entry of an unknown kind too).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from cfsx.io import records
 
 STEP_KINDS: dict[str, type[Step]] = {}  # each kind of step by its name (filled as the kinds are defined)
 
@@ -22,31 +24,45 @@ class Step:
 
     KIND: ClassVar[str] = ""
     details: dict[str, Any] = field(default_factory=dict)  # the step's settings and what else it reported
+    read_keys: tuple[str, ...] = field(default=(), repr=False, compare=False)  # an entry read back: its keys, in order
 
     def __init_subclass__(cls, **options: Any) -> None:
-        """A kind is known by its KIND as soon as it is defined: a new step's record is read back from files."""
+        """A kind is known by its KIND as soon as it is defined (a new step's record is read back from files); a
+        subclass without a KIND of its own, or one that another class has, is refused."""
         super().__init_subclass__(**options)
+        known = STEP_KINDS.get(cls.KIND)
+        if "KIND" not in cls.__dict__ or not cls.KIND:
+            raise TypeError(f"{cls.__name__} needs a KIND of its own: the step's name in files")
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"the step kind {cls.KIND!r} is {known.__qualname__} already")
         STEP_KINDS[cls.KIND] = cls
 
     @property
     def kind(self) -> str:
-        return self.KIND
+        """The step's name (an entry of a kind this cfsx does not know keeps its own)."""
+        return self.KIND or str(self.details.get("step", ""))
 
     def to_plain(self) -> dict[str, Any]:
-        """The entry as files keep it: ``step``, the named entries that are set, then the details."""
-        named = {item.name: getattr(self, item.name) for item in dataclasses.fields(self) if item.name != "details"}
-        return {"step": self.KIND, **{key: value for key, value in named.items() if value is not None}, **self.details}
+        """The entry as files keep it: ``step``, the named entries that are set, then the details; an entry read
+        back keeps its keys and their order (a null stays null) and gains only entries set since."""
+        named = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)
+                 if item.name not in ("details", "read_keys")}  # fmt: skip
+        values = {**named, **{key: value for key, value in self.details.items() if key != "step"}}
+        defaults = {item.name: _default(item) for item in dataclasses.fields(self)}
+        kept = [key for key in self.read_keys if key in values]
+        added = [key for key in values if key not in self.read_keys and (key in self.details or (
+            values[key] is not None and not (self.read_keys and values[key] == defaults[key])))]  # fmt: skip
+        plain = {"step": self.kind} if (not self.read_keys or "step" in self.read_keys) else {}
+        return {**plain, **{key: records.to_plain(values[key]) for key in [*kept, *added]}}
 
     @classmethod
     def from_plain(cls, plain: dict[str, Any]) -> Step:
         """The record of an entry ``to_plain`` (or an earlier cfsx) wrote; of its kind when the kind is known."""
-        kind = STEP_KINDS.get(str(plain.get("step")), cls)
-        names = {item.name for item in dataclasses.fields(kind)} - {"details"}
-        details = {key: value for key, value in plain.items() if key not in names and key != "step"}
-        step = kind(**{key: value for key, value in plain.items() if key in names}, details=details)
-        if kind is Step:
-            step.details = {"step": plain.get("step"), **step.details}  # an unknown kind keeps its name
-        return step
+        kind = STEP_KINDS.get(str(plain.get("step")), Step)
+        names = {item.name for item in dataclasses.fields(kind)} - {"details", "read_keys"}
+        details = {key: value for key, value in plain.items() if key not in names and (key != "step" or kind is Step)}
+        return kind(**{key: value for key, value in plain.items() if key in names}, details=details,
+                    read_keys=tuple(plain))  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -172,6 +188,12 @@ class NormaliseStep(Step):
     factor: float | None = None
 
 
+def _default(item: dataclasses.Field) -> Any:
+    if item.default is not dataclasses.MISSING:
+        return item.default
+    return item.default_factory() if item.default_factory is not dataclasses.MISSING else None
+
+
 def step_of(plain: dict[str, Any]) -> Step:
     """The record of one provenance entry as files keep it."""
     return Step.from_plain(plain)
@@ -196,7 +218,7 @@ class CorrectionRecord:
 
     def to_plain(self) -> dict[str, Any]:
         """As results.json and results.h5 keep it: {"config": ..., "steps": [entries]}."""
-        return {"config": self.config, "steps": [step.to_plain() for step in self.steps]}
+        return {"config": records.to_plain(self.config), "steps": [step.to_plain() for step in self.steps]}
 
     @classmethod
     def from_plain(cls, plain: dict[str, Any]) -> CorrectionRecord:

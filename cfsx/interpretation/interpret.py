@@ -129,8 +129,12 @@ def interpret_images(
 
     model_path = resolve_model(model)
     network, card = load_model(model_path)
+    if np.iscomplexobj(images):
+        raise DataError("the images are complex-valued: give their magnitude or real part")
     images = np.asarray(images, dtype=np.float64)
     size = card.image_size
+    if images.size == 0:
+        raise DataError("no images to interpret")
     if images.ndim == 2:
         images = images[None]
     if images.ndim != 3 or images.shape[1:] != (size, size):

@@ -76,13 +76,13 @@ def read_observed(
                 if "config" in file.attrs and file.attrs.get("kind") != "corrected":
                     diffraction = config_from_yaml_text(str(file.attrs["config"])).diffraction
                     file_h_max, lot_size = diffraction.h_max, diffraction.lot_size
+                if max_pixels is not None and stored.size > max_pixels:
+                    raise TooLargeError(f"{spec} holds {stored.size} pixels; the limit is {max_pixels}")
                 if stored.ndim != 3 or stored.shape[1:] != (size, size) or not np.isclose(file_h_max, h_max):
                     raise DataError(
                         f"{spec} holds {stored.shape[1:]} images with h_max {file_h_max}; the model needs "
                         f"({size}, {size}) with h_max {h_max}"
                     )
-                if max_pixels is not None and stored.size > max_pixels:
-                    raise TooLargeError(f"{spec} holds {stored.size} pixels; the limit is {max_pixels}")
                 block = np.asarray(stored[()], dtype=np.float64)
                 labels = None if file.labels is None else file.labels[()]
                 file_cfs = int(file.attrs.get("cfs", 0))

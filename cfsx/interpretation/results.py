@@ -130,6 +130,8 @@ class Interpretation:
             "verdict": None if self.verdict is None else records.to_plain(self.verdict),
         }
         for name, _ in generic_fields():
+            if name in record:
+                raise ValueError(f"Interpretation.{name} would replace results.json's own key {name!r}: rename it")
             record[name] = finite(records.to_plain(getattr(self, name)))
         if decoded is not None:
             record["decoded"] = {
@@ -433,10 +435,14 @@ def _refinements(text: bytes | str, version: int) -> dict[str, Refinement]:
 
 
 def _refinement_of_version_3(plain: dict[str, Any]) -> dict[str, Any]:
-    """A refinement as results.h5 version 3 kept it (stages unnamed, encodings by label), as version 4 does."""
-    for key, name in (("start", "start"), ("expected", "expected"), ("refined", "decoded")):
-        encoding = list(plain[key]["encoding"].values())
-        array = {"array": encoding, "dtype": "<f8"}
+    """A refinement as results.h5 version 3 kept it (stages unnamed, encodings by label), as version 4 does: the
+    refined stage is the start or the expected-intensity fit when it holds their encoding, else a decoded step."""
+    encodings = {key: list(plain[key]["encoding"].values()) for key in ("start", "expected", "refined")}
+    names = {"start": "start", "expected": "expected",
+             "refined": next((key for key in ("start", "expected") if encodings[key] == encodings["refined"]),
+                             "decoded")}  # fmt: skip
+    for key, name in names.items():
+        array = {"array": encodings[key], "dtype": "<f8"}
         plain[key] = {**plain[key], "name": name, "encoding": array, "decoded_image": None}
     return plain
 

@@ -116,12 +116,36 @@ def load(parts: Path) -> TrainingState:
     """The training state of the last completed epoch saved in ``parts``."""
     path = parts / STATE_FILE
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             scalars = json.loads(str(data["state_json"]))
             counts = scalars.pop("counts")
             weights = [data[f"weights_{i}"] for i in range(counts["weights"])]
             optimizer = [data[f"optimizer_{i}"] for i in range(counts["optimizer"])]
             best = [data[f"best_{i}"] for i in range(counts["best"])] or None
-    except (OSError, ValueError, KeyError) as error:
-        raise DataError(f"cannot resume: {path} is unreadable ({error})") from None
-    return TrainingState(weights=weights, optimizer=optimizer, best_weights=best, **scalars)
+        state = TrainingState(weights=weights, optimizer=optimizer, best_weights=best, **scalars)
+    except Exception as error:  # noqa: BLE001  (NumPy, zipfile and json each raise their own for a damaged file)
+        raise DataError(f"cannot resume: {path} is unreadable ({_reason(error)})") from None
+    problem = _state_problem(state)
+    if problem:
+        raise DataError(f"cannot resume: {path} {problem}")
+    return state
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}"[:200] if text else type(error).__name__
+
+
+def _state_problem(state: TrainingState) -> str | None:
+    """What is wrong with a checkpoint that reads (a counter out of range, an array that is not finite numbers)."""
+    for name, value, least in (("epoch", state.epoch, 0), ("best_epoch", state.best_epoch, -1)):  # -1: none yet
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            return f"holds {name} = {value!r}, not a count of epochs"
+    if state.best_epoch > state.epoch or len(state.history) != state.epoch:
+        return f"is inconsistent: epoch {state.epoch}, best epoch {state.best_epoch}, {len(state.history)} in history"
+    if not isinstance(state.seconds, int | float) or not np.isfinite(state.seconds) or state.seconds < 0:
+        return f"holds seconds = {state.seconds!r}"
+    arrays = [*state.weights, *state.optimizer, *(state.best_weights or [])]
+    if any(array.dtype.kind not in "biuf" or not np.isfinite(array).all() for array in arrays):
+        return "holds weights that are not finite numbers"
+    return None

@@ -104,10 +104,11 @@ class DatasetFile:
         """The training labels (the achieved correlations), None in a file without them."""
         return self.array("achieved")
 
-    def texts(self, name: str) -> list[str] | None:
-        """A per-sample text array (``sources``, ``provenance``) as strings, None when absent."""
+    def texts(self, name: str, limit: int | None = None) -> list[str] | None:
+        """A per-sample text array (``sources``, ``provenance``) as strings (the first ``limit``), None when
+        absent."""
         array = self.array(name)
-        return None if array is None else list(array.asstr()[()])
+        return None if array is None else list(array.asstr()[:limit])
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """The per-sample shape of every Samples array the file holds."""

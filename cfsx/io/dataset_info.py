@@ -178,6 +178,6 @@ def describe(path: str | Path) -> DatasetInfo:
             reach=reach,
             shard=shard,
             kind=kind,
-            sources=tuple((file.texts("sources") or [])[:3]),
+            sources=tuple(file.texts("sources", limit=3) or ()),
             h_max=float(file.attrs["h_max"]) if "h_max" in file.attrs else None,
         )

@@ -169,8 +169,9 @@ def _nexus_axes(group, shape: tuple[int, ...]) -> dict[str, Any] | None:
         elif len(values) == pixels and pixels > 1:  # bin centres of a uniform grid
             step = (values[-1] - values[0]) / (pixels - 1)
             edges.append([float(values[0] - step / 2), float(values[-1] + step / 2)])
-        else:
-            return None
+        else:  # r.l.u. axes that do not fit the image: calibrating by them would place it wrongly
+            raise DataError(f"{group.name}: its r.l.u. axis {name} has {len(values)} values for {pixels} pixels (it "
+                            f"needs {pixels} bin centres or {pixels + 1} edges)")  # fmt: skip
         labels.append(_text(axis.attrs.get("long_name", name)))
     return {"rows": edges[0], "columns": edges[1], "names": labels, "rlu": True}
 

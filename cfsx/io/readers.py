@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cfsx.errors import AdvisedError, DataError
+from cfsx.errors import AdvisedError, DataError, TooLargeError
 from cfsx.io.hdf5_images import VolumeAxes, hdf5_dataset
 
 
@@ -129,8 +129,8 @@ def select_frames(specs: list[str], frames: str | None, sum_frames: bool) -> lis
     chosen = slice(None)
     if frames is not None:
         found = SELECTION.fullmatch(f"[{frames}]")
-        if found is None:
-            raise DataError(f"--frames must be a frame or a range a:b, got {frames!r}")
+        if found is None or not frames.strip():
+            raise DataError(f"--frames must be a frame i or a range a:b (either end may be left out), got {frames!r}")
         chosen = split_selection(f"x::[{frames}]")[1]
         chosen = chosen if isinstance(chosen, slice) else slice(chosen, chosen + 1 if chosen != -1 else None)
     text = f"[{'' if chosen.start is None else chosen.start}:{'' if chosen.stop is None else chosen.stop}]"
@@ -145,7 +145,10 @@ def select_frames(specs: list[str], frames: str | None, sum_frames: bool) -> lis
                 count = array.shape[0] if len(array.shape) == 3 else None
             if count is None:
                 raise DataError(f"{spec} is not a stack of frames (shape {array.shape}): --frames is for 3-D data")
-            selected += [f"{spec}[{index}]" for index in range(*chosen.indices(count))]
+            indices = range(*chosen.indices(count))
+            if not indices:
+                raise DataError(f"{spec}: --frames {frames} selects none of its {count} frames (0 to {count - 1})")
+            selected += [f"{spec}[{index}]" for index in indices]
     return selected
 
 
@@ -157,19 +160,46 @@ def select_plane(specs: list[str], plane: str | None) -> list[str]:
     return [spec if split_selection(spec)[1] is not None else f"{spec}[{chosen}]" for spec in specs]
 
 
-def read_image(spec: str) -> tuple[np.ndarray, dict[str, Any]]:
+def read_image(spec: str, max_pixels: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Read one image: .npy, TIFF, PNG, HDF5/NeXus (``file.h5::/path``, the path a dataset or an NXdata group;
     without a path the NeXus default plottable data or the Mantid MDHisto layout), or any detector format
     that fabio reads (CBF, EDF, ...), with an optional frame or plane selection (module docstring). Returns
-    the image and what was read."""
+    the image and what was read. ``max_pixels``: refuse (TooLargeError) what would read more pixels, counted from
+    the file's header before any pixel is read (where the format says; else right after reading)."""
     base, selection = split_selection(spec)
     with _opened(base) as (array, info, volume):
+        _check_size(array.shape, selection, max_pixels, spec)
         if isinstance(selection, Plane):
             array = _plane(array, volume, selection, spec, info)
         elif selection is not None:
             array = _frames(array, selection, spec, info)
         image = as_image(array[()] if not isinstance(array, np.ndarray) else array, source=spec)
     return image, info
+
+
+def _check_size(shape: tuple[int, ...] | None, selection: Any, max_pixels: int | None, spec: str) -> None:
+    """Refuse data whose part to be read holds more than ``max_pixels`` values (``shape`` None: not known yet)."""
+    if max_pixels is None or shape is None:
+        return
+    shape = tuple(int(size) for size in shape)
+    if selection is None or len(shape) != 3:
+        reading = int(np.prod(shape, dtype=np.float64))
+    else:  # a frame, a sum of frames read one by one, or a plane: one 2-D slice at a time
+        reading = max(shape[0] * shape[1], shape[1] * shape[2], shape[0] * shape[2])
+    if reading > max_pixels:
+        raise TooLargeError(f"{spec} holds {reading} pixels ({' x '.join(map(str, shape))}); the limit is {max_pixels}")
+
+
+class _Deferred:
+    """Data read only when first indexed; its shape comes from the file's header."""
+
+    def __init__(self, shape: tuple[int, ...], read) -> None:
+        self.shape, self.ndim, self._read, self._data = tuple(shape), len(shape), read, None
+
+    def __getitem__(self, key):
+        if self._data is None:
+            self._data = np.asarray(self._read())
+        return self._data[key]
 
 
 def _frames(array: Any, selection: slice | int, spec: str, info: dict[str, Any]) -> np.ndarray:
@@ -273,21 +303,15 @@ def _opened(spec: str) -> Iterator[tuple[Any, dict[str, Any], VolumeAxes | None]
     info: dict[str, Any] = {"source": str(path)}
     volume: VolumeAxes | None = None
     silenced = logging.root.manager.disable
-    logging.disable(max(silenced, logging.WARNING))  # tifffile and imageio log what they then raise: the error says it
+    logging.disable(max(silenced, logging.ERROR))  # the readers log what they then raise: the error says it
     try:
         with contextlib.ExitStack() as files:
             if suffix == ".npy":
                 array = np.load(path, allow_pickle=False, mmap_mode="r")
             elif suffix in (".tif", ".tiff"):
-                import tifffile
-
-                array = tifffile.imread(path)
+                array = _tiff(path, files)
             elif suffix == ".png":
-                import imageio.v3 as imageio
-
-                array = imageio.imread(path)
-                if array.ndim == 3:  # colour PNG: its luminance
-                    array = array[..., :3].mean(axis=-1)
+                array = _png(path)
             elif suffix in HDF5_SUFFIXES:
                 array, volume = hdf5_dataset(path, inner, info, files)
             else:
@@ -296,15 +320,60 @@ def _opened(spec: str) -> Iterator[tuple[Any, dict[str, Any], VolumeAxes | None]
     except (DataError, GeneratorExit):
         raise
     except Exception as error:  # every reader has its own exception types for a damaged file
-        raise DataError(f"cannot read {path} as an image: {error}") from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"cannot read {path} as an image: {reason}") from None
     finally:
         logging.disable(silenced)
 
 
-def _read_fabio(path) -> np.ndarray:
+def _tiff(path: Path, files: contextlib.ExitStack) -> _Deferred:
+    """A TIFF's first series, unread; a colour one (samples per pixel: RGB) as its luminance, not as frames."""
+    import tifffile
+
+    series = files.enter_context(tifffile.TiffFile(path)).series[0]
+    colour = series.axes.find("S")
+    if colour < 0:
+        return _Deferred(series.shape, series.asarray)
+    shape = tuple(size for number, size in enumerate(series.shape) if number != colour)
+    return _Deferred(shape, lambda: np.take(series.asarray(), range(min(3, series.shape[colour])), colour).mean(colour))
+
+
+def _png(path: Path) -> _Deferred:
+    """A PNG, unread (its size from the header); a colour one as its luminance."""
+    import imageio.v3 as imageio
+    from PIL import Image
+
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+    except Image.DecompressionBombError as bomb:  # far beyond any detector: Pillow refuses to open it at all
+        raise TooLargeError(f"{path} declares too many pixels ({bomb})") from None
+
+    def read() -> np.ndarray:
+        array = imageio.imread(path)
+        return array[..., :3].mean(axis=-1) if array.ndim == 3 else array  # colour PNG: its luminance
+
+    return _Deferred((height, width), read)
+
+
+def _read_fabio(path) -> Any:
+    """A detector image fabio reads: its size from the header where the format gives it (EDF, CBF), a file shorter
+    than its header says refused."""
     import fabio
 
-    return fabio.open(str(path)).data
+    header = fabio.openheader(str(path)).header
+    dims = [header.get(key) for key in ("Dim_2", "Dim_1")] if "Dim_1" in header else [
+        header.get("X-Binary-Size-Second-Dimension"), header.get("X-Binary-Size-Fastest-Dimension")]  # fmt: skip
+    shape = tuple(int(str(size).split()[0]) for size in dims) if all(dims) else None
+
+    def read() -> np.ndarray:
+        image = fabio.open(str(path))
+        declared = header.get("EDF_BinarySize") or header.get("Size")
+        if declared and str(declared).isdigit() and int(declared) > path.stat().st_size:
+            raise DataError(f"{path} is truncated: its header declares {declared} bytes of data, the file is shorter")
+        return image.data
+
+    return _Deferred(shape, read) if shape else read()
 
 
 def file_of(spec: str) -> str:
@@ -329,7 +398,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
         else:
             specs.append(item)
     if not specs:
-        raise DataError(f"no image files found in {' '.join(inputs)}")
+        raise DataError(f"no image files found in {' '.join(inputs)}" if inputs else "no image files given")
     return specs
 
 

@@ -59,10 +59,6 @@ class Samples:
         """The per-sample shape of every array held."""
         return {name: tuple(np.shape(value)[1:]) for name, value in self.present().items()}
 
-    def only(self, names: Sequence[str]) -> Samples:
-        """The record with only the arrays ``names`` (the others None)."""
-        return Samples(**{name: value for name, value in self.present().items() if name in names or name == "images"})
-
     @classmethod
     def stack(cls, samples: Sequence[Mapping[str, np.ndarray]]) -> Samples:
         """One record of single samples' arrays (mappings by field name; other keys are left out)."""

@@ -69,7 +69,25 @@ def resolve_model(name_or_path: str | Path) -> Path:
         raise DataError(f"no model file or built-in model named {name_or_path!r} (built-in models: {names})")
     if not model.path.is_file():
         raise DataError(f"the built-in model {model.name} is not installed ({model.path}); make models builds it")
+    verify(model)
     return model.path
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256: each file hashed once per process
+
+
+def verify(model: BuiltinModel) -> None:
+    """Refuse a built-in model whose file is not the one its registry names (replaced or damaged): its sha256, kept
+    per size and modification time so that naming a model stays fast."""
+    status = model.path.stat()
+    key = (str(model.path), status.st_size, status.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = file_sha256(model.path)
+    if _VERIFIED[key] != model.sha256:
+        raise DataError(
+            f"the built-in model {model.name} ({model.path}) is not the file its registry names (sha256 "
+            f"{_VERIFIED[key][:12]}..., expected {model.sha256[:12]}...): reinstall cfsx or make models"
+        )
 
 
 def file_sha256(path: str | Path) -> str:

@@ -192,7 +192,11 @@ def corrupted_copy(
     Labels, seeds and attributes are copied; the settings go to the root attribute ``corruption`` (each
     image's corruptions are drawn again from (seed, index) by ``draw``). Returns the number of samples."""
     from cfsx.config import config_from_yaml_text
+    from cfsx.errors import ConfigError
     from cfsx.io.dataset import open_dataset, write_dataset
+
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise ConfigError(f"--seed must be a whole number in 0..2**63 - 1, got {seed!r}")
 
     chunk = 256
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import asdict, dataclass, fields
+import zlib
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,9 @@ class Scores:
 
     @classmethod
     def of(cls, plain: dict[str, Any]) -> Scores:
-        return cls(**{item.name: plain[item.name] for item in fields(cls)})
+        """The scores of a metadata document's ``metrics`` entry (what a file lacks: NaN, none per component)."""
+        missing = {"samples": 0, "per_component": {}}
+        return cls(**{item.name: plain.get(item.name, missing.get(item.name, float("nan"))) for item in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,12 @@ class TrainingRun:
     best_epoch: int
     seconds: float
     history: list[dict[str, float]]  # per epoch: losses, metrics, seconds, learning rate
+    extra: dict[str, Any] = field(default_factory=dict)  # entries of the document this cfsx does not know: kept
+
+    def document(self) -> dict[str, Any]:
+        """The metadata document's ``training`` section."""
+        plain = asdict(self)
+        return {**{key: value for key, value in plain.items() if key != "extra"}, **self.extra}
 
     @classmethod
     def of(cls, plain: dict[str, Any]) -> TrainingRun:
@@ -143,10 +152,17 @@ class TrainingRun:
         files = [DataFile(**item) for item in plain.get("data_files", [])]
         added = {"data": ", ".join(item.path for item in files), "initialised_from": None, "strategy": "default",
                  "replicas": 1, "interrupted": False, "resumed_at_epoch": None}  # fmt: skip
+        known = {item.name for item in fields(cls)}
         values = {item.name: plain.get(item.name, added.get(item.name)) for item in fields(cls)}
+        values["extra"] = {key: value for key, value in plain.items() if key not in known}
         values["data_files"] = files
         values["samples"] = SampleCounts(**plain.get("samples", {"train": 0, "validation": 0, "test": 0}))
         return cls(**values)
+
+
+# The entries of a model's metadata document that ModelCard names (any other is kept in ``extra``).
+DOCUMENT_KEYS = ("format", "format_version", "cfsx_version", "created", "cfs", "vectors", "labels", "image_size",
+                 "h_max", "lot_size", "simulation_config", "training", "split", "metrics")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -169,6 +185,7 @@ class ModelCard:
     validation_indices: np.ndarray | None = None
     created: str = ""
     cfsx_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # entries of the document this cfsx does not know: kept
 
     @property
     def components(self) -> int:
@@ -203,6 +220,7 @@ class ModelCard:
             validation_indices=np.asarray(split["validation"], dtype=np.int64) if "validation" in split else None,
             created=str(document.get("created", "")),
             cfsx_version=str(document.get("cfsx_version", "")),
+            extra={key: value for key, value in document.items() if key not in DOCUMENT_KEYS},
         )
 
     @property
@@ -226,9 +244,10 @@ class ModelCard:
             "h_max": self.h_max,
             "lot_size": self.lot_size,
             "simulation_config": self.decoding_config,
-            "training": asdict(self.training),
+            "training": self.training.document(),
             "split": split,
             "metrics": metrics,
+            **self.extra,
         }
 
     def to_json(self) -> str:
@@ -238,8 +257,11 @@ class ModelCard:
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
         """The card ``to_json`` wrote."""
-        document = json.loads(text)
-        return cls.from_metadata(document["metadata"], document["path"])
+        try:
+            document = json.loads(text)
+            return cls.from_metadata(document["metadata"], document["path"])
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise DataError(f"not a model card's JSON ({type(error).__name__}: {one_line(str(error))})") from None
 
     def summary(self) -> str:
         """What ``cfsx info`` prints of a model: encoding, grid, training run, hold-out, decoding settings."""
@@ -282,3 +304,36 @@ def read_model_card(path: str | Path) -> ModelCard:
         return ModelCard.from_metadata(read_metadata(path), path)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise DataError(f"{path}: the model's metadata is malformed ({type(error).__name__}: {error})") from None
+
+
+# The entries of a .keras archive besides cfsx's metadata.
+KERAS_ENTRIES = ("config.json", "model.weights.h5")
+
+
+def check_model_archive(path: str | Path) -> None:
+    """Refuse a model file whose archive is damaged (an entry missing or failing its CRC), whose config is not JSON
+    or whose weights cannot be read whole; without TensorFlow (``cfsx info``, ``cfsx serve`` at start-up)."""
+    import io
+
+    import h5py
+
+    path = resolve_model(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = [name for name in (*KERAS_ENTRIES, METADATA_ENTRY) if name not in archive.namelist()]
+            if missing:
+                raise DataError(f"{path} is not a whole model file: it lacks {', '.join(missing)}")
+            damaged = archive.testzip()
+            if damaged is not None:
+                raise DataError(f"{path} is damaged: its entry {damaged} fails its checksum")
+            json.loads(archive.read("config.json"))
+            weights = archive.read("model.weights.h5")
+        arrays: list = []
+        with h5py.File(io.BytesIO(weights), "r") as file:
+            file.visititems(lambda name, item: arrays.append(item) if isinstance(item, h5py.Dataset) else None)
+            if not arrays:
+                raise DataError(f"{path} holds no weights")
+            for array in arrays:
+                array[()]
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, zlib.error) as error:
+        raise DataError(f"{path} is damaged: {one_line(str(error)) or type(error).__name__}") from None

@@ -163,9 +163,17 @@ def _compile(run: _Run, learning_rate: float) -> None:
 
 
 def _restore(model, state) -> None:
-    """The weights and optimizer state of a checkpoint (``train --resume``)."""
-    model.set_weights(state.weights)
+    """The weights and optimizer state of a checkpoint (``train --resume``), refused in one line when they do not
+    fit the model (another architecture, a damaged file)."""
+    expected = [tuple(weight.shape) for weight in model.get_weights()]
     model.optimizer.build(model.trainable_variables)
+    slots = [tuple(variable.shape) for variable in model.optimizer.variables]
+    best = state.best_weights or state.weights
+    if ([w.shape for w in state.weights] != expected or [w.shape for w in best] != expected
+            or [v.shape for v in state.optimizer] != slots):  # fmt: skip
+        raise DataError("cannot resume: the checkpoint's weights do not fit this model (a damaged state.npz, or a "
+                        "checkpoint of another run): train without --resume")  # fmt: skip
+    model.set_weights(state.weights)
     for variable, value in zip(model.optimizer.variables, state.optimizer, strict=True):
         variable.assign(value)
 

@@ -87,8 +87,10 @@ class TrainingArrays:
         cfs = int(round(np.sqrt(len(vectors) + 1)))
         if len(vectors) < 3 or not np.array_equal(vectors, cfs_vectors(cfs)):
             raise DataError("vectors must be the lattice vectors of a CFS in cfsx's order (encoding.cfs_vectors)")
-        if images.ndim != 3 or images.shape[1] != images.shape[2]:
-            raise DataError(f"images must be (samples, M, M), got {images.shape}")
+        if images.ndim != 3 or images.shape[1] != images.shape[2] or len(images) == 0:
+            raise DataError(f"images must be (samples, M, M) with at least one sample, got {images.shape}")
+        if not (np.isfinite(images).all() and np.isfinite(labels).all()):
+            raise DataError("the images or labels hold NaN or infinite values")
         if labels.shape != (len(images), len(vectors)):
             raise DataError(f"labels must be (samples, {len(vectors)}) for {len(images)} images, got {labels.shape}")
         base = self.simulation or load_config(None)

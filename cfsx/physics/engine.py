@@ -71,10 +71,24 @@ def _as_state(state: np.ndarray) -> np.ndarray:
     return array.copy()
 
 
-def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise EngineError(f"{name} must be a positive integer, got {value!r}")
+MAX_INT32 = 2**31 - 1  # the engine counts in 32-bit integers
+
+
+def _positive_int(value: int, name: str, largest: int = MAX_INT32) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= largest:
+        raise EngineError(f"{name} must be an integer in 1..{largest}, got {value!r}")
     return int(value)
+
+
+def _count(value: int, name: str = "count") -> int:
+    """A number of values to draw: 0 or more (at most MAX_COUNT)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_COUNT:
+        raise EngineError(f"{name} must be an integer in 0..{MAX_COUNT}, got {value!r}")
+    return int(value)
+
+
+MAX_COUNT = 2**28  # random numbers drawn in one call (a 2 GiB array)
+MAX_LATTICE = 2**14  # lattice sites along one side (268 million sites)
 
 
 def _lattice_out(lattice: np.ndarray) -> np.ndarray:
@@ -94,20 +108,20 @@ def seed_state(seed: int) -> np.ndarray:
 
 def random_uint32(count: int, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``count`` raw 32-bit outputs (as int64) and the advanced state."""
-    state, values = _engine.random_uint32(count, _as_state(state))
+    state, values = _engine.random_uint32(_count(count), _as_state(state))
     return np.asarray(values), state
 
 
 def random_uniform(count: int, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``count`` uniform numbers in [0, 1) and the advanced state."""
-    state, values = _engine.random_uniform(count, _as_state(state))
+    state, values = _engine.random_uniform(_count(count), _as_state(state))
     return np.asarray(values), state
 
 
 def random_below(count: int, high: int, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``count`` integers in [0, high) and the advanced state."""
     high = _positive_int(high, "high")
-    state, values = _engine.random_below(count, high, _as_state(state))
+    state, values = _engine.random_below(_count(count), high, _as_state(state))
     return np.asarray(values), state
 
 
@@ -116,7 +130,7 @@ def random_below(count: int, high: int, state: np.ndarray) -> tuple[np.ndarray, 
 
 def random_lattice(size: int, concentration: float, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """An N x N lattice with exactly round(c N^2) occupied sites at random positions."""
-    size = _positive_int(size, "lattice size")
+    size = _positive_int(size, "lattice size", MAX_LATTICE)
     if not np.isfinite(concentration) or not 0.0 <= concentration <= 1.0:
         raise EngineError(f"concentration must be in [0, 1], got {concentration!r}")
     n_occupied = int(round(concentration * size * size))
@@ -370,6 +384,7 @@ def cosine_transform(
 
 def fejer_window(lot_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Displacements -(L-1)..(L-1) and the weights 1 - |d|/L of one axis of an L-site lot."""
+    lot_size = _positive_int(lot_size, "lot size")
     displacements = np.arange(-(lot_size - 1), lot_size)
     return displacements, 1.0 - np.abs(displacements) / lot_size
 

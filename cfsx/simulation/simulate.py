@@ -19,7 +19,7 @@ from cfsx.errors import ClusterError, ConfigError, DataError
 from cfsx.io import checkpoint, dataset
 from cfsx.io.dataset_info import ReachSummary, reach_summary
 from cfsx.io.outputs import claim_outputs, output_failure, writing
-from cfsx.io.samples import Samples
+from cfsx.io.samples import SAMPLE_PATHS, Samples
 from cfsx.physics.encoding import cfs_vectors
 from cfsx.simulation.cluster import Scheduler, run_batches
 from cfsx.simulation.sample import simulate_batch
@@ -114,7 +114,8 @@ def _save_batch(parts: Path, start: int, samples: Samples) -> None:
 
 def _load_batch(parts: Path, start: int) -> Samples:
     with np.load(_batch_file(parts, start)) as data:
-        return Samples(**{LEGACY_BATCH_NAMES.get(name, name): data[name] for name in data.files})
+        names = {LEGACY_BATCH_NAMES.get(name, name): name for name in data.files}
+        return Samples(**{field: data[names[field]] for field in SAMPLE_PATHS if field in names})
 
 
 def _completed_batches(parts: Path, batches: list[tuple[int, int]]) -> set[int]:

@@ -36,7 +36,7 @@ app = typer.Typer(
 
 
 # Without a terminal (logs of batch jobs, pipes) lines are not wrapped at 80 columns.
-console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+console = Console(stderr=True, soft_wrap=not sys.stderr.isatty(), emoji=False)
 
 
 SetOverrides = Annotated[
@@ -101,7 +101,9 @@ def renamed(old: str, old_value, new: str, new_value):
         return new_value
     if new_value is not None:
         raise fail(f"{old} is the old spelling of {new}: give one of them", EXIT_USAGE)
-    console.print(f"note: {old} is deprecated and will be removed in the next release; use {new}", highlight=False)
+    console.print(
+        f"note: {old} is deprecated and will be removed in the next release; use {new}", highlight=False, markup=False
+    )
     return old_value
 
 
@@ -113,7 +115,7 @@ def examples(commands: list[str]) -> str:
 def result_console(json_: bool) -> Console:
     """Where a command's human-readable result goes: stdout, or stderr when stdout carries --json's record."""
     stream = sys.stderr if json_ else sys.stdout
-    return Console(file=stream, soft_wrap=not stream.isatty(), quiet=console.quiet)
+    return Console(file=stream, soft_wrap=not stream.isatty(), quiet=console.quiet, emoji=False)
 
 
 def _version(value: bool) -> None:
@@ -177,7 +179,7 @@ def _terminate(signum, frame) -> None:
 
 def fail(message: str, code: int) -> typer.Exit:
 
-    errors = Console(stderr=True, soft_wrap=True)  # also under -q
+    errors = Console(stderr=True, soft_wrap=True, emoji=False)  # also under -q
     errors.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False)
     return typer.Exit(code)
 

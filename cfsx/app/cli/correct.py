@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cfsx.app.cli.common import (
+    FLAGS,
     JsonFlag,
     SetOverrides,
     app,
@@ -113,7 +114,7 @@ def correct(
         from cfsx.config.flags import Calibration, correction_config
 
         calibration = Calibration(origin, pixels_per_rlu, rotation, centre, zones, lattice)
-        resolved = correction_config(config, set_, calibration, mask)
+        resolved = correction_config(config, set_, calibration, mask, FLAGS)
         with progress_bar() as bar:
             task = bar.add_task("correct", total=None, rate="")
             results = correct_files(
@@ -126,9 +127,9 @@ def correct(
             )
         out = result_console(json_)
         for correction in results[:20]:
-            out.print(correction.summary(), highlight=False)
+            out.print(correction.summary(), highlight=False, markup=False)
         if len(results) > 20:
             out.print(f"... and {len(results) - 20} more images")
-        console.print(f"wrote {len(results)} corrected images to {output}", highlight=False)
+        console.print(f"wrote {len(results)} corrected images to {output}", highlight=False, markup=False)
         if json_:
             print_json({"output": output, "images": [correction.record() for correction in results]})

@@ -82,7 +82,7 @@ def simulate(
             report = simulation.simulate(
                 resolved, output, workers=workers, resume=resume, shard=shard_spec, progress=progress, scheduler=cluster
             )
-        console.print(report.summary(), highlight=False)
+        console.print(report.summary(), highlight=False, markup=False)
         if json_:
             print_json(report)
 
@@ -129,4 +129,4 @@ def merge(
         from cfsx.io.dataset import merge_shards
 
         total = merge_shards(list(shards), output)
-        console.print(f"merged {len(shards)} shards, {total} samples, into {output}")
+        console.print(f"merged {len(shards)} shards, {total} samples, into {output}", markup=False)

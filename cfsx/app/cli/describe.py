@@ -73,9 +73,10 @@ def info(
 
 def _describe_model(path: Path, out: Console) -> dict:
     """cfsx info on a .keras model: its metadata, read without loading the weights; returns the metadata."""
-    from cfsx.learning.model_card import read_model_card
+    from cfsx.learning.model_card import check_model_archive, read_model_card
 
     card = read_model_card(path)
+    check_model_archive(path)  # the weights too: a model with damaged weights is not fine
     out.print(card.summary(), highlight=False, markup=False)
     return card.metadata
 
@@ -110,16 +111,15 @@ def config_show(
 ) -> None:
     """Print a config as the commands resolve it (defaults filled in, --set applied), with its comments."""
     with reported_errors():
-        import yaml
-
         from cfsx.config import annotated_yaml, load_config, resolve_config_path
+        from cfsx.config.loader import read_config_file
         from cfsx.errors import ConfigError
 
-        path = resolve_config_path(name)
-        text = path.read_text()
         if kind is not None and kind not in CONFIG_KINDS:
             raise ConfigError(f"--kind must be one of {', '.join(CONFIG_KINDS)}, got {kind!r}")
-        sections = set(yaml.safe_load(text) or {}) if kind is None else set()
+        path = resolve_config_path(name)
+        text, document = read_config_file(path)
+        sections = set(document) if kind is None else set()
         kinds = [kind] if kind else [k for k in CONFIG_KINDS if sections <= set(_section_names(_config_root(k)))]
         if not kinds:
             raise ConfigError(f"{path}: its sections {sorted(sections)} are not those of any cfsx config")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cfsx.app.cli.common import (
     DEFAULT_WORKERS,
+    FLAGS,
     JsonFlag,
     SetOverrides,
     app,
@@ -126,7 +127,7 @@ def interpret(
                                          figures=False if no_figures else None)  # fmt: skip
         correction_name = renamed("--correction", correction, "--correct-config", correct_config) or "correct"
         calibration = Calibration(origin, pixels_per_rlu, rotation, centre, zones, lattice)
-        cleaning = correction_config(correction_name, correct_set, calibration, mask)
+        cleaning = correction_config(correction_name, correct_set, calibration, mask, FLAGS)
         processes = worker_count(workers)
         with progress_bar() as bar:
             tasks: dict[str, int] = {}
@@ -140,7 +141,7 @@ def interpret(
             result = run_interpretation(model or DEFAULT_MODEL, images, destination, resolved, cleaning,
                                         workers=processes, progress=progress)  # fmt: skip
         _print_interpretation(result.interpretations, result_console(json_))
-        console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)")
+        console.print(f"results: {result.output_dir / 'results.json'} ({result.seconds['total']:.1f} s)", markup=False)
         if record is not None:
             skipped = result.document.get("store_skipped", 0)
             console.print(f"recorded into {record} (now {result.document['store_size']} images"
@@ -169,7 +170,7 @@ def _print_interpretation(interpretations, out: Console) -> None:
     for column in columns:
         table.add_column(column.replace("_", " "), justify="right", overflow="fold")
     for item in interpretations[:20]:
-        row = [short_name(item.source), _verdict_text(item.verdict), item.final_source.replace("_", " ")]
+        row = [escape(short_name(item.source)), _verdict_text(item.verdict), item.final_source.replace("_", " ")]
         for name in methods:
             fit = (item.fits or {}).get(name)
             quality = None if fit is None else (fit.structure or fit.analytic)
@@ -178,7 +179,10 @@ def _print_interpretation(interpretations, out: Console) -> None:
         row.append("-" if limits is None else f"{limits.range_r2:.2f} / {limits.periodic_r2:.2f}")
         table.add_row(*row)
     out.print(table)
-    console.print(f"final answer: {FINAL_RULE}", highlight=False)
+    more = _more_table(interpretations[:20])
+    if more is not None:
+        out.print(more)
+    console.print(f"final answer: {FINAL_RULE}", highlight=False, markup=False)
     if len(interpretations) > 20:
         console.print(f"... and {len(interpretations) - 20} more images")
     for item in interpretations:
@@ -188,6 +192,44 @@ def _print_interpretation(interpretations, out: Console) -> None:
                           f"{escape(item.verdict.line())}", highlight=False)  # fmt: skip
     verdict = escape(f" [{first.verdict.label}]") if first.verdict is not None else ""
     console.print(f"encoding of {escape(first.summary())}{verdict}", highlight=False)
+
+
+def _more_table(interpretations) -> Table | None:
+    """Every field of the records that the table above does not show (the generic rule of results.json), one
+    column per plain value: a field added to the record appears here by itself."""
+    import dataclasses
+
+    from cfsx.interpretation.results import generic_fields
+    from cfsx.io import records
+    from cfsx.io.readers import short_name
+
+    columns: dict[str, list[str]] = {}
+    for name, _ in generic_fields():
+        for index, item in enumerate(interpretations):
+            value = getattr(item, name)
+            plain = records.to_plain(value) if dataclasses.is_dataclass(value) else {name: value}
+            for key, entry in (plain or {}).items():
+                if isinstance(entry, bool | int | float | str) or entry is None:
+                    label = f"{name}: {key}".replace("_", " ") if dataclasses.is_dataclass(value) else name
+                    cells = columns.setdefault(label, ["-"] * len(interpretations))
+                    cells[index] = (
+                        "-"
+                        if entry is None
+                        else entry
+                        if isinstance(entry, str)
+                        else ("yes" if entry else "no")
+                        if isinstance(entry, bool)
+                        else f"{entry:.3g}"
+                    )
+    if not columns:
+        return None
+    table = Table(title="more of each image's record")
+    table.add_column("image", overflow="fold")
+    for label in columns:
+        table.add_column(label, justify="right", overflow="fold")
+    for index, item in enumerate(interpretations):
+        table.add_row(escape(short_name(item.source)), *(escape(cells[index]) for cells in columns.values()))
+    return table
 
 
 def _verdict_text(verdict) -> str:

@@ -108,7 +108,7 @@ def train(
                     )
 
             result = run_training(list(data), output, resolved, on_epoch=on_epoch, init=init, resume=resume)
-        console.print(result.summary(), highlight=False)
+        console.print(result.summary(), highlight=False, markup=False)
         if json_:
             print_json(result.record())
         if result.interrupted:
@@ -163,4 +163,4 @@ def evaluate(
         )
         if json_:
             print_json(report)
-        console.print(report.summary(), highlight=False)
+        console.print(report.summary(), highlight=False, markup=False)
