@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cfsx import _engine
 from cfsx.errors import EngineError
+
+if TYPE_CHECKING:
+    from cfsx.config import DiffractionConfig, FeedbackConfig
 
 _STATUS = {
     1: "bad dimensions",
@@ -207,6 +211,15 @@ class FeedbackSettings:
     stall_noise: float = 0.0
     adaptive: bool = False
 
+    @classmethod
+    def of(cls, feedback: FeedbackConfig, lattice_size: int) -> FeedbackSettings:
+        """The settings of a config's ``feedback`` section on an N x N lattice (stall noise: the lattice's own,
+        1/N): where a new feedback option goes from the config to the kernel."""
+        return cls(gain=feedback.gain, sweeps_per_cycle=feedback.sweeps_per_cycle,
+                   tolerance=feedback.tolerance_for(lattice_size), max_cycles=feedback.max_cycles,
+                   coupling_bound=feedback.coupling_bound, stall_cycles=feedback.stall_cycles,
+                   stall_noise=1.0 / lattice_size, adaptive=feedback.update == "adaptive")  # fmt: skip
+
 
 def feedback(
     lattice: np.ndarray,
@@ -319,6 +332,17 @@ def _reduced_grid(image_size: int, h_max: float) -> _ReducedGrid:
         full_rows + count * columns[None, :],
         period,
     )
+
+
+def diffract(lattice: np.ndarray, diffraction: DiffractionConfig, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image a config's ``diffraction`` section makes of a lattice (every lot origin, or ``n_lots`` random lots
+    drawn from ``state``) and the lots' origins (none for every origin): where a new diffraction option goes from
+    the config to the kernel."""
+    if diffraction.n_lots == "all":
+        image = all_lots_intensity(lattice, diffraction.lot_size, diffraction.image_size, diffraction.h_max)
+        return image, np.zeros((0, 2), dtype=np.int32)
+    origins, _ = random_origins(np.shape(lattice)[0], diffraction.n_lots, state)
+    return lot_intensity(lattice, diffraction.lot_size, origins, diffraction.image_size, diffraction.h_max), origins
 
 
 def random_origins(size: int, n_lots: int, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -65,17 +65,7 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
                 )
         lattice, state = engine.random_lattice(size, concentration, state)
         result = run_feedback(config, lattice, target, state)
-    diffraction = config.diffraction
-    origins = np.zeros((0, 2), dtype=np.int32)  # n_lots: all uses every origin
-    if diffraction.n_lots == "all":
-        image = engine.all_lots_intensity(
-            result.lattice, diffraction.lot_size, diffraction.image_size, diffraction.h_max
-        )
-    else:
-        origins, _ = engine.random_origins(config.lattice.size, diffraction.n_lots, result.state)
-        image = engine.lot_intensity(
-            result.lattice, diffraction.lot_size, origins, diffraction.image_size, diffraction.h_max
-        )
+    image, origins = engine.diffract(result.lattice, config.diffraction, result.state)
     return {
         "seeds": np.uint64(seed),
         "images": image.astype(np.float32),
@@ -92,23 +82,8 @@ def simulate_sample(config: SimulationConfig, seed: int, target: np.ndarray | No
 def run_feedback(config: SimulationConfig, lattice: np.ndarray, target: np.ndarray, state: np.ndarray
                  ) -> engine.FeedbackResult:  # fmt: skip
     """The config's feedback loop from ``lattice`` towards ``target`` (stall noise: the lattice's own, 1/N)."""
-    fb, size = config.feedback, config.lattice.size
-    return engine.feedback(
-        lattice,
-        cfs_vectors(config.encoding.cfs),
-        target,
-        state,
-        engine.FeedbackSettings(
-            gain=fb.gain,
-            sweeps_per_cycle=fb.sweeps_per_cycle,
-            tolerance=fb.tolerance_for(size),
-            max_cycles=fb.max_cycles,
-            coupling_bound=fb.coupling_bound,
-            stall_cycles=fb.stall_cycles,
-            stall_noise=1.0 / size,
-            adaptive=fb.update == "adaptive",
-        ),
-    )
+    settings = engine.FeedbackSettings.of(config.feedback, config.lattice.size)
+    return engine.feedback(lattice, cfs_vectors(config.encoding.cfs), target, state, settings)
 
 
 def simulate_batch(config: SimulationConfig, start: int, stop: int) -> Samples:
