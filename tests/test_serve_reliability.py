@@ -417,3 +417,38 @@ def test_bad_serve_options_are_one_line_and_exit_3(options, message, served, tmp
     result = CliRunner().invoke(cli, ["serve", "--model", str(served / "small.keras"), *arguments])
     one_line(result, EXIT_BAD_INPUT, message)
     assert not (tmp_path / "store.lock").exists() and not (tmp_path / "damaged.lock").exists()
+
+
+def test_every_answer_follows_the_openapi_document_made_from_the_records(served, tmp_path):
+    """The OpenAPI document describes each request and answer by its record's schema (cfsx.app.serve_api), so what
+    the server sends is what the document says; make fuzz drives the server from it with Schemathesis."""
+    import dataclasses
+
+    import jsonschema
+
+    from cfsx.app.serve_api import FeedbackEntry, Health, InterpretAnswer
+
+    with TestClient(create_app(settings(served, tmp_path / "store"))) as client:
+        document = client.get("/api/v1/openapi.json").json()
+        assert document["openapi"] == "3.1.0"
+
+        def follows(value, name: str) -> None:
+            schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+            jsonschema.Draft202012Validator(schema).validate(value)
+
+        follows(client.get("/api/v1/health").json(), "Health")
+        for model in client.get("/api/v1/models").json():
+            follows(model, "ModelInfo")
+        answer = upload(client, served / "raw0.npy").json()
+        follows(answer, "InterpretAnswer")  # its interpretation against results.schema.json's record
+        follows(client.post("/api/v1/feedback", json={"id": answer["id"], "rating": 2}).json(), "FeedbackStored")
+        for entry in client.get("/api/v1/feedback").json():
+            follows(entry, "FeedbackEntry")
+        follows(client.get("/api/v1/results/" + "0" * 32 + "/results.json").json(), "Refusal")
+        with pytest.raises(jsonschema.ValidationError):
+            follows({"status": "ok"}, "Health")  # the document is not a placeholder: it requires the record's fields
+    schemas = document["components"]["schemas"]
+    for kind in (Health, InterpretAnswer, FeedbackEntry):
+        assert list(schemas[kind.__name__]["properties"]) == [item.name for item in dataclasses.fields(kind)]
+    form = document["paths"]["/api/v1/interpret"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["image"] and {"origin", "pixels_per_rlu", "centre"} <= set(form["properties"])

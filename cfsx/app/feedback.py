@@ -24,6 +24,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from cfsx.app.serve_api import FeedbackEntry
 from cfsx.errors import DataError
 
 SCHEMA = """
@@ -139,7 +140,7 @@ class Store:
             )
         return int(cursor.lastrowid)
 
-    def feedback(self, limit: int = 1000) -> list[dict[str, Any]]:
+    def feedback(self, limit: int = 1000) -> list[FeedbackEntry]:
         """The latest feedback with what it is about, newest first."""
         rows = self._database.execute(
             "select f.number, f.id, f.rating, f.comment, f.encoding, f.created, i.model, i.source, i.encoding "
@@ -151,7 +152,7 @@ class Store:
         for record in records:
             for key in ("suggested", "interpreted"):
                 record[key] = None if record[key] is None else json.loads(record[key])
-        return records
+        return [FeedbackEntry(**record) for record in records]
 
     def counts(self) -> dict[str, int]:
         interpretations = self._database.execute("select count(*) from interpretations").fetchone()[0]

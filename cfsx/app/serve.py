@@ -27,6 +27,7 @@ import starlette  # noqa: F401
 import uvicorn  # noqa: F401
 
 from cfsx.app.feedback import Feedback, Store
+from cfsx.app.serve_api import FeedbackStored, Health, InterpretAnswer, ModelInfo, QueueState, answer
 from cfsx.app.serve_http import (
     API,
     FEEDBACK_BYTES,
@@ -144,6 +145,7 @@ def served_models(names: list[str]) -> dict[str, str]:
 def create_app(settings: ServeSettings):
     """The ASGI app of ``cfsx serve`` (Starlette)."""
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
     from starlette.routing import Route
 
@@ -181,9 +183,17 @@ def create_app(settings: ServeSettings):
         Route("/api", api_page, methods=["GET"]),
     ]
     middleware = [Middleware(OneLineErrors), Middleware(TokenCheck, token=settings.token)]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+                    exception_handlers={HTTPException: _http_refusal})  # fmt: skip
     app.state.cfsx = state
     return app
+
+
+async def _http_refusal(request, problem):
+    """Starlette's own refusals (no such address: 404; a method the address does not take: 405) as one line of
+    JSON, like every other refusal."""
+    detail = {404: "no such address", 405: f"{request.method} is not taken here"}.get(problem.status_code)
+    return refusal(problem.status_code, detail or str(problem.detail), getattr(problem, "headers", None))
 
 
 def _state(request) -> _State:
@@ -191,32 +201,21 @@ def _state(request) -> _State:
 
 
 async def _health(request):
-    """responses:
-    200:
-      description: The server is up; its models, queue and store counts.
-    """
-    from starlette.responses import JSONResponse
-
+    """The server's state (serve_api.Health)."""
     from cfsx import __version__
 
     state = _state(request)
-    return JSONResponse({"status": "degraded" if state.problems else "ok", "problems": sorted(state.problems.values()),
-                         "version": __version__, "models": list(state.cards),
-                         "workers": state.settings.workers, "queue": {"pending": state.pending,
-                         "limit": state.settings.queue}, "served": state.served, **state.store.counts()})  # fmt: skip
+    counts = state.store.counts()
+    return answer(Health(status="degraded" if state.problems else "ok", problems=sorted(state.problems.values()),
+                         version=__version__, models=list(state.cards), workers=state.settings.workers,
+                         queue=QueueState(state.pending, state.settings.queue), served=state.served,
+                         interpretations=counts["interpretations"], feedback=counts["feedback"]))  # fmt: skip
 
 
 async def _models(request):
-    """responses:
-    200:
-      description: The models this server interprets with, from their model cards.
-    """
-    from starlette.responses import JSONResponse
-
-    cards = _state(request).cards
-    return JSONResponse([{"name": key, "cfs": card.cfs, "architecture": card.architecture, "labels": card.labels,
-                          "image_size": card.image_size, "h_max": card.h_max, "hold_out_r2": card.hold_out_r2}
-                         for key, card in cards.items()])  # fmt: skip
+    """The served models, from their model cards (serve_api.ModelInfo)."""
+    return answer([ModelInfo(key, card.cfs, card.architecture, card.labels, card.image_size, card.h_max,
+                             card.hold_out_r2) for key, card in _state(request).cards.items()])  # fmt: skip
 
 
 def _options(form, cards: dict[str, Any], replicates_default: int) -> Options:
@@ -305,7 +304,6 @@ async def _receive_upload(request, state: _State):
 
 
 async def _interpret_queued(state: _State, data: bytes, source: str, options: Options):
-    from starlette.responses import JSONResponse
 
     settings = state.settings
     suffix = Path(source).suffix.lower()
@@ -347,11 +345,10 @@ async def _interpret_queued(state: _State, data: bytes, source: str, options: Op
     state.served += 1
     record = served.document["images"][0]
     links = {name: f"{API}/results/{identifier}/{name}" for name in RESULT_FILES}
-    return JSONResponse({"id": identifier, "model": options.model, "interpretation": record,
-                         "correction": None if served.correction is None else served.correction.record(),
-                         "summary": served.interpretation.summary(),
-                         "links": links, "seconds": served.seconds, "knowledge_store_size": stored,
-                         "knowledge_store_error": problem})  # fmt: skip
+    return answer(InterpretAnswer(id=identifier, model=options.model, interpretation=record,
+                                  correction=None if served.correction is None else served.correction.record(),
+                                  summary=served.interpretation.summary(), links=links, seconds=served.seconds,
+                                  knowledge_store_size=stored, knowledge_store_error=problem))  # fmt: skip
 
 
 def _check_knowledge_store(path: Path, card) -> None:
@@ -415,7 +412,6 @@ async def _post_feedback(request):
       404:
         description: No such interpretation.
     """
-    from starlette.responses import JSONResponse
 
     state = _state(request)
     try:
@@ -452,17 +448,12 @@ async def _post_feedback(request):
                             f"({', '.join(labels)}), nothing else")  # fmt: skip
     async with state.write_lock:
         number = state.store.add_feedback(Feedback(identifier, rating, comment, encoding, time.time()))
-    return JSONResponse({"stored": number})
+    return answer(FeedbackStored(number))
 
 
 async def _list_feedback(request):
-    """responses:
-    200:
-      description: The feedback received, newest first, with the interpretation it is about.
-    """
-    from starlette.responses import JSONResponse
-
-    return JSONResponse(_state(request).store.feedback())
+    """The feedback received, newest first, with the interpretation it is about (serve_api.FeedbackEntry)."""
+    return answer(_state(request).store.feedback())
 
 
 def run(app, host: str, port: int) -> None:

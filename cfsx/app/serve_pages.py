@@ -10,14 +10,19 @@ from pathlib import Path
 from cfsx.app.serve_http import API
 
 
+def document() -> dict:
+    """The OpenAPI document of the API (cfsx.app.serve_api), with the schema of results.json's image records."""
+    from cfsx import __version__
+    from cfsx.app.serve_api import openapi_document
+    from cfsx.interpretation.results import results_schema
+
+    return openapi_document(__version__, results_schema())
+
+
 async def openapi(request):
     from starlette.responses import JSONResponse
-    from starlette.schemas import SchemaGenerator
 
-    from cfsx import __version__
-
-    generator = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "cfsx", "version": __version__}})
-    return JSONResponse(generator.get_schema(routes=request.app.routes))
+    return JSONResponse(document())
 
 
 PAGE = Path(__file__).with_name("serve_page.html")
@@ -34,10 +39,8 @@ async def api_page(request):
     from html import escape
 
     from starlette.responses import HTMLResponse
-    from starlette.schemas import SchemaGenerator
 
-    schema = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "cfsx", "version": "1"}}).get_schema(
-        routes=request.app.routes)  # fmt: skip
+    schema = document()
     listed = [(path, method, spec) for path, methods in schema.get("paths", {}).items()
               for method, spec in methods.items()]  # fmt: skip
     rows = "".join(f"<li><code>{escape(method.upper())} {escape(path)}</code>: "
@@ -53,9 +56,9 @@ async def feedback_page(request):
     from starlette.responses import HTMLResponse
 
     rows = "".join(
-        f"<tr><td>{escape(item['source'])}</td><td>{escape(item['model'])}</td><td>{item['rating']}</td>"
-        f"<td>{escape(item['comment'])}</td><td>{escape(json.dumps(item['suggested']))}</td>"
-        f"<td>{time.strftime('%Y-%m-%d %H:%M', time.gmtime(item['created']))}</td></tr>"
+        f"<tr><td>{escape(item.source)}</td><td>{escape(item.model)}</td><td>{item.rating}</td>"
+        f"<td>{escape(item.comment)}</td><td>{escape(json.dumps(item.suggested))}</td>"
+        f"<td>{time.strftime('%Y-%m-%d %H:%M', time.gmtime(item.created))}</td></tr>"
         for item in request.app.state.cfsx.store.feedback()
     )
     return HTMLResponse(

@@ -165,7 +165,8 @@ def zone_statistics(sums: ZoneSums, noise: float) -> ZoneStatistics:
     FULL_CELL of the most pixels any zone put in that cell) are averaged in but not compared."""
     total, count = sums.total, sums.count
     present = count.sum(axis=1) > 0
-    variance_total = sums.variance_total if sums.variance_total is not None else noise**2 * count
+    # NumPy's square: an extreme noise level overflows to inf (refused later) instead of raising OverflowError
+    variance_total = sums.variance_total if sums.variance_total is not None else np.square(np.float64(noise)) * count
     with np.errstate(invalid="ignore", divide="ignore"):
         means = total / count
         cell_variance = variance_total / count.astype(np.float64) ** 2  # of each zone's cell mean

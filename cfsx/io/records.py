@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from functools import cache
 from typing import Any
 
@@ -218,7 +218,9 @@ def json_schema(hint: Any) -> dict[str, Any]:
     if is_dataclass(hint):
         hints = _hints(hint)
         names = [item.name for item in fields(hint)]
-        return {"type": "object", "required": names, "properties": {name: json_schema(hints[name]) for name in names}}
+        required = [item.name for item in fields(hint) if item.default is MISSING and item.default_factory is MISSING]
+        properties = {name: json_schema(hints[name]) for name in names}
+        return {"type": "object", "required": required, "properties": properties}
     simple = {bool: "boolean", int: "integer", str: "string"}
     if hint in simple:
         return {"type": simple[hint]}
