@@ -67,7 +67,7 @@ def test_the_page_interprets_an_uploaded_image_as_the_api_does(server, tmp_path)
     from cfsx.simulation import decode
 
     demo = load_config("demo", ["encoding.cfs=2", "diffraction.image_size=64"])
-    plane = decode(demo, np.array([[-0.25, 0.1, 0.2]]), 5)["images"][0]
+    plane = decode(demo, np.array([[-0.25, 0.1, 0.2]]), 5).images[0]
     image = tmp_path / "plane.npy"
     np.save(image, np.kron(plane, np.ones((3, 3))))
     browser = chromium()
